@@ -1,0 +1,52 @@
+# crio-native: build, run and test on Debian 12 as root.
+#   make run    install what is missing, build, start the daemon (foreground)
+#   make test   install what is missing, build, run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMPS := .stamps
+
+APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev runc crun \
+	containernetworking-plugins docker-registry busybox-static iproute2 util-linux
+PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" \
+	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7"
+
+PYTEST_ARGS ?=
+
+.PHONY: all install-deps build run test bench clean
+
+all: build
+
+# Idempotent and quiet once done: apt runs only for packages that are missing.
+install-deps: $(STAMPS)/pip
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMPS)/pip: Makefile
+	@mkdir -p $(STAMPS)
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@$(VPY) -m pip install -q --disable-pip-version-check $(PIP_PACKAGES) 2> >(grep -v '^WARNING: Location' >&2)
+	@touch $@
+
+build: install-deps
+	@$(VPY) -m pip install -q --disable-pip-version-check --no-build-isolation -e . \
+		2> >(grep -vE '^WARNING: Location|BuildBackendWarning|return .\\n.\.join' >&2)
+
+run: build
+	$(VENV)/bin/crio-native daemon
+
+test: build
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+bench: build
+	$(VPY) -m bench
+
+clean:
+	rm -rf build $(STAMPS) src/*.egg-info src/crio_native/_proto
+	find src -name '*.so' -delete
+	rm -f src/crio_native/_native/*.c

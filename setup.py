@@ -1,0 +1,80 @@
+"""Build of crio-native's compiled core and generated CRI stubs.
+
+Cython modules live in src/crio_native/_native/*.pyx; the C they wrap lives in
+src/_native/.  The CRI stubs are generated from proto/runtime/v1/api.proto into
+src/crio_native/_proto/ on every build (they are never edited by hand)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+C_DIR = "src/_native"
+PROTO = HERE / "proto" / "runtime" / "v1" / "api.proto"
+PROTO_OUT = HERE / "src" / "crio_native" / "_proto"
+
+# module -> the C files (beside error.c) it needs and the libraries it links.
+NATIVE_MODULES = {
+    "ns": (["ns.c"], []),
+    "proc": (["proc.c"], []),
+    "seccomp": ([], ["seccomp"]),
+    "selinux": ([], ["selinux"]),
+}
+
+
+def generate_cri_stubs():
+    """Run grpcio-tools' protoc; the virtual include path makes the generated
+    code import itself as crio_native._proto.api_pb2."""
+    PROTO_OUT.mkdir(parents=True, exist_ok=True)
+    init = PROTO_OUT / "__init__.py"
+    if not init.exists():
+        init.write_text('"""Generated CRI runtime.v1 stubs (build output)."""\n')
+    stamp = PROTO_OUT / "api_pb2.py"
+    if stamp.exists() and stamp.stat().st_mtime >= PROTO.stat().st_mtime:
+        return
+    cmd = [
+        sys.executable, "-m", "grpc_tools.protoc",
+        f"-Icrio_native/_proto={PROTO.parent}",
+        f"--python_out={HERE / 'src'}",
+        f"--pyi_out={HERE / 'src'}",
+        f"--grpc_python_out={HERE / 'src'}",
+        "crio_native/_proto/api.proto",
+    ]
+    subprocess.run(cmd, check=True)
+
+
+class BuildPyWithStubs(build_py):
+    def run(self):
+        generate_cri_stubs()
+        super().run()
+
+
+def native_extensions():
+    exts = []
+    for name, (sources, libraries) in NATIVE_MODULES.items():
+        exts.append(
+            Extension(
+                f"crio_native._native.{name}",
+                sources=[f"src/crio_native/_native/{name}.pyx", f"{C_DIR}/error.c"]
+                + [f"{C_DIR}/{src}" for src in sources],
+                include_dirs=[C_DIR],
+                libraries=libraries,
+                extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                    "-Wno-unused-function"],
+            )
+        )
+    return cythonize(
+        exts,
+        compiler_directives={"language_level": "3", "embedsignature": True},
+        include_path=["src"],
+        quiet=True,
+    )
+
+
+generate_cri_stubs()
+os.chdir(HERE)
+setup(ext_modules=native_extensions(), cmdclass={"build_py": BuildPyWithStubs})

@@ -1,0 +1,62 @@
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ns.h"
+
+int crn_ns_unshare(int flags, crn_error *err)
+{
+    if (unshare(flags) < 0)
+        return crn_error_set(err, errno, "unshare", NULL);
+    return 0;
+}
+
+int crn_ns_join(const char *path, int nstype, crn_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return crn_error_set(err, errno, "open", path);
+    if (setns(fd, nstype) < 0) {
+        int saved = errno;
+        close(fd);
+        return crn_error_set(err, saved, "setns", path);
+    }
+    close(fd);
+    return 0;
+}
+
+int crn_ns_pin(const char *ns_path, const char *pin_path, crn_error *err)
+{
+    int created = 0;
+    int fd = open(pin_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+
+    if (fd >= 0) {
+        created = 1;
+        close(fd);
+    } else if (errno != EEXIST) {
+        return crn_error_set(err, errno, "open", pin_path);
+    }
+    if (mount(ns_path, pin_path, NULL, MS_BIND, NULL) < 0) {
+        int saved = errno;
+        if (created)
+            unlink(pin_path);
+        return crn_error_set(err, saved, "mount", pin_path);
+    }
+    return 0;
+}
+
+int crn_ns_unpin(const char *pin_path, crn_error *err)
+{
+    /* Several pins may be stacked on one path after a crash during a retried
+     * pin; unmount until none is left. */
+    while (umount2(pin_path, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+        ;
+    if (errno != EINVAL && errno != ENOENT)
+        return crn_error_set(err, errno, "umount2", pin_path);
+    if (unlink(pin_path) < 0 && errno != ENOENT)
+        return crn_error_set(err, errno, "unlink", pin_path);
+    return 0;
+}

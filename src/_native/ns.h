@@ -1,0 +1,24 @@
+/* Linux namespaces: create, join, pin to a path, unpin. */
+#ifndef CRN_NS_H
+#define CRN_NS_H
+
+#include "error.h"
+
+/* unshare(2) the namespaces in `flags` (CLONE_NEW*) for the calling thread. */
+int crn_ns_unshare(int flags, crn_error *err);
+
+/* Join the namespace whose nsfs file is at `path`; `nstype` is a CLONE_NEW*
+ * flag the file must match, or 0 to accept any type. */
+int crn_ns_join(const char *path, int nstype, crn_error *err);
+
+/* Keep the namespace at `ns_path` (e.g. /proc/PID/ns/net) alive after its last
+ * process exits by bind-mounting it onto `pin_path`, which is created as an
+ * empty file (mode 0444) if missing.  On failure nothing is left at pin_path
+ * that this call created. */
+int crn_ns_pin(const char *ns_path, const char *pin_path, crn_error *err);
+
+/* Undo crn_ns_pin: lazily unmount `pin_path` and remove the file.  A path that
+ * is not there is not an error, so unpin may be retried after a crash. */
+int crn_ns_unpin(const char *pin_path, crn_error *err);
+
+#endif

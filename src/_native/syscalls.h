@@ -1,0 +1,22 @@
+/* Raw syscall numbers for calls that older libcs do not wrap.  The numbers are
+ * the kernel's (they are the same on x86_64 and aarch64 for these calls since
+ * they were added after the syscall tables were unified). */
+#ifndef CRN_SYSCALLS_H
+#define CRN_SYSCALLS_H
+
+#include <sys/syscall.h>
+
+#ifndef __NR_pidfd_send_signal
+#define __NR_pidfd_send_signal 424
+#endif
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+#ifndef __NR_clone3
+#define __NR_clone3 435
+#endif
+#ifndef __NR_openat2
+#define __NR_openat2 437
+#endif
+
+#endif

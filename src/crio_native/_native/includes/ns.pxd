@@ -1,0 +1,7 @@
+from crio_native._native.includes.error cimport crn_error
+
+cdef extern from "ns.h" nogil:
+    int crn_ns_unshare(int flags, crn_error *err)
+    int crn_ns_join(const char *path, int nstype, crn_error *err)
+    int crn_ns_pin(const char *ns_path, const char *pin_path, crn_error *err)
+    int crn_ns_unpin(const char *pin_path, crn_error *err)

@@ -1,0 +1,80 @@
+# cython: language_level=3
+"""Namespaces: unshare, setns by path, pin to a path and unpin.
+
+Thin wrappers over src/_native/ns.c; which namespaces to create and where to
+pin them is decided in Python (crio_native.linux / crio_native.network)."""
+import os
+
+from crio_native._native.includes.error cimport crn_error, crn_error_clear, raise_native
+from crio_native._native.includes cimport ns as c
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+# /proc/PID/ns/<name> for each flag; "pid_for_children" and "time_for_children"
+# are the files that name what new children get.
+NS_FILES = {
+    "mnt": CLONE_NEWNS,
+    "cgroup": CLONE_NEWCGROUP,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "user": CLONE_NEWUSER,
+    "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET,
+    "time": CLONE_NEWTIME,
+}
+
+
+def unshare(int flags):
+    """unshare(2) for the calling thread."""
+    cdef crn_error err
+    crn_error_clear(&err)
+    if c.crn_ns_unshare(flags, &err) < 0:
+        raise_native(&err)
+
+
+def join(path, int nstype=0):
+    """setns(2) into the namespace file at `path` (nstype 0: any type)."""
+    cdef crn_error err
+    cdef bytes bpath = os.fsencode(path)
+    cdef const char *cpath = bpath
+    cdef int rc
+    crn_error_clear(&err)
+    with nogil:
+        rc = c.crn_ns_join(cpath, nstype, &err)
+    if rc < 0:
+        raise_native(&err)
+
+
+def pin(ns_path, pin_path):
+    """Bind-mount the nsfs file `ns_path` onto `pin_path` so it outlives its processes."""
+    cdef crn_error err
+    cdef bytes bsrc = os.fsencode(ns_path)
+    cdef bytes bdst = os.fsencode(pin_path)
+    cdef const char *csrc = bsrc
+    cdef const char *cdst = bdst
+    cdef int rc
+    crn_error_clear(&err)
+    with nogil:
+        rc = c.crn_ns_pin(csrc, cdst, &err)
+    if rc < 0:
+        raise_native(&err)
+
+
+def unpin(pin_path):
+    """Unmount a pin and remove its file; a missing pin is not an error."""
+    cdef crn_error err
+    cdef bytes bdst = os.fsencode(pin_path)
+    cdef const char *cdst = bdst
+    cdef int rc
+    crn_error_clear(&err)
+    with nogil:
+        rc = c.crn_ns_unpin(cdst, &err)
+    if rc < 0:
+        raise_native(&err)

@@ -1,0 +1,238 @@
+"""The configuration schema: one dataclass per TOML section, each able to
+validate itself.  Every key has an embedded default, so no file is needed.
+
+Sections follow CRI-O's crio.conf where a CRI-O user would look for a key;
+names that differ are documented in docs/config.md."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from crio_native.errors import ConfigError
+
+MIB = 1024 * 1024
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_HANDLER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SYSCTL_NAME = re.compile(r"^[a-z0-9_][a-z0-9_./-]*$")
+
+# Linux capability names this runtime knows (as in capability.h, 5.x/6.x kernels).
+KNOWN_CAPABILITIES = frozenset(
+    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP "
+    "LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK "
+    "IPC_OWNER SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN "
+    "SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE "
+    "AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND "
+    "AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE".split()
+)
+
+# CRI-O's default capability set for containers that ask for nothing else.
+DEFAULT_CAPABILITIES = [
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "SETGID", "SETUID", "SETPCAP",
+    "NET_BIND_SERVICE", "KILL",
+]
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration ("90s", "5m", "1h30m", "0"); ValueError if bad."""
+    if text.strip() == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"not a duration like 30s, 5m or 1h30m: {text!r}")
+    return total
+
+
+def require_absolute(key: str, value: str, allow_empty: bool = False) -> None:
+    if allow_empty and value == "":
+        return
+    if not value.startswith("/"):
+        raise ConfigError(key, f"must be an absolute path (got {value!r})")
+
+
+def require_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(choices)} (got {value!r})")
+
+
+def require_port(key: str, value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ConfigError(key, f"must be a port number 0-65535 (got {value})")
+
+
+def require_duration(key: str, value: str) -> None:
+    try:
+        parse_duration(value)
+    except ValueError as e:
+        raise ConfigError(key, str(e)) from None
+
+
+def require_address(key: str, value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(key, f"must be an IP address (got {value!r})") from None
+
+
+@dataclass
+class ApiConfig:
+    listen: str = "/run/crio-native/crio-native.sock"
+    stream_address: str = "127.0.0.1"
+    stream_port: int = 0
+    stream_idle_timeout: str = "4h"
+    stream_tls_cert: str = ""
+    stream_tls_key: str = ""
+    grpc_max_send_msg_size: int = 80 * MIB
+    grpc_max_recv_msg_size: int = 80 * MIB
+
+    def validate(self) -> None:
+        require_absolute("api.listen", self.listen)
+        require_address("api.stream_address", self.stream_address)
+        require_port("api.stream_port", self.stream_port)
+        require_duration("api.stream_idle_timeout", self.stream_idle_timeout)
+        require_absolute("api.stream_tls_cert", self.stream_tls_cert, allow_empty=True)
+        require_absolute("api.stream_tls_key", self.stream_tls_key, allow_empty=True)
+        if bool(self.stream_tls_cert) != bool(self.stream_tls_key):
+            raise ConfigError("api.stream_tls_cert", "stream_tls_cert and stream_tls_key go together")
+        for key in ("grpc_max_send_msg_size", "grpc_max_recv_msg_size"):
+            if getattr(self, key) < 16 * MIB:
+                raise ConfigError(f"api.{key}", f"must be at least {16 * MIB} bytes (16 MiB)")
+
+
+@dataclass
+class RuntimeHandlerConfig:
+    """One RuntimeClass handler.  runtime_type: builtin (the compiled runtime
+    inside the daemon), oci (an OCI runtime CLI such as runc or crun) or vm
+    (a shim v2 runtime such as kata)."""
+
+    runtime_type: str = "oci"
+    runtime_path: str = ""
+    runtime_root: str = ""
+
+    def validate(self, name: str) -> None:
+        key = f"runtime.runtimes.{name}"
+        if not _HANDLER_NAME.match(name):
+            raise ConfigError(key, "handler names use letters, digits, '_', '.' and '-'")
+        require_choice(f"{key}.runtime_type", self.runtime_type, ("builtin", "oci", "vm"))
+        require_absolute(f"{key}.runtime_path", self.runtime_path, allow_empty=True)
+        require_absolute(f"{key}.runtime_root", self.runtime_root, allow_empty=True)
+        if self.runtime_type == "builtin" and self.runtime_path:
+            raise ConfigError(f"{key}.runtime_path", "the builtin runtime takes no runtime_path")
+
+
+def default_runtimes() -> dict[str, RuntimeHandlerConfig]:
+    return {
+        "builtin": RuntimeHandlerConfig(runtime_type="builtin"),
+        "runc": RuntimeHandlerConfig(runtime_type="oci", runtime_path="/usr/sbin/runc"),
+        "crun": RuntimeHandlerConfig(runtime_type="oci", runtime_path="/usr/bin/crun"),
+    }
+
+
+@dataclass
+class RuntimeConfig:
+    default_runtime: str = "builtin"
+    runtimes: dict[str, RuntimeHandlerConfig] = field(default_factory=default_runtimes)
+    cgroup_manager: str = "cgroupfs"
+    default_capabilities: list[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
+    default_sysctls: list[str] = field(default_factory=list)
+    seccomp_profile: str = ""
+
+    def validate(self) -> None:
+        for name, handler in self.runtimes.items():
+            handler.validate(name)
+        if self.default_runtime not in self.runtimes:
+            raise ConfigError(
+                "runtime.default_runtime",
+                f"no handler {self.default_runtime!r} in runtime.runtimes "
+                f"(have: {', '.join(sorted(self.runtimes))})",
+            )
+        require_choice("runtime.cgroup_manager", self.cgroup_manager, ("cgroupfs", "systemd"))
+        for cap in self.default_capabilities:
+            if cap.upper().removeprefix("CAP_") not in KNOWN_CAPABILITIES:
+                raise ConfigError("runtime.default_capabilities", f"unknown capability {cap!r}")
+        for entry in self.default_sysctls:
+            name, sep, _ = entry.partition("=")
+            if not sep or not _SYSCTL_NAME.match(name.strip()):
+                raise ConfigError("runtime.default_sysctls", f"want name=value, got {entry!r}")
+        require_absolute("runtime.seccomp_profile", self.seccomp_profile, allow_empty=True)
+
+
+@dataclass
+class ImageConfig:
+    pause_image: str = "registry.k8s.io/pause:3.10"
+    pause_command: str = "/pause"
+    registries_conf: str = "/etc/containers/registries.conf"
+    registries_conf_dir: str = "/etc/containers/registries.conf.d"
+    signature_policy: str = "/etc/containers/policy.json"
+    insecure_registries: list[str] = field(default_factory=list)
+    mirrors: dict[str, list[str]] = field(default_factory=dict)
+    pinned_images: list[str] = field(default_factory=list)
+    pull_progress_timeout: str = "5m"
+    max_concurrent_downloads: int = 3
+
+    def validate(self) -> None:
+        if not self.pause_image:
+            raise ConfigError("image.pause_image", "must name an image")
+        require_absolute("image.registries_conf", self.registries_conf)
+        require_absolute("image.registries_conf_dir", self.registries_conf_dir)
+        require_absolute("image.signature_policy", self.signature_policy)
+        require_duration("image.pull_progress_timeout", self.pull_progress_timeout)
+        if not 1 <= self.max_concurrent_downloads <= 64:
+            raise ConfigError("image.max_concurrent_downloads", "must be between 1 and 64")
+        for prefix, locations in self.mirrors.items():
+            if not locations:
+                raise ConfigError(f"image.mirrors.{prefix}", "needs at least one mirror location")
+
+
+@dataclass
+class NetworkConfig:
+    network_dir: str = "/etc/cni/net.d"
+    plugin_dirs: list[str] = field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
+    cni_default_network: str = ""
+
+    def validate(self) -> None:
+        require_absolute("network.network_dir", self.network_dir)
+        if not self.plugin_dirs:
+            raise ConfigError("network.plugin_dirs", "needs at least one directory")
+        for d in self.plugin_dirs:
+            require_absolute("network.plugin_dirs", d)
+
+
+@dataclass
+class MetricsConfig:
+    enable_metrics: bool = False
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9090
+
+    def validate(self) -> None:
+        require_address("metrics.metrics_host", self.metrics_host)
+        require_port("metrics.metrics_port", self.metrics_port)
+
+
+@dataclass
+class Config:
+    root: str = "/var/lib/crio-native"
+    runroot: str = "/run/crio-native"
+    log_dir: str = "/var/log/crio-native/pods"
+    log_level: str = "info"
+    log_format: str = "text"
+    api: ApiConfig = field(default_factory=ApiConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def validate(self) -> None:
+        require_absolute("root", self.root)
+        require_absolute("runroot", self.runroot)
+        require_absolute("log_dir", self.log_dir)
+        require_choice("log_level", self.log_level, ("debug", "info", "warning", "error"))
+        require_choice("log_format", self.log_format, ("text", "json"))
+        for section in (self.api, self.runtime, self.image, self.network, self.metrics):
+            section.validate()

@@ -1,0 +1,20 @@
+"""What every CRI handler may reach: the effective config and daemon-wide state."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from crio_native.config import Config, LoadedConfig
+
+
+@dataclass
+class DaemonContext:
+    loaded: LoadedConfig
+    started_at: float = field(default_factory=time.time)
+    pod_cidr: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def config(self) -> Config:
+        return self.loaded.config

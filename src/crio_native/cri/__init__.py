@@ -1,0 +1,1 @@
+"""The gRPC edge: CRI RuntimeService and ImageService over a unix socket."""

@@ -1,0 +1,103 @@
+"""The one wrapper between gRPC and the daemon.
+
+Every CRI method is registered here from the service descriptor, so an RPC the
+daemon does not implement yet answers UNIMPLEMENTED naming itself.  Typed
+errors map to their gRPC code; anything else becomes INTERNAL with the
+traceback logged.  At debug level each call logs method, duration and code."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterator
+
+import grpc
+
+from crio_native._proto import api_pb2
+from crio_native.errors import CrioNativeError, Unimplemented
+from crio_native.logsetup import fields
+
+log = logging.getLogger("crio_native.cri")
+
+Handler = Callable[[Any, grpc.ServicerContext], Any]
+
+
+def service_handler(service_name: str, impls: dict[str, Handler]) -> grpc.GenericRpcHandler:
+    """gRPC handlers for every method of runtime.v1.<service_name>."""
+    service = api_pb2.DESCRIPTOR.services_by_name[service_name]
+    known = {m.name for m in service.methods}
+    stray = set(impls) - known
+    if stray:
+        raise ValueError(f"{service_name} has no methods {sorted(stray)}")
+    handlers = {}
+    for method in service.methods:
+        if method.client_streaming:
+            raise ValueError(f"{service_name}.{method.name}: client streaming is not in CRI")
+        request_cls = getattr(api_pb2, method.input_type.name)
+        response_cls = getattr(api_pb2, method.output_type.name)
+        rpc = f"{service_name}.{method.name}"
+        impl = impls.get(method.name)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _streaming(rpc, impl), request_deserializer=request_cls.FromString,
+                response_serializer=response_cls.SerializeToString)
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _unary(rpc, impl), request_deserializer=request_cls.FromString,
+                response_serializer=response_cls.SerializeToString)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _status_of(rpc: str, exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, CrioNativeError):
+        return exc.code, str(exc)
+    log.error("unexpected error", exc_info=exc, extra=fields(method=rpc))
+    return grpc.StatusCode.INTERNAL, f"{rpc}: internal error: {type(exc).__name__}: {exc}"
+
+
+def _log_call(rpc: str, started: float, code: grpc.StatusCode, message: str = "") -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        extra = dict(method=rpc, duration_ms=round((time.monotonic() - started) * 1000, 3),
+                     code=code.name)
+        if message:
+            extra["error"] = message
+        log.debug("rpc", extra={"fields": extra})
+
+
+def _not_implemented(rpc: str) -> Unimplemented:
+    return Unimplemented(f"{rpc} is not implemented by crio-native yet")
+
+
+def _unary(rpc: str, impl: Handler | None) -> Handler:
+    def behavior(request: Any, context: grpc.ServicerContext) -> Any:
+        started = time.monotonic()
+        try:
+            if impl is None:
+                raise _not_implemented(rpc)
+            response = impl(request, context)
+        except Exception as exc:  # noqa: BLE001 - the edge is where all errors end
+            code, message = _status_of(rpc, exc)
+        else:
+            _log_call(rpc, started, grpc.StatusCode.OK)
+            return response
+        _log_call(rpc, started, code, message)
+        context.abort(code, message)
+
+    return behavior
+
+
+def _streaming(rpc: str, impl: Handler | None) -> Callable[..., Iterator[Any]]:
+    def behavior(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        started = time.monotonic()
+        try:
+            if impl is None:
+                raise _not_implemented(rpc)
+            yield from impl(request, context)
+        except Exception as exc:  # noqa: BLE001
+            code, message = _status_of(rpc, exc)
+        else:
+            _log_call(rpc, started, grpc.StatusCode.OK)
+            return
+        _log_call(rpc, started, code, message)
+        context.abort(code, message)
+
+    return behavior

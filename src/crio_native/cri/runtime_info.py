@@ -1,0 +1,98 @@
+"""RuntimeService calls about the runtime itself: Version, Status,
+RuntimeConfig and UpdateRuntimeConfig."""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+
+from crio_native import __version__
+from crio_native._native import seccomp, selinux
+from crio_native._proto import api_pb2
+from crio_native.context import DaemonContext
+from crio_native.errors import InvalidArgument
+from crio_native.logsetup import fields
+from crio_native.network.cni_config import NoNetworkConfig, find_network_config
+
+log = logging.getLogger(__name__)
+
+RUNTIME_NAME = "crio-native"
+# The kubelet's CRI client sends and expects this API version in VersionRequest.
+KUBELET_API_VERSION = "0.1.0"
+RUNTIME_API_VERSION = "v1"
+
+RUNTIME_READY = "RuntimeReady"
+NETWORK_READY = "NetworkReady"
+NETWORK_NOT_READY_REASON = "NetworkPluginNotReady"
+
+
+def version(request: api_pb2.VersionRequest, context) -> api_pb2.VersionResponse:
+    return api_pb2.VersionResponse(
+        version=KUBELET_API_VERSION,
+        runtime_name=RUNTIME_NAME,
+        runtime_version=__version__,
+        runtime_api_version=RUNTIME_API_VERSION,
+    )
+
+
+def network_condition(ctx: DaemonContext) -> api_pb2.RuntimeCondition:
+    net = ctx.config.network
+    try:
+        find_network_config(net.network_dir, net.cni_default_network)
+    except NoNetworkConfig as e:
+        return api_pb2.RuntimeCondition(type=NETWORK_READY, status=False,
+                                        reason=NETWORK_NOT_READY_REASON, message=str(e))
+    return api_pb2.RuntimeCondition(type=NETWORK_READY, status=True)
+
+
+def verbose_info(ctx: DaemonContext) -> dict[str, str]:
+    native = {"libseccomp": ".".join(map(str, seccomp.library_version())),
+              "selinux_enabled": selinux.enabled()}
+    return {
+        "config": json.dumps(dataclasses.asdict(ctx.config), sort_keys=True),
+        "native": json.dumps(native, sort_keys=True),
+        "pod_cidr": ctx.pod_cidr,
+    }
+
+
+def status(ctx: DaemonContext, request: api_pb2.StatusRequest, context) -> api_pb2.StatusResponse:
+    runtime = api_pb2.RuntimeCondition(type=RUNTIME_READY, status=True)
+    response = api_pb2.StatusResponse(
+        status=api_pb2.RuntimeStatus(conditions=[runtime, network_condition(ctx)]))
+    if request.verbose:
+        response.info.update(verbose_info(ctx))
+    return response
+
+
+def runtime_config(ctx: DaemonContext, request, context) -> api_pb2.RuntimeConfigResponse:
+    driver = {"systemd": api_pb2.SYSTEMD, "cgroupfs": api_pb2.CGROUPFS}[
+        ctx.config.runtime.cgroup_manager]
+    return api_pb2.RuntimeConfigResponse(
+        linux=api_pb2.LinuxRuntimeConfiguration(cgroup_driver=driver))
+
+
+def update_runtime_config(ctx: DaemonContext, request: api_pb2.UpdateRuntimeConfigRequest,
+                          context) -> api_pb2.UpdateRuntimeConfigResponse:
+    cidr = request.runtime_config.network_config.pod_cidr
+    for part in filter(None, (p.strip() for p in cidr.split(","))):
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise InvalidArgument(
+                f"UpdateRuntimeConfig: runtime_config.network_config.pod_cidr: "
+                f"not a CIDR: {part!r}") from None
+    with ctx.lock:
+        if cidr and cidr != ctx.pod_cidr:
+            log.info("pod CIDR updated", extra=fields(pod_cidr=cidr))
+            ctx.pod_cidr = cidr
+    return api_pb2.UpdateRuntimeConfigResponse()
+
+
+def rpcs(ctx: DaemonContext) -> dict:
+    return {
+        "Version": version,
+        "Status": lambda req, c: status(ctx, req, c),
+        "RuntimeConfig": lambda req, c: runtime_config(ctx, req, c),
+        "UpdateRuntimeConfig": lambda req, c: update_runtime_config(ctx, req, c),
+    }

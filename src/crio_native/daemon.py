@@ -1,0 +1,79 @@
+"""The daemon: take ownership of the socket and state roots, serve CRI, and
+shut down cleanly on SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+from crio_native import __version__
+from crio_native.config import LoadedConfig
+from crio_native.context import DaemonContext
+from crio_native.cri.server import bind_unix_socket, build_server
+from crio_native.locking import InstanceLock
+from crio_native.logsetup import fields
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+LOCK_NAME = "crio-native.lock"
+
+
+def prepare_directories(ctx: DaemonContext) -> None:
+    cfg = ctx.config
+    for path, mode in ((cfg.root, 0o711), (cfg.runroot, 0o711)):
+        Path(path).mkdir(parents=True, exist_ok=True, mode=mode)
+    Path(cfg.api.listen).parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+
+
+def instance_locks(ctx: DaemonContext) -> list[InstanceLock]:
+    cfg = ctx.config
+    paths = {Path(cfg.root) / LOCK_NAME, Path(cfg.runroot) / LOCK_NAME,
+             Path(cfg.api.listen + ".lock")}
+    return [InstanceLock(p) for p in sorted(paths)]
+
+
+def remove_stale_socket(path: str) -> None:
+    """Only called while holding the socket's lock, so whatever is there is ours."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def on_signal(signum, frame):
+        log.info("shutting down", extra=fields(signal=signal.Signals(signum).name))
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def serve(loaded: LoadedConfig) -> int:
+    """Run until signalled; returns the exit status."""
+    ctx = DaemonContext(loaded=loaded)
+    listen = ctx.config.api.listen
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    prepare_directories(ctx)
+    with ExitStack() as undo:
+        for lock in instance_locks(ctx):
+            lock.acquire()
+            undo.callback(lock.release)
+        remove_stale_socket(listen)
+        server = build_server(ctx)
+        bind_unix_socket(server, listen)
+        undo.callback(remove_stale_socket, listen)
+        server.start()
+        os.chmod(listen, 0o660)
+        log.info("crio-native started", extra=fields(
+            version=__version__, listen=listen, root=ctx.config.root,
+            runroot=ctx.config.runroot, config_files=",".join(loaded.sources) or "none"))
+        stop.wait()
+        server.stop(SHUTDOWN_GRACE_SECONDS).wait()
+    log.info("crio-native stopped")
+    return 0
