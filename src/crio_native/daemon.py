@@ -22,11 +22,20 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 LOCK_NAME = "crio-native.lock"
 
 
+def make_directory(path: str | Path, mode: int) -> None:
+    """Create `path` (and parents) with exactly `mode`; an existing one is left as it is."""
+    path = Path(path)
+    if path.is_dir():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, mode)
+
+
 def prepare_directories(ctx: DaemonContext) -> None:
     cfg = ctx.config
-    for path, mode in ((cfg.root, 0o711), (cfg.runroot, 0o711)):
-        Path(path).mkdir(parents=True, exist_ok=True, mode=mode)
-    Path(cfg.api.listen).parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    make_directory(Path(cfg.api.listen).parent, 0o755)
+    make_directory(cfg.runroot, 0o755)
+    make_directory(cfg.root, 0o711)
 
 
 def instance_locks(ctx: DaemonContext) -> list[InstanceLock]:

@@ -91,16 +91,25 @@ _BUILTIN_FOR_ERRNO: dict[int, type[OSError]] = {
     errno_mod.ECONNABORTED: ConnectionAbortedError,
     errno_mod.EPIPE: BrokenPipeError,
 }
-_NATIVE_SUBCLASSES: dict[type[OSError], type[NativeError]] = {}
+
+
+def _native_subclass(builtin: type[OSError]) -> type[NativeError]:
+    # Module-level classes with real names, so the errors pickle (tests send
+    # them across fork) and print as NativeFileNotFoundError etc.
+    name = f"Native{builtin.__name__}"
+    cls = type(name, (NativeError, builtin), {"__module__": __name__})
+    globals()[name] = cls
+    return cls
+
+
+_NATIVE_SUBCLASSES: dict[type[OSError], type[NativeError]] = {
+    builtin: _native_subclass(builtin) for builtin in set(_BUILTIN_FOR_ERRNO.values())
+}
 
 
 def native_error(err: int, message: str) -> NativeError:
     """Build the NativeError for errno `err` and a "syscall `path`" message."""
-    cls: type[NativeError] = NativeError
     builtin = _BUILTIN_FOR_ERRNO.get(err)
-    if builtin is not None:
-        cls = _NATIVE_SUBCLASSES.get(builtin) or _NATIVE_SUBCLASSES.setdefault(
-            builtin, type(f"Native{builtin.__name__}", (NativeError, builtin), {})
-        )
+    cls = _NATIVE_SUBCLASSES[builtin] if builtin is not None else NativeError
     text = f"{message}: {os.strerror(err)}" if message else os.strerror(err)
     return cls(err, text)

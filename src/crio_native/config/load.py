@@ -64,7 +64,7 @@ def render_toml(config: Config) -> str:
 def _config_files(config_file: str | None, config_dir: str | None) -> list[Path]:
     files: list[Path] = []
     main = Path(config_file or DEFAULT_CONFIG_FILE)
-    if main.is_file():
+    if main.exists() and not main.is_dir():
         files.append(main)
     elif config_file is not None:
         raise ConfigError("--config", "no such file", str(main))

@@ -1,0 +1,31 @@
+"""Helpers shared by the benchmarks: timing and reporting."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def time_calls(fn: Callable[[], object], iterations: int, warmup: int = 5) -> list[float]:
+    """Wall-clock seconds of each of `iterations` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def summarize(label: str, samples: list[float]) -> float:
+    """Print p50/p90 in milliseconds; return the median."""
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered)
+    p90 = ordered[int(len(ordered) * 0.9) - 1]
+    print(f"  {label:<32} p50 {p50 * 1000:8.3f} ms   p90 {p90 * 1000:8.3f} ms   n={len(samples)}")
+    return p50
+
+
+def ratio(label: str, ours: float, peer: float) -> None:
+    print(f"  ratio {label}: {ours / peer:.2f}x")

@@ -1,0 +1,59 @@
+"""Daemon start-up and CRI round trips (Version, Status) on the unix socket.
+
+The peer, a CRI-O or containerd socket, is measured in the same run when one
+is listening at its default path; neither is installed on the development
+hosts, so those lines say so instead of printing a ratio."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ratio, summarize, time_calls  # noqa: E402
+from crio_native._proto import api_pb2, api_pb2_grpc  # noqa: E402
+from tests.e2e.daemon import Daemon  # noqa: E402
+
+PEER_SOCKETS = {"containerd": "/run/containerd/containerd.sock", "crio": "/run/crio/crio.sock"}
+ITERATIONS = 500
+
+
+def round_trips(channel: grpc.Channel) -> dict[str, float]:
+    stub = api_pb2_grpc.RuntimeServiceStub(channel)
+    return {
+        "Version": summarize("Version", time_calls(
+            lambda: stub.Version(api_pb2.VersionRequest()), ITERATIONS)),
+        "Status": summarize("Status", time_calls(
+            lambda: stub.Status(api_pb2.StatusRequest()), ITERATIONS)),
+    }
+
+
+def run() -> int:
+    with tempfile.TemporaryDirectory(prefix="crn-bench-") as tmp:
+        daemon = Daemon(Path(tmp))
+        started = time.perf_counter()
+        daemon.start()
+        print(f"  start-up to first answer          {(time.perf_counter() - started) * 1000:8.1f} ms")
+        try:
+            print("crio-native:")
+            ours = round_trips(daemon.channel)
+        finally:
+            daemon.stop()
+    for peer, path in PEER_SOCKETS.items():
+        if not os.path.exists(path):
+            print(f"{peer}: skipped, no socket at {path} on this host")
+            continue
+        print(f"{peer}:")
+        with grpc.insecure_channel(f"unix:{path}") as channel:
+            theirs = round_trips(channel)
+        for rpc in ours:
+            ratio(f"{rpc} crio-native/{peer}", ours[rpc], theirs[rpc])
+    return 0
+
+
+BENCHMARK = ("cri_rpc", "daemon start-up and CRI Version/Status round trips", run)

@@ -1,0 +1,116 @@
+"""Suite-wide fixtures: markers for what this host lacks, and the session leak
+check that fails the run if anything the tests made was left behind (mounts,
+network namespaces, cgroups, network links, processes)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.hostinfo import host_lacks
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker in item.iter_markers():
+            reason = host_lacks(marker.name)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break
+
+
+# ---- leak check -------------------------------------------------------------
+
+def _mounts() -> set[tuple[str, str, str]]:
+    out = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        fstype, source = right.split()[:2]
+        out.add((fields[4], fstype, source))
+    return out
+
+
+def _cgroup_roots() -> list[str]:
+    roots = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split()[0] in ("cgroup", "cgroup2"):
+            roots.append(left.split()[4])
+    return roots
+
+
+def _cgroups() -> set[str]:
+    out = set()
+    for root in _cgroup_roots():
+        for dirpath, _dirs, _files in os.walk(root):
+            out.add(dirpath)
+    return out
+
+
+def _netns() -> set[str]:
+    out = set()
+    for d in ("/run/netns",):
+        if os.path.isdir(d):
+            out.update(os.path.join(d, n) for n in os.listdir(d))
+    return out
+
+
+def _links() -> set[str]:
+    return set(os.listdir("/sys/class/net"))
+
+
+def _descendants() -> set[str]:
+    """Live processes below this one (with the subreaper bit set, orphans of
+    the tests are reparented here, so nothing escapes the count)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        if state == "Z":
+            continue
+        children.setdefault(int(ppid), []).append(int(entry))
+        names[int(entry)] = name
+    found, todo = set(), [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(f"{child} ({names[child]})")
+            todo.append(child)
+    return found
+
+
+SNAPSHOTS = {"mounts": _mounts, "cgroups": _cgroups, "netns": _netns, "links": _links,
+             "processes": _descendants}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaks_after_suite():
+    """Fails the run if the suite leaves mounts, netns pins, cgroups, links or
+    processes behind.  Later features rely on this check."""
+    if os.geteuid() == 0:
+        from crio_native._native import proc
+
+        proc.set_child_subreaper(True)
+    before = {name: snap() for name, snap in SNAPSHOTS.items()}
+    yield
+    leaks = {}
+    for name, snap in SNAPSHOTS.items():
+        new = snap() - before[name]
+        if new:
+            leaks[name] = sorted(map(str, new))
+    assert not leaks, f"the test suite leaked: {leaks}"

@@ -1,0 +1,40 @@
+"""What this host can and cannot do, for the markers in pyproject.toml."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+
+@functools.cache
+def pure_cgroup2() -> bool:
+    """True when /sys/fs/cgroup is a cgroup2 mount with the main controllers."""
+    controllers = Path("/sys/fs/cgroup/cgroup.controllers")
+    if not controllers.exists():
+        return False
+    have = set(controllers.read_text().split())
+    return {"cpu", "memory", "pids"} <= have
+
+
+@functools.cache
+def selinux_enabled() -> bool:
+    return Path("/sys/fs/selinux/enforce").exists()
+
+
+@functools.cache
+def has_gpu() -> bool:
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def host_lacks(marker: str) -> str | None:
+    """The reason a test with `marker` cannot run here, or None if it can."""
+    if marker == "root" and os.geteuid() != 0:
+        return "needs root"
+    if marker == "requires_cgroup2" and not pure_cgroup2():
+        return "needs a pure cgroup v2 host with cpu, memory and pids controllers " \
+               "(this host is hybrid); runs in the vmrun.sh VM and on the device"
+    if marker == "requires_selinux" and not selinux_enabled():
+        return "needs SELinux enabled on the host; runs in the vmrun.sh VM"
+    if marker == "requires_gpu" and not has_gpu():
+        return "needs an NVIDIA GPU; runs on the device machine"
+    return None
