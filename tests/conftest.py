@@ -32,19 +32,37 @@ def _mounts() -> set[tuple[str, str, str]]:
     return out
 
 
-def _cgroup_roots() -> list[str]:
-    roots = []
+def own_cgroup_dirs() -> list[str]:
+    """This process's cgroup directory in every mounted hierarchy.  Tests may
+    only create cgroups below these (the host makes others of its own at any
+    time, so only our subtrees are checked)."""
+    own: dict[str, str] = {}  # controller set ("" for cgroup2) -> path
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        own[controllers] = path
+    dirs = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         left, _, right = line.partition(" - ")
-        if right.split()[0] in ("cgroup", "cgroup2"):
-            roots.append(left.split()[4])
-    return roots
+        fstype, _source, super_opts = right.split()[:3]
+        fields = left.split()
+        root, mount_point = fields[3], fields[4]
+        if fstype == "cgroup2":
+            path = own.get("")
+        elif fstype == "cgroup":
+            opts = set(super_opts.split(","))
+            path = next((p for ctl, p in own.items() if ctl and set(ctl.split(",")) <= opts), None)
+        else:
+            continue
+        if path is None or not (path + "/").startswith(root.rstrip("/") + "/"):
+            continue
+        dirs.append(mount_point + path[len(root.rstrip("/")):])
+    return dirs
 
 
 def _cgroups() -> set[str]:
     out = set()
-    for root in _cgroup_roots():
-        for dirpath, _dirs, _files in os.walk(root):
+    for top in own_cgroup_dirs():
+        for dirpath, _dirs, _files in os.walk(top):
             out.add(dirpath)
     return out
 
