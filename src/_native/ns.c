@@ -60,3 +60,73 @@ int crn_ns_unpin(const char *pin_path, crn_error *err)
         return crn_error_set(err, errno, "unlink", pin_path);
     return 0;
 }
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+struct pin_job {
+    const char *const *names;
+    const char *const *paths;
+    int count;
+    crn_error *err;
+    int rc;
+};
+
+static int ns_flag(const char *name)
+{
+    if (strcmp(name, "net") == 0)
+        return CLONE_NEWNET;
+    if (strcmp(name, "ipc") == 0)
+        return CLONE_NEWIPC;
+    if (strcmp(name, "uts") == 0)
+        return CLONE_NEWUTS;
+    return 0;
+}
+
+static void *pin_thread(void *arg)
+{
+    struct pin_job *job = arg;
+    int flags = 0;
+    int i;
+
+    for (i = 0; i < job->count; i++) {
+        int flag = ns_flag(job->names[i]);
+        if (flag == 0) {
+            job->rc = crn_error_set(job->err, EINVAL, "unsupported namespace", job->names[i]);
+            return NULL;
+        }
+        flags |= flag;
+    }
+    /* Only this thread moves: net, ipc and uts namespaces are per thread. */
+    if (unshare(flags) < 0) {
+        job->rc = crn_error_set(job->err, errno, "unshare", NULL);
+        return NULL;
+    }
+    for (i = 0; i < job->count; i++) {
+        char src[64];
+        snprintf(src, sizeof src, "/proc/thread-self/ns/%s", job->names[i]);
+        if (crn_ns_pin(src, job->paths[i], job->err) < 0) {
+            crn_error scratch;
+            while (--i >= 0)
+                crn_ns_unpin(job->paths[i], &scratch);
+            job->rc = -1;
+            return NULL;
+        }
+    }
+    job->rc = 0;
+    return NULL;
+}
+
+int crn_ns_create_pinned(const char *const *names, const char *const *paths, int count,
+                         crn_error *err)
+{
+    struct pin_job job = {names, paths, count, err, -1};
+    pthread_t thread;
+    int rc = pthread_create(&thread, NULL, pin_thread, &job);
+
+    if (rc != 0)
+        return crn_error_set(err, rc, "pthread_create", NULL);
+    pthread_join(thread, NULL);
+    return job.rc;
+}

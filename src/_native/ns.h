@@ -22,3 +22,11 @@ int crn_ns_pin(const char *ns_path, const char *pin_path, crn_error *err);
 int crn_ns_unpin(const char *pin_path, crn_error *err);
 
 #endif
+
+/* Create new namespaces of the kinds in `names` (nsfs names: "net", "ipc",
+ * "uts") without any process to hold them: a short-lived thread unshares them
+ * and pins each onto the matching entry of `paths`, then exits.  No fork, so
+ * it is safe in the multi-threaded daemon.  All or nothing: on failure every
+ * pin already made is undone. */
+int crn_ns_create_pinned(const char *const *names, const char *const *paths, int count,
+                         crn_error *err);

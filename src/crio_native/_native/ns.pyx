@@ -78,3 +78,26 @@ def unpin(pin_path):
         rc = c.crn_ns_unpin(cdst, &err)
     if rc < 0:
         raise_native(&err)
+
+
+def create_pinned(pins):
+    """New net/ipc/uts namespaces, each pinned at a path, with no process
+    holding them.  `pins` maps nsfs name -> pin path.  All or nothing."""
+    cdef crn_error err
+    cdef const char *names[8]
+    cdef const char *paths[8]
+    cdef int count = len(pins)
+    cdef int rc
+    if not 0 < count <= 8:
+        raise ValueError("create_pinned: between 1 and 8 namespaces")
+    keep = []
+    for i, (name, path) in enumerate(pins.items()):
+        bname, bpath = name.encode(), os.fsencode(path)
+        keep.extend((bname, bpath))
+        names[i] = bname
+        paths[i] = bpath
+    crn_error_clear(&err)
+    with nogil:
+        rc = c.crn_ns_create_pinned(names, paths, count, &err)
+    if rc < 0:
+        raise_native(&err)

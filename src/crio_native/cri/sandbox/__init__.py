@@ -1,0 +1,16 @@
+"""RuntimeService pod sandbox RPCs, one module each."""
+from __future__ import annotations
+
+from crio_native.context import DaemonContext
+from crio_native.cri.sandbox import list as list_rpc
+from crio_native.cri.sandbox import remove, run, status, stop
+
+
+def rpcs(ctx: DaemonContext) -> dict:
+    return {
+        "RunPodSandbox": lambda req, c: run.run_pod_sandbox(ctx, req),
+        "StopPodSandbox": lambda req, c: stop.stop_pod_sandbox(ctx, req),
+        "RemovePodSandbox": lambda req, c: remove.remove_pod_sandbox(ctx, req),
+        "PodSandboxStatus": lambda req, c: status.pod_sandbox_status(ctx, req),
+        "ListPodSandbox": lambda req, c: list_rpc.list_pod_sandbox(ctx, req),
+    }

@@ -1,0 +1,17 @@
+"""PodSandboxStatus: NOT_FOUND for an unknown id."""
+from __future__ import annotations
+
+from crio_native._proto import api_pb2
+from crio_native.context import DaemonContext
+from crio_native.cri.sandbox import convert
+from crio_native.errors import InvalidArgument
+
+
+def pod_sandbox_status(ctx: DaemonContext, request: api_pb2.PodSandboxStatusRequest):
+    if not request.pod_sandbox_id:
+        raise InvalidArgument("PodSandboxStatus: pod_sandbox_id: must not be empty")
+    record = ctx.sandboxes.store.get(request.pod_sandbox_id, "PodSandboxStatus")
+    response = api_pb2.PodSandboxStatusResponse(status=convert.status(record))
+    if request.verbose:
+        response.info.update(convert.verbose_info(record))
+    return response

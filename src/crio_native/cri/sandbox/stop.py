@@ -1,0 +1,13 @@
+"""StopPodSandbox: idempotent; an unknown id succeeds, as the CRI requires."""
+from __future__ import annotations
+
+from crio_native._proto import api_pb2
+from crio_native.context import DaemonContext
+from crio_native.errors import InvalidArgument
+
+
+def stop_pod_sandbox(ctx: DaemonContext, request: api_pb2.StopPodSandboxRequest):
+    if not request.pod_sandbox_id:
+        raise InvalidArgument("StopPodSandbox: pod_sandbox_id: must not be empty")
+    ctx.sandboxes.stop(request.pod_sandbox_id)
+    return api_pb2.StopPodSandboxResponse()

@@ -1,0 +1,232 @@
+"""Pod sandbox lifecycle: run, stop, remove, and recovery at startup.
+
+RunPodSandbox is a list of named steps; each registers its undo as soon as it
+has made something, so a failure anywhere rolls back everything before it.  A
+retried request for the same pod name gets the same sandbox back."""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable
+
+from crio_native.config import Config
+from crio_native.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from crio_native.logsetup import fields
+from crio_native.network.cni import CNI, Attachment, NetworkList, pod_ips
+from crio_native.network.cni_config import NoNetworkConfig
+from crio_native.sandbox import setup, validate
+from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
+from crio_native.sandbox.store import SandboxStore
+
+log = logging.getLogger(__name__)
+
+# The pod's loopback interface is brought up by CNI's own loopback plugin, run
+# as a network of its own before the configured one.
+LOOPBACK = NetworkList(name="cni-loopback", cni_version="1.0.0", plugins=[{"type": "loopback"}],
+                       source="built in")
+RETRY_WAIT_SECONDS = 240.0   # a retried RunPodSandbox waits this long for the first try
+
+
+class SandboxManager:
+    def __init__(self, config: Config):
+        self.config = config
+        self.store = SandboxStore(Path(config.root) / "sandboxes")
+        self.pin_root = Path(config.runroot) / "ns"
+        self.pod_root = Path(config.runroot) / "pods"
+        self.cni = CNI(config.network.plugin_dirs, str(Path(config.root) / "cni" / "results"))
+        self._done: dict[str, threading.Event] = {}
+        self._locks: dict[str, threading.Lock] = {}
+
+    # ---- startup -------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Roll back sandboxes a crash left half-made; mark pods whose
+        namespaces vanished (e.g. after a reboot) not ready."""
+        for record in self.store.load():
+            if record.state == CREATING:
+                log.warning("rolling back half-made pod sandbox", extra=fields(id=record.id))
+                self._teardown(record)
+                self.store.drop(record)
+            elif any(not Path(p).exists() for p in record.pins.values()):
+                record.state = NOTREADY
+                record.pins = {}
+                self.store.save(record)
+
+    # ---- run -------------------------------------------------------------------
+
+    def run(self, request) -> str:
+        record = self._new_record(request)
+        while True:
+            holder = self.store.reserve(record)
+            if holder is None:
+                break
+            finished = self._wait_for(holder)
+            if finished is not None:
+                return finished
+        done = self._done.setdefault(record.id, threading.Event())
+        try:
+            self._create(record, request)
+            return record.id
+        finally:
+            done.set()
+            self._done.pop(record.id, None)
+
+    def _wait_for(self, holder: SandboxRecord) -> str | None:
+        """The id of a sandbox another request made (or is making) under the
+        same name; None if that attempt failed and this one should try again."""
+        event = self._done.get(holder.id)
+        if event is not None and not event.wait(RETRY_WAIT_SECONDS):
+            raise DeadlineExceeded(
+                f"RunPodSandbox: pod {holder.name_key} is still being created by an earlier request")
+        current = self.store.find(holder.id)
+        return current.id if current is not None and current.state != CREATING else None
+
+    def _new_record(self, request) -> SandboxRecord:
+        config = request.config
+        validate.check_metadata(config)
+        handler = request.runtime_handler or self.config.runtime.default_runtime
+        if handler not in self.config.runtime.runtimes:
+            raise InvalidArgument(f"RunPodSandbox: runtime_handler: no handler {handler!r} "
+                                  f"configured (have {', '.join(sorted(self.config.runtime.runtimes))})")
+        validate.check_hostname(config.hostname)
+        opts = config.linux.security_context.namespace_options
+        if opts.pid == 0:
+            raise InvalidArgument("RunPodSandbox: config.linux.security_context.namespace_options"
+                                  ".pid: POD mode needs an infra process, which this build "
+                                  "does not run yet; use CONTAINER or NODE")
+        sandbox_id = secrets.token_hex(32)
+        record = SandboxRecord(
+            id=sandbox_id, name=config.metadata.name, namespace=config.metadata.namespace,
+            uid=config.metadata.uid, attempt=config.metadata.attempt,
+            created_at=time.time_ns(), runtime_handler=handler, hostname=config.hostname,
+            log_directory=config.log_directory, cgroup_parent=config.linux.cgroup_parent,
+            labels=dict(config.labels), annotations=dict(config.annotations),
+            network_mode=opts.network, pid_mode=opts.pid, ipc_mode=opts.ipc,
+            directory=str(self.pod_root / sandbox_id),
+            dns=validate.check_dns(config.dns_config),
+            port_mappings=validate.check_port_mappings(config.port_mappings),
+            sysctls=validate.check_sysctls(dict(config.linux.sysctls),
+                                           host_network=opts.network == 2,
+                                           host_ipc=opts.ipc == 2),
+            shm_size=validate.shm_size(dict(config.annotations)),
+        )
+        return record
+
+    def _create(self, record: SandboxRecord, request) -> None:
+        failed: list[str] = []
+        with ExitStack() as undo:
+            undo.callback(self._forget_unless_failed, record, failed)
+            self.store.save(record)
+            Path(record.directory).mkdir(parents=True, exist_ok=True)
+            undo.callback(self._undo, failed, "remove pod directory",
+                          lambda: setup.remove_directory(record))
+            setup.pin_namespaces(record, self.pin_root)
+            undo.callback(self._undo, failed, "unpin namespaces",
+                          lambda: setup.unpin_namespaces(record))
+            self.store.save(record)  # the pins are on disk before anything uses them
+            setup.apply_sysctls_and_hostname(record)
+            setup.mount_shm(record)
+            undo.callback(self._undo, failed, "unmount shm", lambda: setup.unmount_shm(record))
+            self._attach_network(record, undo, failed)
+            setup.write_pod_files(record)
+            record.state = READY
+            self.store.save(record)
+            undo.pop_all()
+        log.info("pod sandbox ready", extra=fields(id=record.id, pod=record.name_key,
+                                                  ips=",".join(record.ips)))
+
+    def _attach_network(self, record: SandboxRecord, undo: ExitStack, failed: list[str]) -> None:
+        if record.host_network:
+            return
+        try:
+            net = NetworkList.load(self.config.network.network_dir,
+                                   self.config.network.cni_default_network)
+        except NoNetworkConfig as e:
+            raise FailedPrecondition(f"RunPodSandbox: network not ready: {e}") from None
+        record.network_name = net.name
+        record.network_attached = True
+        self.store.save(record)  # a crash from here on runs DEL at restart
+        undo.callback(self._undo, failed, "CNI DEL", lambda: self._detach_network(record))
+        self.cni.add(LOOPBACK, self._attachment(record, "lo"))
+        result = self.cni.add(net, self._attachment(record))
+        record.ips = pod_ips(result)
+        self.store.save(record)
+
+    # ---- stop and remove ----------------------------------------------------------
+
+    def stop(self, sandbox_id: str) -> None:
+        record = self.store.find(sandbox_id)
+        if record is None:
+            return  # CRI: stopping an unknown sandbox succeeds
+        with self._lock(record.id):
+            self._detach_network(record)
+            if record.state != NOTREADY:
+                record.state = NOTREADY
+                self.store.save(record)
+
+    def remove(self, sandbox_id: str) -> None:
+        record = self.store.find(sandbox_id)
+        if record is None:
+            return
+        with self._lock(record.id):
+            self._teardown(record)
+            self.store.drop(record)
+        self._locks.pop(record.id, None)
+        log.info("pod sandbox removed", extra=fields(id=record.id, pod=record.name_key))
+
+    def _teardown(self, record: SandboxRecord) -> None:
+        self._detach_network(record)
+        setup.unmount_shm(record)
+        setup.unpin_namespaces(record)
+        setup.remove_directory(record)
+
+    def _detach_network(self, record: SandboxRecord) -> None:
+        if not record.network_attached:
+            return
+        try:
+            net = NetworkList.load(self.config.network.network_dir, record.network_name)
+        except NoNetworkConfig as e:
+            raise FailedPrecondition(
+                f"pod {record.id}: cannot detach from network {record.network_name!r}: {e}") from None
+        self.cni.delete(net, self._attachment(record))
+        self.cni.delete(LOOPBACK, self._attachment(record, "lo"))
+        record.network_attached = False
+        record.ips = []
+        self.store.save(record)
+
+    # ---- helpers ----------------------------------------------------------------
+
+    def _attachment(self, record: SandboxRecord, ifname: str = "eth0") -> Attachment:
+        args = {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": record.namespace,
+                "K8S_POD_NAME": record.name, "K8S_POD_INFRA_CONTAINER_ID": record.id,
+                "K8S_POD_UID": record.uid}
+        caps = {"portMappings": record.port_mappings} if record.port_mappings else {}
+        return Attachment(container_id=record.id, netns=record.netns_path, ifname=ifname,
+                          args=args, capability_args=caps if ifname != "lo" else {})
+
+    def _lock(self, sandbox_id: str) -> threading.Lock:
+        with self.store.lock:
+            return self._locks.setdefault(sandbox_id, threading.Lock())
+
+    @staticmethod
+    def _undo(failed: list[str], what: str, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception:  # noqa: BLE001 - logged, and the record stays visible
+            log.error("rollback step failed", exc_info=True, extra=fields(step=what))
+            failed.append(what)
+
+    def _forget_unless_failed(self, record: SandboxRecord, failed: list[str]) -> None:
+        """The last undo of a failed create: drop the record only if everything
+        else was undone; otherwise keep it (state creating) so the leftovers
+        stay visible and the next start-up tries the teardown again."""
+        if failed:
+            log.error("pod sandbox only partly rolled back", extra=fields(
+                id=record.id, failed=",".join(failed)))
+            self.store.save(record)
+        else:
+            self.store.drop(record)

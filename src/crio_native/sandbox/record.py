@@ -1,0 +1,65 @@
+"""What the daemon remembers about one pod sandbox, as a JSON record."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+CREATING = "creating"   # half-made: finished or rolled back at restart
+READY = "ready"
+NOTREADY = "notready"
+
+
+@dataclass
+class SandboxRecord:
+    id: str
+    name: str
+    namespace: str
+    uid: str
+    attempt: int
+    state: str = CREATING
+    created_at: int = 0                       # ns since the epoch
+    runtime_handler: str = ""
+    hostname: str = ""
+    log_directory: str = ""
+    cgroup_parent: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    # NamespaceMode values from the request: 0 POD, 1 CONTAINER, 2 NODE, 3 TARGET
+    network_mode: int = 0
+    pid_mode: int = 0
+    ipc_mode: int = 0
+    pins: dict[str, str] = field(default_factory=dict)   # nsfs name -> pin path we own
+    directory: str = ""                                   # per-pod files under runroot
+    shm_path: str = ""                                    # mounted tmpfs, if any
+    shm_size: int = 0
+    dns: dict[str, list[str]] = field(default_factory=dict)
+    port_mappings: list[dict[str, Any]] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    network_name: str = ""        # CNI network used for ADD; empty for host network
+    network_attached: bool = False
+    ips: list[str] = field(default_factory=list)
+
+    @property
+    def name_key(self) -> str:
+        return reservation_key(self.name, self.namespace, self.uid, self.attempt)
+
+    @property
+    def netns_path(self) -> str:
+        return self.pins.get("net", "")
+
+    @property
+    def host_network(self) -> bool:
+        return self.network_mode == 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "SandboxRecord":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+def reservation_key(name: str, namespace: str, uid: str, attempt: int) -> str:
+    return f"{name}_{namespace}_{uid}_{attempt}"

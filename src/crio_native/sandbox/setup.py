@@ -1,0 +1,147 @@
+"""The pieces of a pod sandbox other than networking: namespaces pinned under
+the runroot, sysctls and hostname applied inside them, the pod's files, and
+its /dev/shm.  Each maker has an undo the orchestrator registers at once."""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Callable
+
+from crio_native._native import ns
+from crio_native.errors import Internal, InvalidArgument
+from crio_native.sandbox.record import SandboxRecord
+
+NS_FLAGS = {"net": ns.CLONE_NEWNET, "ipc": ns.CLONE_NEWIPC, "uts": ns.CLONE_NEWUTS}
+NODE = 2
+
+
+def namespaces_to_create(record: SandboxRecord) -> list[str]:
+    """Pod-owned namespaces: host network implies the host's UTS namespace too."""
+    wanted = []
+    if record.network_mode != NODE:
+        wanted += ["net", "uts"]
+    if record.ipc_mode != NODE:
+        wanted.append("ipc")
+    return wanted
+
+
+def pin_namespaces(record: SandboxRecord, pin_root: Path) -> None:
+    names = namespaces_to_create(record)
+    if not names:
+        return
+    pins = {name: str(pin_root / name / record.id) for name in names}
+    for path in pins.values():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ns.create_pinned(pins)
+    record.pins = pins
+
+
+def unpin_namespaces(record: SandboxRecord) -> None:
+    for path in record.pins.values():
+        ns.unpin(path)
+    record.pins = {}
+
+
+def run_inside(record: SandboxRecord, kinds: list[str], work: Callable[[], None]) -> None:
+    """Run `work` on a fresh thread that has joined the pod's namespaces of
+    `kinds` (net/ipc/uts are per thread, so nothing else moves); the thread
+    ends afterwards and takes its namespace membership with it."""
+    failure: list[BaseException] = []
+
+    def body():
+        try:
+            for kind in kinds:
+                ns.join(record.pins[kind], NS_FLAGS[kind])
+            work()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            failure.append(e)
+
+    thread = threading.Thread(target=body, name=f"pod-{record.id[:12]}")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def apply_sysctls_and_hostname(record: SandboxRecord) -> None:
+    if not record.pins:
+        return
+
+    def work():
+        if record.hostname and "uts" in record.pins:
+            import socket
+
+            socket.sethostname(record.hostname)
+        for name, value in record.sysctls.items():
+            path = "/proc/sys/" + name.replace(".", "/")
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except FileNotFoundError:
+                raise InvalidArgument(
+                    f"RunPodSandbox: config.linux.sysctls[{name!r}]: no such sysctl") from None
+            except OSError as e:
+                raise InvalidArgument(
+                    f"RunPodSandbox: config.linux.sysctls[{name!r}]: {e.strerror}") from None
+
+    run_inside(record, [k for k in ("uts", "net", "ipc") if k in record.pins], work)
+
+
+def write_pod_files(record: SandboxRecord, host_resolv: str = "/etc/resolv.conf") -> None:
+    """hostname, resolv.conf and hosts, bind-mounted into containers later."""
+    directory = Path(record.directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    hostname = record.hostname or (os.uname().nodename if record.host_network else record.name)
+    (directory / "hostname").write_text(hostname + "\n")
+    (directory / "resolv.conf").write_text(resolv_conf(record.dns, host_resolv))
+    (directory / "hosts").write_text(hosts_file(hostname, record.ips))
+
+
+def resolv_conf(dns: dict[str, list[str]], host_resolv: str) -> str:
+    if not any(dns.values()):
+        try:
+            return Path(host_resolv).read_text()
+        except FileNotFoundError:
+            return ""
+    lines = [f"nameserver {s}" for s in dns.get("servers", [])]
+    if dns.get("searches"):
+        lines.append("search " + " ".join(dns["searches"]))
+    if dns.get("options"):
+        lines.append("options " + " ".join(dns["options"]))
+    return "\n".join(lines) + "\n"
+
+
+def hosts_file(hostname: str, ips: list[str]) -> str:
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{ip}\t{hostname}" for ip in ips]
+    return "\n".join(lines) + "\n"
+
+
+def mount_shm(record: SandboxRecord) -> None:
+    """A private tmpfs for the pod's /dev/shm, unless the pod shares the host's IPC."""
+    if record.ipc_mode == NODE:
+        return
+    path = Path(record.directory) / "shm"
+    path.mkdir(parents=True, exist_ok=True)
+    from crio_native._native import mount
+
+    mount.mount("shm", str(path), "tmpfs", mount.MS_NOSUID | mount.MS_NODEV | mount.MS_NOEXEC,
+                f"mode=1777,size={record.shm_size}")
+    record.shm_path = str(path)
+
+
+def unmount_shm(record: SandboxRecord) -> None:
+    if record.shm_path:
+        from crio_native._native import mount
+
+        mount.unmount(record.shm_path)
+        record.shm_path = ""
+
+
+def remove_directory(record: SandboxRecord) -> None:
+    if record.shm_path:
+        raise Internal(f"pod {record.id}: refusing to remove {record.directory} with shm mounted")
+    if record.directory:
+        shutil.rmtree(record.directory, ignore_errors=True)

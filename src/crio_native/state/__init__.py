@@ -1,0 +1,1 @@
+"""Records on disk: written crash-safely, read back after a restart."""
