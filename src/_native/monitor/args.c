@@ -1,0 +1,88 @@
+/* The monitor's command line:
+ *
+ *   crio-native-monitor --state-dir DIR [--id ID] [--log-path FILE]
+ *       [--cgroup-path DIR] [--sync-fd N] [--stdin] [--stdin-once]
+ *       [--terminal] [--container-pid-file FILE] -- COMMAND [ARG...]
+ *
+ * With --container-pid-file, COMMAND is an OCI runtime's `create` (runc,
+ * crun): it makes the container process and exits, the process is
+ * reparented to us (we are a child subreaper) and FILE names it.
+ */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "monitor.h"
+
+enum { OPT_ID = 256, OPT_STATE_DIR, OPT_LOG_PATH, OPT_CGROUP, OPT_SYNC_FD, OPT_STDIN,
+       OPT_STDIN_ONCE, OPT_TERMINAL, OPT_PID_FILE };
+
+static const struct option long_opts[] = {
+    {"id", required_argument, NULL, OPT_ID},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"log-path", required_argument, NULL, OPT_LOG_PATH},
+    {"cgroup-path", required_argument, NULL, OPT_CGROUP},
+    {"sync-fd", required_argument, NULL, OPT_SYNC_FD},
+    {"stdin", no_argument, NULL, OPT_STDIN},
+    {"stdin-once", no_argument, NULL, OPT_STDIN_ONCE},
+    {"terminal", no_argument, NULL, OPT_TERMINAL},
+    {"container-pid-file", required_argument, NULL, OPT_PID_FILE},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_fd(const char *s, int *out, crn_error *err)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+
+    if (*s == '\0' || *end != '\0' || v < 3 || v > 65535)
+        return crn_error_set(err, EINVAL, "invalid --sync-fd", s);
+    *out = (int)v;
+    return 0;
+}
+
+static int apply(struct crn_monitor_opts *o, int opt, const char *arg, crn_error *err)
+{
+    switch (opt) {
+    case OPT_ID: o->id = arg; return 0;
+    case OPT_STATE_DIR: o->state_dir = arg; return 0;
+    case OPT_LOG_PATH: o->log_path = arg; return 0;
+    case OPT_CGROUP: o->cgroup_path = arg; return 0;
+    case OPT_SYNC_FD: return parse_fd(arg, &o->sync_fd, err);
+    case OPT_STDIN: o->stdin_open = true; return 0;
+    case OPT_STDIN_ONCE: o->stdin_once = true; return 0;
+    case OPT_TERMINAL: o->terminal = true; return 0;
+    case OPT_PID_FILE: o->container_pid_file = arg; return 0;
+    default: return crn_error_set(err, EINVAL, "unknown option", NULL);
+    }
+}
+
+int crn_monitor_parse_args(struct crn_monitor_opts *o, int argc, char **argv, crn_error *err)
+{
+    int opt;
+
+    memset(o, 0, sizeof(*o));
+    o->sync_fd = -1;
+    o->id = "";
+    opterr = 0;
+    /* '+': stop at the first non-option, which starts the container command */
+    while ((opt = getopt_long(argc, argv, "+", long_opts, NULL)) != -1) {
+        if (opt == '?')
+            return crn_error_set(err, EINVAL, "unknown option", argv[optind - 1]);
+        if (apply(o, opt, optarg, err) < 0)
+            return -1;
+    }
+    if (o->state_dir == NULL)
+        return crn_error_set(err, EINVAL, "missing option", "--state-dir");
+    if (optind >= argc)
+        return crn_error_set(err, EINVAL, "missing container command after", "--");
+    if (o->stdin_once && !o->stdin_open)
+        return crn_error_set(err, EINVAL, "--stdin-once needs", "--stdin");
+    /* an OCI runtime wants a --console-socket to hand back the pty master */
+    if (o->terminal && o->container_pid_file)
+        return crn_error_set(err, EINVAL, "--terminal with --container-pid-file is not supported",
+                             NULL);
+    o->argv = &argv[optind];
+    return 0;
+}

@@ -1,0 +1,22 @@
+"""Where the monitor's binary and its files in a state dir are."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import crio_native
+
+from .protocol import ATTACH_SOCKET_NAME
+
+MONITOR_PID_FILE = "monitor.pid"
+CONTAINER_PID_FILE = "pid"
+EXIT_FILE = "exit"
+
+
+def monitor_binary() -> Path:
+    """The crio-native-monitor executable built into the package."""
+    return Path(crio_native.__file__).parent / "_bin" / "crio-native-monitor"
+
+
+def attach_socket(state_dir: str | os.PathLike) -> Path:
+    return Path(state_dir) / ATTACH_SOCKET_NAME

@@ -1,0 +1,96 @@
+"""The monitor in front of an external OCI runtime: it runs `runc create`
+in the container's place, adopts the container process runc leaves (it is
+the child subreaper) and records that process's exit and output."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from crio_native.errors import Internal
+from crio_native.monitor import launch_monitor
+
+from tests.integration.test_monitor import (  # noqa: F401
+    BB, joined, log_entries, monitors, wait_gone,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("runc") is None,
+                                reason="needs runc (Debian package runc)")
+
+
+@pytest.fixture
+def runc_bundle(tmp_path):
+    bundle = tmp_path / "bundle"
+    rootfs = bundle / "rootfs"
+    for d in ("bin", "proc", "dev", "sys", "tmp"):
+        (rootfs / d).mkdir(parents=True)
+    shutil.copy2(BB, rootfs / "bin" / "busybox")
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+
+    def with_args(*args: str):
+        config = json.loads((bundle / "config.json").read_text())
+        config["process"].update(args=list(args), terminal=False)
+        (bundle / "config.json").write_text(json.dumps(config))
+        return bundle
+    return with_args
+
+
+@pytest.fixture
+def runc(tmp_path):
+    root = tmp_path / "runc-root"
+    created = []
+
+    def call(*args: str, check: bool = True):
+        if args[0] == "create":
+            created.append(args[-1])
+        return subprocess.run(["runc", "--root", str(root), *args], check=check,
+                              capture_output=True, text=True)
+    call.root = root
+    yield call
+    for cid in created:
+        call("delete", "--force", cid, check=False)
+
+
+def runc_create(runc, bundle, state, cid: str) -> list[str]:
+    return ["runc", "--root", str(runc.root), "create", "--bundle", str(bundle),
+            "--pid-file", str(state / "ctr.pid"), cid]
+
+
+def test_runc_container_exit_and_log(monitors, runc, runc_bundle):
+    bundle = runc_bundle("/bin/busybox", "sh", "-c", "echo hello; echo oops >&2; exit 5")
+    state = monitors.state_dir("r1")
+    mon = monitors.launch(runc_create(runc, bundle, state, "r1"), name="r1",
+                          container_pid_file=state / "ctr.pid")
+    assert (state / "pid").read_text().strip() == (state / "ctr.pid").read_text().strip()
+    assert json.loads(runc("state", "r1").stdout)["status"] == "created"
+    runc("start", "r1")
+    status = monitors.finish(mon)
+    assert (status.exit_code, status.signal) == (5, 0)
+    entries = log_entries(mon.log_path)
+    assert joined(entries, "stdout") == ["hello"]
+    assert joined(entries, "stderr") == ["oops"]
+    runc("delete", "r1")
+
+
+def test_runc_container_killed(monitors, runc, runc_bundle):
+    bundle = runc_bundle("/bin/busybox", "sleep", "30")
+    state = monitors.state_dir("r2")
+    mon = monitors.launch(runc_create(runc, bundle, state, "r2"), name="r2",
+                          container_pid_file=state / "ctr.pid")
+    runc("start", "r2")
+    runc("kill", "r2", "KILL")
+    status = monitors.finish(mon)
+    assert (status.exit_code, status.signal) == (137, 9)
+    runc("delete", "r2")
+
+
+def test_failed_runc_create_fails_the_launch(monitors, runc, runc_bundle):
+    bundle = runc_bundle("/bin/no-such-binary")
+    state = monitors.state_dir("r3")
+    with pytest.raises(Internal, match="runtime create failed with status 1: .*no-such-binary"):
+        launch_monitor("r3", runc_create(runc, bundle, state, "r3"), state,
+                       state / "ctr.log", container_pid_file=state / "ctr.pid")
+    assert not (state / "attach").exists()
+    assert not (state / "pid").exists()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# On the device machine: build crio-native into .venv from .device/ (made by
+# bundle.sh on a Debian machine), with no package registry.  Then:
+#   source tools/device/env.sh && .venv/bin/python -m pytest ...
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+dev=$PWD/.device
+mkdir -p "$dev/lib"
+# Link-time names for the runtime libraries Ubuntu ships without -dev packages.
+ln -sf /lib/x86_64-linux-gnu/libseccomp.so.2 "$dev/lib/libseccomp.so"
+ln -sf /lib/x86_64-linux-gnu/libselinux.so.1 "$dev/lib/libselinux.so"
+python3 -m venv .venv
+.venv/bin/pip install -q --no-index --find-links "$dev/wheels" \
+    setuptools wheel Cython grpcio-tools grpcio protobuf tomli_w pytest urllib3 zstandard
+# The busybox applets the tests use by name.
+mkdir -p "$dev/applets"
+for applet in sh sleep cat true false echo stty; do ln -sf "$dev/bin/busybox" "$dev/applets/$applet"; done
+C_INCLUDE_PATH="$dev/include" LIBRARY_PATH="$dev/lib" \
+    .venv/bin/pip install -q --no-build-isolation --no-index -e .
