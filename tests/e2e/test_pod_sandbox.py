@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -378,3 +379,35 @@ def test_many_cycles_leave_nothing_behind(net_daemon):
     assert len(os.listdir(f"/proc/{d.proc.pid}/task")) <= threads_before + 2
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "veth" not in links
+
+
+def test_host_port_reaches_the_pod_on_loopback(net_daemon, tmp_path):
+    d = net_daemon
+    config = pod_config("httpd")
+    config.port_mappings.append(api_pb2.PortMapping(
+        protocol=api_pb2.TCP, container_port=8080, host_port=18080, host_ip="127.0.0.1"))
+    pod_id = run_pod(d, config)
+    pin = pins_of(d, pod_id)["net"]
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("hello from the pod\n")
+    server = subprocess.Popen(["nsenter", f"--net={pin}", "/bin/busybox", "httpd", "-f",
+                               "-p", "8080", "-h", str(www)])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:18080/", timeout=3) as reply:
+                    body = reply.read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert body == b"hello from the pod\n"
+    finally:
+        server.kill()
+        server.wait()
+        remove(d, pod_id)
+    nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    assert "18080" not in nat, "portmap rules must go with the pod"
