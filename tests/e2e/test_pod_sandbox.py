@@ -254,6 +254,8 @@ def _bad_configs():
         (node_sysctl, "", "kernel.panic"),
         (hostnet_sysctl, "", "net.ipv4.ip_forward"),
         (shm, "", "io.kubernetes.cri-o.ShmSize"),
+        (pod_config(annotations={"kubernetes.io/ingress-bandwidth": "fast"}), "",
+         "kubernetes.io/ingress-bandwidth"),
         (pid_pod, "", "namespace_options.pid"),
         (pod_config(), "no-such-handler", "runtime_handler"),
     ]
@@ -411,3 +413,21 @@ def test_host_port_reaches_the_pod_on_loopback(net_daemon, tmp_path):
         remove(d, pod_id)
     nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
     assert "18080" not in nat, "portmap rules must go with the pod"
+
+
+def test_bandwidth_annotations_shape_the_pod(daemon_factory, tmp_path):
+    d = daemon_factory("--cni-plugin-dir", cni.PLUGIN_DIR)
+    ipam = tmp_path / "ipam"
+    cni.write_network(d.network_dir, ipam, extra_plugins=[
+        {"type": "bandwidth", "capabilities": {"bandwidth": True}}])
+    d.start()
+    try:
+        pod_id = run_pod(d, pod_config(annotations={"kubernetes.io/ingress-bandwidth": "1M"}))
+        qdiscs = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+        assert "tbf" in qdiscs and "rate 1Mbit" in qdiscs, qdiscs
+        remove(d, pod_id)
+        qdiscs = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+        assert "rate 1Mbit" not in qdiscs
+    finally:
+        d.stop()
+        cni.delete_bridge()

@@ -113,6 +113,7 @@ class SandboxManager:
                                            host_network=opts.network == 2,
                                            host_ipc=opts.ipc == 2),
             shm_size=validate.shm_size(dict(config.annotations)),
+            bandwidth=validate.bandwidth(dict(config.annotations)),
         )
         return record
 
@@ -204,7 +205,11 @@ class SandboxManager:
         args = {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": record.namespace,
                 "K8S_POD_NAME": record.name, "K8S_POD_INFRA_CONTAINER_ID": record.id,
                 "K8S_POD_UID": record.uid}
-        caps = {"portMappings": record.port_mappings} if record.port_mappings else {}
+        caps: dict = {}
+        if record.port_mappings:
+            caps["portMappings"] = record.port_mappings
+        if record.bandwidth:
+            caps["bandwidth"] = record.bandwidth
         return Attachment(container_id=record.id, netns=record.netns_path, ifname=ifname,
                           args=args, capability_args=caps if ifname != "lo" else {})
 

@@ -35,6 +35,7 @@ class SandboxRecord:
     shm_size: int = 0
     dns: dict[str, list[str]] = field(default_factory=dict)
     port_mappings: list[dict[str, Any]] = field(default_factory=list)
+    bandwidth: dict[str, int] = field(default_factory=dict)   # CNI bandwidth capability
     sysctls: dict[str, str] = field(default_factory=dict)
     network_name: str = ""        # CNI network used for ADD; empty for host network
     network_attached: bool = False

@@ -11,9 +11,9 @@ MIB = 1024 * 1024
 DEFAULT_SHM_SIZE = 64 * MIB
 MAX_SHM_SIZE = 64 * 1024 * MIB          # beyond this a request is a mistake
 SHM_SIZE_ANNOTATION = "io.kubernetes.cri-o.ShmSize"
-_QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|k|M|G)?$")
-_QUANTITY_UNITS = {None: 1, "k": 1000, "M": 1000**2, "G": 1000**3,
-                   "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+_QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_QUANTITY_UNITS = {None: 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
+                   "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
 _DNS_OPTION = re.compile(r"^[A-Za-z0-9_-]+(:[0-9]+)?$")
 _HOSTNAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", re.IGNORECASE)
 _SYSCTL = re.compile(r"^[a-z0-9_]+([./][a-z0-9_-]+)+$")
@@ -109,6 +109,33 @@ def shm_size(annotations: dict[str, str]) -> int:
     if not 0 < size <= MAX_SHM_SIZE:
         raise field_error(key, f"{text} is outside 1 byte .. 64Gi")
     return size
+
+
+INGRESS_ANNOTATION = "kubernetes.io/ingress-bandwidth"
+EGRESS_ANNOTATION = "kubernetes.io/egress-bandwidth"
+# Burst the kubelet's bandwidth annotations carry no value for: effectively unlimited,
+# so the rate alone shapes traffic.
+BANDWIDTH_BURST_BITS = 2**31 - 1
+MAX_BANDWIDTH_BPS = 10**15  # 1 Pbit/s: anything larger is a typo
+
+
+def bandwidth(annotations: dict[str, str]) -> dict[str, int]:
+    """The CNI `bandwidth` capability from the kubelet's pod annotations."""
+    out = {}
+    for annotation, direction in ((INGRESS_ANNOTATION, "ingress"), (EGRESS_ANNOTATION, "egress")):
+        text = annotations.get(annotation)
+        if text is None:
+            continue
+        key = f"annotations[{annotation!r}]"
+        try:
+            rate = parse_quantity(text)
+        except ValueError:
+            raise field_error(key, f"not a bandwidth like 10M: {text!r}") from None
+        if not 0 < rate <= MAX_BANDWIDTH_BPS:
+            raise field_error(key, f"{text} is outside 1 bit/s .. 1P bit/s")
+        out[f"{direction}Rate"] = rate
+        out[f"{direction}Burst"] = BANDWIDTH_BURST_BITS
+    return out
 
 
 def check_port_mappings(mappings) -> list[dict]:
