@@ -8,9 +8,14 @@ VPY := $(VENV)/bin/python
 STAMPS := .stamps
 
 APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev runc crun \
-	containernetworking-plugins docker-registry busybox-static iproute2 util-linux
+	containernetworking-plugins docker-registry busybox-static containerd openssl iproute2 util-linux \
+	conmon
 PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" \
-	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7"
+	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7" \
+	"urllib3>=2.0" "zstandard>=0.22"
+
+# Peers the benchmarks measure against, installed by `make bench` only.
+BENCH_APT_PACKAGES := containerd
 
 PYTEST_ARGS ?=
 
@@ -18,14 +23,19 @@ PYTEST_ARGS ?=
 
 all: build
 
-# Idempotent and quiet once done: apt runs only for packages that are missing.
-install-deps: $(STAMPS)/pip
-	@missing=$$(for p in $(APT_PACKAGES); do \
+# $(call apt_ensure,PACKAGES): apt-get only the packages not installed yet.
+define apt_ensure
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+# Idempotent and quiet once done.
+install-deps: $(STAMPS)/pip
+	$(call apt_ensure,$(APT_PACKAGES))
 
 $(STAMPS)/pip: Makefile
 	@mkdir -p $(STAMPS)
@@ -44,7 +54,8 @@ test: build
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 bench: build
-	$(VPY) -m bench
+	$(call apt_ensure,$(BENCH_APT_PACKAGES))
+	cd $(CURDIR) && $(VPY) -m bench $(BENCH)
 
 clean:
 	rm -rf build $(STAMPS) src/*.egg-info src/crio_native/_proto

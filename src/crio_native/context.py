@@ -14,6 +14,10 @@ class DaemonContext:
     started_at: float = field(default_factory=time.time)
     pod_cidr: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # crio_native.image.service.ImageService, made on first use by cri.image.images_of().
+    images: object | None = None
+    # crio_native.sandbox.manager.SandboxManager, made by the daemon at start-up.
+    sandboxes: object | None = None
 
     @property
     def config(self) -> Config:

@@ -53,6 +53,14 @@ def remove_stale_socket(path: str) -> None:
         pass
 
 
+def start_services(ctx: DaemonContext) -> None:
+    """Load records and finish or undo what a crash left half-done."""
+    from crio_native.sandbox.manager import SandboxManager
+
+    ctx.sandboxes = SandboxManager(ctx.config)
+    ctx.sandboxes.recover()
+
+
 def install_signal_handlers(stop: threading.Event) -> None:
     def on_signal(signum, frame):
         log.info("shutting down", extra=fields(signal=signal.Signals(signum).name))
@@ -74,6 +82,7 @@ def serve(loaded: LoadedConfig) -> int:
             lock.acquire()
             undo.callback(lock.release)
         remove_stale_socket(listen)
+        start_services(ctx)
         server = build_server(ctx)
         bind_unix_socket(server, listen)
         undo.callback(remove_stale_socket, listen)

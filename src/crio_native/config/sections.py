@@ -175,10 +175,16 @@ class ImageConfig:
     pinned_images: list[str] = field(default_factory=list)
     pull_progress_timeout: str = "5m"
     max_concurrent_downloads: int = 3
+    # Per-registry TLS material: <dir>/<host[:port]>/*.crt (CAs), *.cert + *.key (client).
+    registry_certs_dir: str = "/etc/containers/certs.d"
+    # Credentials in the containers-auth.json(5) format, used when the CRI sends none.
+    auth_file: str = ""
 
     def validate(self) -> None:
         if not self.pause_image:
             raise ConfigError("image.pause_image", "must name an image")
+        require_absolute("image.registry_certs_dir", self.registry_certs_dir)
+        require_absolute("image.auth_file", self.auth_file, allow_empty=True)
         require_absolute("image.registries_conf", self.registries_conf)
         require_absolute("image.registries_conf_dir", self.registries_conf_dir)
         require_absolute("image.signature_policy", self.signature_policy)

@@ -1,0 +1,1 @@
+"""Image references, registry configuration, the distribution client and pulls."""

@@ -1,0 +1,2 @@
+"""On-disk image storage under <root>/storage: blobs by digest, layers
+unpacked once per chain ID, and image records."""

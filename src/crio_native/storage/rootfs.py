@@ -1,0 +1,97 @@
+"""Container root filesystems: an overlay mount of the image's layers (by
+their short links) with a per-container upper and work dir, under
+<storage>/containers/<id>/{upper,work,merged}.  Removing the rootfs
+unmounts it and deletes the directory.  Which image each rootfs uses is
+recorded, so an image in use cannot be removed."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from crio_native.errors import AlreadyExists, InvalidArgument
+from crio_native.storage.atomic import write_atomic
+from crio_native.storage.images import ImageRecord
+from crio_native.storage.layers import LayerStore
+
+# The kernel copies mount options into one page.
+MAX_MOUNT_OPTIONS = 4095
+IMAGE_FILE = "image"
+
+MountFn = Callable[[str, str, str, int, str], None]
+UnmountFn = Callable[[str], None]
+
+
+def _native_mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    from crio_native._native import mount as native
+
+    native.mount(source, target, fstype, flags, data)
+
+
+def _native_unmount(target: str) -> None:
+    from crio_native._native import mount as native
+
+    native.unmount(target)
+
+
+def overlay_options(lowers: list[Path], upper: Path, work: Path) -> str:
+    """Options for an overlay mount; `lowers` uppermost first."""
+    options = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work}"
+    if len(options) > MAX_MOUNT_OPTIONS:
+        raise InvalidArgument(f"image has too many layers ({len(lowers)}) for one overlay mount")
+    return options
+
+
+class RootfsStore:
+    def __init__(self, root: Path, layers: LayerStore, mount: MountFn = _native_mount,
+                 unmount: UnmountFn = _native_unmount):
+        self.root = root
+        self.layers = layers
+        self._mount = mount
+        self._unmount = unmount
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def path(self, container_id: str) -> Path:
+        if not container_id or "/" in container_id or container_id.startswith("."):
+            raise InvalidArgument(f"rootfs: bad container id {container_id!r}")
+        return self.root / container_id
+
+    def create(self, container_id: str, image: ImageRecord) -> Path:
+        """Mount the container's rootfs and return the merged directory."""
+        d = self.path(container_id)
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            raise AlreadyExists(f"rootfs for container {container_id} exists") from None
+        try:
+            write_atomic(d / IMAGE_FILE, image.id.encode())
+            for sub in ("upper", "work", "merged"):
+                (d / sub).mkdir(mode=0o755)
+            lowers = [self.layers.short_link(c) for c in reversed(image.layers)]
+            options = overlay_options(lowers, d / "upper", d / "work")
+            self._mount("overlay", str(d / "merged"), "overlay", 0, options)
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        return d / "merged"
+
+    def remove(self, container_id: str) -> None:
+        """Unmount and delete; a rootfs that is already gone is fine."""
+        d = self.path(container_id)
+        if not d.exists():
+            return
+        if os.path.ismount(d / "merged"):
+            self._unmount(str(d / "merged"))
+        shutil.rmtree(d)
+
+    def users_of(self, image_id: str) -> list[str]:
+        """IDs of containers whose rootfs is made from `image_id`."""
+        out = []
+        for d in sorted(self.root.iterdir()):
+            try:
+                if (d / IMAGE_FILE).read_text() == image_id:
+                    out.append(d.name)
+            except FileNotFoundError:
+                continue
+        return out

@@ -1,0 +1,91 @@
+"""Layer unpacking: metadata kept, whiteouts converted for overlayfs, and
+hostile entries refused with the image, layer and entry named."""
+from __future__ import annotations
+
+import io
+import os
+import stat
+
+import pytest
+
+from crio_native.image.errors import UnsafeLayer
+from crio_native.storage.unpack import unpack_layer
+from tests.fixtures.oci_builder import (Entry, chardev, directory, file, hardlink, layer_tar,
+                                        opaque, symlink, whiteout)
+
+pytestmark = pytest.mark.root
+WHAT = "image test/x:1 layer 0 (sha256:abc)"
+
+
+def unpack(tmp_path, entries):
+    dest = tmp_path / "diff"
+    dest.mkdir(exist_ok=True)
+    unpack_layer(io.BytesIO(layer_tar(entries)), str(dest), WHAT)
+    return dest
+
+
+def test_metadata_is_preserved(tmp_path):
+    dest = unpack(tmp_path, [
+        directory("srv", 0o750, uid=7, gid=8, mtime=1_600_000_000),
+        file("srv/data", "hello", 0o4755, uid=1000, gid=1001, mtime=1_500_000_000,
+             xattrs={"user.note": "kept"}),
+        hardlink("srv/again", "srv/data"),
+        symlink("srv/link", "/etc/passwd", uid=5, gid=6),
+        chardev("dev/null", 1, 3),
+        Entry("run/fifo", "fifo", mode=0o640),
+    ])
+    data = os.lstat(dest / "srv/data")
+    assert (data.st_uid, data.st_gid, stat.S_IMODE(data.st_mode)) == (1000, 1001, 0o4755)
+    assert data.st_mtime == 1_500_000_000 and data.st_nlink == 2
+    assert os.getxattr(dest / "srv/data", "user.note") == b"kept"
+    assert os.lstat(dest / "srv/again").st_ino == data.st_ino
+    srv = os.lstat(dest / "srv")
+    assert (srv.st_uid, srv.st_gid, stat.S_IMODE(srv.st_mode), srv.st_mtime) == (
+        7, 8, 0o750, 1_600_000_000)
+    link = os.lstat(dest / "srv/link")
+    assert stat.S_ISLNK(link.st_mode) and (link.st_uid, link.st_gid) == (5, 6)
+    assert os.readlink(dest / "srv/link") == "/etc/passwd"
+    null = os.lstat(dest / "dev/null")
+    assert stat.S_ISCHR(null.st_mode) and os.major(null.st_rdev) == 1 and os.minor(null.st_rdev) == 3
+    assert stat.S_ISFIFO(os.lstat(dest / "run/fifo").st_mode)
+
+
+def test_whiteouts_become_overlay_whiteouts(tmp_path):
+    dest = unpack(tmp_path, [directory("etc"), whiteout("etc/gone"), opaque("var/cache"),
+                             directory("var/cache"), file("var/cache/new", "x")])
+    gone = os.lstat(dest / "etc/gone")
+    assert stat.S_ISCHR(gone.st_mode) and gone.st_rdev == 0
+    assert (gone.st_uid, gone.st_gid) == (0, 0)
+    assert not (dest / "etc/.wh.gone").exists()
+    assert os.getxattr(dest / "var/cache", "trusted.overlay.opaque") == b"y"
+    assert not (dest / "var/cache/.wh..wh..opq").exists()
+    assert (dest / "var/cache/new").read_text() == "x"
+
+
+def test_later_entry_replaces_earlier(tmp_path):
+    dest = unpack(tmp_path, [file("a", "one"), file("a", "two"), symlink("b", "a"), file("b", "f")])
+    assert (dest / "a").read_text() == "two"
+    assert not os.path.islink(dest / "b")
+
+
+@pytest.mark.parametrize("entries, fragment", [
+    ([file("../escape", "x")], "'..'"),
+    ([file("a/../../escape", "x")], "'..'"),
+    ([file("/etc/abs", "x")], "absolute path"),
+    ([symlink("out", "/tmp"), file("out/pwned", "x")], "through symlink 'out'"),
+    ([symlink("up", "../../.."), file("up/pwned", "x")], "through symlink 'up'"),
+    ([symlink("d", "/"), directory("d/x")], "through symlink 'd'"),
+    ([hardlink("h", "../../etc/passwd")], "'..'"),
+    ([hardlink("h", "/etc/passwd")], "absolute path"),
+    ([hardlink("h", "nothere")], "not in this layer"),
+    ([symlink("s", "/etc"), hardlink("h", "s/passwd")], "through symlink 's'"),
+    ([file("f", "x", xattrs={"trusted.overlay.opaque": "y"})], "overlay-private"),
+])
+def test_hostile_entries_are_refused(tmp_path, entries, fragment):
+    victim = tmp_path / "outside"
+    with pytest.raises(UnsafeLayer) as info:
+        unpack(tmp_path, entries)
+    message = str(info.value)
+    assert message.startswith(WHAT) and "entry '" in message and fragment in message
+    assert not victim.exists() and not (tmp_path / "escape").exists()
+    assert not os.path.exists("/tmp/pwned")
