@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 
 from crio_native._proto import api_pb2, api_pb2_grpc
+from tests.processes import stop_process
 
 CONTAINERD = "/usr/bin/containerd"
 
@@ -116,13 +117,8 @@ class Containerd:
     def stop(self) -> None:
         if self.channel is not None:
             self.channel.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         # Snapshots and shm mounts containerd keeps under its root.
         with open("/proc/self/mountinfo") as f:
             mine = [line.split()[4] for line in f if line.split()[4].startswith(str(self.base))]

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 
 from crio_native._proto import api_pb2, api_pb2_grpc
+from tests.processes import stop_process
 
 START_TIMEOUT = 30.0
 
@@ -95,14 +96,8 @@ class Daemon:
             self.channel = None
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
+            return stop_process(self.proc, sig, timeout, strict=True)
         finally:
             self.proc = None
 
