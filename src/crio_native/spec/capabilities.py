@@ -1,0 +1,71 @@
+"""process.capabilities from the request's add/drop lists over the daemon's
+default set; privileged containers get every capability."""
+from __future__ import annotations
+
+from crio_native.config.sections import KNOWN_CAPABILITIES
+from crio_native.errors import InvalidArgument
+from crio_native.linux.capabilities import CAPABILITIES
+from crio_native.spec.inputs import RPC, SpecBuild, SpecInputs, invalid
+
+ALL_CAPS = sorted(CAPABILITIES, key=CAPABILITIES.__getitem__)
+CAPS_FIELD = "linux.security_context.capabilities"
+
+
+def normalize(name: str, field_path: str) -> str:
+    """"net_raw", "NET_RAW", "CAP_NET_RAW" -> "CAP_NET_RAW"; "ALL" stays."""
+    upper = name.strip().upper()
+    if upper == "ALL":
+        return upper
+    bare = upper.removeprefix("CAP_")
+    if bare not in KNOWN_CAPABILITIES:
+        raise invalid(field_path, f"unknown capability {name!r}")
+    return "CAP_" + bare
+
+
+def _list(names, field_path: str) -> list[str]:
+    return [normalize(n, f"{field_path}[{i}]") for i, n in enumerate(names)]
+
+
+def default_set(configured: list[str]) -> list[str]:
+    out = []
+    for name in configured:
+        bare = name.strip().upper().removeprefix("CAP_")
+        if bare not in KNOWN_CAPABILITIES:
+            raise InvalidArgument(f"{RPC}: runtime.default_capabilities: unknown {name!r}")
+        out.append("CAP_" + bare)
+    return out
+
+
+def effective_set(defaults: list[str], add: list[str], drop: list[str]) -> list[str]:
+    """containerd's order: ALL in add starts from every capability, ALL in
+    drop from none (drop ALL beats add ALL); then named adds, then named drops
+    (a capability both added and dropped ends up dropped)."""
+    caps = set(defaults)
+    if "ALL" in add:
+        caps = set(ALL_CAPS)
+    if "ALL" in drop:
+        caps = set()
+    caps |= {c for c in add if c != "ALL"}
+    caps -= {c for c in drop if c != "ALL"}
+    return sorted(caps, key=CAPABILITIES.__getitem__)
+
+
+def with_capabilities(build: SpecBuild, inputs: SpecInputs) -> None:
+    """bounding = effective = permitted; inheritable stays empty (the fix for
+    CVE-2022-27652 that CRI-O and containerd both ship); ambient only what
+    the request asks for, which must also be in the other sets."""
+    req = inputs.security.capabilities
+    ambient = _list(req.add_ambient_capabilities, f"{CAPS_FIELD}.add_ambient_capabilities")
+    if "ALL" in ambient:
+        raise invalid(f"{CAPS_FIELD}.add_ambient_capabilities", "ALL is not allowed here")
+    if inputs.privileged:
+        caps = list(ALL_CAPS)
+    else:
+        caps = effective_set(default_set(inputs.daemon.runtime.default_capabilities),
+                             _list(req.add_capabilities, f"{CAPS_FIELD}.add_capabilities"),
+                             _list(req.drop_capabilities, f"{CAPS_FIELD}.drop_capabilities"))
+    caps = sorted(set(caps) | set(ambient), key=CAPABILITIES.__getitem__)
+    build.process["capabilities"] = {
+        "bounding": list(caps), "effective": list(caps), "permitted": list(caps),
+        "inheritable": [], "ambient": sorted(set(ambient), key=CAPABILITIES.__getitem__),
+    }

@@ -1,0 +1,133 @@
+"""linux.resources and linux.cgroupsPath.
+
+The runtime spec's resources are cgroup-v1 shaped (cpu.shares, memory.swap
+as memory+swap); runc, crun and the built-in runtime convert them for
+cgroup v2 (cpu.weight, memory.swap.max = swap - limit).  We keep those
+semantics rather than pre-converting, and pass the request's `unified` map
+through as linux.resources.unified, which the runtimes write verbatim on v2.
+The converters below are for readers of the v2 files (stats, updates)."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from crio_native._proto import api_pb2
+from crio_native.spec.inputs import RPC, SpecBuild, SpecInputs, invalid
+from crio_native.errors import InvalidArgument
+
+RES = "linux.resources"
+MIN_SHARES, MAX_SHARES = 2, 262144
+MIN_PERIOD, MAX_PERIOD = 1000, 1000000
+MIN_QUOTA = 1000
+_CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_PAGE_SIZE = re.compile(r"^\d+(KB|MB|GB|TB|PB)$")
+_UNIFIED_KEY = re.compile(r"^[a-z_]+\.[a-z0-9_.]+$")
+
+
+def cpu_weight_from_shares(shares: int) -> int:
+    """cgroup v2 cpu.weight for v1 cpu.shares, the mapping runc and crun use."""
+    if shares == 0:
+        return 0
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def swap_max_from_swap(memory_swap: int, memory_limit: int) -> int:
+    """cgroup v2 memory.swap.max for v1's memory+swap total."""
+    return max(memory_swap - memory_limit, 0)
+
+
+def _cpu(res: api_pb2.LinuxContainerResources) -> dict[str, Any]:
+    cpu: dict[str, Any] = {}
+    if res.cpu_shares:
+        if not MIN_SHARES <= res.cpu_shares <= MAX_SHARES:
+            raise invalid(f"{RES}.cpu_shares", f"must be in [{MIN_SHARES}, {MAX_SHARES}], "
+                          f"got {res.cpu_shares}")
+        cpu["shares"] = res.cpu_shares
+    if res.cpu_period:
+        if not MIN_PERIOD <= res.cpu_period <= MAX_PERIOD:
+            raise invalid(f"{RES}.cpu_period", f"must be in [{MIN_PERIOD}, {MAX_PERIOD}] "
+                          f"microseconds, got {res.cpu_period}")
+        cpu["period"] = res.cpu_period
+    if res.cpu_quota and res.cpu_quota != -1:
+        if res.cpu_quota < MIN_QUOTA:
+            raise invalid(f"{RES}.cpu_quota", f"must be -1 (no limit) or at least {MIN_QUOTA} "
+                          f"microseconds, got {res.cpu_quota}")
+        cpu["quota"] = res.cpu_quota
+    for name, key in (("cpuset_cpus", "cpus"), ("cpuset_mems", "mems")):
+        value = getattr(res, name)
+        if value:
+            if not _CPUSET.match(value):
+                raise invalid(f"{RES}.{name}", f"not a list like 0-3,5: {value!r}")
+            cpu[key] = value
+    return cpu
+
+
+def _memory(res: api_pb2.LinuxContainerResources) -> dict[str, Any]:
+    """A limit without a swap limit gets swap = limit, i.e. no swap, as
+    CRI-O does (Kubernetes' NoSwap); swap must not be below the limit."""
+    if res.memory_limit_in_bytes < 0:
+        raise invalid(f"{RES}.memory_limit_in_bytes", f"must be >= 0, got "
+                      f"{res.memory_limit_in_bytes}")
+    swap = res.memory_swap_limit_in_bytes
+    if swap < -1:
+        raise invalid(f"{RES}.memory_swap_limit_in_bytes", f"must be >= -1, got {swap}")
+    memory: dict[str, Any] = {}
+    limit = res.memory_limit_in_bytes
+    if limit:
+        memory["limit"] = limit
+        if swap and swap != -1 and swap < limit:
+            raise invalid(f"{RES}.memory_swap_limit_in_bytes", f"{swap} is below "
+                          f"memory_limit_in_bytes {limit} (it counts memory plus swap)")
+        memory["swap"] = swap or limit
+    elif swap:
+        raise invalid(f"{RES}.memory_swap_limit_in_bytes", "needs memory_limit_in_bytes")
+    return memory
+
+
+def _hugepages(res: api_pb2.LinuxContainerResources) -> list[dict[str, Any]]:
+    out = []
+    for i, hp in enumerate(res.hugepage_limits):
+        if not _PAGE_SIZE.match(hp.page_size):
+            raise invalid(f"{RES}.hugepage_limits[{i}].page_size",
+                          f"want a size like 2MB or 1GB, got {hp.page_size!r}")
+        out.append({"pageSize": hp.page_size, "limit": hp.limit})
+    return out
+
+
+def _unified(res: api_pb2.LinuxContainerResources) -> dict[str, str]:
+    for key, value in res.unified.items():
+        if not _UNIFIED_KEY.match(key) or key.startswith("cgroup."):
+            raise invalid(f"{RES}.unified[{key!r}]", "not a cgroup v2 controller file")
+        if "\n" in value:
+            raise invalid(f"{RES}.unified[{key!r}]", "value must be one line")
+    return dict(sorted(res.unified.items()))
+
+
+def with_resources(build: SpecBuild, inputs: SpecInputs) -> None:
+    res = inputs.config.linux.resources
+    parts = (("cpu", _cpu(res)), ("memory", _memory(res)),
+             ("hugepageLimits", _hugepages(res)), ("unified", _unified(res)))
+    for key, value in parts:
+        if value:
+            build.resources[key] = value
+        else:
+            build.resources.pop(key, None)
+
+
+def cgroups_path(manager: str, parent: str, container_id: str) -> str:
+    """CRI-O's naming: cgroupfs <parent>/crio-<id>; systemd <slice>:crio:<id>."""
+    if manager == "systemd":
+        slice_ = parent or "system.slice"
+        if "/" in slice_ or not slice_.endswith(".slice"):
+            raise InvalidArgument(f"{RPC}: pod cgroup_parent {parent!r}: the systemd cgroup "
+                                  "manager wants a slice name like kubepods-pod1.slice")
+        return f"{slice_}:crio:{container_id}"
+    if parent and not parent.startswith("/"):
+        raise InvalidArgument(f"{RPC}: pod cgroup_parent {parent!r}: the cgroupfs manager "
+                              "wants an absolute path")
+    return f"{(parent or '').rstrip('/')}/crio-{container_id}"
+
+
+def with_cgroups_path(build: SpecBuild, inputs: SpecInputs) -> None:
+    build.linux["cgroupsPath"] = cgroups_path(inputs.daemon.runtime.cgroup_manager,
+                                              inputs.sandbox.cgroup_parent, inputs.container_id)

@@ -1,0 +1,95 @@
+"""linux.resources (v1-shaped, per the runtime spec) and linux.cgroupsPath."""
+from __future__ import annotations
+
+import pytest
+
+from crio_native._proto import api_pb2
+from crio_native.config.sections import Config
+from crio_native.errors import InvalidArgument
+from crio_native.spec import resources
+from tests.unit.test_spec_support import apply, base_sandbox, config_with, make_inputs
+
+R = "linux__resources"
+
+
+def res(**fields):
+    cfg = config_with(**{f"{R}__{k}": v for k, v in fields.items()})
+    return apply(resources.with_resources, make_inputs(cfg)).resources
+
+
+@pytest.mark.parametrize("fields, key, want", [
+    ({}, "cpu", None),
+    ({"cpu_shares": 512}, "cpu", {"shares": 512}),
+    ({"cpu_quota": 50000, "cpu_period": 100000}, "cpu", {"quota": 50000, "period": 100000}),
+    ({"cpu_quota": -1}, "cpu", None),
+    ({"cpuset_cpus": "0-3,5"}, "cpu", {"cpus": "0-3,5"}),
+    ({"cpuset_mems": "0"}, "cpu", {"mems": "0"}),
+    ({"memory_limit_in_bytes": 64 << 20}, "memory", {"limit": 64 << 20, "swap": 64 << 20}),
+    ({"memory_limit_in_bytes": 64 << 20, "memory_swap_limit_in_bytes": 128 << 20}, "memory",
+     {"limit": 64 << 20, "swap": 128 << 20}),
+    ({"memory_limit_in_bytes": 64 << 20, "memory_swap_limit_in_bytes": -1}, "memory",
+     {"limit": 64 << 20, "swap": -1}),
+    ({"hugepage_limits": [api_pb2.HugepageLimit(page_size="2MB", limit=1 << 30)]},
+     "hugepageLimits", [{"pageSize": "2MB", "limit": 1 << 30}]),
+    ({"unified": {"memory.high": "100M", "pids.max": "64"}}, "unified",
+     {"memory.high": "100M", "pids.max": "64"}),
+])
+def test_resources(fields, key, want):
+    assert res(**fields).get(key) == want
+
+
+@pytest.mark.parametrize("fields, field, reason", [
+    ({"cpu_shares": 1}, "cpu_shares", r"\[2, 262144\]"),
+    ({"cpu_shares": 300000}, "cpu_shares", r"\[2, 262144\]"),
+    ({"cpu_period": 999}, "cpu_period", "microseconds"),
+    ({"cpu_quota": 500}, "cpu_quota", "at least 1000"),
+    ({"cpu_quota": -5}, "cpu_quota", "at least 1000"),
+    ({"cpuset_cpus": "0-a"}, "cpuset_cpus", "not a list"),
+    ({"cpuset_mems": "0,,1"}, "cpuset_mems", "not a list"),
+    ({"memory_limit_in_bytes": -1}, "memory_limit_in_bytes", ">= 0"),
+    ({"memory_limit_in_bytes": 100 << 20, "memory_swap_limit_in_bytes": 50 << 20},
+     "memory_swap_limit_in_bytes", "below"),
+    ({"memory_swap_limit_in_bytes": 50 << 20}, "memory_swap_limit_in_bytes", "needs"),
+    ({"hugepage_limits": [api_pb2.HugepageLimit(page_size="2M", limit=1)]},
+     r"hugepage_limits\[0\]\.page_size", "2MB"),
+    ({"unified": {"../escape": "1"}}, r"unified\['../escape'\]", "controller file"),
+    ({"unified": {"cgroup.procs": "1"}}, r"unified\['cgroup.procs'\]", "controller file"),
+    ({"unified": {"memory.max": "1\n2"}}, r"unified\['memory.max'\]", "one line"),
+])
+def test_resource_errors(fields, field, reason):
+    with pytest.raises(InvalidArgument,
+                       match=rf"CreateContainer: config\.linux\.resources\.{field}: .*{reason}"):
+        res(**fields)
+
+
+@pytest.mark.parametrize("shares, weight", [(0, 0), (2, 1), (1024, 39), (262144, 10000)])
+def test_cpu_weight_from_shares(shares, weight):
+    assert resources.cpu_weight_from_shares(shares) == weight
+
+
+def test_swap_max_from_swap():
+    assert resources.swap_max_from_swap(128, 64) == 64
+    assert resources.swap_max_from_swap(64, 64) == 0
+
+
+@pytest.mark.parametrize("manager, parent, want", [
+    ("cgroupfs", "/kubepods/burstable/pod1", "/kubepods/burstable/pod1/crio-c1"),
+    ("cgroupfs", "/kubepods/", "/kubepods/crio-c1"),
+    ("cgroupfs", "", "/crio-c1"),
+    ("systemd", "kubepods-burstable-pod1.slice", "kubepods-burstable-pod1.slice:crio:c1"),
+    ("systemd", "", "system.slice:crio:c1"),
+])
+def test_cgroups_path(manager, parent, want):
+    daemon = Config()
+    daemon.runtime.cgroup_manager = manager
+    b = apply(resources.with_cgroups_path,
+              make_inputs(daemon=daemon, sandbox=base_sandbox(cgroup_parent=parent)))
+    assert b.linux["cgroupsPath"] == want
+
+
+@pytest.mark.parametrize("manager, parent", [("systemd", "/kubepods"),
+                                             ("systemd", "kubepods"),
+                                             ("cgroupfs", "kubepods")])
+def test_cgroups_parent_must_suit_the_manager(manager, parent):
+    with pytest.raises(InvalidArgument, match="cgroup_parent"):
+        resources.cgroups_path(manager, parent, "c1")
