@@ -15,6 +15,9 @@
 #ifndef __NR_clone3
 #define __NR_clone3 435
 #endif
+#ifndef __NR_close_range
+#define __NR_close_range 436
+#endif
 #ifndef __NR_openat2
 #define __NR_openat2 437
 #endif

@@ -1,0 +1,74 @@
+/* State and steps of the launched child, between clone and execve.  Every
+ * step is async-signal-safe C that reads the validated plan; none allocates.
+ * Internal to launch.c and the per-concern files (mounts.c, caps.c,
+ * process.c). */
+#ifndef CRN_CHILD_H
+#define CRN_CHILD_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "plan.h"
+
+typedef struct crn_child {
+    const void *plan;
+    size_t len;
+    char *const *argv;      /* built in the parent, before clone */
+    char *const *envp;
+    int sync_fd;            /* child end of the sync socket */
+    int stdio[3];
+    int rootfd;             /* O_PATH of the bound rootfs, until pivot_root */
+    int fifo_fd;            /* start barrier, opened before pivot_root */
+    int cwd_done;           /* chdir succeeded before the user switch */
+    int seccomp_done;       /* filter loaded early (no no_new_privs) */
+    char exe[PATH_MAX];     /* argv[0] resolved against $PATH */
+} crn_child;
+
+/* Parent -> child and child -> parent messages on the sync socket. */
+enum crn_sync_kind { CRN_SYNC_GO = 1, CRN_SYNC_READY = 2, CRN_SYNC_FAIL = 3, CRN_SYNC_HOOKS = 4 };
+
+typedef struct crn_sync_msg {
+    int kind;
+    int stage;
+    crn_error err;
+} crn_sync_msg;
+
+/* "/proc/self/fd/N" into buf (at least 32 bytes). */
+void crn_fd_path(char *buf, int fd);
+/* Decimal of v into buf (at least 24 bytes). */
+void crn_itoa(char *buf, long long v);
+
+/* launch.c */
+int crn_child_wait_go(crn_child *c, crn_error *err);
+
+/* mounts.c */
+int crn_rootfs_prepare(crn_child *c, crn_error *err);
+int crn_mounts_apply(crn_child *c, crn_error *err);
+int crn_devices_apply(crn_child *c, crn_error *err);
+int crn_rootfs_pivot(crn_child *c, crn_error *err);
+int crn_masks_apply(crn_child *c, crn_error *err);
+
+/* caps.c */
+int crn_caps_drop_bounding(crn_child *c, crn_error *err);
+int crn_caps_apply(crn_child *c, crn_error *err);
+
+/* process.c */
+int crn_proc_join_namespaces(crn_child *c, crn_error *err);
+int crn_proc_userns_root(crn_child *c, crn_error *err);
+int crn_proc_oom_score_adj(crn_child *c, crn_error *err);
+int crn_proc_hostname(crn_child *c, crn_error *err);
+int crn_proc_sysctls(crn_child *c, crn_error *err);
+int crn_proc_hook_pause(crn_child *c, crn_error *err);
+int crn_proc_rlimits(crn_child *c, crn_error *err);
+int crn_proc_user(crn_child *c, crn_error *err);
+int crn_proc_cwd_early(crn_child *c, crn_error *err);
+int crn_proc_cwd(crn_child *c, crn_error *err);
+int crn_proc_no_new_privs(crn_child *c, crn_error *err);
+int crn_proc_lookup(crn_child *c, crn_error *err);
+int crn_proc_barrier(crn_child *c, crn_error *err);
+int crn_proc_seccomp_early(crn_child *c, crn_error *err);
+int crn_proc_seccomp(crn_child *c, crn_error *err);
+int crn_proc_exec(crn_child *c, crn_error *err);
+
+#endif

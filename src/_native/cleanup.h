@@ -1,0 +1,34 @@
+/* __attribute__((cleanup)) helpers, so early returns close what they opened. */
+#ifndef CRN_CLEANUP_H
+#define CRN_CLEANUP_H
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static inline void crn_close_fdp(int *fd)
+{
+    if (*fd >= 0) {
+        int saved = errno;
+        close(*fd);
+        errno = saved;
+    }
+}
+
+static inline void crn_freep(void *p)
+{
+    free(*(void **)p);
+}
+
+/* An fd closed when it goes out of scope; steal it with crn_steal_fd(). */
+#define crn_auto_fd __attribute__((cleanup(crn_close_fdp))) int
+#define crn_auto_free __attribute__((cleanup(crn_freep)))
+
+static inline int crn_steal_fd(int *fd)
+{
+    int v = *fd;
+    *fd = -1;
+    return v;
+}
+
+#endif

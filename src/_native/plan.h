@@ -1,0 +1,118 @@
+/* The launch plan: a flat, serialized list of records that Python builds from
+ * an OCI bundle and C walks between clone and execve.
+ *
+ * The same bytes are handed to crn_launch() by the daemon and (later) read from
+ * a file by the per-container monitor, so the format is defined here once and
+ * nothing in it is a pointer.
+ *
+ * Layout (integers in host byte order, no padding, no alignment):
+ *
+ *     "CRNPLAN1"                       8-byte magic, also the format version
+ *     record*                          until the end of the buffer
+ *
+ *     record  = u16 type, u16 zero, u32 payload_len, payload[payload_len]
+ *
+ * A payload is the fields listed for its type below, in that order:
+ *     I = u32, i = s32, Q = u64, s = NUL-terminated string,
+ *     b = the rest of the payload as raw bytes (last field only),
+ *     G = u32 count followed by that many u32 (last field only).
+ *
+ * Records of one type keep their order (mounts run in spec order); types are
+ * walked in the fixed order of the child's steps, not in buffer order.
+ * crn_plan_validate() checks framing and every field once, in the parent, so
+ * the child's readers need no bounds checks. */
+#ifndef CRN_PLAN_H
+#define CRN_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define CRN_PLAN_MAGIC "CRNPLAN1"
+#define CRN_PLAN_MAGIC_LEN 8
+#define CRN_PLAN_HEADER_LEN 8       /* u16 type, u16 zero, u32 len */
+
+enum crn_plan_type {
+    CRN_PLAN_NS_NEW = 1,            /* I clone flags (CLONE_NEW*) */
+    CRN_PLAN_NS_JOIN = 2,           /* I nstype, s path */
+    CRN_PLAN_ID_MAP = 3,            /* I 0=uid 1=gid, I inside, I outside, I count */
+    CRN_PLAN_ROOTFS = 10,           /* s absolute host path of the rootfs */
+    CRN_PLAN_ROOT_PROPAGATION = 11, /* Q MS_* propagation flags for "/" */
+    CRN_PLAN_ROOT_READONLY = 12,    /* (empty) */
+    CRN_PLAN_MOUNT = 13,            /* Q flags, Q propagation, I kind, s source,
+                                       s destination, s fstype, s data */
+    CRN_PLAN_DEVICE = 14,           /* I mode (with S_IF*), I major, I minor, I uid,
+                                       I gid, s path */
+    CRN_PLAN_SYMLINK = 15,          /* s target, s link path */
+    CRN_PLAN_MASK = 16,             /* s path */
+    CRN_PLAN_READONLY_PATH = 17,    /* s path */
+    CRN_PLAN_HOSTNAME = 20,         /* s */
+    CRN_PLAN_DOMAINNAME = 21,       /* s */
+    CRN_PLAN_RLIMIT = 22,           /* I resource, Q soft, Q hard */
+    CRN_PLAN_OOM_SCORE_ADJ = 23,    /* i */
+    CRN_PLAN_UMASK = 24,            /* I */
+    CRN_PLAN_USER = 25,             /* I uid, I gid, G additional gids */
+    CRN_PLAN_CAPS = 26,             /* Q bounding, Q effective, Q permitted,
+                                       Q inheritable, Q ambient, I last_cap */
+    CRN_PLAN_NO_NEW_PRIVS = 27,     /* (empty) */
+    CRN_PLAN_CWD = 28,              /* s */
+    CRN_PLAN_ARG = 29,              /* s, one record per argv entry */
+    CRN_PLAN_ENV = 30,              /* s, one record per "KEY=value" */
+    CRN_PLAN_SECCOMP = 31,          /* I seccomp(2) flags, b struct sock_filter[] */
+    CRN_PLAN_BARRIER = 32,          /* s path of the start fifo */
+    CRN_PLAN_CGROUP_PROCS = 33,     /* s a cgroup.procs file the parent writes the
+                                       child's pid to before letting it go */
+    CRN_PLAN_CGROUP_INTO = 34,      /* s a cgroup v2 directory the child is
+                                       cloned into (clone3 CLONE_INTO_CGROUP) */
+    CRN_PLAN_SYSCTL = 35,           /* s key as a path below /proc/sys, s value */
+    CRN_PLAN_HOOK_PAUSE = 36,       /* (empty) stop before pivot_root until the
+                                       parent has run its hooks */
+};
+
+/* CRN_PLAN_MOUNT kinds: how the child performs the mount. */
+enum crn_mount_kind {
+    CRN_MOUNT_FS = 0,               /* mount(source, dest, fstype, flags, data) */
+    CRN_MOUNT_BIND = 1,             /* bind (MS_REC in flags for rbind), then
+                                       remount with the other flags if any */
+    CRN_MOUNT_DEST_FILE = 0x100,    /* or'ed in: create the destination as a
+                                       file (bind of a non-directory) */
+};
+
+typedef struct crn_plan_rec {
+    uint16_t type;
+    uint32_t len;
+    const unsigned char *data;
+} crn_plan_rec;
+
+typedef struct crn_plan_iter {
+    const unsigned char *p;
+    const unsigned char *end;
+} crn_plan_iter;
+
+/* Reads the fields of one record in order.  Only for validated plans. */
+typedef struct crn_plan_cur {
+    const unsigned char *p;
+    const unsigned char *end;
+} crn_plan_cur;
+
+/* Check the magic, the framing, that every type is known and that every
+ * payload holds exactly the fields its type lists. */
+int crn_plan_validate(const void *buf, size_t len, crn_error *err);
+
+void crn_plan_iter_init(crn_plan_iter *it, const void *buf, size_t len);
+/* Next record of `type` (0: any type); 1 when found, 0 at the end. */
+int crn_plan_next(crn_plan_iter *it, uint16_t type, crn_plan_rec *rec);
+/* First record of `type`, or 0 if the plan has none. */
+int crn_plan_find(const void *buf, size_t len, uint16_t type, crn_plan_rec *rec);
+size_t crn_plan_count(const void *buf, size_t len, uint16_t type);
+
+void crn_plan_cur_init(crn_plan_cur *c, const crn_plan_rec *rec);
+uint32_t crn_cur_u32(crn_plan_cur *c);
+int32_t crn_cur_s32(crn_plan_cur *c);
+uint64_t crn_cur_u64(crn_plan_cur *c);
+const char *crn_cur_str(crn_plan_cur *c);
+/* The rest of the payload. */
+const void *crn_cur_rest(crn_plan_cur *c, size_t *len);
+
+#endif

@@ -1,0 +1,362 @@
+/* The container process's own settings: joined namespaces, oom_score_adj,
+ * hostname, rlimits, user, cwd, no_new_privs, executable lookup, the start
+ * barrier, seccomp and execve.
+ *
+ * The id switches use raw syscalls: glibc's setresuid() broadcasts to the
+ * threads it believes exist, and after a raw clone3 those are the parent's. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "cleanup.h"
+#include "syscalls.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* In a new user namespace the maps are written by now; our ids are still
+ * the host's (unmapped, so nothing can be created on the new mounts): become
+ * its root.  Runs after the rootfs bind and the fifo open, which still rely
+ * on being the host paths' owner. */
+int crn_proc_userns_root(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    uint32_t flags = 0;
+    if (crn_plan_find(c->plan, c->len, CRN_PLAN_NS_NEW, &rec))
+        memcpy(&flags, rec.data, 4);
+    if (!(flags & CLONE_NEWUSER))
+        return 0;
+    if (syscall(SYS_setresgid, 0, 0, 0) < 0)
+        return crn_error_set(err, errno, "setresgid", NULL);
+    if (syscall(SYS_setresuid, 0, 0, 0) < 0)
+        return crn_error_set(err, errno, "setresuid", NULL);
+    return 0;
+}
+
+#define CRN_MAX_JOINS 16
+
+static void close_all(int (*fds)[CRN_MAX_JOINS])
+{
+    for (int i = 0; i < CRN_MAX_JOINS; i++)
+        crn_close_fdp(&(*fds)[i]);
+}
+
+/* Open every namespace first and only then setns: once in a joined mount
+ * namespace, /proc/PID of the target may no longer be visible. */
+static int join_all(crn_child *c, crn_error *err)
+{
+    __attribute__((cleanup(close_all))) int fds[CRN_MAX_JOINS];
+    uint32_t types[CRN_MAX_JOINS];
+    const char *paths[CRN_MAX_JOINS];
+    crn_plan_iter it;
+    crn_plan_rec rec;
+    int n = 0;
+    for (int i = 0; i < CRN_MAX_JOINS; i++)
+        fds[i] = -1;
+    crn_plan_iter_init(&it, c->plan, c->len);
+    while (crn_plan_next(&it, CRN_PLAN_NS_JOIN, &rec)) {
+        crn_plan_cur cur;
+        crn_plan_cur_init(&cur, &rec);
+        uint32_t nstype = crn_cur_u32(&cur);
+        const char *path = crn_cur_str(&cur);
+        if (nstype == CLONE_NEWPID)
+            continue; /* joined by the parent around clone */
+        if (n == CRN_MAX_JOINS)
+            return crn_error_set(err, E2BIG, "setns", path);
+        fds[n] = open(path, O_RDONLY | O_CLOEXEC);
+        if (fds[n] < 0)
+            return crn_error_set(err, errno, "open", path);
+        types[n] = nstype;
+        paths[n++] = path;
+    }
+    for (int i = 0; i < n; i++)
+        if (setns(fds[i], (int)types[i]) < 0)
+            return crn_error_set(err, errno, "setns", paths[i]);
+    return 0;
+}
+
+int crn_proc_join_namespaces(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    uint32_t flags = 0;
+    if (crn_plan_find(c->plan, c->len, CRN_PLAN_NS_NEW, &rec))
+        memcpy(&flags, rec.data, 4);
+    /* See clone_ns_flags() in launch.c: the parent has moved us by now. */
+    if ((flags & CLONE_NEWCGROUP) && crn_plan_find(c->plan, c->len, CRN_PLAN_CGROUP_PROCS, &rec)
+        && unshare(CLONE_NEWCGROUP) < 0)
+        return crn_error_set(err, errno, "unshare", "cgroup");
+    return join_all(c, err);
+}
+
+int crn_proc_oom_score_adj(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    char num[24];
+    int32_t v;
+    if (!crn_plan_find(c->plan, c->len, CRN_PLAN_OOM_SCORE_ADJ, &rec))
+        return 0;
+    memcpy(&v, rec.data, 4);
+    crn_itoa(num, v);
+    crn_auto_fd fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return crn_error_set(err, errno, "open", "/proc/self/oom_score_adj");
+    if (write(fd, num, strlen(num)) < 0)
+        return crn_error_set(err, errno, "write", "/proc/self/oom_score_adj");
+    return 0;
+}
+
+int crn_proc_hostname(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    if (crn_plan_find(c->plan, c->len, CRN_PLAN_HOSTNAME, &rec)
+        && sethostname((const char *)rec.data, strlen((const char *)rec.data)) < 0)
+        return crn_error_set(err, errno, "sethostname", (const char *)rec.data);
+    if (crn_plan_find(c->plan, c->len, CRN_PLAN_DOMAINNAME, &rec)
+        && setdomainname((const char *)rec.data, strlen((const char *)rec.data)) < 0)
+        return crn_error_set(err, errno, "setdomainname", (const char *)rec.data);
+    return 0;
+}
+
+/* Written through the container's own /proc, so namespaced keys land in its
+ * namespaces; runs before readonlyPaths makes /proc/sys read-only. */
+int crn_proc_sysctls(crn_child *c, crn_error *err)
+{
+    crn_plan_iter it;
+    crn_plan_rec rec;
+    crn_plan_iter_init(&it, c->plan, c->len);
+    while (crn_plan_next(&it, CRN_PLAN_SYSCTL, &rec)) {
+        char path[PATH_MAX] = "/proc/sys/";
+        crn_plan_cur cur;
+        crn_plan_cur_init(&cur, &rec);
+        const char *key = crn_cur_str(&cur), *value = crn_cur_str(&cur);
+        if (strlen(key) + 11 > sizeof(path))
+            return crn_error_set(err, ENAMETOOLONG, "open", key);
+        strcat(path, key);
+        crn_auto_fd fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return crn_error_set(err, errno, "open", path);
+        if (write(fd, value, strlen(value)) < 0)
+            return crn_error_set(err, errno, "write", path);
+    }
+    return 0;
+}
+
+int crn_proc_hook_pause(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    crn_sync_msg msg;
+    if (!crn_plan_find(c->plan, c->len, CRN_PLAN_HOOK_PAUSE, &rec))
+        return 0;
+    memset(&msg, 0, sizeof(msg));
+    msg.kind = CRN_SYNC_HOOKS;
+    if (write(c->sync_fd, &msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+        return crn_error_set(err, errno, "write sync", NULL);
+    return crn_child_wait_go(c, err);
+}
+
+int crn_proc_rlimits(crn_child *c, crn_error *err)
+{
+    crn_plan_iter it;
+    crn_plan_rec rec;
+    crn_plan_iter_init(&it, c->plan, c->len);
+    while (crn_plan_next(&it, CRN_PLAN_RLIMIT, &rec)) {
+        crn_plan_cur cur;
+        struct rlimit rl;
+        crn_plan_cur_init(&cur, &rec);
+        int resource = (int)crn_cur_u32(&cur);
+        rl.rlim_cur = crn_cur_u64(&cur);
+        rl.rlim_max = crn_cur_u64(&cur);
+        if (syscall(SYS_prlimit64, 0, resource, &rl, NULL) < 0)
+            return crn_error_set(err, errno, "prlimit", NULL);
+    }
+    return 0;
+}
+
+int crn_proc_user(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    crn_plan_cur cur;
+    gid_t groups[256];
+    size_t glen;
+    if (!crn_plan_find(c->plan, c->len, CRN_PLAN_USER, &rec))
+        return 0;
+    crn_plan_cur_init(&cur, &rec);
+    uid_t uid = crn_cur_u32(&cur);
+    gid_t gid = crn_cur_u32(&cur);
+    uint32_t ngroups = crn_cur_u32(&cur);
+    const void *raw = crn_cur_rest(&cur, &glen);
+    if (ngroups > 256)
+        return crn_error_set(err, E2BIG, "setgroups", NULL);
+    memcpy(groups, raw, glen);
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return crn_error_set(err, errno, "prctl PR_SET_KEEPCAPS", NULL);
+    if (syscall(SYS_setgroups, ngroups, groups) < 0)
+        return crn_error_set(err, errno, "setgroups", NULL);
+    if (syscall(SYS_setresgid, gid, gid, gid) < 0)
+        return crn_error_set(err, errno, "setresgid", NULL);
+    if (syscall(SYS_setresuid, uid, uid, uid) < 0)
+        return crn_error_set(err, errno, "setresuid", NULL);
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+        return crn_error_set(err, errno, "prctl PR_SET_KEEPCAPS", NULL);
+    return 0;
+}
+
+/* Like runc, try the cwd first with the runtime's rights (the container user
+ * may not reach it, the volume may be chowned to it), and once more after
+ * the user switch if that was refused. */
+int crn_proc_cwd_early(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    if (!crn_plan_find(c->plan, c->len, CRN_PLAN_CWD, &rec))
+        return 0;
+    if (chdir((const char *)rec.data) == 0) {
+        c->cwd_done = 1;
+        return 0;
+    }
+    if (errno == EACCES || errno == EPERM)
+        return 0;
+    return crn_error_set(err, errno, "chdir", (const char *)rec.data);
+}
+
+int crn_proc_cwd(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    if (c->cwd_done || !crn_plan_find(c->plan, c->len, CRN_PLAN_CWD, &rec))
+        return 0;
+    if (chdir((const char *)rec.data) < 0)
+        return crn_error_set(err, errno, "chdir", (const char *)rec.data);
+    return 0;
+}
+
+int crn_proc_no_new_privs(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    if (crn_plan_find(c->plan, c->len, CRN_PLAN_NO_NEW_PRIVS, &rec)
+        && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return crn_error_set(err, errno, "prctl PR_SET_NO_NEW_PRIVS", NULL);
+    return 0;
+}
+
+static int is_executable(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISDIR(st.st_mode) && (st.st_mode & 0111)
+           && access(path, X_OK) == 0;
+}
+
+static const char *env_path(crn_child *c)
+{
+    for (char *const *e = c->envp; *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0)
+            return *e + 5;
+    return "";
+}
+
+/* Resolve argv[0] the way runc does: a name with a slash is used as is,
+ * anything else is searched in the container's $PATH. */
+int crn_proc_lookup(crn_child *c, crn_error *err)
+{
+    const char *name = c->argv[0], *p = env_path(c);
+    size_t nlen = strlen(name);
+    if (strchr(name, '/') != NULL) {
+        if (nlen >= sizeof(c->exe))
+            return crn_error_set(err, ENAMETOOLONG, "exec", name);
+        memcpy(c->exe, name, nlen + 1);
+        if (!is_executable(c->exe))
+            return crn_error_set(err, errno ? errno : EACCES, "exec", name);
+        return 0;
+    }
+    while (*p) {
+        const char *colon = strchrnul(p, ':');
+        size_t dlen = (size_t)(colon - p);
+        if (dlen == 0) {
+            c->exe[0] = '.';
+            dlen = 1;
+        } else if (dlen < sizeof(c->exe)) {
+            memcpy(c->exe, p, dlen);
+        }
+        if (dlen + 1 + nlen < sizeof(c->exe)) {
+            c->exe[dlen] = '/';
+            memcpy(c->exe + dlen + 1, name, nlen + 1);
+            if (is_executable(c->exe))
+                return 0;
+        }
+        p = *colon ? colon + 1 : colon;
+    }
+    return crn_error_set(err, ENOENT, "exec", name);
+}
+
+int crn_proc_barrier(crn_child *c, crn_error *err)
+{
+    struct pollfd pfd = {.fd = c->fifo_fd, .events = POLLIN};
+    char byte;
+    if (c->fifo_fd < 0)
+        return 0;
+    /* Until a writer has opened the fifo, poll() reports nothing (not even
+     * POLLHUP), so this waits for `start`. */
+    while (poll(&pfd, 1, -1) < 0)
+        if (errno != EINTR)
+            return crn_error_set(err, errno, "poll", "exec fifo");
+    if (read(c->fifo_fd, &byte, 1) != 1)
+        return crn_error_set(err, errno ? errno : EPIPE, "read", "exec fifo");
+    close(c->fifo_fd);
+    c->fifo_fd = -1;
+    return 0;
+}
+
+/* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the
+ * capability step may drop: then the filter goes in early, before the user
+ * and capability switches (as runc does), and has to allow what follows. */
+int crn_proc_seccomp_early(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    if (crn_plan_find(c->plan, c->len, CRN_PLAN_NO_NEW_PRIVS, &rec))
+        return 0;
+    if (crn_proc_seccomp(c, err) < 0)
+        return -1;
+    c->seccomp_done = 1;
+    return 0;
+}
+
+int crn_proc_seccomp(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    crn_plan_cur cur;
+    struct sock_fprog prog;
+    size_t blen;
+    if (c->seccomp_done || !crn_plan_find(c->plan, c->len, CRN_PLAN_SECCOMP, &rec))
+        return 0;
+    crn_plan_cur_init(&cur, &rec);
+    uint32_t flags = crn_cur_u32(&cur);
+    prog.filter = (struct sock_filter *)crn_cur_rest(&cur, &blen);
+    prog.len = (unsigned short)(blen / sizeof(struct sock_filter));
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog) < 0)
+        return crn_error_set(err, errno, "seccomp", NULL);
+    return 0;
+}
+
+int crn_proc_exec(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    mode_t mask = 022;
+    if (crn_plan_find(c->plan, c->len, CRN_PLAN_UMASK, &rec)) {
+        uint32_t v;
+        memcpy(&v, rec.data, 4);
+        mask = (mode_t)v;
+    }
+    umask(mask);
+    syscall(__NR_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    execve(c->exe, c->argv, c->envp);
+    return crn_error_set(err, errno, "execve", c->exe);
+}

@@ -1,0 +1,1 @@
+"""Linux policy in Python: capabilities, mounts, seccomp, cgroups."""

@@ -1,0 +1,296 @@
+"""Container cgroups: where `linux.cgroupsPath` goes on this host, which of
+`linux.resources` the host can enforce, creating and removing the groups.
+
+Hosts are either pure cgroup v2 (the child is cloned straight into its group
+with CLONE_INTO_CGROUP) or hybrid/v1 (the parent writes the child's pid to
+each hierarchy's cgroup.procs while the child waits).  Groups are only ever
+made below this process's own cgroup in each hierarchy, never elsewhere.
+
+A limit the host has no controller for is an error naming the field; a
+hierarchy the spec sets nothing in only gets the process placed in it."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crio_native.errors import FailedPrecondition, InvalidArgument, Unimplemented
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    mountpoint: Path
+    version: int                    # 1 or 2
+    controllers: frozenset[str]     # v1: from the mount options; v2: cgroup.controllers
+
+    def own_dir(self, own: dict[str, str], mount_root: str) -> Path:
+        key = "" if self.version == 2 else next(iter(sorted(self.controllers)))
+        path = own.get(key, "/")
+        rel = os.path.relpath(path, mount_root) if path.startswith(mount_root) else "."
+        return (self.mountpoint / rel).resolve() if rel != "." else self.mountpoint
+
+
+def own_cgroups(text: str | None = None) -> dict[str, str]:
+    """controller (or "" for the v2 hierarchy) -> this process's cgroup path."""
+    text = text if text is not None else Path("/proc/self/cgroup").read_text()
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        _hid, ctrls, path = line.split(":", 2)
+        for c in (ctrls.split(",") if ctrls else [""]):
+            out[c] = path
+    return out
+
+
+def host_hierarchies(mountinfo: str | None = None) -> list[tuple[Hierarchy, str]]:
+    """Each cgroup hierarchy once, with the root of its first mount."""
+    text = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
+    seen, out = set(), []
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        fstype, _source, opts = (right.split() + ["", ""])[:3]
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        fields = left.split()
+        mount_root, mountpoint = fields[3], Path(fields[4])
+        if fstype == "cgroup2":
+            try:
+                ctrls = frozenset((mountpoint / "cgroup.controllers").read_text().split())
+            except OSError:
+                ctrls = frozenset()
+            version = 2
+        else:
+            known = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+                     "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc"}
+            ctrls = frozenset(o for o in opts.split(",") if o in known or o.startswith("name="))
+            version = 1
+        key = (version, ctrls)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((Hierarchy(mountpoint, version, ctrls), mount_root))
+    return out
+
+
+def pure_v2(hierarchies: list[tuple[Hierarchy, str]]) -> bool:
+    return len(hierarchies) == 1 and hierarchies[0][0].version == 2
+
+
+# ---- resources -> files -------------------------------------------------------
+
+def _cpu_weight_from_shares(shares: int) -> int:
+    return 1 + ((shares - 2) * 9999) // 262142 if shares >= 2 else 1
+
+
+def resource_files(resources: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(field, controller, v1 file, v2 file, value) for each limit set."""
+    out = []
+    unsupported = set(resources) - {"memory", "cpu", "pids", "hugepageLimits", "devices"}
+    if unsupported:
+        name = sorted(unsupported)[0]
+        raise Unimplemented(f"config.json: linux.resources.{name}: not supported yet")
+    if resources.get("devices"):
+        log.warning("config.json: linux.resources.devices: device cgroup rules are not applied "
+                    "yet; only the listed device nodes are created")
+    mem = resources.get("memory") or {}
+    for key, v1, v2 in (("limit", "memory.limit_in_bytes", "memory.max"),
+                        ("reservation", "memory.soft_limit_in_bytes", "memory.low"),
+                        ("swap", "memory.memsw.limit_in_bytes", "memory.swap.max")):
+        if mem.get(key) is not None:
+            value = "max" if mem[key] == -1 else str(int(mem[key]))
+            out.append((f"memory.{key}", "memory", v1, v2, value))
+    cpu = resources.get("cpu") or {}
+    if cpu.get("shares"):
+        shares = int(cpu["shares"])
+        out.append(("cpu.shares", "cpu", "cpu.shares", "cpu.weight",
+                    f"{shares}|{_cpu_weight_from_shares(shares)}"))
+    if cpu.get("quota") is not None or cpu.get("period") is not None:
+        quota, period = cpu.get("quota"), cpu.get("period") or 100000
+        out.append(("cpu.quota", "cpu", "cpu.cfs_quota_us", "cpu.max",
+                    f"{quota if quota is not None else -1}|"
+                    f"{'max' if quota in (None, -1) else quota} {period}"))
+        if cpu.get("period"):
+            out.append(("cpu.period", "cpu", "cpu.cfs_period_us", "", str(period)))
+    for key in ("cpus", "mems"):
+        if cpu.get(key):
+            out.append((f"cpu.{key}", "cpuset", f"cpuset.{key}", f"cpuset.{key}", cpu[key]))
+    pids = resources.get("pids") or {}
+    if "limit" in pids:
+        limit = int(pids["limit"])
+        out.append(("pids.limit", "pids", "pids.max", "pids.max",
+                    str(limit) if limit > 0 else "max"))
+    for i, h in enumerate(resources.get("hugepageLimits") or []):
+        size = h.get("pageSize")
+        out.append((f"hugepageLimits[{i}]", "hugetlb", f"hugetlb.{size}.limit_in_bytes",
+                    f"hugetlb.{size}.max", str(int(h.get("limit", 0)))))
+    return out
+
+
+@dataclass
+class CgroupPlan:
+    """The directories to make, the files to write in each, and how the
+    child gets in: cgroup.procs files (hybrid/v1) or one v2 dir (clone3)."""
+    dirs: list[Path] = field(default_factory=list)
+    writes: list[tuple[Path, str]] = field(default_factory=list)
+    procs: list[Path] = field(default_factory=list)
+    into: Path | None = None
+    # (name of the hierarchy's mountpoint, the container's dir in it, version)
+    # for a `cgroup` mount inside the container
+    views: list[tuple[str, Path, int]] = field(default_factory=list)
+
+
+def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
+                 hierarchies: list[tuple[Hierarchy, str]] | None = None,
+                 own: dict[str, str] | None = None) -> CgroupPlan:
+    """Where the container's groups go and what is written there (no I/O
+    beyond reading the host's layout when not given)."""
+    if not isinstance(cgroups_path, str) or not cgroups_path or cgroups_path.startswith("/") \
+            or ".." in cgroups_path.split("/"):
+        raise InvalidArgument(f"config.json: linux.cgroupsPath: {cgroups_path!r}: only a "
+                              "relative path without '..' is supported (placed below the "
+                              "runtime's own cgroup)")
+    hierarchies = host_hierarchies() if hierarchies is None else hierarchies
+    own = own_cgroups() if own is None else own
+    v2_only = pure_v2(hierarchies)
+    plan = CgroupPlan()
+    by_ctrl: dict[str, tuple[Hierarchy, Path]] = {}
+    for h, mount_root in hierarchies:
+        d = h.own_dir(own, mount_root) / cgroups_path
+        plan.dirs.append(d)
+        plan.views.append((h.mountpoint.name, d, h.version))
+        for c in h.controllers:
+            by_ctrl.setdefault(c, (h, d))
+        if v2_only:
+            plan.into = d
+        else:
+            plan.procs.append(d / "cgroup.procs")
+    for fieldname, ctrl, v1, v2, value in resource_files(resources):
+        if ctrl not in by_ctrl:
+            raise FailedPrecondition(f"config.json: linux.resources.{fieldname}: this host has "
+                                     f"no {ctrl} cgroup controller to enforce it")
+        h, d = by_ctrl[ctrl]
+        name = v1 if h.version == 1 else v2
+        if not name:
+            continue
+        if "|" in value:
+            value = value.split("|")[0 if h.version == 1 else 1]
+        plan.writes.append((d / name, value))
+    return plan
+
+
+# ---- side effects -------------------------------------------------------------
+
+def _inherit_cpuset(d: Path) -> None:
+    """A new v1 cpuset group starts empty and refuses tasks: copy the parent's.
+    (In v2 an empty cpuset means the parent's; nothing to do there.)"""
+    if (d / "cgroup.controllers").exists():
+        return
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        f = d / name
+        if f.exists() and not f.read_text().strip():
+            f.write_text((d.parent / name).read_text())
+
+
+def create(plan: CgroupPlan) -> list[Path]:
+    """Make the groups and write the limits.  Returns the dirs made, for
+    remove(); on failure removes what it made and raises."""
+    made: list[Path] = []
+    try:
+        for d in plan.dirs:
+            missing = []
+            p = d
+            while not p.exists():
+                missing.append(p)
+                p = p.parent
+            for m in reversed(missing):
+                m.mkdir()
+                made.append(m)
+                if (m / "cpuset.cpus").exists():
+                    _inherit_cpuset(m)
+        for path, value in plan.writes:
+            try:
+                path.write_text(value)
+            except FileNotFoundError:
+                raise FailedPrecondition(f"cgroup file {path} is missing: the host cannot "
+                                         "enforce this limit") from None
+    except BaseException:
+        remove(made)
+        raise
+    return made
+
+
+def remove(dirs: list[Path], timeout: float = 2.0) -> None:
+    """rmdir the groups, deepest first; an exiting process may keep one busy
+    for a moment, so EBUSY is retried briefly."""
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                    log.error("cannot remove cgroup %s: %s", d, e)
+                    raise
+                time.sleep(0.01)
+
+
+def kill_all(dirs: list[Path], sig: int) -> None:
+    """Signal every process left in the groups (pids from cgroup.procs)."""
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            for pid in (d / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), sig)
+
+
+# ---- freezer ----------------------------------------------------------------
+
+def _freezer_files(dirs: list[Path]) -> list[tuple[Path, str, str, str]]:
+    """(file to write, frozen value, thawed value, file to watch) for the one
+    freezer in charge: v1 freezer.state when the host has it (a hybrid host's
+    v2 freezer never settles on tasks the v1 one holds), else v2 cgroup.freeze."""
+    v1 = [(d / "freezer.state", "FROZEN", "THAWED", "freezer.state")
+          for d in dirs if (d / "freezer.state").exists()]
+    if v1:
+        return v1
+    return [(d / "cgroup.freeze", "1", "0", "cgroup.events")
+            for d in dirs if (d / "cgroup.freeze").exists()]
+
+
+def _settled(path: Path, watch: str, frozen: bool) -> bool:
+    text = (path.parent / watch).read_text()
+    if watch == "freezer.state":
+        return text.strip() == ("FROZEN" if frozen else "THAWED")
+    return f"frozen {int(frozen)}" in text.splitlines()
+
+
+def freeze(dirs: list[Path], frozen: bool, timeout: float = 5.0) -> None:
+    """Freeze or thaw every process in the groups and wait until the kernel
+    says it is done (v1 passes through FREEZING)."""
+    files = _freezer_files(dirs)
+    if not files:
+        raise FailedPrecondition("the container has no freezer cgroup (set linux.cgroupsPath)")
+    for path, on, off, _watch in files:
+        path.write_text(on if frozen else off)
+    deadline = time.monotonic() + timeout
+    for path, on, _off, watch in files:
+        while not _settled(path, watch, frozen):
+            if time.monotonic() > deadline:
+                raise FailedPrecondition(f"{path}: still not {'frozen' if frozen else 'thawed'}")
+            if frozen and watch == "freezer.state":
+                path.write_text(on)  # v1 may need a nudge out of FREEZING
+            time.sleep(0.005)
+
+
+def is_frozen(dirs: list[Path]) -> bool:
+    files = _freezer_files(dirs)
+    return bool(files) and all(_settled(p, w, True) for p, _on, _off, w in files)

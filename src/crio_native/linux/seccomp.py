@@ -1,0 +1,127 @@
+"""OCI `linux.seccomp` -> a BPF program (bytes) and seccomp(2) flags.
+
+Policy only: the compilation itself is libseccomp through
+crio_native._native.seccomp.  Like runc, syscall names this architecture does
+not have are skipped, and a rule whose action equals the default is dropped
+(libseccomp refuses it)."""
+from __future__ import annotations
+
+import errno as errno_mod
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from crio_native.errors import InvalidArgument, Unimplemented
+
+log = logging.getLogger(__name__)
+
+ACT_KILL_THREAD = 0x00000000
+ACT_KILL_PROCESS = 0x80000000
+ACT_TRAP = 0x00030000
+ACT_ERRNO = 0x00050000
+ACT_TRACE = 0x7FF00000
+ACT_LOG = 0x7FFC0000
+ACT_ALLOW = 0x7FFF0000
+
+FIXED_ACTIONS = {"SCMP_ACT_KILL": ACT_KILL_THREAD, "SCMP_ACT_KILL_THREAD": ACT_KILL_THREAD,
+                 "SCMP_ACT_KILL_PROCESS": ACT_KILL_PROCESS, "SCMP_ACT_TRAP": ACT_TRAP,
+                 "SCMP_ACT_LOG": ACT_LOG, "SCMP_ACT_ALLOW": ACT_ALLOW}
+OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
+       "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
+         "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
+
+
+@dataclass(frozen=True)
+class Filter:
+    bpf: bytes
+    flags: int
+
+
+def _invalid(field: str, reason: str) -> InvalidArgument:
+    return InvalidArgument(f"config.json: {field}: {reason}")
+
+
+def action_from_name(name: Any, errno_ret: Any, field: str) -> int:
+    if name in FIXED_ACTIONS:
+        return FIXED_ACTIONS[name]
+    if name in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
+        value = errno_mod.EPERM if errno_ret is None else errno_ret
+        if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+            raise _invalid(field, f"errnoRet must be in [0, 65535], got {value!r}")
+        return (ACT_ERRNO if name == "SCMP_ACT_ERRNO" else ACT_TRACE) | value
+    if name == "SCMP_ACT_NOTIFY":
+        raise Unimplemented(f"config.json: {field}: SCMP_ACT_NOTIFY is not supported yet")
+    raise _invalid(field, f"unknown seccomp action {name!r}")
+
+
+def _conditions(args: list, field: str) -> list[tuple[int, int, int, int]]:
+    out = []
+    for i, a in enumerate(args):
+        f = f"{field}[{i}]"
+        if not isinstance(a, dict) or a.get("op") not in OPS:
+            raise _invalid(f"{f}.op", f"unknown comparison {a.get('op') if isinstance(a, dict) else a!r}")
+        index = a.get("index")
+        if not isinstance(index, int) or not 0 <= index < 6:
+            raise _invalid(f"{f}.index", f"must be in [0, 5], got {index!r}")
+        out.append((index, OPS[a["op"]], int(a.get("value", 0)), int(a.get("valueTwo", 0))))
+    return out
+
+
+def _split_conditions(conds: list) -> list[list]:
+    """libseccomp takes one comparison per argument in a rule; runc turns
+    repeated comparisons of one argument into one rule each (an OR)."""
+    indexes = [c[0] for c in conds]
+    if len(indexes) == len(set(indexes)):
+        return [conds]
+    return [[c] for c in conds]
+
+
+def rules_from_spec(seccomp: dict, default: int, resolve) -> list[tuple[int, int, list]]:
+    rules = []
+    for i, entry in enumerate(seccomp.get("syscalls") or []):
+        field = f"linux.seccomp.syscalls[{i}]"
+        if not isinstance(entry, dict):
+            raise _invalid(field, "must be an object")
+        action = action_from_name(entry.get("action"), entry.get("errnoRet"), f"{field}.action")
+        conds = _conditions(entry.get("args") or [], f"{field}.args")
+        names = entry.get("names") or []
+        if not isinstance(names, list) or not names:
+            raise _invalid(f"{field}.names", "must be a non-empty array")
+        if action == default:
+            continue
+        for name in names:
+            nr = resolve(name)
+            if nr is None:
+                log.debug("seccomp: syscall %s unknown on this architecture, skipped", name)
+                continue
+            rules += [(nr, action, group) for group in _split_conditions(conds)]
+    return rules
+
+
+def compile_filter(seccomp: dict) -> Filter:
+    """Compile an OCI seccomp section; errors name the field."""
+    from crio_native._native import seccomp as native
+
+    if seccomp.get("listenerPath"):
+        raise Unimplemented("config.json: linux.seccomp.listenerPath: not supported yet")
+    default = action_from_name(seccomp.get("defaultAction"), seccomp.get("defaultErrnoRet"),
+                               "linux.seccomp.defaultAction")
+    arches = []
+    for i, name in enumerate(seccomp.get("architectures") or []):
+        token = native.arch_token(name.removeprefix("SCMP_ARCH_").lower()) \
+            if isinstance(name, str) else 0
+        if not token:
+            raise _invalid(f"linux.seccomp.architectures[{i}]", f"unknown architecture {name!r}")
+        arches.append(token)
+    flags = 0
+    for i, name in enumerate(seccomp.get("flags") or []):
+        if name not in FLAGS:
+            raise _invalid(f"linux.seccomp.flags[{i}]", f"unknown flag {name!r}")
+        flags |= FLAGS[name]
+    rules = rules_from_spec(seccomp, default, native.syscall_number)
+    try:
+        bpf = native.compile_bpf(default, arches, rules)
+    except OSError as e:
+        raise _invalid("linux.seccomp", f"libseccomp refused the filter: {e}") from e
+    return Filter(bpf, flags)

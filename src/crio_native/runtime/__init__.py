@@ -1,0 +1,1 @@
+"""Runtime handlers: the built-in runtime (builtin/) and, later, OCI CLIs."""

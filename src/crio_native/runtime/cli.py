@@ -1,0 +1,180 @@
+"""`crio-native-runtime`: the built-in runtime behind runc's command line, so
+the same driver code (and people) can run builtin, runc and crun alike.
+
+    crio-native-runtime [--root DIR] [--log FILE] [--log-format text|json] COMMAND
+    create --bundle DIR [--pid-file FILE] ID | start ID | state ID
+    exec [--process FILE] [--cwd DIR] [-e K=V] [-u UID[:GID]] ID [ARGS...]
+    kill [--all] ID [SIGNAL] | delete [--force] ID | run --bundle DIR [--pid-file F] ID
+    pause ID | resume ID | list | features
+
+Not yet: ps, update, --console-socket, startContainer hooks."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from crio_native.errors import CrioNativeError, InvalidArgument, Unimplemented
+
+DEFAULT_ROOT = "/run/crio-native-runtime"
+
+
+def parse_signal(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    name = value.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"unknown signal {value!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crio-native-runtime",
+                                description="crio-native's built-in OCI runtime")
+    p.add_argument("--root", default=DEFAULT_ROOT, help="state directory")
+    p.add_argument("--log", help="write errors to this file instead of stderr")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--systemd-cgroup", action="store_true", help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("create", "run"):
+        c = sub.add_parser(name)
+        c.add_argument("--bundle", "-b", default=".")
+        c.add_argument("--pid-file")
+        c.add_argument("--console-socket")
+        c.add_argument("--no-pivot", action="store_true")
+        c.add_argument("--no-new-keyring", action="store_true")
+        c.add_argument("id")
+    for name in ("start", "state", "pause", "resume"):
+        sub.add_parser(name).add_argument("id")
+    e = sub.add_parser("exec")
+    e.add_argument("--process", "-p", help="an OCI process JSON file")
+    e.add_argument("--cwd")
+    e.add_argument("--env", "-e", action="append", default=[])
+    e.add_argument("--user", "-u", help="uid[:gid]")
+    e.add_argument("id")
+    e.add_argument("args", nargs=argparse.REMAINDER)
+    k = sub.add_parser("kill")
+    k.add_argument("--all", "-a", action="store_true")
+    k.add_argument("id")
+    k.add_argument("signal", nargs="?", default="SIGTERM")
+    d = sub.add_parser("delete")
+    d.add_argument("--force", "-f", action="store_true")
+    d.add_argument("id")
+    sub.add_parser("list")
+    sub.add_parser("features")
+    return p
+
+
+def _create(rt, args) -> int:
+    if args.console_socket:
+        raise Unimplemented("--console-socket: terminals are not supported yet")
+    state = rt.create(args.id, args.bundle)
+    if args.pid_file:
+        tmp = Path(args.pid_file + ".tmp")
+        tmp.write_text(str(state["pid"]))
+        os.replace(tmp, args.pid_file)
+    return 0
+
+
+def _run(rt, args) -> int:
+    _create(rt, args)
+    try:
+        rt.start(args.id)
+        code = rt.wait(args.id)
+    finally:
+        rt.delete(args.id, force=True)
+    return code if code is not None else 0
+
+
+def _exec(rt, args) -> int:
+    """Like `runc exec`: the process runs attached, its exit code is ours."""
+    if args.process:
+        process = json.loads(Path(args.process).read_text())
+    else:
+        from crio_native.runtime.builtin.plan import load_spec
+        spec = load_spec(Path(rt.state(args.id)["bundle"]))
+        process = dict(spec.get("process") or {})
+        if not args.args:
+            raise InvalidArgument("exec: give the command to run or --process")
+        process["args"] = args.args
+    if args.cwd:
+        process["cwd"] = args.cwd
+    if args.env:
+        process["env"] = list(process.get("env") or []) + args.env
+    if args.user:
+        uid, _, gid = args.user.partition(":")
+        process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    pid = rt.exec(args.id, process)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status) \
+        else 128 + os.WTERMSIG(status)
+
+
+def _kill(rt, args) -> int:
+    sig = parse_signal(args.signal)
+    if args.all:
+        rt.kill_all(args.id, sig)
+    else:
+        rt.kill(args.id, sig)
+    return 0
+
+
+def _dispatch(rt, args) -> int:
+    if args.command in ("create", "run"):
+        return (_create if args.command == "create" else _run)(rt, args)
+    if args.command == "start":
+        rt.start(args.id)
+    elif args.command == "pause":
+        rt.pause(args.id)
+    elif args.command == "resume":
+        rt.resume(args.id)
+    elif args.command == "state":
+        print(json.dumps(rt.state(args.id), indent=2))
+    elif args.command == "exec":
+        return _exec(rt, args)
+    elif args.command == "kill":
+        return _kill(rt, args)
+    elif args.command == "delete":
+        rt.delete(args.id, force=args.force)
+    elif args.command == "features":
+        from crio_native.runtime.builtin.features import features
+        print(json.dumps(features(), indent=2))
+    elif args.command == "list":
+        for cid in rt.list():
+            st = rt.state(cid)
+            print(f"{cid}\t{st['pid']}\t{st['status']}\t{st['bundle']}")
+    return 0
+
+
+def _report(args, message: str) -> None:
+    if args.log_format == "json":
+        line = json.dumps({"level": "error", "msg": message,
+                           "time": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+    else:
+        line = f"crio-native-runtime: {message}"
+    if args.log:
+        with open(args.log, "a") as f:
+            f.write(line + "\n")
+    print(line if args.log_format == "text" else message, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from crio_native.runtime.builtin.container import BuiltinRuntime
+
+    args = _parser().parse_args(argv)
+    rt = BuiltinRuntime(args.root)
+    try:
+        return _dispatch(rt, args)
+    except (CrioNativeError, OSError) as e:
+        _report(args, str(e))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

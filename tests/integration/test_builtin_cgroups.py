@@ -1,0 +1,145 @@
+"""cgroups of the built-in runtime on this host: groups made below the test
+process's own cgroup, the pid placed before the process runs, limits the
+host can enforce written, everything removed on delete."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from crio_native.errors import FailedPrecondition
+from crio_native.linux import cgroups
+from crio_native.runtime.builtin.container import BuiltinRuntime
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def rt(tmp_path):
+    runtime = BuiltinRuntime(tmp_path / "state")
+    yield runtime
+    for cid in runtime.list():
+        runtime.delete(cid, force=True)
+
+
+def _has(ctrl: str) -> bool:
+    return any(ctrl in h.controllers for h, _ in cgroups.host_hierarchies())
+
+
+def test_placed_and_limited_before_start(rt, make_bundle):
+    name = f"crn-cg-{os.getpid()}"
+    resources = {}
+    if _has("pids"):
+        resources["pids"] = {"limit": 42}
+    if _has("memory"):
+        resources["memory"] = {"limit": 64 * 1024 * 1024}
+
+    def edit(spec):
+        spec["linux"]["cgroupsPath"] = name
+        spec["linux"]["resources"] = resources
+    rt.create("cg1", make_bundle(["sleep", "60"], edit).path)
+    pid = rt.state("cg1")["pid"]
+    plan = cgroups.plan_cgroups(name, resources)
+    membership = Path(f"/proc/{pid}/cgroup").read_text()
+    for d in plan.dirs:
+        assert d.is_dir()
+        assert str(pid) in (d / "cgroup.procs").read_text().split()
+    assert f"/{name}\n" in membership
+    for path, value in plan.writes:
+        assert path.read_text().strip() == value
+    rt.delete("cg1", force=True)
+    assert not any(d.exists() for d in plan.dirs)
+
+
+def test_pids_limit_is_enforced(builtin, oracle, make_bundle):
+    if not _has("pids"):
+        pytest.skip("this host has no pids controller")
+
+    def edit(spec):
+        spec["linux"]["cgroupsPath"] = f"crn-pids-{os.getpid()}"
+        spec["linux"]["resources"] = {"pids": {"limit": 2}}
+    script = ["sh", "-c", "sleep 5 & sleep 5 & sleep 5 & echo done; kill $(jobs -p) 2>/dev/null"]
+    mine, ref = builtin.run(make_bundle(script, edit)), oracle.run(make_bundle(script, edit))
+    assert mine.out == ref.out
+    assert "can't fork" in mine.err and "can't fork" in ref.err
+
+
+def test_same_cgroup_view_as_runc(builtin, oracle, make_bundle):
+    def edit(spec):
+        spec["linux"]["cgroupsPath"] = f"crn-view-{os.getpid()}"
+    script = ["cat", "/proc/self/cgroup"]
+    mine, ref = builtin.run(make_bundle(script, edit)), oracle.run(make_bundle(script, edit))
+    assert mine.code == ref.code == 0
+    assert mine.out == ref.out
+    assert f"crn-view-{os.getpid()}" in mine.out
+
+
+def test_cgroup_namespace_rooted_at_container_group(builtin, oracle, make_bundle):
+    def edit(spec):
+        spec["linux"]["cgroupsPath"] = f"crn-cgns-{os.getpid()}"
+        spec["linux"]["namespaces"].append({"type": "cgroup"})
+    script = ["cat", "/proc/self/cgroup"]
+    mine, ref = builtin.run(make_bundle(script, edit)), oracle.run(make_bundle(script, edit))
+    assert mine.out == ref.out
+    assert all(line.endswith(":/") for line in mine.out.splitlines())
+
+
+@pytest.mark.requires_cgroup2
+def test_clone_into_cgroup_on_pure_v2(rt, make_bundle):
+    """On a pure v2 host the child is cloned straight into its group."""
+    name = f"crn-v2-{os.getpid()}"
+
+    def edit(spec):
+        spec["linux"]["cgroupsPath"] = name
+        spec["linux"]["resources"] = {"pids": {"limit": 10}, "memory": {"limit": 33554432}}
+    rt.create("v2", make_bundle(["sleep", "60"], edit).path)
+    plan = cgroups.plan_cgroups(name, {})
+    assert plan.into is not None and plan.procs == []
+    pid = rt.state("v2")["pid"]
+    assert Path(f"/proc/{pid}/cgroup").read_text().strip().endswith(f"/{name}")
+    assert (plan.into / "pids.max").read_text().strip() == "10"
+    assert (plan.into / "memory.max").read_text().strip() == "33554432"
+    rt.delete("v2", force=True)
+    assert not plan.into.exists()
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def test_pause_resume(rt, make_bundle, tmp_path):
+    if not any({"freezer"} & h.controllers or h.version == 2 for h, _ in cgroups.host_hierarchies()):
+        pytest.skip("no freezer on this host")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+
+    def edit(spec):
+        spec["linux"]["cgroupsPath"] = f"crn-pause-{os.getpid()}"
+        spec["mounts"].append({"destination": "/out", "type": "bind", "source": str(shared),
+                               "options": ["rbind"]})
+    ticker = "while true; do echo x >> /out/ticks; usleep 10000; done"
+    rt.create("p1", make_bundle(["sh", "-c", ticker], edit).path)
+    rt.start("p1")
+    ticks = shared / "ticks"
+    deadline = time.monotonic() + 5
+    while _size(ticks) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    rt.pause("p1")
+    assert rt.state("p1")["status"] == "paused"
+    frozen_at = _size(ticks)
+    time.sleep(0.2)
+    assert _size(ticks) == frozen_at
+    with pytest.raises(FailedPrecondition, match="not running"):
+        rt.pause("p1")
+    rt.resume("p1")
+    assert rt.state("p1")["status"] == "running"
+    deadline = time.monotonic() + 5
+    while _size(ticks) <= frozen_at:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    rt.pause("p1")
+    rt.delete("p1", force=True)
+    assert rt.list() == []

@@ -1,0 +1,123 @@
+"""OCI hooks: createRuntime/createContainer while the child waits before
+pivot_root, poststart after start, poststop after delete, each with the
+state JSON on stdin; failures and timeouts fail create and leave nothing."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from crio_native.errors import FailedPrecondition, Unimplemented
+from crio_native.runtime.builtin.container import BuiltinRuntime
+
+pytestmark = pytest.mark.root
+
+RECORDER = """#!/bin/sh
+# $1: kind; appends "kind status pid root" to $2, root being "inside" once
+# the process has pivoted into the rootfs (which holds /crn-marker)
+state=$(cat)
+status=$(echo "$state" | sed 's/.*"status": *"\\([a-z]*\\)".*/\\1/')
+pid=$(echo "$state" | sed 's/.*"pid": *\\([0-9]*\\).*/\\1/')
+root=-
+if [ "$pid" != 0 ]; then
+    if [ -e /proc/$pid/root/crn-marker ]; then root=inside; else root=host; fi
+fi
+echo "$1 $status $pid $root" >> "$2"
+"""
+
+
+@pytest.fixture
+def rt(tmp_path):
+    runtime = BuiltinRuntime(tmp_path / "state")
+    yield runtime
+    for cid in runtime.list():
+        runtime.delete(cid, force=True)
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    path = tmp_path / "record.sh"
+    path.write_text(RECORDER)
+    path.chmod(0o755)
+    return path
+
+
+def _hook(script: Path, *args: str, **extra):
+    return {"path": str(script), "args": [script.name, *args], **extra}
+
+
+def test_hooks_run_in_order_with_state(rt, make_bundle, recorder, tmp_path):
+    log_file = tmp_path / "calls"
+
+    def edit(spec):
+        spec["hooks"] = {k: [_hook(recorder, k, str(log_file))]
+                         for k in ("createRuntime", "createContainer", "poststart", "poststop")}
+    b = make_bundle(["sleep", "60"], edit)
+    (b.rootfs / "crn-marker").touch()
+    created = rt.create("h1", b.path)
+    pid = created["pid"]
+    calls = log_file.read_text().splitlines()
+    # before pivot_root the child still has the host's root
+    assert calls == [f"createRuntime creating {pid} host", f"createContainer creating {pid} host"]
+    rt.start("h1")
+    assert log_file.read_text().splitlines()[2] == f"poststart running {pid} inside"
+    rt.delete("h1", force=True)
+    assert log_file.read_text().splitlines()[3] == "poststop stopped 0 -"
+
+
+@pytest.mark.parametrize("hook,match", [
+    ({"path": "/bin/false"}, r"createRuntime hook #0 \(/bin/false\): exit status 1"),
+    ({"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1},
+     r"createRuntime hook #0 \(/bin/sleep\): timed out after 1s"),
+    ({"path": "/no/such/hook"}, r"createRuntime hook #0 \(/no/such/hook\): No such file"),
+])
+def test_failing_create_hook_leaves_nothing(rt, make_bundle, tmp_path, hook, match):
+    def edit(spec):
+        spec["hooks"] = {"createRuntime": [hook]}
+    before = set(os.listdir("/proc"))
+    with pytest.raises(FailedPrecondition, match=match):
+        rt.create("bad", make_bundle(["true"], edit).path)
+    assert not (tmp_path / "state" / "bad").exists()
+    leftover = {p for p in set(os.listdir("/proc")) - before if p.isdigit()
+                and Path(f"/proc/{p}/stat").exists()
+                and Path(f"/proc/{p}/stat").read_text().split()[3] == str(os.getpid())}
+    assert not leftover
+
+
+def test_poststart_failure_is_a_warning(rt, make_bundle, caplog):
+    def edit(spec):
+        spec["hooks"] = {"poststart": [{"path": "/bin/false"}]}
+    rt.create("h2", make_bundle(["sleep", "60"], edit).path)
+    with caplog.at_level(logging.WARNING):
+        rt.start("h2")
+    assert "poststart hook #0 (/bin/false): exit status 1" in caplog.text
+    assert rt.state("h2")["status"] == "running"
+    rt.delete("h2", force=True)
+
+
+def test_start_container_hooks_refused(rt, make_bundle, tmp_path):
+    def edit(spec):
+        spec["hooks"] = {"startContainer": [{"path": "/bin/true"}]}
+    with pytest.raises(Unimplemented, match="hooks.startContainer"):
+        rt.create("h3", make_bundle(["true"], edit).path)
+    assert not (tmp_path / "state" / "h3").exists()
+
+
+def test_state_json_matches_runc_shape(rt, make_bundle, tmp_path):
+    out = tmp_path / "state.json"
+    script = tmp_path / "dump.sh"
+    script.write_text(f"#!/bin/sh\ncat > {out}\n")
+    script.chmod(0o755)
+
+    def edit(spec):
+        spec["annotations"] = {"a": "b"}
+        spec["hooks"] = {"createRuntime": [{"path": str(script)}]}
+    b = make_bundle(["true"], edit)
+    rt.create("h4", b.path)
+    doc = json.loads(out.read_text())
+    assert doc == {"ociVersion": "1.2.0", "id": "h4", "status": "creating",
+                   "pid": rt.state("h4")["pid"], "bundle": str(b.path), "annotations": {"a": "b"}}
+    rt.delete("h4", force=True)
