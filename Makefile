@@ -18,6 +18,10 @@ PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpci
 BENCH_APT_PACKAGES := containerd
 
 PYTEST_ARGS ?=
+# The throw-away pure cgroup v2 VM (shared/ beside the checkout); tests marked
+# `vm` run there too, where real v2 limits, OOM kills and crun are available.
+VMRUN ?= $(abspath $(CURDIR)/../shared/tools/vm/vmrun.sh)
+VM_TIMEOUT ?= 1200
 
 .PHONY: all install-deps build run test bench clean
 
@@ -52,6 +56,13 @@ run: build
 
 test: build
 	$(VPY) -m pytest $(PYTEST_ARGS)
+	@if [ -x "$(VMRUN)" ] && [ -z "$(NO_VM)" ]; then \
+		echo "== tests marked vm, inside the pure cgroup v2 VM"; \
+		$(VMRUN) --share $(CURDIR) --timeout $(VM_TIMEOUT) -- \
+			$(CURDIR)/$(VPY) -m pytest -m vm -p no:cacheprovider $(PYTEST_ARGS); \
+	else \
+		echo "== not running the vm-marked tests in a VM: no $(VMRUN) (or NO_VM set)"; \
+	fi
 
 bench: build
 	$(call apt_ensure,$(BENCH_APT_PACKAGES))

@@ -13,7 +13,8 @@ from crio_native.errors import FailedPrecondition
 from crio_native.linux import cgroups
 from crio_native.runtime.builtin.container import BuiltinRuntime
 
-pytestmark = pytest.mark.root
+# Also run inside the pure cgroup v2 VM by `make test` (crun works there as a second oracle).
+pytestmark = [pytest.mark.root, pytest.mark.vm]
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-pytestmark = pytest.mark.root
+# Also run inside the pure cgroup v2 VM by `make test` (crun works there as a second oracle).
+pytestmark = [pytest.mark.root, pytest.mark.vm]
 
 STATUS_PROBE = "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.root
+# Also run inside the pure cgroup v2 VM by `make test` (crun works there as a second oracle).
+pytestmark = [pytest.mark.root, pytest.mark.vm]
 
 PROFILE = {
     "defaultAction": "SCMP_ACT_ALLOW",
