@@ -12,8 +12,13 @@ ln -sf /lib/x86_64-linux-gnu/libselinux.so.1 "$dev/lib/libselinux.so"
 python3 -m venv .venv
 .venv/bin/pip install -q --no-index --find-links "$dev/wheels" \
     setuptools wheel Cython grpcio-tools grpcio protobuf tomli_w pytest urllib3 zstandard
-# The busybox applets the tests use by name.
-mkdir -p "$dev/applets"
-for applet in sh sleep cat true false echo stty; do ln -sf "$dev/bin/busybox" "$dev/applets/$applet"; done
+# The device is a throw-away machine: put Debian's binaries where the tests and
+# the default config expect them, without replacing anything already there.
+place() { [ -e "$2" ] || install -D -m 0755 "$1" "$2"; }
+place "$dev/bin/busybox" /bin/busybox
+place "$dev/bin/runc" /usr/sbin/runc
+place "$dev/bin/crun" /usr/bin/crun
+place "$dev/bin/conmon" /usr/bin/conmon
+[ -e /usr/local/lib/libyajl.so.2 ] || { install -m 0644 "$dev/lib/libyajl.so.2" /usr/local/lib/; ldconfig; }
 C_INCLUDE_PATH="$dev/include" LIBRARY_PATH="$dev/lib" \
     .venv/bin/pip install -q --no-build-isolation --no-index -e .
