@@ -12,7 +12,8 @@ from pathlib import Path
 
 import grpc
 
-from crio_native._proto import api_pb2, api_pb2_grpc
+from crio_native._proto import api_pb2
+from tests.e2e.daemon import CriEndpoint
 from tests.processes import stop_process
 
 CONTAINERD = "/usr/bin/containerd"
@@ -73,7 +74,7 @@ def containerd_missing() -> str | None:
     return None
 
 
-class Containerd:
+class Containerd(CriEndpoint):
     """containerd on a temp socket; stop() ends it and unmounts what it left."""
 
     def __init__(self, pause_image: str, registry: str, cni_bin: str, cni_conf: str):
@@ -105,14 +106,6 @@ class Containerd:
                     raise RuntimeError("containerd did not start: "
                                        + (self.base / "containerd.log").read_text()[-2000:])
                 time.sleep(0.1)
-
-    @property
-    def runtime(self) -> api_pb2_grpc.RuntimeServiceStub:
-        return api_pb2_grpc.RuntimeServiceStub(self.channel)
-
-    @property
-    def images(self) -> api_pb2_grpc.ImageServiceStub:
-        return api_pb2_grpc.ImageServiceStub(self.channel)
 
     def stop(self) -> None:
         if self.channel is not None:

@@ -22,8 +22,22 @@ def crio_native_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "crio_native.cli", *args]
 
 
+class CriEndpoint:
+    """CRI clients over `self.channel` (a daemon of ours or a peer's)."""
+
+    channel: grpc.Channel | None
+
+    @property
+    def runtime(self) -> api_pb2_grpc.RuntimeServiceStub:
+        return api_pb2_grpc.RuntimeServiceStub(self.channel)
+
+    @property
+    def images(self) -> api_pb2_grpc.ImageServiceStub:
+        return api_pb2_grpc.ImageServiceStub(self.channel)
+
+
 @dataclass
-class Daemon:
+class Daemon(CriEndpoint):
     base: Path
     extra_args: list[str] = field(default_factory=list)
     listen: Path | None = None
@@ -78,14 +92,6 @@ class Daemon:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-
-    @property
-    def runtime(self) -> api_pb2_grpc.RuntimeServiceStub:
-        return api_pb2_grpc.RuntimeServiceStub(self.channel)
-
-    @property
-    def images(self) -> api_pb2_grpc.ImageServiceStub:
-        return api_pb2_grpc.ImageServiceStub(self.channel)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

@@ -16,6 +16,8 @@ from typing import Callable
 
 import pytest
 
+from crio_native.runtime.builtin.container import BuiltinRuntime
+
 BUSYBOX = "/bin/busybox"
 RUNC = "/usr/sbin/runc"
 CRUN = "/usr/bin/crun"
@@ -93,6 +95,16 @@ class Bundle:
     def write(self) -> "Bundle":
         (self.path / "config.json").write_text(json.dumps(self.spec, indent=1))
         return self
+
+
+@pytest.fixture
+def rt(tmp_path):
+    """A built-in runtime with its own state root; whatever a test left is
+    force-deleted at teardown."""
+    runtime = BuiltinRuntime(tmp_path / "state")
+    yield runtime
+    for cid in runtime.list():
+        runtime.delete(cid, force=True)
 
 
 @pytest.fixture

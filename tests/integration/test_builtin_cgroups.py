@@ -11,18 +11,9 @@ import pytest
 
 from crio_native.errors import FailedPrecondition
 from crio_native.linux import cgroups
-from crio_native.runtime.builtin.container import BuiltinRuntime
 
 # Also run inside the pure cgroup v2 VM by `make test` (crun works there as a second oracle).
 pytestmark = [pytest.mark.root, pytest.mark.vm]
-
-
-@pytest.fixture
-def rt(tmp_path):
-    runtime = BuiltinRuntime(tmp_path / "state")
-    yield runtime
-    for cid in runtime.list():
-        runtime.delete(cid, force=True)
 
 
 def _has(ctrl: str) -> bool:

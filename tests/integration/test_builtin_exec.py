@@ -10,17 +10,8 @@ from pathlib import Path
 import pytest
 
 from crio_native.errors import FailedPrecondition
-from crio_native.runtime.builtin.container import BuiltinRuntime
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def rt(tmp_path):
-    runtime = BuiltinRuntime(tmp_path / "state")
-    yield runtime
-    for cid in runtime.list():
-        runtime.delete(cid, force=True)
 
 
 def _exec(rt, cid, process, tmp_path) -> tuple[int, str]:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from crio_native.errors import FailedPrecondition, Unimplemented
-from crio_native.runtime.builtin.container import BuiltinRuntime
 
 pytestmark = pytest.mark.root
 
@@ -27,14 +26,6 @@ if [ "$pid" != 0 ]; then
 fi
 echo "$1 $status $pid $root" >> "$2"
 """
-
-
-@pytest.fixture
-def rt(tmp_path):
-    runtime = BuiltinRuntime(tmp_path / "state")
-    yield runtime
-    for cid in runtime.list():
-        runtime.delete(cid, force=True)
 
 
 @pytest.fixture

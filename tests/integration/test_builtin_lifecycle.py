@@ -11,18 +11,9 @@ import pytest
 
 from crio_native.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
                                 Unimplemented)
-from crio_native.runtime.builtin.container import BuiltinRuntime
 
 pytestmark = pytest.mark.root
 OCI_STATE_KEYS = {"ociVersion", "id", "status", "pid", "bundle", "annotations"}
-
-
-@pytest.fixture
-def rt(tmp_path):
-    runtime = BuiltinRuntime(tmp_path / "state")
-    yield runtime
-    for cid in runtime.list():
-        runtime.delete(cid, force=True)
 
 
 def _mounts() -> str:
