@@ -59,11 +59,74 @@ def own_cgroup_dirs() -> list[str]:
     return dirs
 
 
+# ---- a cgroup root the runtimes can delegate from ------------------------------
+
+CGROUP_ROOT_ENV = "CRIO_NATIVE_CGROUP_ROOT"
+RUNNER_LEAF = "crn-test-runner"
+# Set once the runner leaf exists: (the cgroup root's dir, the leaf's dir).
+_DELEGATED: dict[str, Path] = {}
+
+
+def _populated_v2_own_cgroup() -> tuple[str, Path] | None:
+    """(path, dir) of this process's cgroup on a pure v2 host when it is a
+    non-root cgroup that holds processes, else None."""
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    if len(lines) != 1 or not lines[0].startswith("0::"):
+        return None
+    path, dirs = lines[0][3:], own_cgroup_dirs()
+    if path == "/" or not dirs:
+        return None
+    d = Path(dirs[0])  # every mount of the one hierarchy shows the same group
+    return (path, d) if (d / "cgroup.procs").read_text().split() else None
+
+
+def _move_processes(src: Path, dst: Path) -> None:
+    """Move every process in `src` into `dst`; repeat while new ones appear."""
+    for _ in range(20):
+        pids = (src / "cgroup.procs").read_text().split()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                (dst / "cgroup.procs").write_text(pid)
+            except ProcessLookupError:
+                pass  # exited meanwhile
+    raise RuntimeError(f"processes keep appearing in {src}: cannot empty it")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cgroup_root_for_tests():
+    """On a pure v2 host whose own cgroup is a populated non-root cgroup
+    (systemd services, the device machine), cgroup v2 cannot enable
+    controllers for child groups.  So this run's processes (they are all its
+    own command tree there) move into a leaf <own>/crn-test-runner, and
+    <own>, now empty, becomes the cgroup root of every runtime the tests
+    start: containers go into siblings of the leaf.  The leaf stays; the
+    leak check ignores it.  Elsewhere (hybrid hosts, the VM's root cgroup,
+    a root already given in the environment) nothing changes."""
+    found = None
+    if os.geteuid() == 0 and CGROUP_ROOT_ENV not in os.environ:
+        found = _populated_v2_own_cgroup()
+    if found is not None:
+        path, own = found
+        leaf = own / RUNNER_LEAF
+        leaf.mkdir(exist_ok=True)
+        _move_processes(own, leaf)
+        os.environ[CGROUP_ROOT_ENV] = path
+        _DELEGATED.update(root=own, leaf=leaf)
+    yield
+
+
 def _cgroups() -> set[str]:
+    tops = own_cgroup_dirs()
+    if _DELEGATED:  # our own cgroup is now the runner leaf: watch its parent
+        tops = [str(_DELEGATED["root"]) if t == str(_DELEGATED["leaf"]) else t for t in tops]
     out = set()
-    for top in own_cgroup_dirs():
+    for top in tops:
         for dirpath, _dirs, _files in os.walk(top):
             out.add(dirpath)
+    if _DELEGATED:
+        out.discard(str(_DELEGATED["leaf"]))
     return out
 
 
@@ -117,9 +180,10 @@ SNAPSHOTS = {"mounts": _mounts, "cgroups": _cgroups, "netns": _netns, "links": _
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_leaks_after_suite():
+def no_leaks_after_suite(cgroup_root_for_tests):
     """Fails the run if the suite leaves mounts, netns pins, cgroups, links or
-    processes behind.  Later features rely on this check."""
+    processes behind.  Later features rely on this check.  The snapshot is
+    taken after cgroup_root_for_tests has moved this run into its leaf."""
     if os.geteuid() == 0:
         from crio_native._native import proc
 

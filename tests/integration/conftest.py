@@ -16,7 +16,8 @@ from typing import Callable
 
 import pytest
 
-from crio_native.runtime.builtin.container import BuiltinRuntime
+from crio_native.linux import cgroups
+from crio_native.runtime.builtin.container import CGROUP_ROOT_ENV, BuiltinRuntime
 
 BUSYBOX = "/bin/busybox"
 RUNC = "/usr/sbin/runc"
@@ -150,8 +151,6 @@ class BuiltinRunner:
     name = "builtin"
 
     def __init__(self, root: Path):
-        from crio_native.runtime.builtin.container import BuiltinRuntime
-
         self.runtime = BuiltinRuntime(root)
 
     def run(self, bundle: Bundle, cid: str | None = None) -> Result:
@@ -169,9 +168,31 @@ class BuiltinRunner:
             return Result(code, out.read().decode(), err.read().decode())
 
 
+def shared_cgroups_path(name: str) -> str:
+    """A cgroupsPath that builtin, runc and crun all resolve to the same
+    group: absolute, below the cgroup root, wherever every hierarchy has one
+    root (the root from the environment, else our own cgroup when it is the
+    same path in every hierarchy).  runc takes a relative path below the
+    *parent* of its own v2 cgroup and crun below the hierarchy's root, so
+    relative paths would differ there.  On a hybrid host whose hierarchies
+    put us in different cgroups the name stays relative: runc's v1 driver
+    and ours both place it below the own cgroup of each hierarchy."""
+    roots = {os.environ[CGROUP_ROOT_ENV]} if os.environ.get(CGROUP_ROOT_ENV) \
+        else set(cgroups.own_cgroups().values())
+    if len(roots) != 1:
+        return name
+    return f"{roots.pop().rstrip('/')}/{name}"
+
+
+@pytest.fixture
+def cgroups_path() -> Callable[[str], str]:
+    """cgroups_path(name) -> a cgroupsPath all three runtimes place alike."""
+    return shared_cgroups_path
+
+
 class CliRunner:
     """runc or crun through its command line, with its own --root.  The
-    cgroup goes below this test process's own cgroup (a relative path)."""
+    cgroup goes below the cgroup root, at the same place builtin puts it."""
 
     def __init__(self, name: str, binary: str, root: Path):
         self.name, self.binary, self.root = name, binary, root
@@ -179,7 +200,8 @@ class CliRunner:
     def run(self, bundle: Bundle, cid: str | None = None) -> Result:
         cid = cid or f"t-{uuid.uuid4().hex[:12]}"
         spec = copy.deepcopy(bundle.spec)
-        spec.setdefault("linux", {}).setdefault("cgroupsPath", f"crn-test-{cid}")
+        spec.setdefault("linux", {}).setdefault("cgroupsPath",
+                                                 shared_cgroups_path(f"crn-test-{cid}"))
         cfg = bundle.path / "config.json"
         original = cfg.read_text()
         cfg.write_text(json.dumps(spec))

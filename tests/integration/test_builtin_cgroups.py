@@ -1,6 +1,8 @@
-"""cgroups of the built-in runtime on this host: groups made below the test
-process's own cgroup, the pid placed before the process runs, limits the
-host can enforce written, everything removed on delete."""
+"""cgroups of the built-in runtime on this host: groups made below the cgroup
+root (the test process's own cgroup, or the one tests/conftest.py set up in
+CRIO_NATIVE_CGROUP_ROOT), the pid placed before the process runs, limits the
+host can enforce written, everything removed on delete.  Comparisons with
+runc/crun use a path all three place in the same group."""
 from __future__ import annotations
 
 import os
@@ -17,7 +19,18 @@ pytestmark = [pytest.mark.root, pytest.mark.vm]
 
 
 def _has(ctrl: str) -> bool:
-    return any(ctrl in h.controllers for h, _ in cgroups.host_hierarchies())
+    """Whether groups made below the runtime's cgroup root can use `ctrl`: on
+    v1 the hierarchy must exist; on v2 the root must offer the controller."""
+    for h, _mount_root in cgroups.host_hierarchies():
+        if h.version == 1:
+            if ctrl in h.controllers:
+                return True
+            continue
+        root = os.environ.get("CRIO_NATIVE_CGROUP_ROOT") or cgroups.own_cgroups().get("", "/")
+        offered = h.mountpoint / root.lstrip("/") / "cgroup.controllers"
+        if offered.exists() and ctrl in offered.read_text().split():
+            return True
+    return False
 
 
 def test_placed_and_limited_before_start(rt, make_bundle):
@@ -33,7 +46,7 @@ def test_placed_and_limited_before_start(rt, make_bundle):
         spec["linux"]["resources"] = resources
     rt.create("cg1", make_bundle(["sleep", "60"], edit).path)
     pid = rt.state("cg1")["pid"]
-    plan = cgroups.plan_cgroups(name, resources)
+    plan = cgroups.plan_cgroups(name, resources, root=rt.cgroup_root)
     membership = Path(f"/proc/{pid}/cgroup").read_text()
     for d in plan.dirs:
         assert d.is_dir()
@@ -45,12 +58,12 @@ def test_placed_and_limited_before_start(rt, make_bundle):
     assert not any(d.exists() for d in plan.dirs)
 
 
-def test_pids_limit_is_enforced(builtin, oracle, make_bundle):
+def test_pids_limit_is_enforced(builtin, oracle, make_bundle, cgroups_path):
     if not _has("pids"):
         pytest.skip("this host has no pids controller")
 
     def edit(spec):
-        spec["linux"]["cgroupsPath"] = f"crn-pids-{os.getpid()}"
+        spec["linux"]["cgroupsPath"] = cgroups_path(f"crn-pids-{os.getpid()}")
         spec["linux"]["resources"] = {"pids": {"limit": 2}}
     script = ["sh", "-c", "sleep 5 & sleep 5 & sleep 5 & echo done; kill $(jobs -p) 2>/dev/null"]
     mine, ref = builtin.run(make_bundle(script, edit)), oracle.run(make_bundle(script, edit))
@@ -58,9 +71,9 @@ def test_pids_limit_is_enforced(builtin, oracle, make_bundle):
     assert "can't fork" in mine.err and "can't fork" in ref.err
 
 
-def test_same_cgroup_view_as_runc(builtin, oracle, make_bundle):
+def test_same_cgroup_view_as_runc(builtin, oracle, make_bundle, cgroups_path):
     def edit(spec):
-        spec["linux"]["cgroupsPath"] = f"crn-view-{os.getpid()}"
+        spec["linux"]["cgroupsPath"] = cgroups_path(f"crn-view-{os.getpid()}")
     script = ["cat", "/proc/self/cgroup"]
     mine, ref = builtin.run(make_bundle(script, edit)), oracle.run(make_bundle(script, edit))
     assert mine.code == ref.code == 0
@@ -68,9 +81,9 @@ def test_same_cgroup_view_as_runc(builtin, oracle, make_bundle):
     assert f"crn-view-{os.getpid()}" in mine.out
 
 
-def test_cgroup_namespace_rooted_at_container_group(builtin, oracle, make_bundle):
+def test_cgroup_namespace_rooted_at_container_group(builtin, oracle, make_bundle, cgroups_path):
     def edit(spec):
-        spec["linux"]["cgroupsPath"] = f"crn-cgns-{os.getpid()}"
+        spec["linux"]["cgroupsPath"] = cgroups_path(f"crn-cgns-{os.getpid()}")
         spec["linux"]["namespaces"].append({"type": "cgroup"})
     script = ["cat", "/proc/self/cgroup"]
     mine, ref = builtin.run(make_bundle(script, edit)), oracle.run(make_bundle(script, edit))
@@ -87,7 +100,7 @@ def test_clone_into_cgroup_on_pure_v2(rt, make_bundle):
         spec["linux"]["cgroupsPath"] = name
         spec["linux"]["resources"] = {"pids": {"limit": 10}, "memory": {"limit": 33554432}}
     rt.create("v2", make_bundle(["sleep", "60"], edit).path)
-    plan = cgroups.plan_cgroups(name, {})
+    plan = cgroups.plan_cgroups(name, {}, root=rt.cgroup_root)
     assert plan.into is not None and plan.procs == []
     pid = rt.state("v2")["pid"]
     assert Path(f"/proc/{pid}/cgroup").read_text().strip().endswith(f"/{name}")

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.vm
 
 
 def own_memory_cgroup() -> Path | None:
-    """This process's v1 memory cgroup directory, or on a unified host its v2
-    directory when children made there get the memory controller."""
+    """This process's v1 memory cgroup directory, or on a unified host the v2
+    directory where the tests make groups, with memory handed to its children."""
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         if "memory" in controllers.split(","):
@@ -27,10 +27,19 @@ def own_memory_cgroup() -> Path | None:
                 return d
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         if line.startswith("0::"):
-            d = Path("/sys/fs/cgroup") / line[3:].lstrip("/")
+            # Where the tests may make groups: the configured root (see
+            # tests/conftest.py) or this process's own cgroup.
+            root = os.environ.get("CRIO_NATIVE_CGROUP_ROOT") or line[3:]
+            d = Path("/sys/fs/cgroup") / root.lstrip("/")
             subtree = d / "cgroup.subtree_control"
-            if subtree.exists() and "memory" in subtree.read_text().split():
-                return d
+            if not subtree.exists() or "memory" not in (d / "cgroup.controllers").read_text().split():
+                return None
+            if "memory" not in subtree.read_text().split():
+                try:
+                    subtree.write_text("+memory")
+                except OSError:
+                    return None  # a non-root cgroup that holds processes
+            return d
     return None
 
 

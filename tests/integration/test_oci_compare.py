@@ -248,11 +248,11 @@ def test_sysctls_and_oom_score_adj(builtin, oracle, make_bundle):
     assert mine.out.split() == ["1", "65536", "0", "100", "500"]
 
 
-def test_cgroup_mount(builtin, oracle, make_bundle):
+def test_cgroup_mount(builtin, oracle, make_bundle, cgroups_path):
     """runc's default `cgroup` mount: on this hybrid host a tmpfs with the
     container's group of each v1 hierarchy bound read-only inside."""
     def edit(spec):
-        spec["linux"]["cgroupsPath"] = f"crn-cgmount-{os.getpid()}"
+        spec["linux"]["cgroupsPath"] = cgroups_path(f"crn-cgmount-{os.getpid()}")
         spec["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup",
                                "source": "cgroup",
                                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})

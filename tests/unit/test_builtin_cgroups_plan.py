@@ -1,7 +1,9 @@
 """Where cgroupsPath goes and which files get which values, on a synthetic
-hybrid host and a synthetic pure v2 host.  No root, no I/O."""
+hybrid host and a synthetic pure v2 host; which controllers get enabled where,
+on a directory tree that stands in for cgroupfs.  No root."""
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -81,10 +83,228 @@ def test_missing_controller_is_an_error():
         cg.plan_cgroups("c", {"cpu": {"cpus": "0"}}, hybrid(), cg.own_cgroups(OWN_HYBRID))
 
 
-@pytest.mark.parametrize("path", ["/abs", "../up", "a/../../b", ""])
-def test_bad_paths(path):
+@pytest.mark.parametrize("path", ["../up", "a/../../b", "/a/../b", "", ".", "./"])
+@pytest.mark.parametrize("root", [None, "/", "/crio-native"])
+def test_bad_paths(path, root):
     with pytest.raises(InvalidArgument, match="linux.cgroupsPath"):
-        cg.plan_cgroups(path, {}, hybrid(), {})
+        cg.plan_cgroups(path, {}, hybrid(), {}, root=root)
+
+
+# (cgroupsPath, configured root, own v2 cgroup, the container's dir or None if refused)
+V2_PLACEMENT = [
+    ("c1", None, "/user.slice", "/sys/fs/cgroup/user.slice/c1"),
+    ("a/b/c", None, "/", "/sys/fs/cgroup/a/b/c"),
+    ("c1", "/crio-native", "/user.slice", "/sys/fs/cgroup/crio-native/c1"),
+    ("c1", "/crio-native/", "/", "/sys/fs/cgroup/crio-native/c1"),
+    ("./pod//c1", "/crio-native", "/", "/sys/fs/cgroup/crio-native/pod/c1"),
+    ("/user.slice/c1", None, "/user.slice", "/sys/fs/cgroup/user.slice/c1"),
+    ("/user.slice", None, "/user.slice", "/sys/fs/cgroup/user.slice"),
+    ("/other/c1", None, "/user.slice", None),
+    ("/user.slicex/c1", None, "/user.slice", None),
+    ("/kubepods/pod1/crio-x", None, "/", "/sys/fs/cgroup/kubepods/pod1/crio-x"),
+    ("/crio-native/kubepods/pod1/crio-x", "/crio-native", "/",
+     "/sys/fs/cgroup/crio-native/kubepods/pod1/crio-x"),
+    ("/crio-native", "/crio-native", "/", "/sys/fs/cgroup/crio-native"),
+    ("/kubepods/pod1/crio-x", "/crio-native", "/", None),
+    ("/crio-native2/c1", "/crio-native", "/", None),
+    ("/", "/crio-native", "/", None),
+    ("/anything/c1", "/", "/user.slice", "/sys/fs/cgroup/anything/c1"),
+]
+
+
+@pytest.mark.parametrize("path,root,own,want", V2_PLACEMENT)
+def test_placement_pure_v2(path, root, own, want):
+    if want is None:
+        with pytest.raises(InvalidArgument, match=r"linux.cgroupsPath: .* outside the cgroup "
+                                                  r"root '(/crio-native|/user.slice)'"):
+            cg.plan_cgroups(path, {}, pure(), {"": own}, root=root)
+        return
+    plan = cg.plan_cgroups(path, {}, pure(), {"": own}, root=root)
+    assert plan.dirs == [Path(want)] and plan.into == Path(want)
+    assert plan.bases == [Path("/sys/fs/cgroup") / (root or own).strip("/")]
+
+
+def test_hybrid_placement_below_configured_root():
+    plan = cg.plan_cgroups("pod/c1", {}, hybrid(), cg.own_cgroups(OWN_HYBRID), root="/crn")
+    assert plan.dirs[1:3] == [Path("/sys/fs/cgroup/memory/crn/pod/c1"),
+                              Path("/sys/fs/cgroup/pids/crn/pod/c1")]
+    assert all(b.name == "crn" for b in plan.bases)
+    assert len(plan.procs) == 5 and plan.into is None
+
+
+def test_hybrid_absolute_must_be_below_own_cgroup_in_every_hierarchy():
+    own = cg.own_cgroups(OWN_HYBRID)  # memory in /job/x, the rest in /
+    plan = cg.plan_cgroups("/job/x/c", {}, hybrid(), own)
+    assert Path("/sys/fs/cgroup/memory/job/x/c") in plan.dirs
+    assert Path("/sys/fs/cgroup/pids/job/x/c") in plan.dirs
+    with pytest.raises(InvalidArgument, match=r"outside the cgroup root '/job/x' \(the "
+                                              r"runtime's own cgroup in the memory hierarchy\)"):
+        cg.plan_cgroups("/c", {}, hybrid(), own)
+
+
+@pytest.mark.parametrize("root", ["relative", "/a/../b", "/.."])
+def test_bad_configured_root(root):
+    with pytest.raises(InvalidArgument, match="cgroup_root"):
+        cg.plan_cgroups("c", {}, pure(), {"": "/"}, root=root)
+
+
+def test_runtime_cgroup_root_from_argument_or_environment(monkeypatch):
+    from crio_native.runtime.builtin.container import BuiltinRuntime
+
+    monkeypatch.setenv("CRIO_NATIVE_CGROUP_ROOT", "/from-env//x/")
+    assert BuiltinRuntime("/nonexistent").cgroup_root == "/from-env/x"
+    assert BuiltinRuntime("/nonexistent", cgroup_root="/given").cgroup_root == "/given"
+    assert BuiltinRuntime("/nonexistent", cgroup_root="").cgroup_root == ""
+    monkeypatch.setenv("CRIO_NATIVE_CGROUP_ROOT", "../up")
+    with pytest.raises(InvalidArgument, match="CRIO_NATIVE_CGROUP_ROOT: '../up'"):
+        BuiltinRuntime("/nonexistent")
+    monkeypatch.delenv("CRIO_NATIVE_CGROUP_ROOT")
+    assert BuiltinRuntime("/nonexistent").cgroup_root == ""
+
+
+def test_configured_root_outside_the_mount():
+    mounted_at_sub = [(cg.Hierarchy(Path("/sys/fs/cgroup"), 2, frozenset({"pids"})), "/sub")]
+    with pytest.raises(FailedPrecondition, match="'/elsewhere' is not visible"):
+        cg.plan_cgroups("c", {}, mounted_at_sub, {"": "/sub"}, root="/elsewhere")
+    plan = cg.plan_cgroups("c", {}, mounted_at_sub, {"": "/sub/x"}, root="/sub/y")
+    assert plan.dirs == [Path("/sys/fs/cgroup/y/c")]
+
+
+def test_required_controllers_only_on_pure_v2():
+    res = {"pids": {"limit": 7}, "memory": {"limit": 1 << 20}, "cpu": {"period": 1000}}
+    assert cg.plan_cgroups("c", res, pure(), {"": "/"}).controllers == {"pids", "memory", "cpu"}
+    assert cg.plan_cgroups("c", res, hybrid(), cg.own_cgroups(OWN_HYBRID)).controllers == set()
+
+
+# ---- enabling controllers, on a tree that mimics cgroupfs ---------------------
+
+class FakeCgroupfs:
+    """Directories with cgroup.controllers / cgroup.subtree_control files (and
+    cgroup.type below the top, as in the kernel); a write of "+c ..." behaves
+    like the kernel's for domain controllers: all or nothing, EBUSY when the
+    group (not the top) holds processes, ENOENT for a controller the group is
+    not offered.  Writes are recorded in order."""
+
+    def __init__(self, top: Path, controllers: str):
+        self.top, self.writes = top, []
+        self.group(top, controllers)
+
+    def group(self, d: Path, controllers: str = "", procs: str = "") -> Path:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cgroup.controllers").write_text(controllers)
+        (d / "cgroup.subtree_control").write_text("")
+        (d / "cgroup.procs").write_text(procs)
+        if d != self.top:
+            (d / "cgroup.type").write_text("domain\n")
+        return d
+
+    def write(self, path: Path, text: str) -> None:
+        d = path.parent
+        self.writes.append((d.relative_to(self.top).as_posix() or ".", text))
+        wanted = {w.lstrip("+") for w in text.split()}
+        if d != self.top and (d / "cgroup.procs").read_text().strip():
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        if wanted - set((d / "cgroup.controllers").read_text().split()):
+            raise OSError(errno.ENOENT, "No such file or directory")
+        enabled = set(path.read_text().split()) | wanted
+        path.write_text(" ".join(sorted(enabled)))
+        for child in d.iterdir():
+            if child.is_dir():
+                (child / "cgroup.controllers").write_text(" ".join(sorted(enabled)))
+                (child / "cgroup.subtree_control").touch()
+                (child / "cgroup.procs").touch()
+                (child / "cgroup.type").write_text("domain\n")
+
+
+@pytest.fixture
+def fakefs(tmp_path, monkeypatch):
+    fs = FakeCgroupfs(tmp_path / "cg", "cpu memory pids")
+    monkeypatch.setattr(cg, "_write_control", fs.write)
+    return fs
+
+
+def _plan(fs: FakeCgroupfs, path: str, resources: dict, root: str) -> cg.CgroupPlan:
+    layout = [(cg.Hierarchy(fs.top, 2, frozenset({"cpu", "memory", "pids"})), "/")]
+    return cg.plan_cgroups(path, resources, layout, {"": "/"}, root=root)
+
+
+def test_delegation_chain():
+    base = Path("/sys/fs/cgroup/r")
+    assert cg.delegation_chain(base, base / "a/b/c") == [base, base / "a", base / "a/b"]
+    assert cg.delegation_chain(base, base / "c") == [base]
+    assert cg.delegation_chain(base, base) == []
+
+
+def test_controllers_enabled_from_root_down(fakefs):
+    fakefs.group(fakefs.top / "r", "cpu memory pids")
+    fakefs.group(fakefs.top / "r" / "a")  # exists, offered nothing yet
+    plan = _plan(fakefs, "a/b/c", {"pids": {"limit": 5}}, "/r")
+    made = cg.create(plan)
+    assert made == [fakefs.top / "r/a/b", fakefs.top / "r/a/b/c"]
+    # the required controller first, then the others the group has, each
+    # group before the groups below it
+    assert fakefs.writes == [("r", "+pids"), ("r", "+cpu +memory"),
+                             ("r/a", "+pids"), ("r/a", "+cpu +memory"),
+                             ("r/a/b", "+pids"), ("r/a/b", "+cpu +memory")]
+    assert (fakefs.top / "r/a/b/c/pids.max").read_text() == "5"
+
+
+def test_only_missing_controllers_are_written(fakefs):
+    r = fakefs.group(fakefs.top / "r", "cpu memory pids")
+    (r / "cgroup.subtree_control").write_text("memory pids")
+    cg.create(_plan(fakefs, "c", {}, "/r"))
+    assert fakefs.writes == [("r", "+cpu")]
+
+
+def test_root_with_processes_refuses_a_needed_controller(fakefs):
+    r = fakefs.group(fakefs.top / "r", "cpu memory pids", procs="123\n")
+    with pytest.raises(FailedPrecondition, match=r"cannot delegate controllers below a cgroup "
+                                                  r"that holds processes; set runtime.cgroup_root "
+                                                  r"\(or CRIO_NATIVE_CGROUP_ROOT\)"):
+        cg.create(_plan(fakefs, "c", {"memory": {"limit": 1 << 20}}, "/r"))
+    assert not (r / "c").exists()
+
+
+def test_root_with_processes_is_fine_without_limits(fakefs):
+    r = fakefs.group(fakefs.top / "r", "cpu memory pids", procs="123\n")
+    made = cg.create(_plan(fakefs, "c", {}, "/r"))
+    assert made == [r / "c"]
+    # not even threaded controllers (cpu, pids), which the kernel would take
+    # and so make "r" a thread root whose children can hold no processes
+    assert fakefs.writes == []
+
+
+def test_hierarchy_root_may_hold_processes(fakefs):
+    (fakefs.top / "cgroup.procs").write_text("1\n")
+    cg.create(_plan(fakefs, "c", {"memory": {"limit": 1 << 20}}, "/"))
+    assert fakefs.writes == [(".", "+memory"), (".", "+cpu +pids")]
+    assert (fakefs.top / "c" / "memory.max").read_text() == "1048576"
+
+
+def test_kernel_refusal_of_a_needed_controller(fakefs, monkeypatch):
+    fakefs.group(fakefs.top / "r", "cpu memory pids")
+
+    def refuse(path, text):
+        raise OSError(errno.EINVAL, "Invalid argument")
+    monkeypatch.setattr(cg, "_write_control", refuse)
+    with pytest.raises(FailedPrecondition, match=r"cannot enable cpu for its child groups: "
+                                                  r"Invalid argument"):
+        cg.create(_plan(fakefs, "c", {"cpu": {"shares": 512}}, "/r"))
+    assert not (fakefs.top / "r" / "c").exists()
+    cg.create(_plan(fakefs, "d", {}, "/r"))  # optional ones may fail quietly
+
+
+def test_controller_not_offered_to_root(fakefs):
+    r = fakefs.group(fakefs.top / "r", "cpu memory")
+    with pytest.raises(FailedPrecondition, match=r"does not offer the pids controller"):
+        cg.create(_plan(fakefs, "a/c", {"pids": {"limit": 5}}, "/r"))
+    assert not (r / "a").exists()
+
+
+def test_missing_root_is_not_created(fakefs):
+    with pytest.raises(FailedPrecondition, match=r"cgroup root .*/r does not exist"):
+        cg.create(_plan(fakefs, "c", {}, "/r"))
+    assert not (fakefs.top / "r").exists()
 
 
 def test_unsupported_resource_section():

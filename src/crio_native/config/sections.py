@@ -139,6 +139,8 @@ class RuntimeConfig:
     default_runtime: str = "builtin"
     runtimes: dict[str, RuntimeHandlerConfig] = field(default_factory=default_runtimes)
     cgroup_manager: str = "cgroupfs"
+    # Container cgroups go at or below this cgroup; "" = the daemon's own.
+    cgroup_root: str = ""
     default_capabilities: list[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
     default_sysctls: list[str] = field(default_factory=list)
     seccomp_profile: str = ""
@@ -153,6 +155,10 @@ class RuntimeConfig:
                 f"(have: {', '.join(sorted(self.runtimes))})",
             )
         require_choice("runtime.cgroup_manager", self.cgroup_manager, ("cgroupfs", "systemd"))
+        require_absolute("runtime.cgroup_root", self.cgroup_root, allow_empty=True)
+        if ".." in self.cgroup_root.split("/"):
+            raise ConfigError("runtime.cgroup_root",
+                              f"must not contain '..' (got {self.cgroup_root!r})")
         for cap in self.default_capabilities:
             if cap.upper().removeprefix("CAP_") not in KNOWN_CAPABILITIES:
                 raise ConfigError("runtime.default_capabilities", f"unknown capability {cap!r}")

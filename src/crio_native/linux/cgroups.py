@@ -3,8 +3,14 @@
 
 Hosts are either pure cgroup v2 (the child is cloned straight into its group
 with CLONE_INTO_CGROUP) or hybrid/v1 (the parent writes the child's pid to
-each hierarchy's cgroup.procs while the child waits).  Groups are only ever
-made below this process's own cgroup in each hierarchy, never elsewhere.
+each hierarchy's cgroup.procs while the child waits).
+
+Every group lives at or below the *cgroup root*: a configured path inside
+the hierarchy, or by default this process's own cgroup in each hierarchy.
+A relative cgroupsPath goes below the root; an absolute one must already lie
+at or below it.  Nothing is ever created outside the root, and existing
+groups are only touched to enable controllers in cgroup.subtree_control
+(v2), from the root down to the container group's parent.
 
 A limit the host has no controller for is an error naming the field; a
 hierarchy the spec sets nothing in only gets the process placed in it."""
@@ -30,11 +36,23 @@ class Hierarchy:
     version: int                    # 1 or 2
     controllers: frozenset[str]     # v1: from the mount options; v2: cgroup.controllers
 
-    def own_dir(self, own: dict[str, str], mount_root: str) -> Path:
+    @property
+    def name(self) -> str:
+        return "cgroup2" if self.version == 2 else ",".join(sorted(self.controllers))
+
+    def own_path(self, own: dict[str, str]) -> str:
+        """This process's cgroup in this hierarchy, as /proc/self/cgroup names it."""
         key = "" if self.version == 2 else next(iter(sorted(self.controllers)))
-        path = own.get(key, "/")
-        rel = os.path.relpath(path, mount_root) if path.startswith(mount_root) else "."
-        return (self.mountpoint / rel).resolve() if rel != "." else self.mountpoint
+        return own.get(key, "/")
+
+    def dir_of(self, path: str, mount_root: str) -> Path | None:
+        """The directory of hierarchy path `path` under this mount, or None
+        when the mount (rooted at `mount_root`) does not show it."""
+        top = mount_root.rstrip("/")
+        if path != top and not path.startswith(top + "/"):
+            return None
+        rel = path[len(top):].strip("/")
+        return self.mountpoint / rel if rel else self.mountpoint
 
 
 def own_cgroups(text: str | None = None) -> dict[str, str]:
@@ -143,25 +161,86 @@ class CgroupPlan:
     # (name of the hierarchy's mountpoint, the container's dir in it, version)
     # for a `cgroup` mount inside the container
     views: list[tuple[str, Path, int]] = field(default_factory=list)
+    # the cgroup root's dir in each hierarchy, in the order of `dirs`
+    bases: list[Path] = field(default_factory=list)
+    # v2 controllers the writes need enabled from the root down (pure v2 only)
+    controllers: frozenset[str] = frozenset()
+
+
+def _components(path: str) -> list[str]:
+    return [c for c in path.split("/") if c not in ("", ".")]
+
+
+def check_root(value: str, what: str = "runtime.cgroup_root") -> str:
+    """A cgroup root setting, normalised: "" (this process's own cgroup) or
+    an absolute path inside the hierarchy without '..'."""
+    if value == "":
+        return ""
+    parts = _components(value) if isinstance(value, str) else [".."]
+    if not isinstance(value, str) or not value.startswith("/") or ".." in parts:
+        raise InvalidArgument(f"{what}: {value!r}: must be empty (this process's own cgroup) "
+                              "or an absolute cgroup path without '..'")
+    return "/" + "/".join(parts)
+
+
+def _check_cgroups_path(cgroups_path: str) -> list[str]:
+    """The path's components; InvalidArgument for '..' or a path naming nothing."""
+    parts = _components(cgroups_path) if isinstance(cgroups_path, str) else []
+    bad = not isinstance(cgroups_path, str) or ".." in cgroups_path.split("/") \
+        or (not parts and not cgroups_path.startswith("/"))
+    if bad:
+        raise InvalidArgument(f"config.json: linux.cgroupsPath: {cgroups_path!r}: want a path "
+                              "without '..': relative (placed below the cgroup root) or "
+                              "absolute at or below the cgroup root")
+    return parts
+
+
+def _below(path: str, root: str) -> str | None:
+    """`path` relative to `root` ("" for root itself), or None when outside."""
+    if root == "/":
+        return path.lstrip("/")
+    if path == root:
+        return ""
+    return path[len(root) + 1:] if path.startswith(root + "/") else None
+
+
+def _group_dir(h: Hierarchy, mount_root: str, cgroups_path: str, parts: list[str],
+               own: dict[str, str], root: str) -> tuple[Path, Path]:
+    """(the cgroup root's dir, the container's dir) in one hierarchy."""
+    root_path = root or h.own_path(own)
+    base = h.dir_of(root_path, mount_root)
+    if base is None:
+        if root:
+            raise FailedPrecondition(f"cgroup root {root!r} is not visible in the {h.name} "
+                                     f"hierarchy mounted at {h.mountpoint}")
+        base = h.mountpoint  # our own cgroup lies outside this mount's view
+    if not cgroups_path.startswith("/"):
+        return base, base.joinpath(*parts)
+    rel = _below("/" + "/".join(parts), root_path)
+    if rel is None:
+        whose = "" if root else f" (the runtime's own cgroup in the {h.name} hierarchy)"
+        raise InvalidArgument(f"config.json: linux.cgroupsPath: {cgroups_path!r} is outside "
+                              f"the cgroup root {root_path!r}{whose}: an absolute path must lie "
+                              "at or below it (see runtime.cgroup_root)")
+    return base, base / rel if rel else base
 
 
 def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
                  hierarchies: list[tuple[Hierarchy, str]] | None = None,
-                 own: dict[str, str] | None = None) -> CgroupPlan:
+                 own: dict[str, str] | None = None, root: str | None = None) -> CgroupPlan:
     """Where the container's groups go and what is written there (no I/O
-    beyond reading the host's layout when not given)."""
-    if not isinstance(cgroups_path, str) or not cgroups_path or cgroups_path.startswith("/") \
-            or ".." in cgroups_path.split("/"):
-        raise InvalidArgument(f"config.json: linux.cgroupsPath: {cgroups_path!r}: only a "
-                              "relative path without '..' is supported (placed below the "
-                              "runtime's own cgroup)")
+    beyond reading the host's layout when not given).  `root` is the
+    configured cgroup root; empty or None means this process's own cgroup."""
+    parts = _check_cgroups_path(cgroups_path)
+    root = check_root(root or "")
     hierarchies = host_hierarchies() if hierarchies is None else hierarchies
     own = own_cgroups() if own is None else own
     v2_only = pure_v2(hierarchies)
     plan = CgroupPlan()
     by_ctrl: dict[str, tuple[Hierarchy, Path]] = {}
     for h, mount_root in hierarchies:
-        d = h.own_dir(own, mount_root) / cgroups_path
+        base, d = _group_dir(h, mount_root, cgroups_path, parts, own, root)
+        plan.bases.append(base)
         plan.dirs.append(d)
         plan.views.append((h.mountpoint.name, d, h.version))
         for c in h.controllers:
@@ -170,6 +249,7 @@ def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
             plan.into = d
         else:
             plan.procs.append(d / "cgroup.procs")
+    needed = set()
     for fieldname, ctrl, v1, v2, value in resource_files(resources):
         if ctrl not in by_ctrl:
             raise FailedPrecondition(f"config.json: linux.resources.{fieldname}: this host has "
@@ -181,6 +261,9 @@ def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
         if "|" in value:
             value = value.split("|")[0 if h.version == 1 else 1]
         plan.writes.append((d / name, value))
+        needed.add(ctrl)
+    if v2_only:
+        plan.controllers = frozenset(needed)
     return plan
 
 
@@ -197,28 +280,119 @@ def _inherit_cpuset(d: Path) -> None:
             f.write_text((d.parent / name).read_text())
 
 
+def delegation_chain(base: Path, d: Path) -> list[Path]:
+    """The groups whose subtree_control must offer controllers to `d`: the
+    cgroup root first, then each group below it down to d's parent (none
+    when `d` is the root itself)."""
+    if d == base:
+        return []
+    rel = d.relative_to(base).parts
+    return [base.joinpath(*rel[:i]) for i in range(len(rel))]
+
+
+def _write_control(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def _holds_processes(group: Path) -> bool:
+    """A non-root group with processes in it.  (Only the hierarchy's root,
+    the one group without a cgroup.type file, is exempt from v2's rule that
+    a group holding processes cannot hand controllers to children.)"""
+    if not (group / "cgroup.type").exists():
+        return False
+    return bool((group / "cgroup.procs").read_text().split())
+
+
+def _refused(group: Path, ctrls: set[str], e: OSError) -> FailedPrecondition:
+    what = f"cgroup {group}: cannot enable {' '.join(sorted(ctrls))} for its child groups"
+    if e.errno == errno.EBUSY:
+        return FailedPrecondition(
+            f"{what}: cgroup v2 cannot delegate controllers below a cgroup that holds "
+            "processes; set runtime.cgroup_root (or CRIO_NATIVE_CGROUP_ROOT) to an empty cgroup")
+    return FailedPrecondition(f"{what}: {e.strerror or e}")
+
+
+def _enable_in(group: Path, required: set[str], optional: set[str]) -> None:
+    """Enable the controllers in one group's subtree_control: the required
+    ones in one write (an error if refused), then the rest best-effort.
+    Nothing is written in a group that holds processes: the kernel would
+    refuse domain controllers there, but accept threaded ones (cpu, cpuset,
+    pids) and so turn the group into a thread root whose new children can
+    take no processes at all."""
+    if not (required or optional):
+        return
+    if _holds_processes(group):
+        if required:
+            raise _refused(group, required, OSError(errno.EBUSY, os.strerror(errno.EBUSY)))
+        log.debug("cgroup %s holds processes: no controllers enabled below it", group)
+        return
+    control = group / "cgroup.subtree_control"
+    for ctrls, must in ((required, True), (optional, False)):
+        if not ctrls:
+            continue
+        try:
+            _write_control(control, " ".join(f"+{c}" for c in sorted(ctrls)))
+        except OSError as e:
+            if must:
+                raise _refused(group, ctrls, e) from e
+            log.debug("cgroup %s: %s not enabled for children: %s", group, sorted(ctrls), e)
+
+
+def enable_controllers(chain: list[Path], required: frozenset[str]) -> None:
+    """Top down, make each group offer its children every controller it has
+    (as runc and crun do, so a container sees the same files under all
+    three); only a `required` one that cannot be enabled is an error.
+    Changes are never undone: other groups below may rely on them."""
+    for group in chain:
+        offered = set((group / "cgroup.controllers").read_text().split())
+        missing = sorted(required - offered)
+        if missing:
+            raise FailedPrecondition(f"cgroup {group} does not offer the {missing[0]} "
+                                     "controller (not in its cgroup.controllers): the limit "
+                                     "cannot be enforced below it")
+        enabled = set((group / "cgroup.subtree_control").read_text().split())
+        _enable_in(group, set(required) - enabled, offered - enabled - required)
+
+
+def _make_dirs(d: Path, made: list[Path]) -> None:
+    """mkdir `d` and its missing parents, appending each one made."""
+    missing = []
+    p = d
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for m in reversed(missing):
+        m.mkdir()
+        made.append(m)
+        if (m / "cpuset.cpus").exists():
+            _inherit_cpuset(m)
+
+
+def _write_limits(writes: list[tuple[Path, str]]) -> None:
+    for path, value in writes:
+        try:
+            path.write_text(value)
+        except FileNotFoundError:
+            raise FailedPrecondition(f"cgroup file {path} is missing: the host cannot "
+                                     "enforce this limit") from None
+
+
 def create(plan: CgroupPlan) -> list[Path]:
-    """Make the groups and write the limits.  Returns the dirs made, for
-    remove(); on failure removes what it made and raises."""
+    """Make the groups (each cgroup root must exist), enable controllers
+    from the root down on pure v2, and write the limits.  Returns the dirs
+    made, for remove(); on failure removes what it made and raises."""
+    for base in plan.bases:
+        if not base.is_dir():
+            raise FailedPrecondition(f"cgroup root {base} does not exist: create it first "
+                                     "(see runtime.cgroup_root)")
     made: list[Path] = []
     try:
         for d in plan.dirs:
-            missing = []
-            p = d
-            while not p.exists():
-                missing.append(p)
-                p = p.parent
-            for m in reversed(missing):
-                m.mkdir()
-                made.append(m)
-                if (m / "cpuset.cpus").exists():
-                    _inherit_cpuset(m)
-        for path, value in plan.writes:
-            try:
-                path.write_text(value)
-            except FileNotFoundError:
-                raise FailedPrecondition(f"cgroup file {path} is missing: the host cannot "
-                                         "enforce this limit") from None
+            _make_dirs(d, made)
+        if plan.into is not None:
+            for base, d in zip(plan.bases, plan.dirs):
+                enable_controllers(delegation_chain(base, d), plan.controllers)
+        _write_limits(plan.writes)
     except BaseException:
         remove(made)
         raise

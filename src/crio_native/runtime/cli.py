@@ -1,7 +1,8 @@
 """`crio-native-runtime`: the built-in runtime behind runc's command line, so
 the same driver code (and people) can run builtin, runc and crun alike.
 
-    crio-native-runtime [--root DIR] [--log FILE] [--log-format text|json] COMMAND
+    crio-native-runtime [--root DIR] [--cgroup-root PATH] [--log FILE]
+                        [--log-format text|json] COMMAND
     create --bundle DIR [--pid-file FILE] ID | start ID | state ID
     exec [--process FILE] [--cwd DIR] [-e K=V] [-u UID[:GID]] ID [ARGS...]
     kill [--all] ID [SIGNAL] | delete [--force] ID | run --bundle DIR [--pid-file F] ID
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crio-native-runtime",
                                 description="crio-native's built-in OCI runtime")
     p.add_argument("--root", default=DEFAULT_ROOT, help="state directory")
+    p.add_argument("--cgroup-root", metavar="PATH",
+                   help="cgroup that container groups go at or below (default: "
+                        "$CRIO_NATIVE_CGROUP_ROOT, else this process's own cgroup)")
     p.add_argument("--log", help="write errors to this file instead of stderr")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--systemd-cgroup", action="store_true", help=argparse.SUPPRESS)
@@ -168,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     from crio_native.runtime.builtin.container import BuiltinRuntime
 
     args = _parser().parse_args(argv)
-    rt = BuiltinRuntime(args.root)
     try:
+        rt = BuiltinRuntime(args.root, cgroup_root=args.cgroup_root)
         return _dispatch(rt, args)
     except (CrioNativeError, OSError) as e:
         _report(args, str(e))

@@ -38,6 +38,9 @@ OCI_VERSION = "1.2.0"
 ID_RE = re.compile(r"^[\w+\-.]+$", re.ASCII)
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+# Read when no cgroup root is given explicitly, so test harnesses and
+# benchmarks can move every runtime they start without plumbing a flag.
+CGROUP_ROOT_ENV = "CRIO_NATIVE_CGROUP_ROOT"
 
 
 def check_id(container_id: str) -> None:
@@ -77,16 +80,18 @@ def launch_error(e: NativeError, spec: dict) -> FailedPrecondition:
     return FailedPrecondition(f"unable to start container process: {msg}")
 
 
-def container_cgroups(spec: dict, container_id: str) -> cgroups.CgroupPlan | None:
+def container_cgroups(spec: dict, container_id: str,
+                      cgroup_root: str = "") -> cgroups.CgroupPlan | None:
     """The container's cgroups: linux.cgroupsPath, or the id when resources
-    or a cgroup mount ask for groups of its own; none when nothing does."""
+    or a cgroup mount ask for groups of its own; none when nothing does.
+    All of them lie at or below `cgroup_root` ("" = our own cgroup)."""
     linux = spec.get("linux") or {}
     resources = linux.get("resources") or {}
     wants = resources or has_cgroup_mount(spec)
     path = linux.get("cgroupsPath") or (container_id if wants else None)
     if not path:
         return None
-    return cgroups.plan_cgroups(path, resources)
+    return cgroups.plan_cgroups(path, resources, root=cgroup_root)
 
 
 def cgroup_join_records(dirs: list[Path]) -> list[Record]:
@@ -103,11 +108,21 @@ def cgroup_records(plan: cgroups.CgroupPlan) -> list[Record]:
     return [rec(Rec.CGROUP_PROCS, str(p)) for p in plan.procs]
 
 
-class BuiltinRuntime:
-    """The built-in runtime, with its state under `root` (like runc --root)."""
+def resolve_cgroup_root(cgroup_root: str | None) -> str:
+    """The cgroup root to use: the explicit value, else $CRIO_NATIVE_CGROUP_ROOT,
+    else "" (this process's own cgroup); validated and normalised."""
+    if cgroup_root is not None:
+        return cgroups.check_root(cgroup_root, "cgroup root")
+    return cgroups.check_root(os.environ.get(CGROUP_ROOT_ENV, ""), CGROUP_ROOT_ENV)
 
-    def __init__(self, root: str | os.PathLike[str]):
+
+class BuiltinRuntime:
+    """The built-in runtime, with its state under `root` (like runc --root)
+    and container cgroups at or below `cgroup_root` (runtime.cgroup_root)."""
+
+    def __init__(self, root: str | os.PathLike[str], cgroup_root: str | None = None):
         self.root = Path(root)
+        self.cgroup_root = resolve_cgroup_root(cgroup_root)
 
     # ---- state files -------------------------------------------------------
 
@@ -147,7 +162,7 @@ class BuiltinRuntime:
         d = self._dir(container_id)
         bundle = Path(bundle).resolve()
         spec = load_spec(bundle)
-        cg_plan = container_cgroups(spec, container_id)
+        cg_plan = container_cgroups(spec, container_id, self.cgroup_root)
         hooks = parse_hooks(spec)
         records = plan_records(spec, bundle, host=HostFacts.current(), barrier=str(d / FIFO),
                                cgroups=cg_plan)
