@@ -97,18 +97,26 @@ def parse_quantity(text: str) -> int:
     return int(match.group(1)) * _QUANTITY_UNITS[match.group(2)]
 
 
-def shm_size(annotations: dict[str, str]) -> int:
-    text = annotations.get(SHM_SIZE_ANNOTATION)
+def quantity_annotation(annotations: dict[str, str], name: str, upper: int,
+                        example: str, bounds: str) -> int | None:
+    """A positive size or rate from annotation `name`, at most `upper`; None if absent."""
+    text = annotations.get(name)
     if text is None:
-        return DEFAULT_SHM_SIZE
-    key = f"annotations[{SHM_SIZE_ANNOTATION!r}]"
+        return None
+    key = f"annotations[{name!r}]"
     try:
-        size = parse_quantity(text)
+        value = parse_quantity(text)
     except ValueError:
-        raise field_error(key, f"not a size like 64Mi: {text!r}") from None
-    if not 0 < size <= MAX_SHM_SIZE:
-        raise field_error(key, f"{text} is outside 1 byte .. 64Gi")
-    return size
+        raise field_error(key, f"not a quantity like {example}: {text!r}") from None
+    if not 0 < value <= upper:
+        raise field_error(key, f"{text} is outside {bounds}")
+    return value
+
+
+def shm_size(annotations: dict[str, str]) -> int:
+    size = quantity_annotation(annotations, SHM_SIZE_ANNOTATION, MAX_SHM_SIZE, "64Mi",
+                               "1 byte .. 64Gi")
+    return DEFAULT_SHM_SIZE if size is None else size
 
 
 INGRESS_ANNOTATION = "kubernetes.io/ingress-bandwidth"
@@ -123,18 +131,11 @@ def bandwidth(annotations: dict[str, str]) -> dict[str, int]:
     """The CNI `bandwidth` capability from the kubelet's pod annotations."""
     out = {}
     for annotation, direction in ((INGRESS_ANNOTATION, "ingress"), (EGRESS_ANNOTATION, "egress")):
-        text = annotations.get(annotation)
-        if text is None:
-            continue
-        key = f"annotations[{annotation!r}]"
-        try:
-            rate = parse_quantity(text)
-        except ValueError:
-            raise field_error(key, f"not a bandwidth like 10M: {text!r}") from None
-        if not 0 < rate <= MAX_BANDWIDTH_BPS:
-            raise field_error(key, f"{text} is outside 1 bit/s .. 1P bit/s")
-        out[f"{direction}Rate"] = rate
-        out[f"{direction}Burst"] = BANDWIDTH_BURST_BITS
+        rate = quantity_annotation(annotations, annotation, MAX_BANDWIDTH_BPS, "10M",
+                                   "1 bit/s .. 1P bit/s")
+        if rate is not None:
+            out[f"{direction}Rate"] = rate
+            out[f"{direction}Burst"] = BANDWIDTH_BURST_BITS
     return out
 
 
