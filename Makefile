@@ -69,6 +69,6 @@ bench: build
 	cd $(CURDIR) && $(VPY) -m bench $(BENCH)
 
 clean:
-	rm -rf build $(STAMPS) src/*.egg-info src/crio_native/_proto
+	rm -rf build $(STAMPS) src/*.egg-info src/crio_native/_proto src/crio_native/_bin
 	find src -name '*.so' -delete
 	rm -f src/crio_native/_native/*.c
