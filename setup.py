@@ -55,28 +55,36 @@ class BuildPyWithStubs(build_py):
         super().run()
 
 
-MONITOR_SRC = HERE / C_DIR / "monitor"
-MONITOR_BIN = HERE / "src" / "crio_native" / "_bin" / "crio-native-monitor"
+BIN_DIR = HERE / "src" / "crio_native" / "_bin"
 
 
-def build_monitor():
-    """Compile the per-container monitor, a plain C executable with no Python
-    in it, into crio_native/_bin/ (shipped as package data).  Rebuilt when any
-    of its sources is newer than the binary."""
-    sources = sorted(MONITOR_SRC.glob("*.c")) + [HERE / C_DIR / n for n in ("error.c", "proc.c")]
-    inputs = sources + sorted(MONITOR_SRC.glob("*.h")) + sorted((HERE / C_DIR).glob("*.h"))
-    if MONITOR_BIN.exists() and all(
-        MONITOR_BIN.stat().st_mtime >= f.stat().st_mtime for f in inputs
-    ):
+def build_executable(name: str, sources: list[Path], headers: list[Path],
+                     extra_args: tuple[str, ...] = ()) -> None:
+    """Compile a plain C executable (no Python in it) into crio_native/_bin/,
+    shipped as package data; rebuilt when any input is newer than it."""
+    target = BIN_DIR / name
+    if target.exists() and all(target.stat().st_mtime >= f.stat().st_mtime
+                               for f in sources + headers):
         return
-    MONITOR_BIN.parent.mkdir(parents=True, exist_ok=True)
+    BIN_DIR.mkdir(parents=True, exist_ok=True)
     cc = os.environ.get("CC", "cc")
-    tmp = MONITOR_BIN.with_name(MONITOR_BIN.name + ".tmp")
+    tmp = target.with_name(name + ".tmp")
     cmd = [cc, "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_FORTIFY_SOURCE=2",
-           "-o", str(tmp)] + [str(f) for f in sources]
+           *extra_args, "-o", str(tmp)] + [str(f) for f in sources]
     subprocess.run(cmd, check=True)
-    # a rename, so running monitors keep their binary (no ETXTBSY)
-    os.replace(tmp, MONITOR_BIN)
+    # a rename, so running copies keep their binary (no ETXTBSY)
+    os.replace(tmp, target)
+
+
+def build_executables() -> None:
+    monitor = HERE / C_DIR / "monitor"
+    build_executable(
+        "crio-native-monitor",
+        sorted(monitor.glob("*.c")) + [HERE / C_DIR / n for n in ("error.c", "proc.c")],
+        sorted(monitor.glob("*.h")) + sorted((HERE / C_DIR).glob("*.h")))
+    # The pod infra process runs alone in an empty root: static.
+    build_executable("crio-native-pause", [HERE / C_DIR / "pause" / "pause.c"], [],
+                     ("-static",))
 
 
 def native_extensions():
@@ -102,6 +110,6 @@ def native_extensions():
 
 
 generate_cri_stubs()
-build_monitor()
+build_executables()
 os.chdir(HERE)
 setup(ext_modules=native_extensions(), cmdclass={"build_py": BuildPyWithStubs})

@@ -245,8 +245,6 @@ def _bad_configs():
     hostnet_sysctl.linux.security_context.namespace_options.network = api_pb2.NODE
     hostnet_sysctl.linux.sysctls["net.ipv4.ip_forward"] = "1"
     shm = pod_config(annotations={"io.kubernetes.cri-o.ShmSize": "100Ti"})
-    pid_pod = pod_config()
-    pid_pod.linux.security_context.namespace_options.pid = api_pb2.POD
     return [
         (no_meta, "", "config.metadata"),
         (bad_dns, "", "config.dns_config.servers[0]"),
@@ -256,7 +254,6 @@ def _bad_configs():
         (shm, "", "io.kubernetes.cri-o.ShmSize"),
         (pod_config(annotations={"kubernetes.io/ingress-bandwidth": "fast"}), "",
          "kubernetes.io/ingress-bandwidth"),
-        (pid_pod, "", "namespace_options.pid"),
         (pod_config(), "no-such-handler", "runtime_handler"),
     ]
 
@@ -431,3 +428,70 @@ def test_bandwidth_annotations_shape_the_pod(daemon_factory, tmp_path):
     finally:
         d.stop()
         cni.delete_bridge()
+
+
+def processes_in_pid_namespace(pin: str) -> list[tuple[int, str, str]]:
+    """(host pid, comm, pid inside) of every process in the namespace pinned at `pin`."""
+    inode = os.stat(pin).st_ino
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/pid").st_ino != inode:
+                continue
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        nspid = next(line.split()[-1] for line in status.splitlines() if line.startswith("NSpid:"))
+        found.append((int(entry), comm, nspid))
+    return found
+
+
+def pod_pid_config(name="shared-pid"):
+    config = pod_config(name)
+    config.linux.security_context.namespace_options.pid = api_pb2.POD
+    return config
+
+
+def test_pod_pid_namespace_runs_an_infra_process(net_daemon):
+    d = net_daemon
+    pod_id = run_pod(d, pod_pid_config())
+    pins = pins_of(d, pod_id)
+    assert set(pins) == {"net", "ipc", "uts", "pid"}
+    procs = processes_in_pid_namespace(pins["pid"])
+    assert [(comm, nspid) for _, comm, nspid in procs] == [("pause", "1")]
+    infra_pid = procs[0][0]
+    for kind in ("net", "ipc", "uts"):
+        assert os.stat(f"/proc/{infra_pid}/ns/{kind}").st_ino == os.stat(pins[kind]).st_ino
+    assert status(d, pod_id).status.linux.namespaces.options.pid == api_pb2.POD
+
+    d.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    assert not Path(f"/proc/{infra_pid}").exists() or \
+        Path(f"/proc/{infra_pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    assert not os.path.exists(pins["pid"])
+    d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    assert not any(os.path.exists(p) for p in pins.values())
+
+
+def test_infra_process_outlives_a_daemon_crash(net_daemon):
+    d = net_daemon
+    pod_id = run_pod(d, pod_pid_config())
+    pin = pins_of(d, pod_id)["pid"]
+    (infra_pid, _, _), = processes_in_pid_namespace(pin)
+    d.stop(signal.SIGKILL)
+    assert Path(f"/proc/{infra_pid}").exists()
+    d.start()
+    assert status(d, pod_id).status.state == api_pb2.SANDBOX_READY
+    remove(d, pod_id)
+    assert processes_in_pid_namespace_gone(infra_pid)
+    assert not os.path.exists(pin)
+
+
+def processes_in_pid_namespace_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"  # dead, waiting for its (reparented) parent to reap it

@@ -18,7 +18,8 @@ from crio_native.errors import DeadlineExceeded, FailedPrecondition, InvalidArgu
 from crio_native.logsetup import fields
 from crio_native.network.cni import CNI, Attachment, NetworkList, pod_ips
 from crio_native.network.cni_config import NoNetworkConfig
-from crio_native.sandbox import setup, validate
+from crio_native.runtime.builtin.container import BuiltinRuntime
+from crio_native.sandbox import infra, setup, validate
 from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
 from crio_native.sandbox.store import SandboxStore
 
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 # as a network of its own before the configured one.
 LOOPBACK = NetworkList(name="cni-loopback", cni_version="1.0.0", plugins=[{"type": "loopback"}],
                        source="built in")
-RETRY_WAIT_SECONDS = 240.0   # a retried RunPodSandbox waits this long for the first try
+RETRY_WAIT_SECONDS = 240.0
+POD = 0  # NamespaceMode POD   # a retried RunPodSandbox waits this long for the first try
 
 
 class SandboxManager:
@@ -38,6 +40,9 @@ class SandboxManager:
         self.pin_root = Path(config.runroot) / "ns"
         self.pod_root = Path(config.runroot) / "pods"
         self.cni = CNI(config.network.plugin_dirs, str(Path(config.root) / "cni" / "results"))
+        # Infra processes exist only for pods with a pod-level PID namespace.
+        self.infra_runtime = BuiltinRuntime(Path(config.runroot) / "infra",
+                                            cgroup_root=config.runtime.cgroup_root or None)
         self._done: dict[str, threading.Event] = {}
         self._locks: dict[str, threading.Lock] = {}
 
@@ -94,10 +99,6 @@ class SandboxManager:
                                   f"configured (have {', '.join(sorted(self.config.runtime.runtimes))})")
         validate.check_hostname(config.hostname)
         opts = config.linux.security_context.namespace_options
-        if opts.pid == 0:
-            raise InvalidArgument("RunPodSandbox: config.linux.security_context.namespace_options"
-                                  ".pid: POD mode needs an infra process, which this build "
-                                  "does not run yet; use CONTAINER or NODE")
         sandbox_id = secrets.token_hex(32)
         record = SandboxRecord(
             id=sandbox_id, name=config.metadata.name, namespace=config.metadata.namespace,
@@ -132,6 +133,11 @@ class SandboxManager:
             setup.apply_sysctls_and_hostname(record)
             setup.mount_shm(record)
             undo.callback(self._undo, failed, "unmount shm", lambda: setup.unmount_shm(record))
+            if record.pid_mode == POD:
+                infra.start_infra(self.infra_runtime, record, self.pin_root)
+                undo.callback(self._undo, failed, "stop infra",
+                              lambda: infra.stop_infra(self.infra_runtime, record))
+                self.store.save(record)
             self._attach_network(record, undo, failed)
             setup.write_pod_files(record)
             record.state = READY
@@ -165,6 +171,9 @@ class SandboxManager:
             return  # CRI: stopping an unknown sandbox succeeds
         with self._lock(record.id):
             self._detach_network(record)
+            if record.infra:
+                infra.stop_infra(self.infra_runtime, record)
+                self.store.save(record)
             if record.state != NOTREADY:
                 record.state = NOTREADY
                 self.store.save(record)
@@ -181,6 +190,7 @@ class SandboxManager:
 
     def _teardown(self, record: SandboxRecord) -> None:
         self._detach_network(record)
+        infra.stop_infra(self.infra_runtime, record)
         setup.unmount_shm(record)
         setup.unpin_namespaces(record)
         setup.remove_directory(record)

@@ -30,6 +30,7 @@ class SandboxRecord:
     pid_mode: int = 0
     ipc_mode: int = 0
     pins: dict[str, str] = field(default_factory=dict)   # nsfs name -> pin path we own
+    infra: bool = False                                   # an infra process holds the PID ns
     directory: str = ""                                   # per-pod files under runroot
     shm_path: str = ""                                    # mounted tmpfs, if any
     shm_size: int = 0
