@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crio_native.storage.atomic import write_atomic
+from crio_native.state.files import atomic_write
 
 
 class ContentStore:
@@ -23,7 +23,7 @@ class ContentStore:
         if path.exists():
             return
         path.parent.mkdir(exist_ok=True)
-        write_atomic(path, data)
+        atomic_write(path, data, mode=0o644)
 
     def get(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from crio_native.storage.atomic import write_json_atomic
+from crio_native.state.files import atomic_write_json
 
 
 @dataclass
@@ -31,7 +31,7 @@ class ImageRecords:
         return self.root / (image_id.split(":", 1)[1] + ".json")
 
     def save(self, record: ImageRecord) -> None:
-        write_json_atomic(self._path(record.id), asdict(record))
+        atomic_write_json(self._path(record.id), asdict(record), mode=0o644)
 
     def get(self, image_id: str) -> ImageRecord | None:
         try:

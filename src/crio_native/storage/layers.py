@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from crio_native.storage.atomic import fsync_dir, write_json_atomic
+from crio_native.state.files import atomic_write_json, fsync_dir
 
 STAGING = ".staging"
 
@@ -71,7 +71,7 @@ class LayerStore:
 
     def commit(self, staged: Path, record: LayerRecord) -> None:
         """Make a staged layer visible under its chain ID (first writer wins)."""
-        write_json_atomic(staged / "layer.json", asdict(record))
+        atomic_write_json(staged / "layer.json", asdict(record), mode=0o644)
         try:
             os.rename(staged, self.path(record.chain_id))
         except OSError:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from crio_native.errors import AlreadyExists, InvalidArgument
-from crio_native.storage.atomic import write_atomic
+from crio_native.state.files import atomic_write
 from crio_native.storage.images import ImageRecord
 from crio_native.storage.layers import LayerStore
 
@@ -65,7 +65,7 @@ class RootfsStore:
         except FileExistsError:
             raise AlreadyExists(f"rootfs for container {container_id} exists") from None
         try:
-            write_atomic(d / IMAGE_FILE, image.id.encode())
+            atomic_write(d / IMAGE_FILE, image.id.encode(), mode=0o644)
             for sub in ("upper", "work", "merged"):
                 (d / sub).mkdir(mode=0o755)
             lowers = [self.layers.short_link(c) for c in reversed(image.layers)]
