@@ -3,7 +3,6 @@ the same runc-created busybox `sleep 30` container (and ours also watching a
 plain host `sleep`).  VmRSS counts shared libc pages; Pss splits them."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -15,8 +14,8 @@ import uuid
 from pathlib import Path
 
 from crio_native.monitor import launch_monitor, process_alive, wait_exit
+from tests.bundles import BUSYBOX, RuncBundle
 
-BUSYBOX = "/bin/busybox"
 
 
 def _memory(pid: int) -> tuple[int, int]:
@@ -27,16 +26,7 @@ def _memory(pid: int) -> tuple[int, int]:
 
 
 def _bundle(root: Path) -> Path:
-    bundle = root / "bundle"
-    rootfs = bundle / "rootfs"
-    for d in ("bin", "proc", "dev", "sys", "tmp"):
-        (rootfs / d).mkdir(parents=True)
-    shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
-    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"].update(args=["/bin/busybox", "sleep", "30"], terminal=False)
-    (bundle / "config.json").write_text(json.dumps(config))
-    return bundle
+    return RuncBundle(root / "bundle").with_args(BUSYBOX, "sleep", "30")
 
 
 def _wait_gone(pid: int) -> None:

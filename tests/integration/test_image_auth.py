@@ -9,10 +9,9 @@ import shutil
 
 import pytest
 
-from crio_native.config.sections import Config
 from crio_native.image.distribution import Credentials
 from crio_native.image.errors import RegistryUnavailable, Unauthenticated
-from crio_native.image.service import ImageService
+from tests.fixtures.image_service import make_service  # noqa: F401
 from tests.fixtures.oci_builder import ImageBuilder, Pusher
 from tests.fixtures.pki import make_signing_key
 from tests.fixtures.registry import running_registry
@@ -20,29 +19,6 @@ from tests.fixtures.token_server import TokenServer
 
 pytestmark = pytest.mark.root
 USERS = {"alice": "wonderland"}
-
-
-@pytest.fixture
-def make_service(tmp_path):
-    made: list[ImageService] = []
-
-    def make(registries_conf: str = "", **image_keys) -> ImageService:
-        d = tmp_path / f"svc{len(made)}"
-        d.mkdir()
-        (d / "registries.conf").write_text(registries_conf)
-        config = Config(root=str(d / "root"))
-        config.image.registries_conf = str(d / "registries.conf")
-        config.image.registries_conf_dir = str(d / "registries.conf.d")
-        config.image.signature_policy = str(d / "policy.json")
-        config.image.registry_certs_dir = str(d / "certs.d")
-        for key, value in image_keys.items():
-            setattr(config.image, key, value)
-        made.append(ImageService(config))
-        return made[-1]
-
-    yield make
-    for svc in made:
-        svc.close()
 
 
 @pytest.fixture(scope="module")

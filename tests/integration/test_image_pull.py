@@ -12,42 +12,17 @@ import time
 
 import pytest
 
-from crio_native.config.sections import Config
 from crio_native.errors import FailedPrecondition, InvalidArgument, NotFound
 from crio_native.image.errors import (ContentMismatch, ManifestUnknown, PolicyRejected,
                                       PullTimeout, RegistryUnavailable, UnsafeLayer)
 from crio_native.image.service import ImageService
+from tests.fixtures.image_service import make_service  # noqa: F401
 from tests.fixtures.oci_builder import (ImageBuilder, Pusher, directory, file, hostile_layers,
                                         opaque, whiteout)
 from tests.fixtures.proxy import FlakyProxy
 from tests.fixtures.registry import free_port, registry  # noqa: F401
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def make_service(tmp_path):
-    made: list[ImageService] = []
-
-    def make(registries_conf: str = "", policy: dict | None = None, **image_keys) -> ImageService:
-        d = tmp_path / f"svc{len(made)}"
-        d.mkdir()
-        (d / "registries.conf").write_text(registries_conf)
-        config = Config(root=str(d / "root"))
-        config.image.registries_conf = str(d / "registries.conf")
-        config.image.registries_conf_dir = str(d / "registries.conf.d")
-        config.image.signature_policy = str(d / "policy.json")
-        if policy is not None:
-            (d / "policy.json").write_text(json.dumps(policy))
-        for key, value in image_keys.items():
-            setattr(config.image, key, value)
-        svc = ImageService(config)
-        made.append(svc)
-        return svc
-
-    yield make
-    for svc in made:
-        svc.close()
 
 
 @pytest.fixture

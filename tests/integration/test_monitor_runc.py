@@ -12,8 +12,9 @@ import pytest
 from crio_native.errors import Internal
 from crio_native.monitor import launch_monitor
 
+from tests.bundles import RuncBundle
 from tests.integration.test_monitor import (  # noqa: F401
-    BB, joined, log_entries, monitors, wait_gone,
+    joined, log_entries, monitors, wait_gone,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("runc") is None,
@@ -22,19 +23,7 @@ pytestmark = pytest.mark.skipif(shutil.which("runc") is None,
 
 @pytest.fixture
 def runc_bundle(tmp_path):
-    bundle = tmp_path / "bundle"
-    rootfs = bundle / "rootfs"
-    for d in ("bin", "proc", "dev", "sys", "tmp"):
-        (rootfs / d).mkdir(parents=True)
-    shutil.copy2(BB, rootfs / "bin" / "busybox")
-    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
-
-    def with_args(*args: str):
-        config = json.loads((bundle / "config.json").read_text())
-        config["process"].update(args=list(args), terminal=False)
-        (bundle / "config.json").write_text(json.dumps(config))
-        return bundle
-    return with_args
+    return RuncBundle(tmp_path / "bundle").with_args
 
 
 @pytest.fixture
