@@ -33,30 +33,14 @@ def _mounts() -> set[tuple[str, str, str]]:
 
 
 def own_cgroup_dirs() -> list[str]:
-    """This process's cgroup directory in every mounted hierarchy.  Tests may
-    only create cgroups below these (the host makes others of its own at any
-    time, so only our subtrees are checked)."""
-    own: dict[str, str] = {}  # controller set ("" for cgroup2) -> path
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        own[controllers] = path
-    dirs = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        fstype, _source, super_opts = right.split()[:3]
-        fields = left.split()
-        root, mount_point = fields[3], fields[4]
-        if fstype == "cgroup2":
-            path = own.get("")
-        elif fstype == "cgroup":
-            opts = set(super_opts.split(","))
-            path = next((p for ctl, p in own.items() if ctl and set(ctl.split(",")) <= opts), None)
-        else:
-            continue
-        if path is None or not (path + "/").startswith(root.rstrip("/") + "/"):
-            continue
-        dirs.append(mount_point + path[len(root.rstrip("/")):])
-    return dirs
+    """This process's cgroup directory in every mounted hierarchy (as the
+    runtime itself finds them).  Tests may only create cgroups below these;
+    the host makes others of its own at any time, so only ours are checked."""
+    from crio_native.linux import cgroups
+
+    own = cgroups.own_cgroups()
+    dirs = (h.dir_of(h.own_path(own), mount_root) for h, mount_root in cgroups.host_hierarchies())
+    return [str(d) for d in dirs if d is not None]
 
 
 # ---- a cgroup root the runtimes can delegate from ------------------------------
