@@ -13,7 +13,6 @@ from crio_native._native import ns
 from crio_native.errors import Internal, InvalidArgument
 from crio_native.sandbox.record import SandboxRecord
 
-NS_FLAGS = {"net": ns.CLONE_NEWNET, "ipc": ns.CLONE_NEWIPC, "uts": ns.CLONE_NEWUTS}
 NODE = 2
 
 
@@ -53,7 +52,7 @@ def run_inside(record: SandboxRecord, kinds: list[str], work: Callable[[], None]
     def body():
         try:
             for kind in kinds:
-                ns.join(record.pins[kind], NS_FLAGS[kind])
+                ns.join(record.pins[kind], ns.NS_FILES[kind])
             work()
         except BaseException as e:  # noqa: BLE001 - handed to the caller
             failure.append(e)
