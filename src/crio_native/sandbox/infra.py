@@ -13,16 +13,14 @@ from pathlib import Path
 from crio_native._native import ns
 from crio_native.runtime.builtin.container import BuiltinRuntime
 from crio_native.sandbox.record import SandboxRecord
+from crio_native.spec.namespaces import pod_namespace_joins
 
 PAUSE_BINARY = Path(__file__).resolve().parent.parent / "_bin" / "crio-native-pause"
 CAPABILITY_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
-OCI_NAMESPACE = {"net": "network", "ipc": "ipc", "uts": "uts"}
 
 
 def infra_spec(record: SandboxRecord) -> dict:
-    namespaces = [{"type": "pid"}, {"type": "mount"}]
-    namespaces += [{"type": OCI_NAMESPACE[kind], "path": path}
-                   for kind, path in record.pins.items() if kind in OCI_NAMESPACE]
+    namespaces = [{"type": "pid"}, {"type": "mount"}, *pod_namespace_joins(record.pins)]
     return {
         "ociVersion": "1.1.0",
         "process": {"args": ["/pause"], "cwd": "/", "env": [], "user": {"uid": 0, "gid": 0},

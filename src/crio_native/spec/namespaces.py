@@ -21,6 +21,11 @@ def _ns(kind: str, path: str = "") -> dict[str, Any]:
     return {"type": kind, "path": path} if path else {"type": kind}
 
 
+def pod_namespace_joins(pins: dict[str, str]) -> list[dict[str, Any]]:
+    """OCI namespace entries joining the network, IPC and UTS namespaces a pod pinned."""
+    return [_ns(kind, pins[pin]) for kind, pin in POD_KINDS if pin in pins]
+
+
 def pid_namespace(inputs: SpecInputs) -> dict[str, Any] | None:
     opts = inputs.security.namespace_options
     mode = opts.pid
@@ -80,8 +85,7 @@ def _id_mappings(mappings) -> list[dict[str, int]]:
 
 def with_namespaces(build: SpecBuild, inputs: SpecInputs) -> None:
     _check_pod_mode(inputs)
-    namespaces = [_ns(kind, inputs.sandbox.pins[pin])
-                  for kind, pin in POD_KINDS if pin in inputs.sandbox.pins]
+    namespaces = pod_namespace_joins(inputs.sandbox.pins)
     pid = pid_namespace(inputs)
     if pid:
         namespaces.append(pid)
