@@ -160,8 +160,9 @@ class SandboxManager:
         undo.callback(self._undo, failed, "CNI DEL", lambda: self._detach_network(record))
         self.cni.add(LOOPBACK, self._attachment(record, "lo"))
         result = self.cni.add(net, self._attachment(record))
+        # No save here: the READY save follows at once, and a crash before it
+        # rolls back through the network_attached flag saved above.
         record.ips = pod_ips(result)
-        self.store.save(record)
 
     # ---- stop and remove ----------------------------------------------------------
 
