@@ -76,11 +76,17 @@ def build_executable(name: str, sources: list[Path], headers: list[Path],
     os.replace(tmp, target)
 
 
+# The monitor launches the built-in runtime's plans itself (--plan): it links
+# the same child path as the `launch` module.  The plan carries the seccomp
+# BPF already compiled, so neither libseccomp nor libselinux is linked.
+MONITOR_SHARED = ["error.c", "proc.c", *NATIVE_MODULES["launch"][0]]
+
+
 def build_executables() -> None:
     monitor = HERE / C_DIR / "monitor"
     build_executable(
         "crio-native-monitor",
-        sorted(monitor.glob("*.c")) + [HERE / C_DIR / n for n in ("error.c", "proc.c")],
+        sorted(monitor.glob("*.c")) + [HERE / C_DIR / n for n in MONITOR_SHARED],
         sorted(monitor.glob("*.h")) + sorted((HERE / C_DIR).glob("*.h")))
     # The pod infra process runs alone in an empty root: static.
     build_executable("crio-native-pause", [HERE / C_DIR / "pause" / "pause.c"], [],

@@ -54,6 +54,7 @@ int crn_caps_drop_bounding(crn_child *c, crn_error *err);
 int crn_caps_apply(crn_child *c, crn_error *err);
 
 /* process.c */
+int crn_proc_controlling_tty(crn_child *c, crn_error *err);
 int crn_proc_join_namespaces(crn_child *c, crn_error *err);
 int crn_proc_userns_root(crn_child *c, crn_error *err);
 int crn_proc_oom_score_adj(crn_child *c, crn_error *err);

@@ -30,6 +30,7 @@ static const char *const stage_names[CRN_STAGE_COUNT] = {
     "none", "parent", "sync", "namespaces", "oom_score_adj", "hostname",
     "rootfs", "mounts", "devices", "pivot_root", "masks", "rlimits", "user",
     "cwd", "capabilities", "no_new_privs", "lookup", "barrier", "seccomp", "exec", "sysctl", "hooks",
+    "terminal",
 };
 
 const char *crn_stage_name(int stage)
@@ -70,6 +71,7 @@ static const struct {
     int stage;
     crn_step_fn fn;
 } setup_steps[] = {
+    {CRN_STAGE_TERMINAL, crn_proc_controlling_tty},
     {CRN_STAGE_NAMESPACES, crn_proc_join_namespaces},
     {CRN_STAGE_OOM, crn_proc_oom_score_adj},
     {CRN_STAGE_HOSTNAME, crn_proc_hostname},

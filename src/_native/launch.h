@@ -36,6 +36,7 @@ enum crn_stage {
     CRN_STAGE_EXEC,
     CRN_STAGE_SYSCTL,       /* after pivot_root, before read-only /proc/sys */
     CRN_STAGE_HOOKS,        /* createRuntime/createContainer, before pivot_root */
+    CRN_STAGE_TERMINAL,     /* the pty slave on stdin becomes the controlling tty */
     CRN_STAGE_COUNT
 };
 

@@ -36,6 +36,7 @@ static const char *layout_of(uint16_t type)
     case CRN_PLAN_CGROUP_INTO: return "s";
     case CRN_PLAN_SYSCTL: return "ss";
     case CRN_PLAN_HOOK_PAUSE: return "";
+    case CRN_PLAN_CONTROLLING_TTY: return "";
     default: return NULL;
     }
 }

@@ -68,6 +68,8 @@ enum crn_plan_type {
     CRN_PLAN_SYSCTL = 35,           /* s key as a path below /proc/sys, s value */
     CRN_PLAN_HOOK_PAUSE = 36,       /* (empty) stop before pivot_root until the
                                        parent has run its hooks */
+    CRN_PLAN_CONTROLLING_TTY = 37,  /* (empty) stdin is a pty slave: make it the
+                                       controlling terminal of the new session */
 };
 
 /* CRN_PLAN_MOUNT kinds: how the child performs the mount. */

@@ -1,6 +1,6 @@
-/* The container process's own settings: joined namespaces, oom_score_adj,
- * hostname, rlimits, user, cwd, no_new_privs, executable lookup, the start
- * barrier, seccomp and execve.
+/* The container process's own settings: controlling terminal, joined
+ * namespaces, oom_score_adj, hostname, rlimits, user, cwd, no_new_privs,
+ * executable lookup, the start barrier, seccomp and execve.
  *
  * The id switches use raw syscalls: glibc's setresuid() broadcasts to the
  * threads it believes exist, and after a raw clone3 those are the parent's. */
@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -149,6 +150,19 @@ int crn_proc_sysctls(crn_child *c, crn_error *err)
         if (write(fd, value, strlen(value)) < 0)
             return crn_error_set(err, errno, "write", path);
     }
+    return 0;
+}
+
+/* Runs first, right after setsid(): a session leader without a terminal
+ * takes the pty on fd 0 as its controlling tty, so job control, ^C and
+ * SIGHUP reach the container as they would in a login shell. */
+int crn_proc_controlling_tty(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    if (!crn_plan_find(c->plan, c->len, CRN_PLAN_CONTROLLING_TTY, &rec))
+        return 0;
+    if (ioctl(0, TIOCSCTTY, 0) < 0)
+        return crn_error_set(err, errno, "ioctl TIOCSCTTY", "stdin");
     return 0;
 }
 

@@ -18,6 +18,10 @@ class DaemonContext:
     images: object | None = None
     # crio_native.sandbox.manager.SandboxManager, made by the daemon at start-up.
     sandboxes: object | None = None
+    # crio_native.runtime.handlers.HandlerSet and
+    # crio_native.container.manager.ContainerManager, likewise.
+    handlers: object | None = None
+    containers: object | None = None
 
     @property
     def config(self) -> Config:

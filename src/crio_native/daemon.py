@@ -55,10 +55,17 @@ def remove_stale_socket(path: str) -> None:
 
 def start_services(ctx: DaemonContext) -> None:
     """Load records and finish or undo what a crash left half-done."""
+    from crio_native.container.manager import ContainerManager
+    from crio_native.cri.image import images_of
+    from crio_native.runtime.handlers import HandlerSet
     from crio_native.sandbox.manager import SandboxManager
 
     ctx.sandboxes = SandboxManager(ctx.config)
     ctx.sandboxes.recover()
+    ctx.handlers = HandlerSet(ctx.config)
+    ctx.containers = ContainerManager(ctx.config, ctx.sandboxes, lambda: images_of(ctx),
+                                      ctx.handlers)
+    ctx.containers.recover()
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
@@ -92,6 +99,7 @@ def serve(loaded: LoadedConfig) -> int:
             version=__version__, listen=listen, root=ctx.config.root,
             runroot=ctx.config.runroot, config_files=",".join(loaded.sources) or "none"))
         stop.wait()
+        ctx.containers.close()   # ends the GetContainerEvents streams
         server.stop(SHUTDOWN_GRACE_SECONDS).wait()
     log.info("crio-native stopped")
     return 0

@@ -101,7 +101,7 @@ def test_update_runtime_config_rejects_a_bad_cidr(daemon):
 
 
 @pytest.mark.parametrize("service, rpc, request_cls, streaming", [
-    ("runtime", "CreateContainer", api_pb2.CreateContainerRequest, False),
+    ("runtime", "Exec", api_pb2.ExecRequest, False),
     ("runtime", "CheckpointContainer", api_pb2.CheckpointContainerRequest, False),
     ("runtime", "ListMetricDescriptors", api_pb2.ListMetricDescriptorsRequest, False),
     ("runtime", "StreamPodSandboxMetrics", api_pb2.StreamPodSandboxMetricsRequest, True),

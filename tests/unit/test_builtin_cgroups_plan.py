@@ -72,6 +72,16 @@ def test_resource_files(resources, v1, v2):
     assert [(p.name, v) for p, v in p.writes] == [v2]
 
 
+def test_swap_is_memory_plus_swap_on_v1_and_swap_alone_on_v2():
+    resources = {"memory": {"limit": 100, "swap": 300}}
+    h = cg.plan_cgroups("c", resources, hybrid(), cg.own_cgroups(OWN_HYBRID))
+    assert [(p.name, v) for p, v in h.writes] == [("memory.limit_in_bytes", "100"),
+                                                  ("memory.memsw.limit_in_bytes", "300")]
+    p = cg.plan_cgroups("c", resources, pure(), {"": "/"})
+    assert [(p.name, v) for p, v in p.writes] == [("memory.max", "100"),
+                                                  ("memory.swap.max", "200")]
+
+
 def test_hugetlb_goes_to_unified_on_hybrid():
     plan = cg.plan_cgroups("c", {"hugepageLimits": [{"pageSize": "2MB", "limit": 0}]},
                            hybrid(), cg.own_cgroups(OWN_HYBRID))

@@ -75,7 +75,8 @@ def test_swap_max_from_swap():
 @pytest.mark.parametrize("manager, parent, want", [
     ("cgroupfs", "/kubepods/burstable/pod1", "/kubepods/burstable/pod1/crio-c1"),
     ("cgroupfs", "/kubepods/", "/kubepods/crio-c1"),
-    ("cgroupfs", "", "/crio-c1"),
+    ("cgroupfs", "", "crio-c1"),   # relative: below the runtime's cgroup root
+    ("cgroupfs", "/", "crio-c1"),
     ("systemd", "kubepods-burstable-pod1.slice", "kubepods-burstable-pod1.slice:crio:c1"),
     ("systemd", "", "system.slice:crio:c1"),
 ])

@@ -3,10 +3,12 @@
  *   crio-native-monitor --state-dir DIR [--id ID] [--log-path FILE]
  *       [--cgroup-path DIR] [--sync-fd N] [--stdin] [--stdin-once]
  *       [--terminal] [--container-pid-file FILE] -- COMMAND [ARG...]
+ *   crio-native-monitor --state-dir DIR [...] --plan FILE
  *
  * With --container-pid-file, COMMAND is an OCI runtime's `create` (runc,
  * crun): it makes the container process and exits, the process is
- * reparented to us (we are a child subreaper) and FILE names it.
+ * reparented to us (we are a child subreaper) and FILE names it.  With
+ * --plan there is no COMMAND: FILE is the built-in runtime's launch plan.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -16,7 +18,7 @@
 #include "monitor.h"
 
 enum { OPT_ID = 256, OPT_STATE_DIR, OPT_LOG_PATH, OPT_CGROUP, OPT_SYNC_FD, OPT_STDIN,
-       OPT_STDIN_ONCE, OPT_TERMINAL, OPT_PID_FILE };
+       OPT_STDIN_ONCE, OPT_TERMINAL, OPT_PID_FILE, OPT_PLAN };
 
 static const struct option long_opts[] = {
     {"id", required_argument, NULL, OPT_ID},
@@ -28,6 +30,7 @@ static const struct option long_opts[] = {
     {"stdin-once", no_argument, NULL, OPT_STDIN_ONCE},
     {"terminal", no_argument, NULL, OPT_TERMINAL},
     {"container-pid-file", required_argument, NULL, OPT_PID_FILE},
+    {"plan", required_argument, NULL, OPT_PLAN},
     {NULL, 0, NULL, 0},
 };
 
@@ -54,6 +57,7 @@ static int apply(struct crn_monitor_opts *o, int opt, const char *arg, crn_error
     case OPT_STDIN_ONCE: o->stdin_once = true; return 0;
     case OPT_TERMINAL: o->terminal = true; return 0;
     case OPT_PID_FILE: o->container_pid_file = arg; return 0;
+    case OPT_PLAN: o->plan_path = arg; return 0;
     default: return crn_error_set(err, EINVAL, "unknown option", NULL);
     }
 }
@@ -75,7 +79,13 @@ int crn_monitor_parse_args(struct crn_monitor_opts *o, int argc, char **argv, cr
     }
     if (o->state_dir == NULL)
         return crn_error_set(err, EINVAL, "missing option", "--state-dir");
-    if (optind >= argc)
+    if (o->plan_path && o->container_pid_file)
+        return crn_error_set(err, EINVAL, "--plan with --container-pid-file is not supported",
+                             NULL);
+    if (o->plan_path && optind < argc)
+        return crn_error_set(err, EINVAL, "--plan takes no container command, got",
+                             argv[optind]);
+    if (!o->plan_path && optind >= argc)
         return crn_error_set(err, EINVAL, "missing container command after", "--");
     if (o->stdin_once && !o->stdin_open)
         return crn_error_set(err, EINVAL, "--stdin-once needs", "--stdin");
@@ -83,6 +93,6 @@ int crn_monitor_parse_args(struct crn_monitor_opts *o, int argc, char **argv, cr
     if (o->terminal && o->container_pid_file)
         return crn_error_set(err, EINVAL, "--terminal with --container-pid-file is not supported",
                              NULL);
-    o->argv = &argv[optind];
+    o->argv = o->plan_path ? NULL : &argv[optind];
     return 0;
 }

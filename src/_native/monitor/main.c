@@ -1,13 +1,16 @@
 /* crio-native-monitor: entry, daemonizing and the readiness report.
  *
- * The launcher (the daemon) starts us with a pipe on --sync-fd.  We fork
- * away from it into our own session, become a child subreaper, prepare the
+ * The launcher (the daemon) starts us with a socket (or pipe) on --sync-fd.
+ * We fork away from it into our own session, become a child subreaper, prepare the
  * container's stdio, log and attach socket, spawn the container, and write
  * to the sync fd first
  *
  *   pid <monitor-pid>\n                     (once daemonized) and then
  *   ok <monitor-pid> <container-pid>\n      or
  *   error <errno> <message>\n               (errno 0: not a failed syscall)
+ *   error <errno> stage=<name> <message>\n  (--plan: crn_launch failed there)
+ *
+ * With --plan a "hooks <pid>" exchange may come in between (launchplan.c).
  *
  * so the launcher knows whom to wait for or kill whatever happens.
  * From then on the launcher may exit or die; we live until the container
@@ -51,11 +54,14 @@ static void report(int sync_fd, const char *line)
         (void)!write(sync_fd, line, strlen(line));
 }
 
-static void report_error(int sync_fd, const crn_error *err)
+static void report_error(int sync_fd, const char *stage, const crn_error *err)
 {
-    char line[CRN_ERROR_MSG_MAX + 32];
+    char line[CRN_ERROR_MSG_MAX + 64];
 
-    snprintf(line, sizeof(line), "error %d %s\n", err->err, err->msg);
+    if (stage != NULL)
+        snprintf(line, sizeof(line), "error %d stage=%s %s\n", err->err, stage, err->msg);
+    else
+        snprintf(line, sizeof(line), "error %d %s\n", err->err, err->msg);
     report(sync_fd, line);
 }
 
@@ -93,7 +99,9 @@ static int start_container(struct crn_monitor *m, crn_error *err)
                                 .controlling_tty = m->opts.terminal};
     int rc = crn_stdio_setup(m, req.stdio, err);
 
-    if (rc == 0)
+    if (rc == 0 && m->opts.plan_path)
+        rc = crn_plan_spawn(m, req.stdio, err);
+    else if (rc == 0)
         rc = crn_monitor_spawn(&req, &m->child, err);
     for (int i = 0; i < 3; i++)
         if (req.stdio[i] >= 0)
@@ -158,12 +166,18 @@ int main(int argc, char **argv)
     init(m);
     if (crn_monitor_parse_args(&m->opts, argc, argv, &err) < 0) {
         fprintf(stderr, "crio-native-monitor: %s\n", err.msg);
-        report_error(m->opts.sync_fd, &err);
+        report_error(m->opts.sync_fd, NULL, &err);
         return 2;
+    }
+    /* read before daemonize's chdir("/"), so a relative path works */
+    if (m->opts.plan_path && crn_plan_load(m, &err) < 0) {
+        report_error(m->opts.sync_fd, NULL, &err);
+        return 1;
     }
     if (daemonize(m->opts.sync_fd, &err) < 0 || setup(m, &err) < 0) {
         undo_setup(m);
-        report_error(m->opts.sync_fd, &err);
+        crn_plan_free(m);
+        report_error(m->opts.sync_fd, m->fail_stage, &err);
         return 1;
     }
     snprintf(line, sizeof(line), "ok %d %d\n", (int)getpid(), (int)m->child);

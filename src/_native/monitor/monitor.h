@@ -30,11 +30,13 @@ struct crn_monitor_opts {
     const char *log_path;        /* CRI log file; NULL: no log */
     const char *cgroup_path;     /* cgroup dir read for oom_kill; NULL: none */
     const char *container_pid_file; /* argv is a runtime's create; pid is here */
+    const char *plan_path;       /* launch this plan (CRNPLAN1) instead of argv */
     int sync_fd;                 /* readiness goes here; -1: none */
     bool stdin_open;             /* keep a stdin pipe the attach clients feed */
     bool stdin_once;             /* close stdin when the stdin client leaves */
     bool terminal;               /* a pty instead of pipes */
-    char **argv;                 /* what to exec as the container process */
+    char **argv;                 /* what to exec as the container process;
+                                    NULL with plan_path */
 };
 
 /* One output stream of the container, read non-blocking. */
@@ -75,6 +77,9 @@ struct crn_monitor {
     struct timespec exited_at;   /* CLOCK_REALTIME at reaping */
     struct timespec exited_mono; /* CLOCK_MONOTONIC at reaping, for the drain */
     long oom_base;               /* oom_kill count before the start, or -1 */
+    void *plan;                  /* --plan: the file's bytes until launched */
+    size_t plan_len;
+    const char *fail_stage;      /* crn_stage_name of a failed plan launch */
     struct crn_output out[2];
     struct crn_log log;
     struct crn_stdin in;
@@ -93,6 +98,11 @@ int crn_monitor_parse_args(struct crn_monitor_opts *o, int argc, char **argv, cr
 
 /* adopt.c: wait for the runtime's create, take the pid from its pid file */
 int crn_adopt_created(struct crn_monitor *m, crn_error *err);
+
+/* launchplan.c: --plan, the built-in runtime's launch under the monitor */
+int crn_plan_load(struct crn_monitor *m, crn_error *err);
+void crn_plan_free(struct crn_monitor *m);
+int crn_plan_spawn(struct crn_monitor *m, const int stdio[3], crn_error *err);
 
 /* stdio.c: the container's stdio; child_fds get dup'ed to 0,1,2 in the child. */
 int crn_stdio_setup(struct crn_monitor *m, int child_fds[3], crn_error *err);

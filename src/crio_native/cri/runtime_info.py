@@ -56,10 +56,33 @@ def verbose_info(ctx: DaemonContext) -> dict[str, str]:
     }
 
 
+def runtime_handlers(ctx: DaemonContext) -> list[api_pb2.RuntimeHandler]:
+    """Every configured handler with what it really supports; the default
+    handler is listed a second time under the empty name, as the kubelet
+    looks it up that way for pods without a RuntimeClass."""
+    out = []
+    default = ctx.config.runtime.default_runtime
+    for i, name in enumerate([default, *sorted(ctx.config.runtime.runtimes)]):
+        entry = api_pb2.RuntimeHandler(name="" if i == 0 else name)
+        try:
+            features = ctx.handlers.get(name).features()
+        except Exception:  # noqa: BLE001 - a broken handler is listed without features
+            log.warning("runtime handler features unavailable", exc_info=True,
+                        extra=fields(handler=name))
+        else:
+            entry.features.recursive_read_only_mounts = features.recursive_read_only_mounts
+            entry.features.user_namespaces = features.user_namespaces
+        out.append(entry)
+    return out
+
+
 def status(ctx: DaemonContext, request: api_pb2.StatusRequest, context) -> api_pb2.StatusResponse:
     runtime = api_pb2.RuntimeCondition(type=RUNTIME_READY, status=True)
     response = api_pb2.StatusResponse(
-        status=api_pb2.RuntimeStatus(conditions=[runtime, network_condition(ctx)]))
+        status=api_pb2.RuntimeStatus(conditions=[runtime, network_condition(ctx)]),
+        features=api_pb2.RuntimeFeatures(supplemental_groups_policy=True))
+    if ctx.handlers is not None:
+        response.runtime_handlers.extend(runtime_handlers(ctx))
     if request.verbose:
         response.info.update(verbose_info(ctx))
     return response

@@ -7,14 +7,14 @@ from concurrent import futures
 import grpc
 
 from crio_native.context import DaemonContext
-from crio_native.cri import image, runtime_info, sandbox
+from crio_native.cri import container, image, runtime_info, sandbox
 from crio_native.cri.edge import service_handler
 
 MAX_WORKERS = 64
 
 
 def runtime_service_rpcs(ctx: DaemonContext) -> dict:
-    return {**runtime_info.rpcs(ctx), **sandbox.rpcs(ctx)}
+    return {**runtime_info.rpcs(ctx), **sandbox.rpcs(ctx), **container.rpcs(ctx)}
 
 
 def image_service_rpcs(ctx: DaemonContext) -> dict:

@@ -122,6 +122,9 @@ def resource_files(resources: dict[str, Any]) -> list[tuple[str, str, str, str, 
                         ("swap", "memory.memsw.limit_in_bytes", "memory.swap.max")):
         if mem.get(key) is not None:
             value = "max" if mem[key] == -1 else str(int(mem[key]))
+            if key == "swap" and value != "max" and mem.get("limit"):
+                # OCI's swap is memory+swap (v1's memsw); v2 limits swap alone
+                value = f"{value}|{max(int(mem['swap']) - int(mem['limit']), 0)}"
             out.append((f"memory.{key}", "memory", v1, v2, value))
     cpu = resources.get("cpu") or {}
     if cpu.get("shares"):
@@ -368,7 +371,7 @@ def _make_dirs(d: Path, made: list[Path]) -> None:
             _inherit_cpuset(m)
 
 
-def _write_limits(writes: list[tuple[Path, str]]) -> None:
+def write_limits(writes: list[tuple[Path, str]]) -> None:
     for path, value in writes:
         try:
             path.write_text(value)
@@ -392,7 +395,7 @@ def create(plan: CgroupPlan) -> list[Path]:
         if plan.into is not None:
             for base, d in zip(plan.bases, plan.dirs):
                 enable_controllers(delegation_chain(base, d), plan.controllers)
-        _write_limits(plan.writes)
+        write_limits(plan.writes)
     except BaseException:
         remove(made)
         raise

@@ -1,18 +1,21 @@
 """Starting a container under its own crio-native-monitor.
 
 The monitor daemonizes away from us, so the container, its log and its exit
-code survive this process; the one-line readiness report on a pipe tells us
-the pids or why the start failed."""
+code survive this process; the one-line readiness report on a stream socket
+(the sync fd) tells us the pids or why the start failed.  With a plan
+(`--plan`, the built-in runtime) the monitor may first ask us to run the
+container's create hooks on the same socket."""
 from __future__ import annotations
 
 import os
 import select
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from crio_native.errors import DeadlineExceeded, Internal, InvalidArgument, native_error
 
@@ -40,6 +43,7 @@ def monitor_command(container_id: str, argv: Sequence[str], state_dir: Path,
                     log_path: Path | None, *, sync_fd: int, stdin: bool, stdin_once: bool,
                     terminal: bool, cgroup_path: str | None,
                     container_pid_file: str | os.PathLike | None = None,
+                    plan_file: str | os.PathLike | None = None,
                     binary: Path | None = None) -> list[str]:
     cmd = [str(binary or monitor_binary()), "--id", container_id,
            "--state-dir", str(state_dir), "--sync-fd", str(sync_fd)]
@@ -52,17 +56,58 @@ def monitor_command(container_id: str, argv: Sequence[str], state_dir: Path,
     cmd += ["--terminal"] if terminal else []
     if container_pid_file is not None:
         cmd += ["--container-pid-file", str(container_pid_file)]
-    return cmd + ["--", *argv]
+    if plan_file is not None:
+        cmd += ["--plan", str(plan_file)]
+    return cmd + (["--", *argv] if argv else [])
+
+
+@dataclass(frozen=True)
+class ReportLine:
+    """One final line of the monitor: "ok MONITOR_PID CONTAINER_PID",
+    "error ERRNO MESSAGE" or, for a failed plan launch, "error ERRNO
+    stage=NAME MESSAGE" (NAME: crn_stage_name of the child's step)."""
+
+    ok: bool
+    monitor_pid: int = 0
+    container_pid: int = 0
+    errno: int = 0
+    stage: str | None = None
+    message: str = ""
+
+
+def parse_report_line(line: bytes) -> ReportLine | None:
+    """The final report line, or None when it is none of the known forms."""
+    words = line.decode(errors="replace").strip().split(" ", 2)
+    try:
+        if len(words) == 3 and words[0] == "ok":
+            return ReportLine(True, monitor_pid=int(words[1]), container_pid=int(words[2]))
+        if len(words) >= 2 and words[0] == "error":
+            err, message, stage = int(words[1]), (words[2:] or [""])[0], None
+            if message.startswith("stage="):
+                stage, _, message = message.partition(" ")
+                stage = stage.removeprefix("stage=")
+            return ReportLine(False, errno=err, stage=stage, message=message)
+    except ValueError:
+        pass
+    return None
+
+
+HookCallback = Callable[[int], None]
 
 
 class _Report:
-    """The monitor's lines on the sync pipe: "pid N" once it has daemonized,
-    then "ok MONITOR_PID CONTAINER_PID" or "error ERRNO MESSAGE"."""
+    """The monitor's lines on the sync socket: "pid N" once it has
+    daemonized, "hooks PID" (plans with create hooks) while the container
+    process waits for us to run them, which we answer with "go" or "fail
+    MESSAGE", then the final "ok ..." or "error ..." line."""
 
-    def __init__(self, fd: int):
-        self.fd = fd
+    def __init__(self, sock: socket.socket, on_hooks: HookCallback | None):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.on_hooks = on_hooks
         self.buf = b""
         self.monitor_pid: int | None = None
+        self.hook_error: BaseException | None = None
 
     def final_line(self, deadline: float) -> bytes:
         while True:
@@ -70,6 +115,11 @@ class _Report:
             if sep and line.startswith(b"pid "):
                 self.monitor_pid = int(line.split()[1])
                 self.buf = rest
+                continue
+            if sep and line.startswith(b"hooks "):
+                self.buf = rest
+                # the hooks' own timeouts bound them, not the launch deadline
+                deadline += self._answer_hooks(int(line.split()[1]))
                 continue
             if sep:
                 return line
@@ -80,6 +130,25 @@ class _Report:
             if not chunk:
                 return self.buf
             self.buf += chunk
+
+    def _answer_hooks(self, pid: int) -> float:
+        """Run the hooks for the waiting container process `pid`; returns the
+        time they took.  Their exception is kept and raised by the launch
+        once the monitor has reported the failure (and cleaned up)."""
+        started = time.monotonic()
+        answer = b"go\n"
+        if self.on_hooks is not None:
+            try:
+                self.on_hooks(pid)
+            except BaseException as e:  # noqa: BLE001 - re-raised by launch_monitor
+                self.hook_error = e
+                text = " ".join(str(e).split())[:400] or type(e).__name__
+                answer = f"fail {text}\n".encode()
+        try:
+            self.sock.sendall(answer)
+        except OSError:
+            pass  # the monitor is gone: its report (or EOF) says so
+        return time.monotonic() - started
 
 
 def _reap(pid: int | None, kill: bool, timeout: float = 2.0) -> None:
@@ -102,17 +171,23 @@ def _reap(pid: int | None, kill: bool, timeout: float = 2.0) -> None:
 
 
 def _parse_report(container_id: str, report: bytes) -> tuple[int, int]:
-    words = report.decode(errors="replace").strip().split(" ", 2)
-    if len(words) == 3 and words[0] == "ok":
-        return int(words[1]), int(words[2])
-    if len(words) == 3 and words[0] == "error" and words[1] == "0":
+    r = parse_report_line(report)
+    if r is None:
+        raise Internal(f"monitor for container {container_id}: exited without a report "
+                       f"({report!r})")
+    if r.ok:
+        return r.monitor_pid, r.container_pid
+    if r.errno == 0:
         # not a failed syscall: an OCI runtime's create failed (its stderr
-        # is in the container log)
-        raise Internal(f"monitor for container {container_id}: {words[2]}")
-    if len(words) == 3 and words[0] == "error":
-        raise native_error(int(words[1]), f"monitor for container {container_id}: {words[2]}")
-    raise Internal(f"monitor for container {container_id}: exited without a report "
-                   f"({report!r})")
+        # is in the container log), or a hook failed
+        raise Internal(f"monitor for container {container_id}: {r.message}")
+    if r.stage is not None:
+        # the plan launch failed in a step of the child: the same error
+        # native_launch.launch raises, stage included, for launch_error()
+        exc = native_error(r.errno, r.message)
+        exc.stage = r.stage
+        raise exc
+    raise native_error(r.errno, f"monitor for container {container_id}: {r.message}")
 
 
 def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.PathLike,
@@ -120,6 +195,8 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
                    stdin_once: bool = False, terminal: bool = False,
                    cgroup_path: str | None = None, env: Mapping[str, str] | None = None,
                    container_pid_file: str | os.PathLike | None = None,
+                   plan_file: str | os.PathLike | None = None,
+                   on_hooks: HookCallback | None = None,
                    timeout: float = 10.0, binary: Path | None = None) -> Monitor:
     """Start `argv` as a container process under a new monitor.
 
@@ -132,43 +209,63 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
     create --pid-file FILE ...`): the monitor waits for it and then watches
     the container process named in FILE; the caller runs `start` itself.
     `cgroup_path` is the container's cgroup directory (v2, or the v1 memory
-    controller's), read for the oom_kill count."""
+    controller's), read for the oom_kill count.
+
+    With `plan_file` (and no `argv`), the monitor launches the built-in
+    runtime's plan itself; `on_hooks(pid)` runs the create hooks while the
+    container process waits, and its exception fails the launch and is
+    re-raised here.  A failure in a step of the child raises a NativeError
+    with `.stage` set, like native_launch.launch."""
     state_dir = Path(state_dir)
     log = Path(log_path) if log_path is not None else None
     deadline = time.monotonic() + timeout
-    rfd, wfd = os.pipe()
-    reader = _Report(rfd)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    reader = _Report(ours, on_hooks)
     try:
-        cmd = monitor_command(container_id, argv, state_dir, log, sync_fd=wfd, stdin=stdin,
-                              stdin_once=stdin_once, terminal=terminal,
-                              cgroup_path=cgroup_path,
-                              container_pid_file=container_pid_file, binary=binary)
-        _run_launcher(container_id, cmd, wfd, env, timeout)
+        cmd = monitor_command(container_id, argv, state_dir, log, sync_fd=theirs.fileno(),
+                              stdin=stdin, stdin_once=stdin_once, terminal=terminal,
+                              cgroup_path=cgroup_path, container_pid_file=container_pid_file,
+                              plan_file=plan_file, binary=binary)
+        _run_launcher(container_id, cmd, theirs, env, timeout)
         line = reader.final_line(deadline)
     except (TimeoutError, subprocess.TimeoutExpired) as e:
         _reap(reader.monitor_pid, kill=True)
         raise DeadlineExceeded(f"monitor for container {container_id}: not ready after "
                                f"{timeout}s") from e
     finally:
-        os.close(rfd)
+        theirs.close()
+        ours.close()
     try:
         pid, container_pid = _parse_report(container_id, line)
     except BaseException:
         _reap(reader.monitor_pid, kill=False)   # it exits right after reporting
+        if reader.hook_error is not None:
+            raise reader.hook_error from None
         raise
     return Monitor(container_id, pid, container_pid, state_dir, log)
 
 
-def _run_launcher(container_id: str, cmd: list[str], wfd: int,
+def stop_monitor(mon: Monitor, timeout: float = 5.0) -> None:
+    """SIGKILL the container process and wait for its monitor to record the
+    exit and end (reaping it if it was reparented to us): the undo of a
+    launch."""
+    try:
+        os.kill(mon.container_pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(mon.pid, kill=False, timeout=timeout)
+
+
+def _run_launcher(container_id: str, cmd: list[str], theirs: socket.socket,
                   env: Mapping[str, str] | None, timeout: float) -> None:
     """Run the monitor's first process, which only checks its arguments and
-    forks the daemonized monitor; closes our copy of the sync pipe's end."""
+    forks the daemonized monitor; closes our copy of its end of the socket."""
     try:
-        proc = subprocess.Popen(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env=dict(env) if env is not None else None)
     finally:
-        os.close(wfd)
+        theirs.close()
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -11,11 +11,12 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
+
 
 from crio_native.config import Config
 from crio_native.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from crio_native.logsetup import fields
+from crio_native.state.rollback import forget_unless_failed, undo_step
 from crio_native.network.cni import CNI, Attachment, NetworkList, pod_ips
 from crio_native.network.cni_config import NoNetworkConfig
 from crio_native.runtime.builtin.container import BuiltinRuntime
@@ -121,21 +122,21 @@ class SandboxManager:
     def _create(self, record: SandboxRecord, request) -> None:
         failed: list[str] = []
         with ExitStack() as undo:
-            undo.callback(self._forget_unless_failed, record, failed)
+            undo.callback(forget_unless_failed, self.store, record, failed)
             self.store.save(record)
             Path(record.directory).mkdir(parents=True, exist_ok=True)
-            undo.callback(self._undo, failed, "remove pod directory",
+            undo.callback(undo_step, failed, "remove pod directory",
                           lambda: setup.remove_directory(record))
             setup.pin_namespaces(record, self.pin_root)
-            undo.callback(self._undo, failed, "unpin namespaces",
+            undo.callback(undo_step, failed, "unpin namespaces",
                           lambda: setup.unpin_namespaces(record))
             self.store.save(record)  # the pins are on disk before anything uses them
             setup.apply_sysctls_and_hostname(record)
             setup.mount_shm(record)
-            undo.callback(self._undo, failed, "unmount shm", lambda: setup.unmount_shm(record))
+            undo.callback(undo_step, failed, "unmount shm", lambda: setup.unmount_shm(record))
             if record.pid_mode == POD:
                 infra.start_infra(self.infra_runtime, record, self.pin_root)
-                undo.callback(self._undo, failed, "stop infra",
+                undo.callback(undo_step, failed, "stop infra",
                               lambda: infra.stop_infra(self.infra_runtime, record))
                 self.store.save(record)
             self._attach_network(record, undo, failed)
@@ -157,7 +158,7 @@ class SandboxManager:
         record.network_name = net.name
         record.network_attached = True
         self.store.save(record)  # a crash from here on runs DEL at restart
-        undo.callback(self._undo, failed, "CNI DEL", lambda: self._detach_network(record))
+        undo.callback(undo_step, failed, "CNI DEL", lambda: self._detach_network(record))
         self.cni.add(LOOPBACK, self._attachment(record, "lo"))
         result = self.cni.add(net, self._attachment(record))
         # No save here: the READY save follows at once, and a crash before it
@@ -227,22 +228,3 @@ class SandboxManager:
     def _lock(self, sandbox_id: str) -> threading.Lock:
         with self.store.lock:
             return self._locks.setdefault(sandbox_id, threading.Lock())
-
-    @staticmethod
-    def _undo(failed: list[str], what: str, action: Callable[[], None]) -> None:
-        try:
-            action()
-        except Exception:  # noqa: BLE001 - logged, and the record stays visible
-            log.error("rollback step failed", exc_info=True, extra=fields(step=what))
-            failed.append(what)
-
-    def _forget_unless_failed(self, record: SandboxRecord, failed: list[str]) -> None:
-        """The last undo of a failed create: drop the record only if everything
-        else was undone; otherwise keep it (state creating) so the leftovers
-        stay visible and the next start-up tries the teardown again."""
-        if failed:
-            log.error("pod sandbox only partly rolled back", extra=fields(
-                id=record.id, failed=",".join(failed)))
-            self.store.save(record)
-        else:
-            self.store.drop(record)

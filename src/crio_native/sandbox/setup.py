@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from pathlib import Path
 from typing import Callable
 
 from crio_native._native import ns
 from crio_native.errors import Internal, InvalidArgument
+from crio_native.linux.nsthread import run_joined
 from crio_native.sandbox.record import SandboxRecord
 
 NODE = 2
@@ -44,24 +44,9 @@ def unpin_namespaces(record: SandboxRecord) -> None:
 
 
 def run_inside(record: SandboxRecord, kinds: list[str], work: Callable[[], None]) -> None:
-    """Run `work` on a fresh thread that has joined the pod's namespaces of
-    `kinds` (net/ipc/uts are per thread, so nothing else moves); the thread
-    ends afterwards and takes its namespace membership with it."""
-    failure: list[BaseException] = []
-
-    def body():
-        try:
-            for kind in kinds:
-                ns.join(record.pins[kind], ns.NS_FILES[kind])
-            work()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            failure.append(e)
-
-    thread = threading.Thread(target=body, name=f"pod-{record.id[:12]}")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
+    """Run `work` on a thread that joined the pod's namespaces of `kinds`."""
+    run_joined([(kind, record.pins[kind]) for kind in kinds], work,
+               name=f"pod-{record.id[:12]}")
 
 
 def apply_sysctls_and_hostname(record: SandboxRecord) -> None:

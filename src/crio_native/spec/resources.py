@@ -103,11 +103,14 @@ def _unified(res: api_pb2.LinuxContainerResources) -> dict[str, str]:
     return dict(sorted(res.unified.items()))
 
 
+def oci_resources(res: api_pb2.LinuxContainerResources) -> list[tuple[str, Any]]:
+    """The OCI linux.resources entries for CRI resources, each possibly empty."""
+    return [("cpu", _cpu(res)), ("memory", _memory(res)),
+            ("hugepageLimits", _hugepages(res)), ("unified", _unified(res))]
+
+
 def with_resources(build: SpecBuild, inputs: SpecInputs) -> None:
-    res = inputs.config.linux.resources
-    parts = (("cpu", _cpu(res)), ("memory", _memory(res)),
-             ("hugepageLimits", _hugepages(res)), ("unified", _unified(res)))
-    for key, value in parts:
+    for key, value in oci_resources(inputs.config.linux.resources):
         if value:
             build.resources[key] = value
         else:
@@ -115,7 +118,10 @@ def with_resources(build: SpecBuild, inputs: SpecInputs) -> None:
 
 
 def cgroups_path(manager: str, parent: str, container_id: str) -> str:
-    """CRI-O's naming: cgroupfs <parent>/crio-<id>; systemd <slice>:crio:<id>."""
+    """CRI-O's naming: cgroupfs <parent>/crio-<id>; systemd <slice>:crio:<id>.
+    Without a cgroup_parent the path is relative, so the runtime places the
+    group below its cgroup root (runtime.cgroup_root) instead of at the top
+    of the hierarchy, which it may not own."""
     if manager == "systemd":
         slice_ = parent or "system.slice"
         if "/" in slice_ or not slice_.endswith(".slice"):
@@ -125,7 +131,9 @@ def cgroups_path(manager: str, parent: str, container_id: str) -> str:
     if parent and not parent.startswith("/"):
         raise InvalidArgument(f"{RPC}: pod cgroup_parent {parent!r}: the cgroupfs manager "
                               "wants an absolute path")
-    return f"{(parent or '').rstrip('/')}/crio-{container_id}"
+    if not parent or parent == "/":
+        return f"crio-{container_id}"
+    return f"{parent.rstrip('/')}/crio-{container_id}"
 
 
 def with_cgroups_path(build: SpecBuild, inputs: SpecInputs) -> None:

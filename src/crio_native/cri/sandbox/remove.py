@@ -9,5 +9,10 @@ from crio_native.errors import InvalidArgument
 def remove_pod_sandbox(ctx: DaemonContext, request: api_pb2.RemovePodSandboxRequest):
     if not request.pod_sandbox_id:
         raise InvalidArgument("RemovePodSandbox: pod_sandbox_id: must not be empty")
-    ctx.sandboxes.remove(request.pod_sandbox_id)
+    record = ctx.sandboxes.store.find(request.pod_sandbox_id)
+    if record is None:
+        return api_pb2.RemovePodSandboxResponse()
+    for container in ctx.containers.of_sandbox(record.id):
+        ctx.containers.remove(container.id)
+    ctx.sandboxes.remove(record.id)
     return api_pb2.RemovePodSandboxResponse()

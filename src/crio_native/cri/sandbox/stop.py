@@ -9,5 +9,11 @@ from crio_native.errors import InvalidArgument
 def stop_pod_sandbox(ctx: DaemonContext, request: api_pb2.StopPodSandboxRequest):
     if not request.pod_sandbox_id:
         raise InvalidArgument("StopPodSandbox: pod_sandbox_id: must not be empty")
-    ctx.sandboxes.stop(request.pod_sandbox_id)
+    record = ctx.sandboxes.store.find(request.pod_sandbox_id)
+    if record is None:
+        return api_pb2.StopPodSandboxResponse()
+    # the kubelet has stopped them gracefully already; what is left is killed
+    for container in ctx.containers.of_sandbox(record.id):
+        ctx.containers.stop(container.id, timeout=0, rpc="StopPodSandbox")
+    ctx.sandboxes.stop(record.id)
     return api_pb2.StopPodSandboxResponse()

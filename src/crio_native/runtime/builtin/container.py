@@ -4,6 +4,8 @@ delete, with the OCI state JSON persisted under a root directory.
     <root>/<id>/state.json   written atomically (temp file, fsync, rename)
     <root>/<id>/exec.fifo    the start barrier: the created process waits on
                              it; `start` writes one byte and removes it
+    <root>/<id>/plan         create_monitored: the launch plan the monitor
+                             reads (--plan) and launches as its own child
 
 A live process is recognised by its pid plus its start time (field 22 of
 /proc/PID/stat), so a recycled pid is never mistaken for the container."""
@@ -19,18 +21,24 @@ import select
 import shutil
 import signal as signal_mod
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from crio_native._native import launch as native_launch
 from crio_native._native import proc as native_proc
-from crio_native.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NativeError,
-                                NotFound)
+from crio_native.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition,
+                                InvalidArgument, NativeError, NotFound)
 from crio_native.linux import cgroups
-from crio_native.runtime.builtin.hooks import CREATE_KINDS, hook_from_json, parse_hooks, run_hooks
+from crio_native.monitor.exitstatus import read_exit, wait_exit
+from crio_native.monitor.launch import Monitor, launch_monitor, stop_monitor
+from crio_native.monitor.paths import CONTAINER_PID_FILE, EXIT_FILE, MONITOR_PID_FILE
+from crio_native.runtime.builtin.hooks import (CREATE_KINDS, Hook, hook_from_json, parse_hooks,
+                                               run_hooks)
 from crio_native.runtime.builtin.plan import (HostFacts, exec_records, has_cgroup_mount, load_spec,
                                              plan_records)
 from crio_native.runtime.builtin.records import Rec, Record, encode, rec
+from crio_native.runtime.handler import Created, MonitorOptions
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ OCI_VERSION = "1.2.0"
 ID_RE = re.compile(r"^[\w+\-.]+$", re.ASCII)
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+PLAN_FILE = "plan"
 # Read when no cgroup root is given explicitly, so test harnesses and
 # benchmarks can move every runtime they start without plumbing a flag.
 CGROUP_ROOT_ENV = "CRIO_NATIVE_CGROUP_ROOT"
@@ -80,18 +89,44 @@ def launch_error(e: NativeError, spec: dict) -> FailedPrecondition:
     return FailedPrecondition(f"unable to start container process: {msg}")
 
 
+def container_cgroups_path(spec: dict, container_id: str) -> str | None:
+    """linux.cgroupsPath, or the id when resources or a cgroup mount ask for
+    groups of its own; None when nothing does."""
+    linux = spec.get("linux") or {}
+    wants = linux.get("resources") or has_cgroup_mount(spec)
+    return linux.get("cgroupsPath") or (container_id if wants else None)
+
+
 def container_cgroups(spec: dict, container_id: str,
                       cgroup_root: str = "") -> cgroups.CgroupPlan | None:
-    """The container's cgroups: linux.cgroupsPath, or the id when resources
-    or a cgroup mount ask for groups of its own; none when nothing does.
-    All of them lie at or below `cgroup_root` ("" = our own cgroup)."""
-    linux = spec.get("linux") or {}
-    resources = linux.get("resources") or {}
-    wants = resources or has_cgroup_mount(spec)
-    path = linux.get("cgroupsPath") or (container_id if wants else None)
+    """The container's cgroups (see container_cgroups_path), all at or below
+    `cgroup_root` ("" = our own cgroup); None when it has none of its own."""
+    path = container_cgroups_path(spec, container_id)
     if not path:
         return None
+    resources = (spec.get("linux") or {}).get("resources") or {}
     return cgroups.plan_cgroups(path, resources, root=cgroup_root)
+
+
+def oom_cgroup(dirs: list[Path]) -> Path | None:
+    """The group whose oom_kill counter the monitor watches: the v2 group,
+    or the v1 memory controller's (a hybrid host's v2 hierarchy has none)."""
+    for d in dirs:
+        if (d / "memory.events").exists() or (d / "memory.oom_control").exists():
+            return d
+    return None
+
+
+@dataclass
+class _Prepared:
+    """What create decides before it makes anything: all validation done."""
+    container_id: str
+    dir: Path
+    bundle: Path
+    spec: dict[str, Any]
+    cgroups: cgroups.CgroupPlan | None
+    hooks: dict[str, list[Hook]]
+    records: list[Record]
 
 
 def cgroup_join_records(dirs: list[Path]) -> list[Record]:
@@ -158,52 +193,99 @@ class BuiltinRuntime:
                stdio: tuple[int, int, int] = (-1, -1, -1)) -> dict[str, Any]:
         """Build the plan (all validation happens here, before anything is
         made), then make the state dir and launch the process up to the
-        barrier.  Any failure undoes every step."""
+        barrier, as our own child.  Any failure undoes every step."""
+        p = self._prepare(container_id, bundle)
+        with contextlib.ExitStack() as undo:
+            state = self._make(p, undo)
+            try:
+                pid, pidfd = native_launch.launch(encode(p.records), stdio,
+                                                  _create_hooks(state, p.hooks))
+            except NativeError as e:
+                raise launch_error(e, p.spec) from e
+            undo.callback(_kill_and_reap, pid, pidfd)
+            self._record_created(container_id, state, pid)
+            undo.pop_all()
+        os.close(pidfd)
+        return self.state(container_id)
+
+    def create_monitored(self, container_id: str, bundle: str | os.PathLike[str],
+                         monitor: MonitorOptions, timeout: float = 30.0) -> Created:
+        """create(), with the process launched by its own crio-native-monitor
+        (--plan) instead of by us: the monitor is its parent, holds its
+        stdio, writes the CRI log and records the exit, so the container
+        outlives this process.  The create hooks still run here, while the
+        process waits (the monitor asks for them on the sync socket)."""
+        p = self._prepare(container_id, bundle, terminal=monitor.terminal)
+        with contextlib.ExitStack() as undo:
+            state = self._make(p, undo)
+            plan_file = p.dir / PLAN_FILE
+            fd = os.open(plan_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as f:
+                f.write(encode(p.records))
+            dirs = p.cgroups.dirs if p.cgroups is not None else []
+            oom = oom_cgroup(dirs)
+            try:
+                mon = launch_monitor(
+                    container_id, (), monitor.state_dir, monitor.log_path,
+                    stdin=monitor.stdin, stdin_once=monitor.stdin_once,
+                    terminal=monitor.terminal, cgroup_path=str(oom) if oom else None,
+                    plan_file=plan_file, on_hooks=_create_hooks(state, p.hooks),
+                    timeout=timeout)
+            except NativeError as e:
+                raise launch_error(e, p.spec) from e
+            undo.callback(_undo_monitor, mon)
+            state["_monitor"] = {"pid": mon.pid, "start_time": _start_time(mon.pid),
+                                 "state_dir": str(mon.state_dir)}
+            self._record_created(container_id, state, mon.container_pid)
+            undo.pop_all()
+        return Created(pid=mon.container_pid, monitor_pid=mon.pid, cgroup_dirs=tuple(dirs))
+
+    # ---- the steps of a create ------------------------------------------------
+
+    def _prepare(self, container_id: str, bundle: str | os.PathLike[str],
+                 terminal: bool = False) -> _Prepared:
+        """Everything decided, nothing made: the spec, its cgroups, hooks and
+        the launch plan.  Every invalid field fails here."""
         d = self._dir(container_id)
         bundle = Path(bundle).resolve()
         spec = load_spec(bundle)
         cg_plan = container_cgroups(spec, container_id, self.cgroup_root)
         hooks = parse_hooks(spec)
         records = plan_records(spec, bundle, host=HostFacts.current(), barrier=str(d / FIFO),
-                               cgroups=cg_plan)
+                               cgroups=cg_plan, terminal=terminal)
+        if cg_plan is not None:
+            records += cgroup_records(cg_plan)
+        return _Prepared(container_id, d, bundle, spec, cg_plan, hooks, records)
+
+    def _make(self, p: _Prepared, undo: contextlib.ExitStack) -> dict[str, Any]:
+        """The state dir with its barrier and "creating" record, then the
+        cgroups; each registers its undo.  Returns the state record."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            d.mkdir(mode=0o700)
+            p.dir.mkdir(mode=0o700)
         except FileExistsError:
-            raise AlreadyExists(f"container {container_id!r} already exists") from None
-        with contextlib.ExitStack() as undo:
-            undo.callback(shutil.rmtree, d, True)
-            os.mkfifo(d / FIFO, 0o600)
-            state = {"ociVersion": OCI_VERSION, "id": container_id, "status": "creating",
-                     "pid": 0, "bundle": str(bundle),
-                     "annotations": spec.get("annotations") or {}, "_cgroups": [],
-                     **{f"_{k}": [h.to_json() for h in hooks.get(k, [])]
-                        for k in ("poststart", "poststop")}}
-            self._write_state(container_id, state, sync=False)
-            if cg_plan is not None:
-                made = cgroups.create(cg_plan)
-                undo.callback(cgroups.remove, made)
-                state["_cgroups"] = [str(p) for p in made]
-                state["_cgroup_dirs"] = [str(p) for p in cg_plan.dirs]
-                self._write_state(container_id, state, sync=False)
-                records += cgroup_records(cg_plan)
-            def on_hooks(pid: int) -> None:
-                hook_state = {**_public(state), "status": "creating", "pid": pid}
-                for kind in CREATE_KINDS:
-                    run_hooks(kind, hooks.get(kind, []), hook_state)
-            try:
-                pid, pidfd = native_launch.launch(
-                    encode(records), stdio,
-                    on_hooks if any(hooks.get(k) for k in CREATE_KINDS) else None)
-            except NativeError as e:
-                raise launch_error(e, spec) from e
-            undo.callback(_kill_and_reap, pid, pidfd)
-            state.update(status="created", pid=pid, _start_time=_start_time(pid),
-                         created=time.time())
-            self._write_state(container_id, state)
-            undo.pop_all()
-        os.close(pidfd)
-        return self.state(container_id)
+            raise AlreadyExists(f"container {p.container_id!r} already exists") from None
+        undo.callback(shutil.rmtree, p.dir, True)
+        os.mkfifo(p.dir / FIFO, 0o600)
+        state = {"ociVersion": OCI_VERSION, "id": p.container_id, "status": "creating",
+                 "pid": 0, "bundle": str(p.bundle),
+                 "annotations": p.spec.get("annotations") or {}, "_cgroups": [],
+                 **{f"_{k}": [h.to_json() for h in p.hooks.get(k, [])]
+                    for k in ("poststart", "poststop")}}
+        self._write_state(p.container_id, state, sync=False)
+        if p.cgroups is not None:
+            made = cgroups.create(p.cgroups)
+            undo.callback(cgroups.remove, made)
+            state["_cgroups"] = [str(d) for d in made]
+            state["_cgroup_dirs"] = [str(d) for d in p.cgroups.dirs]
+            state["_cgroups_path"] = container_cgroups_path(p.spec, p.container_id)
+            self._write_state(p.container_id, state, sync=False)
+        return state
+
+    def _record_created(self, container_id: str, state: dict[str, Any], pid: int) -> None:
+        state.update(status="created", pid=pid, _start_time=_start_time(pid),
+                     created=time.time())
+        self._write_state(container_id, state)
 
     def start(self, container_id: str) -> None:
         state = self.state(container_id)
@@ -299,6 +381,22 @@ class BuiltinRuntime:
                                      "not paused: cannot resume it")
         cgroups.freeze(self._cgroup_dirs(container_id), False)
 
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """Apply OCI linux.resources to the container's cgroups (runc's
+        `update`): the same files create writes, in the groups it made."""
+        if self.state(container_id)["status"] == "stopped":
+            raise FailedPrecondition(f"container {container_id!r} is stopped: cannot update it")
+        record = self._read_state(container_id)
+        path = record.get("_cgroups_path")
+        if not path:
+            raise FailedPrecondition(f"container {container_id!r} has no cgroups of its own: "
+                                     "its resources cannot be updated")
+        plan = cgroups.plan_cgroups(path, resources or {}, root=self.cgroup_root)
+        if [str(d) for d in plan.dirs] != record.get("_cgroup_dirs"):
+            raise FailedPrecondition(f"container {container_id!r}: its cgroups are no longer "
+                                     f"where {path!r} resolves (cgroup root changed?)")
+        cgroups.write_limits(plan.writes)
+
     def _cgroup_dirs(self, container_id: str) -> list[Path]:
         return [Path(p) for p in self._read_state(container_id).get("_cgroup_dirs", [])]
 
@@ -312,19 +410,32 @@ class BuiltinRuntime:
 
     def wait(self, container_id: str, timeout: float | None = None) -> int | None:
         """Wait for the process to exit.  Returns its exit status as the shell
-        reports it (128+signal when killed) if the caller is its parent."""
+        reports it (128+signal when killed): from the monitor's exit file
+        for a monitored container, else if the caller is its parent."""
         state = self._read_state(container_id)
-        pid = state.get("pid") or 0
         try:
             fd = self._pidfd(container_id)
         except FailedPrecondition:
-            return _reap(pid)
+            return self._exit_status(state)
         try:
             if not select.select([fd], [], [], timeout)[0]:
                 raise TimeoutError(f"container {container_id!r} still running")
         finally:
             os.close(fd)
-        return _reap(pid)
+        return self._exit_status(state)
+
+    def _exit_status(self, state: dict[str, Any]) -> int | None:
+        """The exit of a process that is gone.  Its monitor (if any) writes
+        the exit file once the output is drained, within about 2 s."""
+        mon = state.get("_monitor")
+        if mon is not None:
+            status = read_exit(mon["state_dir"])
+            if status is None and _monitor_alive(mon):
+                with contextlib.suppress(DeadlineExceeded):
+                    status = wait_exit(mon["state_dir"], timeout=5.0)
+            if status is not None:
+                return status.exit_code
+        return _reap(state.get("pid") or 0)
 
     def delete(self, container_id: str, force: bool = False) -> None:
         try:
@@ -348,6 +459,8 @@ class BuiltinRuntime:
         record = self._read_state(container_id)
         if force:
             cgroups.kill_all([Path(p) for p in record.get("_cgroup_dirs", [])], signal_mod.SIGKILL)
+        if record.get("_monitor"):
+            _wait_monitor_gone(record["_monitor"])
         cgroups.remove([Path(p) for p in record.get("_cgroups", [])])
         shutil.rmtree(self._dir(container_id))
         poststop = [hook_from_json(h) for h in record.get("_poststop", [])]
@@ -359,6 +472,46 @@ class BuiltinRuntime:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+
+def _create_hooks(state: dict[str, Any],
+                  hooks: dict[str, list[Hook]]) -> Callable[[int], None] | None:
+    """The callback that runs the create hooks while the child waits, or
+    None when the spec has none."""
+    if not any(hooks.get(k) for k in CREATE_KINDS):
+        return None
+
+    def on_hooks(pid: int) -> None:
+        hook_state = {**_public(state), "status": "creating", "pid": pid}
+        for kind in CREATE_KINDS:
+            run_hooks(kind, hooks.get(kind, []), hook_state)
+    return on_hooks
+
+
+def _monitor_alive(mon: dict[str, Any]) -> bool:
+    return _start_time(mon["pid"]) == mon["start_time"]
+
+
+def _wait_monitor_gone(mon: dict[str, Any], timeout: float = 5.0) -> None:
+    """A deleted container leaves no monitor: once the container is dead its
+    monitor drains the output, writes the exit file and ends (at most ~2 s)."""
+    deadline = time.monotonic() + timeout
+    while _monitor_alive(mon):
+        if time.monotonic() > deadline:
+            log.error("monitor %d of a deleted container is still running", mon["pid"])
+            return
+        time.sleep(0.01)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(mon["pid"], os.WNOHANG)  # ours only when we are its subreaper
+
+
+def _undo_monitor(mon: Monitor) -> None:
+    """Undo of a monitored launch: no process, no monitor and none of the
+    monitor's files in its state dir are left."""
+    stop_monitor(mon)
+    for name in (EXIT_FILE, CONTAINER_PID_FILE, MONITOR_PID_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (mon.state_dir / name).unlink()
 
 
 def _public(state: dict[str, Any]) -> dict[str, Any]:

@@ -403,12 +403,14 @@ def process_records(spec: dict, host: HostFacts) -> list[Record]:
     return out
 
 
-def unsupported(spec: dict) -> None:
+def unsupported(spec: dict, terminal: bool = False) -> None:
     """Fail loudly on what this slice of the runtime does not do yet, rather
-    than run a container without it."""
+    than run a container without it.  A terminal needs someone to hold the
+    pty master: only the monitor does (`terminal`), there is no
+    --console-socket yet."""
     linux = _obj(spec, "linux", "linux")
     process = _obj(spec, "process", "process")
-    checks = [("process.terminal", process.get("terminal")),
+    checks = [("process.terminal", process.get("terminal") and not terminal),
               *((f"process.{k}", process.get(k)) for k in ("ioPriority", "scheduler")),
               *((f"linux.{k}", linux.get(k)) for k in ("personality", "intelRdt", "timeOffsets"))]
     for field, present in checks:
@@ -483,13 +485,16 @@ def seccomp_records(linux: dict) -> list[Record]:
 # ---- the plan ---------------------------------------------------------------
 
 def plan_records(spec: dict, bundle: Path, *, host: HostFacts, barrier: str | None = None,
-                 cgroups: CgroupPlan | None = None) -> list[Record]:
-    """The launch plan for `spec`, as records in the order the child walks them."""
-    unsupported(spec)
+                 cgroups: CgroupPlan | None = None, terminal: bool = False) -> list[Record]:
+    """The launch plan for `spec`, as records in the order the child walks them.
+    `terminal`: stdin will be a pty slave (the monitor's --terminal), made
+    the controlling tty of the container's session."""
+    unsupported(spec, terminal)
     create_hooks = any(parse_hooks(spec).get(k) for k in CREATE_KINDS)
     linux = _obj(spec, "linux", "linux")
     ns, new_ns = namespace_records(linux)
-    return (ns + id_map_records(linux, new_ns) + hostname_records(spec, new_ns)
+    return (([rec(Rec.CONTROLLING_TTY)] if terminal else [])
+            + ns + id_map_records(linux, new_ns) + hostname_records(spec, new_ns)
             + rootfs_records(spec, bundle, barrier, new_ns, cgroups)
             + ([rec(Rec.HOOK_PAUSE)] if create_hooks else [])
             + sysctl_records(linux, new_ns)

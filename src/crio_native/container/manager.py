@@ -1,0 +1,369 @@
+"""Container lifecycle over a runtime handler: create, start, stop, remove,
+exec, and recovery at start-up.
+
+CreateContainer is a list of named steps, each registering its undo at once,
+so a failure anywhere leaves nothing.  The monitor of each container records
+its exit; the ExitWatcher turns that into the record's EXITED state and a
+STOPPED event even while no RPC is looking."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import secrets
+import shutil
+import signal as signal_mod
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable
+
+from crio_native._proto import api_pb2
+from crio_native.config import Config
+from crio_native.container import events, prepare
+from crio_native.container.events import EventBus
+from crio_native.container.record import CREATED, CREATING, EXITED, RUNNING, ContainerRecord
+from crio_native.container.store import ContainerStore
+from crio_native.container.watcher import ExitWatcher
+from crio_native.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition,
+                                InvalidArgument, NotFound)
+from crio_native.logsetup import fields
+from crio_native.state.rollback import forget_unless_failed, undo_step
+from crio_native.monitor import process_alive, read_exit, reopen_log
+from crio_native.runtime.handler import MonitorOptions
+from crio_native.sandbox.record import READY
+from crio_native.spec.process import signal_number
+from crio_native.stats import CpuSampler
+from crio_native.state.files import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+KILL_WAIT_SECONDS = 10.0    # after SIGKILL, how long to wait for the monitor's exit record
+RETRY_WAIT_SECONDS = 240.0  # a retried CreateContainer waits this long for the first try
+
+
+def request_digest(request: api_pb2.CreateContainerRequest) -> str:
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+
+
+def monitor_running(record: ContainerRecord) -> bool:
+    """The record's monitor is alive: its pid runs crio-native-monitor for
+    this container (after a reboot the pid may name anything)."""
+    if not record.monitor_pid or not process_alive(record.monitor_pid):
+        return False
+    try:
+        argv = Path(f"/proc/{record.monitor_pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"crio-native-monitor") \
+        and record.id.encode() in argv
+
+
+class ContainerManager:
+    def __init__(self, config: Config, sandboxes, images: Callable[[], Any], handlers,
+                 bus: EventBus | None = None):
+        self.config = config
+        self.sandboxes = sandboxes            # SandboxManager
+        self.images = images                  # () -> ImageService, made on first use
+        self.handlers = handlers              # runtime.handlers.HandlerSet
+        self.events = bus or EventBus()
+        self.store = ContainerStore(Path(config.root) / "containers")
+        self.run_root = Path(config.runroot) / "containers"
+        self._done: dict[str, threading.Event] = {}
+        self._locks: dict[str, threading.RLock] = {}
+        self.sampler = CpuSampler()           # cpu rates for the stats RPCs
+        self.watcher = ExitWatcher(self._on_monitor_exit)
+
+    def close(self) -> None:
+        self.watcher.close()
+        self.events.close()
+
+    # ---- startup -------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Undo half-made containers; pick up the exits that happened while
+        the daemon was down; watch the monitors still running."""
+        for record in self.store.load():
+            if record.state == CREATING:
+                log.warning("rolling back half-made container", extra=fields(id=record.id))
+                self._teardown(record)
+                self.store.drop(record)
+            elif record.state in (CREATED, RUNNING):
+                if monitor_running(record):
+                    self.watcher.watch(record.id, record.monitor_pid)
+                else:
+                    self._record_exit(record)
+
+    # ---- create ----------------------------------------------------------------
+
+    def create(self, request: api_pb2.CreateContainerRequest) -> str:
+        config = request.config
+        prepare.check_config(config)
+        sandbox = self.sandboxes.store.get(request.pod_sandbox_id, "CreateContainer")
+        if sandbox.state != READY:
+            raise FailedPrecondition(f"CreateContainer: pod sandbox {sandbox.id} is not ready "
+                                     f"({sandbox.state})")
+        record = self._new_record(request, sandbox)
+        while True:
+            holder = self.store.reserve(record)
+            if holder is None:
+                break
+            finished = self._existing(holder, record)
+            if finished is not None:
+                return finished
+        done = self._done.setdefault(record.id, threading.Event())
+        try:
+            self._create(record, config, sandbox)
+            return record.id
+        finally:
+            done.set()
+            self._done.pop(record.id, None)
+
+    def _new_record(self, request, sandbox) -> ContainerRecord:
+        config = request.config
+        container_id = secrets.token_hex(32)
+        return ContainerRecord(
+            id=container_id, sandbox_id=sandbox.id, name=config.metadata.name,
+            attempt=config.metadata.attempt, created_at=time.time_ns(),
+            image=config.image.image, runtime_handler=sandbox.runtime_handler,
+            labels=dict(config.labels), annotations=dict(config.annotations),
+            directory=str(self.run_root / container_id),
+            rootfs="", mounts=prepare.cri_mounts(config), tty=config.tty,
+            stdin=config.stdin, stdin_once=config.stdin_once,
+            request_digest=request_digest(request))
+
+    def _existing(self, holder: ContainerRecord, record: ContainerRecord) -> str | None:
+        """The id to answer a create whose name is taken: the same container
+        for a retry of the same request; None if that attempt failed and
+        this one should try again; ALREADY_EXISTS for a different request."""
+        if holder.request_digest != record.request_digest:
+            raise AlreadyExists(f"CreateContainer: container name {record.name!r} (attempt "
+                                f"{record.attempt}) is already used by {holder.id} in pod "
+                                f"{record.sandbox_id}")
+        event = self._done.get(holder.id)
+        if event is not None and not event.wait(RETRY_WAIT_SECONDS):
+            raise DeadlineExceeded(f"CreateContainer: container {record.name!r} is still "
+                                   "being created by an earlier request")
+        current = self.store.find(holder.id)
+        return current.id if current is not None and current.state != CREATING else None
+
+    def _create(self, record: ContainerRecord, config, sandbox) -> None:
+        images = self.images()
+        handler = self.handlers.get(record.runtime_handler)
+        failed: list[str] = []
+        with ExitStack() as undo:
+            undo.callback(forget_unless_failed, self.store, record, failed)
+            self.store.save(record)
+            Path(record.monitor_dir).mkdir(parents=True, mode=0o700)
+            undo.callback(undo_step, failed, "remove container directory",
+                          lambda: shutil.rmtree(record.directory))
+            image = images.get(config.image.image)
+            if image is None:
+                raise NotFound(f"CreateContainer: config.image.image: image "
+                               f"{config.image.image!r} not found; pull it first")
+            record.image_id = image.id
+            record.image_ref = image.repo_digests[0] if image.repo_digests else image.id
+            record.rootfs = str(images.create_rootfs(record.id, image.id))
+            undo.callback(undo_step, failed, "remove rootfs",
+                          lambda: images.remove_rootfs(record.id))
+            inputs = prepare.inputs_for(
+                record, config, sandbox, prepare.image_config_of(images, image), self.config,
+                supports_rro=handler.features().recursive_read_only_mounts,
+                target_pid=self._target_pid)
+            build = prepare.build_spec(inputs)
+            record.log_path = build.log_path
+            record.stop_signal = build.stop_signal
+            prepare.write_bundle(record, build)
+            prepare.prepare_log(record.log_path)
+            self.store.save(record)     # the rootfs is on disk before the runtime uses it
+            created = handler.create(record.id, Path(record.bundle), MonitorOptions(
+                state_dir=Path(record.monitor_dir),
+                log_path=Path(record.log_path) if record.log_path else None,
+                stdin=record.stdin, stdin_once=record.stdin_once, terminal=record.tty))
+            undo.callback(undo_step, failed, "delete from runtime",
+                          lambda: handler.delete(record.id, force=True))
+            record.pid, record.monitor_pid = created.pid, created.monitor_pid
+            record.cgroup_dirs = [str(d) for d in created.cgroup_dirs]
+            record.state = CREATED
+            self.store.save(record)
+            undo.pop_all()
+        self.watcher.watch(record.id, record.monitor_pid)
+        self.events.publish(events.CREATED, record.id, record.sandbox_id)
+        log.info("container created", extra=fields(id=record.id, name=record.name,
+                                                   pod=record.sandbox_id,
+                                                   handler=record.runtime_handler))
+
+    def _target_pid(self, container_id: str) -> int:
+        target = self.store.find(container_id)
+        if target is None or self.refresh(target).state != RUNNING:
+            raise NotFound(f"CreateContainer: config.linux.security_context.namespace_options."
+                           f"target_id: no running container {container_id!r}")
+        return target.pid
+
+    # ---- start / stop / remove ---------------------------------------------------
+
+    def start(self, container_id: str) -> None:
+        record = self.store.get(container_id, "StartContainer")
+        with self._lock(record.id):
+            self.refresh(record)
+            if record.state != CREATED:
+                raise FailedPrecondition(f"StartContainer: container {record.id} is "
+                                         f"{record.state}, not created")
+            handler = self.handlers.get(record.runtime_handler)
+            # RUNNING before the release, so a process that ends at once is
+            # seen (by the exit watcher) as a run that ended, in that order
+            with self.store.lock:
+                record.state = RUNNING
+                record.started_at = time.time_ns()
+                self.store.save(record)
+            self.events.publish(events.STARTED, record.id, record.sandbox_id)
+            try:
+                handler.start(record.id)
+            except Exception as e:
+                record.message = f"start failed: {e}"
+                with contextlib.suppress(NotFound, FailedPrecondition):
+                    handler.kill(record.id, signal_mod.SIGKILL, all_processes=True)
+                self._wait_exit(record, KILL_WAIT_SECONDS)
+                raise
+
+    def stop(self, container_id: str, timeout: int, rpc: str = "StopContainer") -> None:
+        """Stop signal, then SIGKILL to every process once `timeout` seconds
+        have passed (at once for timeout <= 0 or a container never started)."""
+        record = self.store.get(container_id, rpc)
+        with self._lock(record.id):
+            if self.refresh(record).state in (EXITED, CREATING):
+                return
+            handler = self.handlers.get(record.runtime_handler)
+            if timeout > 0 and record.state == RUNNING:
+                with contextlib.suppress(NotFound, FailedPrecondition):
+                    handler.kill(record.id, signal_number(record.stop_signal))
+                if self._wait_exit(record, timeout):
+                    return
+                log.info("container ignored its stop signal; killing it",
+                         extra=fields(id=record.id, signal=record.stop_signal, timeout=timeout))
+            with contextlib.suppress(NotFound, FailedPrecondition):
+                handler.kill(record.id, signal_mod.SIGKILL, all_processes=True)
+            if not self._wait_exit(record, KILL_WAIT_SECONDS):
+                raise DeadlineExceeded(f"{rpc}: container {record.id} did not exit "
+                                       f"{KILL_WAIT_SECONDS}s after SIGKILL")
+
+    def remove(self, container_id: str) -> None:
+        record = self.store.find(container_id)
+        if record is None:
+            return  # CRI: removing an unknown container succeeds
+        self.stop(record.id, timeout=0, rpc="RemoveContainer")
+        with self._lock(record.id):
+            self._teardown(record)
+            self.store.drop(record)
+        self._locks.pop(record.id, None)
+        self.sampler.forget(record.id)
+        self.events.publish(events.DELETED, record.id, record.sandbox_id)
+        log.info("container removed", extra=fields(id=record.id, name=record.name))
+
+    def _teardown(self, record: ContainerRecord) -> None:
+        # InvalidArgument: the handler is no longer configured; its
+        # containers still get their rootfs and files removed
+        with contextlib.suppress(NotFound, InvalidArgument):
+            self.handlers.get(record.runtime_handler).delete(record.id, force=True)
+        if record.rootfs or Path(record.directory).exists():
+            self.images().remove_rootfs(record.id)
+        shutil.rmtree(record.directory, ignore_errors=True)
+
+    def of_sandbox(self, sandbox_id: str) -> list[ContainerRecord]:
+        return self.store.of_sandbox(sandbox_id)
+
+    # ---- exits -------------------------------------------------------------------
+
+    def refresh(self, record: ContainerRecord) -> ContainerRecord:
+        """Fold an exit the monitor recorded into the record."""
+        if record.state in (CREATED, RUNNING) and (
+                read_exit(record.monitor_dir) is not None
+                or not monitor_running(record)):
+            self._record_exit(record)
+        return record
+
+    def _on_monitor_exit(self, container_id: str) -> None:
+        record = self.store.find(container_id)
+        if record is not None:
+            self._record_exit(record)
+
+    def _record_exit(self, record: ContainerRecord) -> None:
+        """Once per container (the watcher and an RPC may both get here);
+        under the store lock, not the container's, so the watcher never
+        waits for a StopContainer in progress."""
+        with self.store.lock:
+            if record.state not in (CREATED, RUNNING):
+                return
+            self._fold_exit(record)
+            record.state = EXITED
+            self.store.save(record)
+        self.events.publish(events.STOPPED, record.id, record.sandbox_id)
+
+    def _fold_exit(self, record: ContainerRecord) -> None:
+        status = read_exit(record.monitor_dir)
+        if status is None:
+            # the monitor is gone without a word (killed, or a reboot wiped
+            # the run dir): the exit is unknown
+            record.exit_code, record.reason = 255, "Unknown"
+            record.message = record.message or "the container's monitor is gone"
+            record.finished_at = time.time_ns()
+        else:
+            record.exit_code = status.exit_code
+            record.finished_at = status.finished_at_ns
+            record.reason = ("OOMKilled" if status.oom_killed
+                             else "Completed" if status.exit_code == 0 else "Error")
+
+    def _wait_exit(self, record: ContainerRecord, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.refresh(record).state == EXITED:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    # ---- exec, logs, resources -----------------------------------------------------
+
+    def exec_sync(self, container_id: str, cmd: list[str], timeout: int):
+        record = self.store.get(container_id, "ExecSync")
+        if self.refresh(record).state != RUNNING:
+            raise FailedPrecondition(f"ExecSync: container {record.id} is {record.state}, "
+                                     "not running")
+        spec = read_json(Path(record.bundle) / "config.json")
+        process = prepare.process_for_exec(spec, cmd)
+        handler = self.handlers.get(record.runtime_handler)
+        result = handler.exec_sync(record.id, process, timeout if timeout > 0 else None)
+        if result.timed_out:
+            raise DeadlineExceeded(f"ExecSync: command {cmd!r} in container {record.id} "
+                                   f"timed out after {timeout}s and was killed")
+        return result
+
+    def reopen_log(self, container_id: str) -> None:
+        record = self.store.get(container_id, "ReopenContainerLog")
+        if self.refresh(record).state != RUNNING:
+            raise FailedPrecondition(f"ReopenContainerLog: container {record.id} is not running")
+        reopen_log(record.monitor_dir)
+
+    def update_resources(self, container_id: str, resources: dict[str, Any]) -> None:
+        record = self.store.get(container_id, "UpdateContainerResources")
+        if self.refresh(record).state not in (CREATED, RUNNING):
+            raise FailedPrecondition(f"UpdateContainerResources: container {record.id} is "
+                                     f"{record.state}")
+        self.handlers.get(record.runtime_handler).update(record.id, resources)
+        path = Path(record.bundle) / "config.json"
+        spec = read_json(path)
+        spec.setdefault("linux", {}).setdefault("resources", {}).update(resources)
+        atomic_write_json(path, spec)
+
+    def spec_of(self, record: ContainerRecord) -> dict[str, Any]:
+        try:
+            return read_json(Path(record.bundle) / "config.json")
+        except FileNotFoundError:
+            return {}
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def _lock(self, container_id: str) -> threading.RLock:
+        with self.store.lock:
+            return self._locks.setdefault(container_id, threading.RLock())

@@ -1,0 +1,98 @@
+"""Everything CreateContainer makes before the runtime runs: the spec inputs
+gathered from the request, the pod and the image; the OCI bundle; the log
+file's directory.  Pure where it can be (inputs_for), thin I/O elsewhere."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any, Callable
+
+from crio_native._proto import api_pb2
+from crio_native.config import Config
+from crio_native.container.record import ContainerRecord
+from crio_native.errors import InvalidArgument
+from crio_native.sandbox.record import SandboxRecord
+from crio_native.spec import devices
+from crio_native.spec.builder import build_container_spec
+from crio_native.spec.inputs import SpecBuild, SpecInputs
+from crio_native.state.files import atomic_write_json
+
+RPC = "CreateContainer"
+TARGET = 3   # NamespaceMode TARGET
+
+
+def check_config(config: api_pb2.ContainerConfig) -> None:
+    if not config.metadata.name:
+        raise InvalidArgument(f"{RPC}: config.metadata.name: must not be empty")
+    if not config.image.image:
+        raise InvalidArgument(f"{RPC}: config.image.image: must not be empty")
+
+
+def inputs_for(record: ContainerRecord, config: api_pb2.ContainerConfig,
+               sandbox: SandboxRecord, image_config: dict[str, Any], daemon: Config, *,
+               supports_rro: bool, target_pid: Callable[[str], int]) -> SpecInputs:
+    from crio_native._native import selinux
+
+    privileged = config.linux.security_context.privileged
+    target_ns = ""
+    opts = config.linux.security_context.namespace_options
+    if opts.pid == TARGET:
+        if not opts.target_id:
+            raise InvalidArgument(f"{RPC}: config.linux.security_context.namespace_options."
+                                  "target_id: must name a container for PID mode TARGET")
+        target_ns = f"/proc/{target_pid(opts.target_id)}/ns/pid"
+    return SpecInputs(
+        container_id=record.id, config=config, sandbox=sandbox, image_config=image_config,
+        rootfs=record.rootfs, daemon=daemon, image_name=record.image_ref,
+        image_id=record.image_id, node_hostname=socket.gethostname(),
+        selinux_enabled=selinux.enabled(), supports_rro=supports_rro,
+        host_devices=devices.host_devices() if privileged else (),
+        lookup_device=devices.lookup_device, host_path_exists=os.path.exists,
+        target_pid_namespace=target_ns, volume_dir=os.path.join(record.directory, "volumes"),
+        machine=os.uname().machine)
+
+
+def build_spec(inputs: SpecInputs) -> SpecBuild:
+    return build_container_spec(inputs)
+
+
+def write_bundle(record: ContainerRecord, build: SpecBuild) -> None:
+    """config.json in the bundle dir, plus the empty dirs image VOLUMEs get."""
+    for d in build.volume_dirs:
+        os.makedirs(d, mode=0o755, exist_ok=True)
+    Path(record.bundle).mkdir(mode=0o700, exist_ok=True)
+    atomic_write_json(Path(record.bundle) / "config.json", build.spec, mode=0o600)
+
+
+def prepare_log(path: str) -> None:
+    """The kubelet makes the pod's log directory; a container's log_path may
+    add a subdirectory of its own."""
+    if path:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+
+
+def cri_mounts(config: api_pb2.ContainerConfig) -> list[dict[str, Any]]:
+    """The request's mounts as ContainerStatus reports them."""
+    out = []
+    for m in config.mounts:
+        out.append({"container_path": m.container_path, "host_path": m.host_path,
+                    "readonly": m.readonly, "selinux_relabel": m.selinux_relabel,
+                    "propagation": m.propagation,
+                    "recursive_read_only": m.recursive_read_only})
+    return out
+
+
+def image_config_of(images, image_record) -> dict[str, Any]:
+    return json.loads(images.store.content.get(image_record.config_digest))
+
+
+def process_for_exec(spec: dict[str, Any], cmd: list[str]) -> dict[str, Any]:
+    """An exec'd process runs as the container's own: same user, env, cwd,
+    capabilities, no_new_privs and labels; only the command differs."""
+    process = dict(spec.get("process") or {})
+    process["args"] = list(cmd)
+    process["terminal"] = False
+    process.pop("consoleSize", None)
+    return process

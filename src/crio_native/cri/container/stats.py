@@ -1,0 +1,75 @@
+"""ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats:
+cpu and memory from the cgroup files that exist on this host, the writable
+layer from the overlay upper dir, pod network counters from its netns.
+Exited containers report their writable layer only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from crio_native._proto import api_pb2
+from crio_native.container.record import RUNNING, ContainerRecord
+from crio_native.context import DaemonContext
+from crio_native.cri.container import convert
+from crio_native.cri.container.ids import require_id
+from crio_native.cri.container.list import visible
+from crio_native.cri.sandbox import convert as sandbox_convert
+from crio_native.errors import InvalidArgument
+from crio_native.sandbox.record import CREATING as SANDBOX_CREATING
+from crio_native.sandbox.record import SandboxRecord
+from crio_native.stats import collect_container, collect_pod_sandbox
+
+
+def _labels_match(labels: dict[str, str], selector) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def container_stats_of(ctx: DaemonContext, record: ContainerRecord) -> api_pb2.ContainerStats:
+    running = record.state == RUNNING
+    upper = Path(record.rootfs).parent / "upper" if record.rootfs else None
+    return collect_container(
+        ctx.containers.sampler, record.id, convert.metadata(record), record.labels,
+        record.annotations, [Path(d) for d in record.cgroup_dirs] if running else (), upper)
+
+
+def pod_stats_of(ctx: DaemonContext, record: SandboxRecord) -> api_pb2.PodSandboxStats:
+    containers = [container_stats_of(ctx, c) for c in
+                  map(ctx.containers.refresh, ctx.containers.of_sandbox(record.id))
+                  if c.state == RUNNING]
+    netns = None if record.host_network else (record.netns_path or None)
+    # the pod has no cgroup of its own yet: pod-level cpu/memory stay unset
+    return collect_pod_sandbox(ctx.containers.sampler, record.id,
+                               sandbox_convert.metadata(record), record.labels,
+                               record.annotations, (), netns_path=netns, containers=containers)
+
+
+def container_stats(ctx: DaemonContext, request: api_pb2.ContainerStatsRequest):
+    container_id = require_id("ContainerStats", request.container_id)
+    record = ctx.containers.refresh(ctx.containers.store.get(container_id, "ContainerStats"))
+    return api_pb2.ContainerStatsResponse(stats=container_stats_of(ctx, record))
+
+
+def list_container_stats(ctx: DaemonContext, request: api_pb2.ListContainerStatsRequest):
+    flt = request.filter
+    records = [r for r in visible(ctx)
+               if (not flt.id or r.id.startswith(flt.id))
+               and (not flt.pod_sandbox_id or r.sandbox_id.startswith(flt.pod_sandbox_id))
+               and _labels_match(r.labels, flt.label_selector)]
+    return api_pb2.ListContainerStatsResponse(stats=[container_stats_of(ctx, r)
+                                                     for r in records])
+
+
+def pod_sandbox_stats(ctx: DaemonContext, request: api_pb2.PodSandboxStatsRequest):
+    if not request.pod_sandbox_id:
+        raise InvalidArgument("PodSandboxStats: pod_sandbox_id: must not be empty")
+    record = ctx.sandboxes.store.get(request.pod_sandbox_id, "PodSandboxStats")
+    return api_pb2.PodSandboxStatsResponse(stats=pod_stats_of(ctx, record))
+
+
+def list_pod_sandbox_stats(ctx: DaemonContext, request: api_pb2.ListPodSandboxStatsRequest):
+    flt = request.filter
+    records = sorted((r for r in ctx.sandboxes.store.all()
+                      if r.state != SANDBOX_CREATING
+                      and (not flt.id or r.id.startswith(flt.id))
+                      and _labels_match(r.labels, flt.label_selector)),
+                     key=lambda r: r.created_at)
+    return api_pb2.ListPodSandboxStatsResponse(stats=[pod_stats_of(ctx, r) for r in records])

@@ -1,0 +1,138 @@
+"""The built-in runtime behind the RuntimeHandler interface (runtime/handler.py).
+
+Containers are launched by their own crio-native-monitor from the plan the
+runtime wrote (BuiltinRuntime.create_monitored), so the monitor is their
+parent.  ExecSync processes are different: short-lived, with their output
+collected here, they are children of this process, launched from an exec
+plan into the container's namespaces and cgroups."""
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal as signal_mod
+import time
+from pathlib import Path
+from typing import Any
+
+from crio_native._native import proc as native_proc
+from crio_native.errors import FailedPrecondition, NotFound
+from crio_native.runtime.builtin.container import BuiltinRuntime
+from crio_native.runtime.handler import Created, ExecResult, HandlerFeatures, MonitorOptions
+
+# ExecSync output beyond this is read and dropped (CRI-O caps it likewise),
+# so a chatty command cannot grow the daemon without bound.
+EXEC_OUTPUT_MAX = 16 << 20
+# Once the exec'd process is gone, output still buffered or written by
+# processes it left behind is collected until the pipes are quiet this long.
+EXEC_DRAIN_IDLE = 0.1
+
+
+class BuiltinHandler:
+    """RuntimeHandler over BuiltinRuntime, state under `root`, cgroups at or
+    below `cgroup_root` (None: the runtime's default)."""
+
+    def __init__(self, name: str, root: str | os.PathLike[str], cgroup_root: str | None = None):
+        self.name = name
+        self.runtime = BuiltinRuntime(root, cgroup_root)
+
+    def create(self, container_id: str, bundle: Path, monitor: MonitorOptions) -> Created:
+        return self.runtime.create_monitored(container_id, bundle, monitor)
+
+    def start(self, container_id: str) -> None:
+        self.runtime.start(container_id)
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        return self.runtime.state(container_id)
+
+    def kill(self, container_id: str, signal: int, all_processes: bool = False) -> None:
+        with contextlib.suppress(FailedPrecondition, ProcessLookupError):  # already gone
+            if all_processes:
+                self.runtime.kill_all(container_id, signal)
+            else:
+                self.runtime.kill(container_id, signal)
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        try:
+            self.runtime.delete(container_id, force)
+        except NotFound:
+            pass
+
+    def exec_sync(self, container_id: str, process: dict[str, Any],
+                  timeout: float | None) -> ExecResult:
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            with open(os.devnull, "rb") as null:
+                pid = self.runtime.exec(container_id, process,
+                                        stdio=(null.fileno(), out_w, err_w))
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        try:
+            return _collect(pid, out_r, err_r, timeout)
+        finally:
+            os.close(out_r)
+            os.close(err_r)
+
+    def pause(self, container_id: str) -> None:
+        self.runtime.pause(container_id)
+
+    def resume(self, container_id: str) -> None:
+        self.runtime.resume(container_id)
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        self.runtime.update(container_id, resources)
+
+    def features(self) -> HandlerFeatures:
+        # "rro" mount options are not implemented by the plan (linux/mounts.py
+        # passes unknown options on as fs data); uid/gid mappings are.
+        return HandlerFeatures(recursive_read_only_mounts=False, user_namespaces=True)
+
+
+def _collect(pid: int, out_r: int, err_r: int, timeout: float | None) -> ExecResult:
+    """Read the exec'd process's stdout and stderr until it has exited and
+    its pipes are drained (or quiet), SIGKILLing it at the deadline; then
+    reap it.  `pid` is our unreaped child, so its pid cannot be recycled."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    bufs: dict[int, bytearray] = {out_r: bytearray(), err_r: bytearray()}
+    open_fds = [out_r, err_r]
+    pidfd = native_proc.pidfd_open(pid)
+    timed_out = exited = False
+    try:
+        while open_fds or not exited:
+            if exited:
+                wait = EXEC_DRAIN_IDLE
+            elif deadline is not None:
+                wait = max(0.0, deadline - time.monotonic())
+            else:
+                wait = None
+            ready = select.select(open_fds + ([] if exited else [pidfd]), [], [], wait)[0]
+            if not ready:
+                if exited:
+                    break  # quiet: whatever still holds the pipes is not ours to wait for
+                timed_out = True
+                os.kill(pid, signal_mod.SIGKILL)
+                exited = True
+                continue
+            for fd in ready:
+                if fd == pidfd:
+                    exited = True
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    open_fds.remove(fd)
+                elif len(bufs[fd]) < EXEC_OUTPUT_MAX:
+                    bufs[fd] += chunk[:EXEC_OUTPUT_MAX - len(bufs[fd])]
+    finally:
+        os.close(pidfd)
+        if not exited:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal_mod.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return ExecResult(code, bytes(bufs[out_r]), bytes(bufs[err_r]), timed_out)

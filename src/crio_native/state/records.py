@@ -1,0 +1,94 @@
+"""Records on disk and in memory, with name reservations: the one store
+behind pod sandboxes and containers.
+
+Each record is <directory>/<id>.json, written crash-safely.  A record's
+`name_key` maps to at most one id, so a name cannot be taken twice."""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Generic, Protocol, TypeVar
+
+from crio_native.errors import NotFound
+from crio_native.logsetup import fields
+from crio_native.state.files import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+
+class Record(Protocol):
+    id: str
+
+    @property
+    def name_key(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Record)
+
+
+class RecordStore(Generic[R]):
+    def __init__(self, directory: str | Path, from_dict: Callable[[dict[str, Any]], R],
+                 kind: str):
+        self.directory = Path(directory)
+        self.from_dict = from_dict
+        self.kind = kind                      # "pod sandbox", "container": for messages
+        self.lock = threading.RLock()
+        self._records: dict[str, R] = {}
+        self._names: dict[str, str] = {}
+
+    def load(self) -> list[R]:
+        """Read every record from disk (at startup)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            for path in sorted(self.directory.glob("*.json")):
+                try:
+                    record = self.from_dict(read_json(path))
+                except (OSError, ValueError, TypeError) as e:
+                    log.error(f"unreadable {self.kind} record",
+                              extra=fields(path=str(path), error=str(e)))
+                    continue
+                self._records[record.id] = record
+                self._names[record.name_key] = record.id
+            return list(self._records.values())
+
+    def reserve(self, record: R) -> R | None:
+        """Claim the record's name; returns the record already holding it, if any."""
+        with self.lock:
+            holder = self._names.get(record.name_key)
+            if holder is not None:
+                return self._records[holder]
+            self._names[record.name_key] = record.id
+            self._records[record.id] = record
+            return None
+
+    def save(self, record: R) -> None:
+        with self.lock:
+            atomic_write_json(self.directory / f"{record.id}.json", record.to_dict())
+
+    def drop(self, record: R) -> None:
+        with self.lock:
+            (self.directory / f"{record.id}.json").unlink(missing_ok=True)
+            self._records.pop(record.id, None)
+            if self._names.get(record.name_key) == record.id:
+                del self._names[record.name_key]
+
+    def find(self, record_id: str) -> R | None:
+        """By full id or unique prefix, as crictl users type them."""
+        with self.lock:
+            if record_id in self._records:
+                return self._records[record_id]
+            matches = [r for i, r in self._records.items() if record_id and i.startswith(record_id)]
+            return matches[0] if len(matches) == 1 else None
+
+    def get(self, record_id: str, rpc: str) -> R:
+        record = self.find(record_id)
+        if record is None:
+            raise NotFound(f"{rpc}: {self.kind} {record_id!r} not found")
+        return record
+
+    def all(self) -> list[R]:
+        with self.lock:
+            return list(self._records.values())

@@ -1,0 +1,123 @@
+"""make_handler and HandlerSet: which handler each runtime.runtimes entry
+gives, where its state goes, and the errors for names and types it cannot
+serve.  No root, no runtime is run."""
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import grpc
+import pytest
+
+from crio_native.config import Config
+from crio_native.config.sections import RuntimeHandlerConfig
+from crio_native.errors import FailedPrecondition, InvalidArgument
+from crio_native.runtime.handlers import HandlerSet, make_handler, runtime_root_of
+from crio_native.runtime.oci_cli import OciCliHandler
+
+
+def config(**runtimes: RuntimeHandlerConfig) -> Config:
+    c = Config(runroot="/run/crn-test")
+    c.runtime.runtimes.update(runtimes)
+    return c
+
+
+class FakeBuiltin:
+    def __init__(self, name, root, cgroup_root):
+        self.name, self.root, self.cgroup_root = name, root, cgroup_root
+
+
+@pytest.fixture
+def fake_builtin(monkeypatch):
+    """Stands in for crio_native.runtime.builtin.handler (the real one needs
+    the compiled core and is tested on its own)."""
+    module = types.ModuleType("crio_native.runtime.builtin.handler")
+    module.BuiltinHandler = FakeBuiltin
+    monkeypatch.setitem(sys.modules, "crio_native.runtime.builtin.handler", module)
+    return FakeBuiltin
+
+
+@pytest.mark.parametrize("name, path", [("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")])
+def test_default_oci_handlers(name, path):
+    h = make_handler(name, config())
+    assert isinstance(h, OciCliHandler)
+    assert (h.name, h.runtime_path) == (name, path)
+    assert h.runtime_root == Path("/run/crn-test/runtimes") / name
+    assert not h.systemd_cgroup
+
+
+def test_configured_runtime_root_and_systemd_cgroups():
+    c = config(mine=RuntimeHandlerConfig(runtime_type="oci", runtime_path="/opt/bin/runc",
+                                         runtime_root="/run/mine"))
+    c.runtime.cgroup_manager = "systemd"
+    h = make_handler("mine", c)
+    assert (h.runtime_path, h.runtime_root, h.systemd_cgroup) == (
+        "/opt/bin/runc", Path("/run/mine"), True)
+    assert runtime_root_of("mine", c) == Path("/run/mine")
+
+
+def test_empty_runtime_path_is_looked_up_in_path(tmp_path, monkeypatch):
+    binary = tmp_path / "myrt"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert make_handler("myrt", config(myrt=RuntimeHandlerConfig())).runtime_path == str(binary)
+
+
+def test_empty_runtime_path_not_in_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(FailedPrecondition, match="nort.*runtime_path.*PATH"):
+        make_handler("nort", config(nort=RuntimeHandlerConfig()))
+
+
+def test_builtin_handler(fake_builtin):
+    c = config()
+    h = make_handler("builtin", c)
+    assert isinstance(h, fake_builtin)
+    assert (h.name, h.root, h.cgroup_root) == ("builtin", Path("/run/crn-test/runtimes/builtin"),
+                                               None)
+    c.runtime.cgroup_root = "/crn"
+    assert make_handler("builtin", c).cgroup_root == "/crn"
+
+
+def test_vm_handlers_are_not_supported_yet():
+    with pytest.raises(FailedPrecondition, match="kata.*shim v2.*not supported yet") as info:
+        make_handler("kata", config(kata=RuntimeHandlerConfig(runtime_type="vm",
+                                                              runtime_path="/usr/bin/kata")))
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_unknown_name():
+    with pytest.raises(InvalidArgument, match="runtime_handler.*'gvisor'.*builtin, crun, runc"):
+        make_handler("gvisor", config())
+
+
+def test_handler_set_caches_one_handler_per_name():
+    handlers = HandlerSet(config())
+    runc = handlers.get("runc")
+    assert handlers.get("runc") is runc
+    assert handlers.get("crun") is not runc
+    assert handlers.names() == ["builtin", "crun", "runc"]
+
+
+def test_handler_set_empty_name_is_the_default():
+    c = config()
+    c.runtime.default_runtime = "runc"
+    handlers = HandlerSet(c)
+    assert handlers.get("") is handlers.get("runc")
+
+
+def test_handler_set_unknown_name():
+    with pytest.raises(InvalidArgument, match="runtime_handler") as info:
+        HandlerSet(config()).get("nope")
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_handler_set_does_not_cache_failures(fake_builtin):
+    c = config(kata=RuntimeHandlerConfig(runtime_type="vm"))
+    handlers = HandlerSet(c)
+    for _ in range(2):
+        with pytest.raises(FailedPrecondition):
+            handlers.get("kata")
+    assert "kata" in handlers.names()
