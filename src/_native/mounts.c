@@ -7,6 +7,7 @@
  * still visible before pivot_root). */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <string.h>
@@ -235,6 +236,56 @@ static int open_barrier(crn_child *c, crn_error *err)
 
 /* A plan without a rootfs (a process joining a running container's mount
  * namespace) skips every step of the mount tree. */
+/* The mount id of `path`, or 0 where statx cannot tell (before 5.8). */
+static uint64_t mount_id(const char *path)
+{
+    struct statx stx;
+
+    if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) < 0
+        || !(stx.stx_mask & STATX_MNT_ID))
+        return 0;
+    return stx.stx_mnt_id;
+}
+
+/* pivot_root refuses a new root whose parent mount is shared (EINVAL), and
+ * a bind mount copies its source's propagation.  So with a shared root
+ * propagation, the mount holding the rootfs is made private (that mount
+ * alone, not recursively: its other children keep propagating) before the
+ * rootfs is bound onto itself, as runc does; so is the namespace's root
+ * mount.  The mount point is found by walking up from the rootfs while the
+ * mount id stays the same. */
+static int make_rootfs_parent_private(const char *rootfs, crn_error *err)
+{
+    char path[PATH_MAX], up[PATH_MAX];
+    uint64_t id = mount_id(rootfs);
+    size_t len = strlen(rootfs);
+
+    if (len >= sizeof(path))
+        return crn_error_set(err, ENAMETOOLONG, "mount", rootfs);
+    memcpy(path, rootfs, len + 1);
+    while (id != 0 && strcmp(path, "/") != 0) {
+        char *slash;
+
+        memcpy(up, path, strlen(path) + 1);
+        slash = strrchr(up, '/');
+        if (slash == up)
+            up[1] = '\0';
+        else
+            *slash = '\0';
+        if (mount_id(up) != id)
+            break;
+        memcpy(path, up, strlen(up) + 1);
+    }
+    if (id == 0)
+        memcpy(path, "/", 2);
+    if (mount(NULL, path, NULL, MS_PRIVATE, NULL) < 0)
+        return crn_error_set(err, errno, "mount", path);
+    /* pivot_root also refuses a shared root mount of the namespace */
+    if (strcmp(path, "/") != 0 && mount(NULL, "/", NULL, MS_PRIVATE, NULL) < 0)
+        return crn_error_set(err, errno, "mount", "/");
+    return 0;
+}
+
 int crn_rootfs_prepare(crn_child *c, crn_error *err)
 {
     crn_plan_rec rec;
@@ -250,6 +301,8 @@ int crn_rootfs_prepare(crn_child *c, crn_error *err)
         memcpy(&prop, rec.data, 8);
     if (mount(NULL, "/", NULL, prop, NULL) < 0)
         return crn_error_set(err, errno, "mount", "/");
+    if ((prop & MS_SHARED) && make_rootfs_parent_private(rootfs, err) < 0)
+        return -1;
     if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
         return crn_error_set(err, errno, "mount", rootfs);
     c->rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -363,12 +416,21 @@ int crn_rootfs_pivot(crn_child *c, crn_error *err)
 {
     if (c->rootfd < 0)
         return 0;
+    crn_auto_fd oldroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+    if (oldroot < 0)
+        return crn_error_set(err, errno, "open", "/");
     if (fchdir(c->rootfd) < 0)
         return crn_error_set(err, errno, "fchdir", "rootfs");
     /* pivot_root(".", ".") stacks the old root on top of the new one; it is
-     * made a slave first so detaching it cannot propagate to the host. */
+     * made a slave first so detaching it cannot propagate to the host.  The
+     * cwd is moved onto the old root for that: "." right after pivot_root
+     * still names the new root, and making *that* a slave would cut
+     * Bidirectional mounts off from the host. */
     if (syscall(SYS_pivot_root, ".", ".") < 0)
         return crn_error_set(err, errno, "pivot_root", ".");
+    if (fchdir(oldroot) < 0)
+        return crn_error_set(err, errno, "fchdir", "old root");
     if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
         return crn_error_set(err, errno, "mount", "old root");
     if (umount2(".", MNT_DETACH) < 0)

@@ -73,3 +73,19 @@ def test_sets_are_in_kernel_order():
     caps = caps_for(add=("SYS_ADMIN", "AUDIT_WRITE", "CHOWN"))
     order = [capabilities.CAPABILITIES[c] for c in caps["bounding"]]
     assert order == sorted(order)
+
+
+def test_privileged_gets_only_what_the_daemon_holds():
+    cfg = config_with(linux__security_context__privileged=True)
+    held = ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_NET_ADMIN"]
+    caps = apply(capabilities.with_capabilities,
+                 make_inputs(cfg, host_capabilities=held)).process["capabilities"]
+    assert caps["bounding"] == caps["effective"] == ["CAP_CHOWN", "CAP_NET_ADMIN",
+                                                     "CAP_SYS_ADMIN"]
+
+
+def test_names_in_mask():
+    from crio_native.linux.capabilities import names_in_mask
+
+    assert names_in_mask(0b1 | 1 << 12 | 1 << 21) == ["CAP_CHOWN", "CAP_NET_ADMIN",
+                                                      "CAP_SYS_ADMIN"]

@@ -13,6 +13,7 @@ from crio_native._proto import api_pb2
 from crio_native.config import Config
 from crio_native.container.record import ContainerRecord
 from crio_native.errors import InvalidArgument
+from crio_native.linux import capabilities
 from crio_native.sandbox.record import SandboxRecord
 from crio_native.spec import devices
 from crio_native.spec.builder import build_container_spec
@@ -51,7 +52,9 @@ def inputs_for(record: ContainerRecord, config: api_pb2.ContainerConfig,
         host_devices=devices.host_devices() if privileged else (),
         lookup_device=devices.lookup_device, host_path_exists=os.path.exists,
         target_pid_namespace=target_ns, volume_dir=os.path.join(record.directory, "volumes"),
-        machine=os.uname().machine)
+        machine=os.uname().machine,
+        host_capabilities=capabilities.names_in_mask(capabilities.bounding_caps())
+        if privileged else None)
 
 
 def build_spec(inputs: SpecInputs) -> SpecBuild:

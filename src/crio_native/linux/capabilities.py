@@ -33,7 +33,22 @@ def last_cap() -> int:
 
 def effective_caps(pid: str = "self") -> int:
     """CapEff of a process as a bit mask."""
+    return _status_mask(pid, "CapEff:")
+
+
+def bounding_caps(pid: str = "self") -> int:
+    """CapBnd of a process as a bit mask."""
+    return _status_mask(pid, "CapBnd:")
+
+
+def _status_mask(pid: str, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("CapEff:"):
+        if line.startswith(key):
             return int(line.split()[1], 16)
     return 0
+
+
+def names_in_mask(mask: int) -> list[str]:
+    """The capability names whose bits are set in `mask`, in number order."""
+    return [name for name, bit in sorted(CAPABILITIES.items(), key=lambda kv: kv[1])
+            if mask >> bit & 1]

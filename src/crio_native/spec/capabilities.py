@@ -1,5 +1,5 @@
 """process.capabilities from the request's add/drop lists over the daemon's
-default set; privileged containers get every capability."""
+default set; privileged containers get every capability the daemon holds."""
 from __future__ import annotations
 
 from crio_native.config.sections import KNOWN_CAPABILITIES
@@ -59,7 +59,7 @@ def with_capabilities(build: SpecBuild, inputs: SpecInputs) -> None:
     if "ALL" in ambient:
         raise invalid(f"{CAPS_FIELD}.add_ambient_capabilities", "ALL is not allowed here")
     if inputs.privileged:
-        caps = list(ALL_CAPS)
+        caps = list(ALL_CAPS if inputs.host_capabilities is None else inputs.host_capabilities)
     else:
         caps = effective_set(default_set(inputs.daemon.runtime.default_capabilities),
                              _list(req.add_capabilities, f"{CAPS_FIELD}.add_capabilities"),

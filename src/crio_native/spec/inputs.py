@@ -81,6 +81,9 @@ class SpecInputs:
     volume_dir: str = ""            # where image VOLUMEs get their empty dirs
     default_ulimits: Sequence[str] = ()   # "nofile=1024:4096", CRI-O's syntax
     machine: str = ""               # uname -m for the seccomp architectures
+    # What a privileged container may get: the daemon's own bounding set
+    # (a capability the daemon lacks cannot be granted); None = every one.
+    host_capabilities: Sequence[str] | None = None
 
     @property
     def security(self) -> api_pb2.LinuxContainerSecurityContext:
