@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import grpc
 
@@ -58,10 +59,12 @@ def cgroup_dirs() -> set[str]:
     return out
 
 
-def remove_new_cgroups(before: set[str]) -> None:
+def remove_new_cgroups(before: set[str], only: Callable[[str], bool] | None = None) -> None:
     """rmdir the (empty) cgroup directories a peer runtime created as parents
-    of its containers and left behind, deepest first."""
-    for path in sorted(cgroup_dirs() - before, key=len, reverse=True):
+    of its containers and left behind, deepest first; with `only`, just those
+    it accepts (so a run beside other users of the host touches only its own)."""
+    new = [path for path in cgroup_dirs() - before if only is None or only(path)]
+    for path in sorted(new, key=len, reverse=True):
         try:
             os.rmdir(path)
         except OSError as e:

@@ -17,6 +17,7 @@ mkdir -p "$out"/{wheels,include/selinux,bin,lib}
     -d "$out/wheels" \
     "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" \
     "protobuf>=4.25" "tomli_w>=1.0" "pytest>=7" "urllib3>=2.0" "zstandard>=0.22" \
+    "h11>=0.14" "wsproto>=1.2" \
     2> >(grep -v '^WARNING: Location' >&2)
 
 cp /usr/include/seccomp.h /usr/include/seccomp-syscalls.h "$out/include/"
