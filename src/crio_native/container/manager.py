@@ -73,6 +73,7 @@ class ContainerManager:
         self._done: dict[str, threading.Event] = {}
         self._locks: dict[str, threading.RLock] = {}
         self.sampler = CpuSampler()           # cpu rates for the stats RPCs
+        self._specs: dict[str, dict[str, Any]] = {}
         self.watcher = ExitWatcher(self._on_monitor_exit)
 
     def close(self) -> None:
@@ -175,6 +176,8 @@ class ContainerManager:
             record.log_path = build.log_path
             record.stop_signal = build.stop_signal
             prepare.write_bundle(record, build)
+            self._specs[record.id] = build.spec
+            undo.callback(self._specs.pop, record.id, None)
             prepare.prepare_log(record.log_path)
             self.store.save(record)     # the rootfs is on disk before the runtime uses it
             created = handler.create(record.id, Path(record.bundle), MonitorOptions(
@@ -258,6 +261,7 @@ class ContainerManager:
             self.store.drop(record)
         self._locks.pop(record.id, None)
         self.sampler.forget(record.id)
+        self._specs.pop(record.id, None)
         self.events.publish(events.DELETED, record.id, record.sandbox_id)
         log.info("container removed", extra=fields(id=record.id, name=record.name))
 
@@ -330,8 +334,7 @@ class ContainerManager:
         if self.refresh(record).state != RUNNING:
             raise FailedPrecondition(f"ExecSync: container {record.id} is {record.state}, "
                                      "not running")
-        spec = read_json(Path(record.bundle) / "config.json")
-        process = prepare.process_for_exec(spec, cmd)
+        process = prepare.process_for_exec(self.spec_of(record), cmd)
         handler = self.handlers.get(record.runtime_handler)
         result = handler.exec_sync(record.id, process, timeout if timeout > 0 else None)
         if result.timed_out:
@@ -351,16 +354,21 @@ class ContainerManager:
             raise FailedPrecondition(f"UpdateContainerResources: container {record.id} is "
                                      f"{record.state}")
         self.handlers.get(record.runtime_handler).update(record.id, resources)
-        path = Path(record.bundle) / "config.json"
-        spec = read_json(path)
+        spec = self.spec_of(record)
         spec.setdefault("linux", {}).setdefault("resources", {}).update(resources)
-        atomic_write_json(path, spec)
+        atomic_write_json(Path(record.bundle) / "config.json", spec)
 
     def spec_of(self, record: ContainerRecord) -> dict[str, Any]:
-        try:
-            return read_json(Path(record.bundle) / "config.json")
-        except FileNotFoundError:
-            return {}
+        """The container's OCI spec, read once (status, exec and events all
+        want it; only UpdateContainerResources changes it)."""
+        spec = self._specs.get(record.id)
+        if spec is None:
+            try:
+                spec = read_json(Path(record.bundle) / "config.json")
+            except FileNotFoundError:
+                return {}
+            self._specs[record.id] = spec
+        return spec
 
     # ---- helpers ---------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ not have are skipped, and a rule whose action equals the default is dropped
 from __future__ import annotations
 
 import errno as errno_mod
+import json
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,8 +102,32 @@ def rules_from_spec(seccomp: dict, default: int, resolve) -> list[tuple[int, int
     return rules
 
 
+# Compiling the default profile costs several milliseconds, and every
+# container of a node (and every exec into one) usually carries the same few
+# profiles: compiled filters are kept by the profile's canonical JSON.
+_CACHE_SIZE = 64
+_cache: "OrderedDict[str, Filter]" = OrderedDict()
+_cache_lock = threading.Lock()
+
+
 def compile_filter(seccomp: dict) -> Filter:
-    """Compile an OCI seccomp section; errors name the field."""
+    """Compile an OCI seccomp section (or take it from the cache); errors
+    name the field."""
+    key = json.dumps(seccomp, sort_keys=True, separators=(",", ":"))
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None:
+            _cache.move_to_end(key)
+            return cached
+    filt = _compile_filter(seccomp)
+    with _cache_lock:
+        _cache[key] = filt
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return filt
+
+
+def _compile_filter(seccomp: dict) -> Filter:
     from crio_native._native import seccomp as native
 
     if seccomp.get("listenerPath"):

@@ -9,9 +9,12 @@ leaves.  Everything above this interface (the container manager, the CRI
 RPCs) is the same for all of them."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal as signal_mod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,54 @@ class ExecResult:
     stdout: bytes
     stderr: bytes
     timed_out: bool = False
+
+
+@dataclass
+class ExecProcess:
+    """An exec'd process whose stdio the caller relays (the streaming
+    server): our ends of its pipes, or the pty master when it has a
+    terminal.  `wait_fd` (a pidfd) turns readable once it has ended; then
+    `reap()` returns its exit code.  `kill()` ends it early (the client went
+    away); `close()` releases every fd and file."""
+
+    pid: int
+    wait_fd: int
+    stdin: int | None = None        # write end (the pty master with a terminal)
+    stdout: int | None = None       # read end (the pty master with a terminal)
+    stderr: int | None = None
+    pty: int | None = None          # the pty master, for TIOCSWINSZ
+    reap_fn: Callable[[], int] | None = None
+    kill_fn: Callable[[], None] | None = None
+    cleanup: Callable[[], None] | None = None
+    exit_code: int | None = None
+
+    def reap(self) -> int:
+        if self.exit_code is None:
+            self.exit_code = self.reap_fn() if self.reap_fn else _reap_child(self.pid)
+        return self.exit_code
+
+    def kill(self) -> None:
+        if self.exit_code is not None:
+            return
+        if self.kill_fn is not None:
+            self.kill_fn()
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal_mod.SIGKILL)   # our unreaped child: not recycled
+
+    def close(self) -> None:
+        for fd in {self.wait_fd, self.stdin, self.stdout, self.stderr, self.pty} - {None}:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.wait_fd = self.stdin = self.stdout = self.stderr = self.pty = None
+        if self.cleanup is not None:
+            self.cleanup()
+            self.cleanup = None
+
+
+def _reap_child(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
 @dataclass(frozen=True)
@@ -77,6 +128,12 @@ class RuntimeHandler(Protocol):
         """Run `process` (an OCI process object) in the running container and
         collect its output; at the timeout the process is killed and the
         result has timed_out set."""
+
+    def exec_interactive(self, container_id: str, process: dict[str, Any], *, tty: bool,
+                         stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
+        """Start `process` in the running container with its stdio for the
+        caller to relay: pipes for the streams asked for (/dev/null for the
+        others), or one pty for all of them with `tty`."""
 
     def pause(self, container_id: str) -> None: ...
 

@@ -17,7 +17,9 @@ import logging
 import os
 import selectors
 import shlex
+import shutil
 import signal as signal_mod
+import socket
 import subprocess
 import tempfile
 import threading
@@ -29,7 +31,9 @@ from crio_native.errors import (CrioNativeError, DeadlineExceeded, FailedPrecond
                                 NotFound, Unimplemented)
 from crio_native.linux import cgroups
 from crio_native.monitor import launch_monitor, process_alive
-from crio_native.runtime.handler import Created, ExecResult, HandlerFeatures, MonitorOptions
+from crio_native._native import proc as native_proc
+from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
+                                         MonitorOptions)
 
 log = logging.getLogger(__name__)
 
@@ -368,6 +372,97 @@ class OciCliHandler:
                     raise self._failure(container_id, "exec", subprocess.CompletedProcess(
                         cmd, code, b"", said.encode() or err))
         return ExecResult(code if code >= 0 else 128 - code, out, err)
+
+    def exec_interactive(self, container_id: str, process: dict[str, Any], *, tty: bool,
+                         stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
+        """`<runtime> exec --process F` as our child.  Without a terminal the
+        runtime hands its stdio (our pipes) to the process and exits with its
+        status; with one, the runtime sends the pty master over
+        --console-socket."""
+        tmp = Path(tempfile.mkdtemp(prefix=f"crn-exec-{container_id[:12]}-"))
+        process_file, pid_file, log_file = tmp / "process.json", tmp / "exec.pid", tmp / "log"
+        process_file.write_text(json.dumps({**process, "terminal": tty}))
+        process_file.chmod(0o600)
+        args = ["exec", "--process", str(process_file), "--pid-file", str(pid_file)]
+        console = None
+        ours: dict[str, int] = {}
+        try:
+            if tty:
+                console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                console.bind(str(tmp / "console.sock"))
+                console.listen(1)
+                args += ["--console-socket", str(tmp / "console.sock")]
+            cmd = self._argv(*args, container_id, log_file=log_file)
+            log.debug("runtime handler %s: %s", self.name, shlex.join(cmd))
+            pipe = subprocess.PIPE
+            try:
+                proc = subprocess.Popen(
+                    cmd, stdin=pipe if stdin and not tty else subprocess.DEVNULL,
+                    stdout=pipe if stdout and not tty else subprocess.DEVNULL,
+                    stderr=pipe if stderr and not tty else subprocess.DEVNULL)
+            except FileNotFoundError as e:
+                raise self._missing_binary() from e
+            for name, f in (("stdin", proc.stdin), ("stdout", proc.stdout),
+                            ("stderr", proc.stderr)):
+                if f is not None:
+                    ours[name] = os.dup(f.fileno())
+                    f.close()
+            if console is not None:
+                master = self._receive_console(console, proc, container_id, log_file)
+                ours.update(stdin=master, stdout=master, pty=master)
+        except BaseException:
+            for fd in set(ours.values()):
+                os.close(fd)
+            if console is not None:
+                console.close()
+            if "proc" in locals():
+                self._kill_exec(container_id, proc, pid_file)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if console is not None:
+            console.close()
+        for fd in set(ours.values()):
+            os.set_blocking(fd, False)
+
+        def reap() -> int:
+            code = proc.wait()
+            if code != 0 and not pid_file.exists():
+                log.warning("runtime handler %s: exec in %s failed: %s", self.name,
+                            container_id, self._read_log(log_file))
+            return code if code >= 0 else 128 - code
+
+        def cleanup() -> None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+        return ExecProcess(pid=proc.pid, wait_fd=native_proc.pidfd_open(proc.pid),
+                           reap_fn=reap, kill_fn=lambda: self._kill_exec(container_id, proc,
+                                                                         pid_file),
+                           cleanup=cleanup, **ours)
+
+    def _receive_console(self, console: socket.socket, proc: subprocess.Popen,
+                         container_id: str, log_file: Path) -> int:
+        """The pty master the runtime sends over the console socket; a
+        runtime that exits first failed, and says why in its log."""
+        console.settimeout(0.1)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                conn, _ = console.accept()
+                break
+            except socket.timeout:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    message = self._read_log(log_file) or f"exit status {proc.returncode}"
+                    raise FailedPrecondition(f"container {container_id}: {self.name} exec: "
+                                             f"{message}")
+        with conn:
+            conn.settimeout(self.timeout)
+            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        if not fds:
+            raise FailedPrecondition(f"container {container_id}: {self.name} exec: no pty "
+                                     "master on the console socket")
+        return fds[0]
 
     def _kill_exec(self, container_id: str, proc: subprocess.Popen, pid_file: Path) -> None:
         """SIGKILL the exec'd process, let the runtime reap it and exit, then

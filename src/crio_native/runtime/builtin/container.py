@@ -158,6 +158,7 @@ class BuiltinRuntime:
     def __init__(self, root: str | os.PathLike[str], cgroup_root: str | None = None):
         self.root = Path(root)
         self.cgroup_root = resolve_cgroup_root(cgroup_root)
+        self._specs: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 
     # ---- state files -------------------------------------------------------
 
@@ -176,6 +177,21 @@ class BuiltinRuntime:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, d / STATE_FILE)
+
+    def _bundle_spec(self, bundle: Path) -> dict[str, Any]:
+        """config.json of a bundle, parsed once per version of the file:
+        probes exec into the same containers many times a minute."""
+        path = bundle / "config.json"
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return load_spec(bundle)        # raises the usual error
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._specs.get(path)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, load_spec(bundle))
+            self._specs[path] = cached
+        return cached[1]
 
     def _read_state(self, container_id: str) -> dict[str, Any]:
         try:
@@ -311,7 +327,10 @@ class BuiltinRuntime:
 
     def state(self, container_id: str) -> dict[str, Any]:
         """The OCI state: ociVersion, id, status, pid, bundle, annotations."""
-        state = self._read_state(container_id)
+        return _public(self._with_status(container_id, self._read_state(container_id)))
+
+    def _with_status(self, container_id: str, state: dict[str, Any]) -> dict[str, Any]:
+        """The record `state` with its status brought up to date."""
         if state["status"] != "creating":
             if not self._alive(state):
                 state["status"] = "stopped"
@@ -323,12 +342,13 @@ class BuiltinRuntime:
                 state["status"] = "running"
         if state["status"] == "stopped":
             state["pid"] = 0
-        return _public(state)
+        return state
 
-    def _pidfd(self, container_id: str) -> int:
+    def _pidfd(self, container_id: str, state: dict[str, Any] | None = None) -> int:
         """A pidfd for the container's process, checked against the recorded
         start time after opening, so it cannot name a recycled pid."""
-        state = self._read_state(container_id)
+        if state is None:
+            state = self._read_state(container_id)
         if not self._alive(state):
             raise FailedPrecondition(f"container {container_id!r} is not running")
         fd = native_proc.pidfd_open(state["pid"])
@@ -349,14 +369,17 @@ class BuiltinRuntime:
         """Start `process` (an OCI process object) inside the running
         container: its namespaces, its cgroups, its seccomp filter.  Returns
         the pid; the caller is its parent and reaps it."""
-        state = self.state(container_id)
+        record = self._read_state(container_id)
+        pid, start_time = record.get("pid"), record.get("_start_time")
+        state = self._with_status(container_id, record)
         if state["status"] not in ("running", "created"):
             raise FailedPrecondition(f"cannot exec in container {container_id!r}: it is "
                                      f"{state['status']}")
-        spec = load_spec(Path(state["bundle"]))
-        records = exec_records(spec, process, pid=state["pid"], host=HostFacts.current())
-        records += cgroup_join_records(self._cgroup_dirs(container_id))
-        fd = self._pidfd(container_id)  # keeps the init (and its /proc/PID) pinned
+        spec = self._bundle_spec(Path(state["bundle"]))
+        records = exec_records(spec, process, pid=pid, host=HostFacts.current())
+        records += cgroup_join_records([Path(p) for p in record.get("_cgroup_dirs", [])])
+        # keeps the init (and its /proc/PID) pinned
+        fd = self._pidfd(container_id, {"pid": pid, "_start_time": start_time})
         try:
             pid, pidfd = native_launch.launch(encode(records), stdio)
         except NativeError as e:
@@ -462,6 +485,7 @@ class BuiltinRuntime:
         if record.get("_monitor"):
             _wait_monitor_gone(record["_monitor"])
         cgroups.remove([Path(p) for p in record.get("_cgroups", [])])
+        self._specs.pop(Path(record.get("bundle", "")) / "config.json", None)
         shutil.rmtree(self._dir(container_id))
         poststop = [hook_from_json(h) for h in record.get("_poststop", [])]
         if poststop:

@@ -18,7 +18,8 @@ from typing import Any
 from crio_native._native import proc as native_proc
 from crio_native.errors import FailedPrecondition, NotFound
 from crio_native.runtime.builtin.container import BuiltinRuntime
-from crio_native.runtime.handler import Created, ExecResult, HandlerFeatures, MonitorOptions
+from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
+                                         MonitorOptions)
 
 # ExecSync output beyond this is read and dropped (CRI-O caps it likewise),
 # so a chatty command cannot grow the daemon without bound.
@@ -78,6 +79,45 @@ class BuiltinHandler:
         finally:
             os.close(out_r)
             os.close(err_r)
+
+    def exec_interactive(self, container_id: str, process: dict[str, Any], *, tty: bool,
+                         stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
+        """The process is our child (reaped by ExecProcess.reap); with `tty`
+        its stdio is the slave of a new pty, made its controlling tty."""
+        ours: dict[str, int] = {}
+        theirs: list[int] = []
+        try:
+            if tty:
+                master, slave = os.openpty()     # both O_CLOEXEC (non-inheritable)
+                ours.update(stdin=master, stdout=master, pty=master)
+                theirs.append(slave)
+                stdio = (slave, slave, slave)
+                process = {**process, "terminal": True}
+            else:
+                null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                theirs.append(null)
+                ends = []
+                for name, wanted, reading in (("stdin", stdin, True), ("stdout", stdout, False),
+                                              ("stderr", stderr, False)):
+                    if not wanted:
+                        ends.append(null)
+                        continue
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    ours[name], child_end = (w, r) if reading else (r, w)
+                    theirs.append(child_end)
+                    ends.append(child_end)
+                stdio = tuple(ends)
+            pid = self.runtime.exec(container_id, process, stdio=stdio)
+        except BaseException:
+            for fd in set(ours.values()):
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        for fd in set(ours.values()):
+            os.set_blocking(fd, False)
+        return ExecProcess(pid=pid, wait_fd=native_proc.pidfd_open(pid), **ours)
 
     def pause(self, container_id: str) -> None:
         self.runtime.pause(container_id)

@@ -514,11 +514,12 @@ def exec_records(spec: dict, process: dict, *, pid: int, host: HostFacts) -> lis
     _ns, _new = namespace_records(linux)
     types = sorted((ns["type"] for ns in linux.get("namespaces") or []),
                    key=lambda t: t != "user")
-    if process.get("terminal"):
-        raise Unimplemented("process.terminal: not supported by the built-in runtime yet")
     joins = [rec(Rec.NS_JOIN, NAMESPACES[t], f"/proc/{pid}/ns/{NS_PROC_FILES[t]}")
              for t in types]
-    return ([rec(Rec.NS_NEW, 0)] + joins + process_records({"process": process}, host)
+    # process.terminal: the caller passes a pty slave as stdin (the streaming
+    # server holds the master); the child makes it its controlling tty
+    tty = [rec(Rec.CONTROLLING_TTY)] if process.get("terminal") else []
+    return (tty + [rec(Rec.NS_NEW, 0)] + joins + process_records({"process": process}, host)
             + seccomp_records(linux))
 
 
