@@ -386,3 +386,39 @@ def test_out_of_memory_is_reported_as_oomkilled(cdaemon):
     d.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
     st = wait_exited(d, cid, timeout=30)
     assert (st.state, st.reason, st.exit_code) == (api_pb2.CONTAINER_EXITED, "OOMKilled", 137)
+
+
+def pod_cgroup_parent() -> str:
+    """A pod cgroup the daemon may use: below the run's cgroup root, or below
+    our own memory cgroup (the deepest of ours on a hybrid host)."""
+    root = os.environ.get("CRIO_NATIVE_CGROUP_ROOT")
+    if root:
+        return f"{root.rstrip('/')}/crn-e2e-pod"
+    paths = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        paths[controllers] = path
+    base = next((p for c, p in paths.items() if "memory" in c.split(",")), paths.get("", "/"))
+    return f"{base.rstrip('/')}/crn-e2e-pod"
+
+
+def test_pod_stats_read_the_pod_cgroup(cdaemon):
+    d = cdaemon
+    config = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name="cg", namespace="default", uid="uid-cg"),
+        hostname="cg", log_directory=str(d.pod_logs / "cg"))
+    config.linux.cgroup_parent = pod_cgroup_parent()
+    opts = config.linux.security_context.namespace_options
+    opts.network, opts.pid = HOST, api_pb2.CONTAINER
+    pod = d.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config),
+                                  timeout=60).pod_sandbox_id
+    cid = create(d, pod, container_config(d))
+    d.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    dirs = verbose_info(d, cid)["cgroupDirs"]
+    assert all(f"/crn-e2e-pod/crio-{cid}" in p for p in dirs), dirs
+    stats = d.runtime.PodSandboxStats(api_pb2.PodSandboxStatsRequest(
+        pod_sandbox_id=pod)).stats
+    assert stats.linux.cpu.usage_core_nano_seconds.value > 0
+    assert stats.linux.memory.working_set_bytes.value > 0
+    assert stats.linux.process.process_count.value >= 1
+    d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod))

@@ -342,6 +342,24 @@ class ContainerManager:
                                    f"timed out after {timeout}s and was killed")
         return result
 
+    def running(self, container_id: str, rpc: str) -> ContainerRecord:
+        """The record of a running container: NOT_FOUND, else FAILED_PRECONDITION."""
+        record = self.store.get(container_id, rpc)
+        if self.refresh(record).state != RUNNING:
+            raise FailedPrecondition(f"{rpc}: container {record.id} is {record.state}, "
+                                     "not running")
+        return record
+
+    def exec_interactive(self, container_id: str, cmd: list[str], *, tty: bool, stdin: bool,
+                         stdout: bool, stderr: bool):
+        """Start `cmd` in the container for a streaming Exec session: a
+        runtime.handler.ExecProcess whose stdio the caller relays."""
+        record = self.running(container_id, "Exec")
+        process = prepare.process_for_exec(self.spec_of(record), cmd)
+        handler = self.handlers.get(record.runtime_handler)
+        return handler.exec_interactive(record.id, process, tty=tty, stdin=stdin,
+                                        stdout=stdout, stderr=stderr)
+
     def reopen_log(self, container_id: str) -> None:
         record = self.store.get(container_id, "ReopenContainerLog")
         if self.refresh(record).state != RUNNING:

@@ -462,6 +462,7 @@ class OciCliHandler:
         if not fds:
             raise FailedPrecondition(f"container {container_id}: {self.name} exec: no pty "
                                      "master on the console socket")
+        os.set_inheritable(fds[0], False)
         return fds[0]
 
     def _kill_exec(self, container_id: str, proc: subprocess.Popen, pid_file: Path) -> None:
