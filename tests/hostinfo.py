@@ -5,6 +5,8 @@ import functools
 import os
 from pathlib import Path
 
+from crio_native.linux import cgroups
+
 
 @functools.cache
 def pure_cgroup2() -> bool:
@@ -38,3 +40,18 @@ def host_lacks(marker: str) -> str | None:
     if marker == "requires_gpu" and not has_gpu():
         return "needs an NVIDIA GPU; runs on the device machine"
     return None
+
+
+def cgroup_controller_usable(ctrl: str) -> bool:
+    """Whether groups made below the runtime's cgroup root can use `ctrl`: on
+    v1 the hierarchy must exist; on v2 the root must offer the controller."""
+    for h, _mount_root in cgroups.host_hierarchies():
+        if h.version == 1:
+            if ctrl in h.controllers:
+                return True
+            continue
+        root = os.environ.get("CRIO_NATIVE_CGROUP_ROOT") or cgroups.own_cgroups().get("", "/")
+        offered = h.mountpoint / root.lstrip("/") / "cgroup.controllers"
+        if offered.exists() and ctrl in offered.read_text().split():
+            return True
+    return False

@@ -22,6 +22,8 @@ class DaemonContext:
     # crio_native.container.manager.ContainerManager, likewise.
     handlers: object | None = None
     containers: object | None = None
+    # crio_native.streaming.server.StreamingServer (Exec/Attach/PortForward URLs).
+    streaming: object | None = None
 
     @property
     def config(self) -> Config:

@@ -68,6 +68,19 @@ def start_services(ctx: DaemonContext) -> None:
     ctx.containers.recover()
 
 
+def start_streaming(ctx: DaemonContext) -> None:
+    """The exec/attach/port-forward server on api.stream_address:stream_port."""
+    from crio_native.streaming.server import StreamingServer
+
+    from crio_native.streaming.tokens import TokenCache, ttl_from_env
+
+    api = ctx.config.api
+    ctx.streaming = StreamingServer(ctx.containers, ctx.sandboxes, address=api.stream_address,
+                                    port=api.stream_port, tls_cert=api.stream_tls_cert,
+                                    tls_key=api.stream_tls_key,
+                                    tokens=TokenCache(ttl=ttl_from_env())).start()
+
+
 def install_signal_handlers(stop: threading.Event) -> None:
     def on_signal(signum, frame):
         log.info("shutting down", extra=fields(signal=signal.Signals(signum).name))
@@ -90,6 +103,8 @@ def serve(loaded: LoadedConfig) -> int:
             undo.callback(lock.release)
         remove_stale_socket(listen)
         start_services(ctx)
+        start_streaming(ctx)
+        undo.callback(ctx.streaming.stop)
         server = build_server(ctx)
         bind_unix_socket(server, listen)
         undo.callback(remove_stale_socket, listen)

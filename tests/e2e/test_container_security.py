@@ -20,7 +20,7 @@ import pytest
 from crio_native._proto import api_pb2
 from crio_native.linux.capabilities import CAPABILITIES, last_cap
 from tests.e2e.test_containers import (container_config, create, cstatus, log_entries,
-                                       remove_all_pods, rpc_code, wait_exited)
+                                       rpc_code, serving_image, wait_exited)
 from tests.fixtures.oci_builder import ImageBuilder, Pusher, symlink
 from tests.fixtures.registry import registry  # noqa: F401
 
@@ -55,14 +55,7 @@ def sdaemon(daemon_factory, security_image, tmp_path):
     d.network_dir.mkdir(parents=True, exist_ok=True)
     (d.network_dir / "10-crn-lo.conflist").write_text(json.dumps(
         {"cniVersion": "1.0.0", "name": "crn-lo", "plugins": [{"type": "loopback"}]}))
-    d.start()
-    d.image_name, d.image = security_image
-    d.images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image_name)))
-    d.pod_logs = tmp_path / "pod-logs"
-    d.pod_logs.mkdir()
-    yield d
-    if d.proc is not None and d.proc.poll() is None:
-        remove_all_pods(d)
+    yield from serving_image(d.start(), security_image, tmp_path)
 
 
 @pytest.fixture(params=HANDLERS)

@@ -37,17 +37,22 @@ def remove_all_pods(d) -> None:
         d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.id))
 
 
-@pytest.fixture
-def cdaemon(daemon_factory, busybox_image, tmp_path):
-    """A daemon with the busybox image pulled; its pods go at teardown."""
-    d = daemon_factory().start()
-    d.image_name, d.image = busybox_image
+def serving_image(d, pushed, tmp_path):
+    """Fixture body: the started daemon `d` with the pushed (name, image)
+    pulled and a pod log dir; its pods go at teardown."""
+    d.image_name, d.image = pushed
     d.images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image_name)))
     d.pod_logs = tmp_path / "pod-logs"
     d.pod_logs.mkdir()
     yield d
     if d.proc is not None and d.proc.poll() is None:
         remove_all_pods(d)
+
+
+@pytest.fixture
+def cdaemon(daemon_factory, busybox_image, tmp_path):
+    """A daemon with the busybox image pulled."""
+    yield from serving_image(daemon_factory().start(), busybox_image, tmp_path)
 
 
 def run_pod(d, name="pod", handler="") -> str:

@@ -13,32 +13,18 @@ import pytest
 
 from crio_native.errors import FailedPrecondition
 from crio_native.linux import cgroups
+from tests.hostinfo import cgroup_controller_usable
 
 # Also run inside the pure cgroup v2 VM by `make test` (crun works there as a second oracle).
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 
 
-def _has(ctrl: str) -> bool:
-    """Whether groups made below the runtime's cgroup root can use `ctrl`: on
-    v1 the hierarchy must exist; on v2 the root must offer the controller."""
-    for h, _mount_root in cgroups.host_hierarchies():
-        if h.version == 1:
-            if ctrl in h.controllers:
-                return True
-            continue
-        root = os.environ.get("CRIO_NATIVE_CGROUP_ROOT") or cgroups.own_cgroups().get("", "/")
-        offered = h.mountpoint / root.lstrip("/") / "cgroup.controllers"
-        if offered.exists() and ctrl in offered.read_text().split():
-            return True
-    return False
-
-
 def test_placed_and_limited_before_start(rt, make_bundle):
     name = f"crn-cg-{os.getpid()}"
     resources = {}
-    if _has("pids"):
+    if cgroup_controller_usable("pids"):
         resources["pids"] = {"limit": 42}
-    if _has("memory"):
+    if cgroup_controller_usable("memory"):
         resources["memory"] = {"limit": 64 * 1024 * 1024}
 
     def edit(spec):
@@ -59,7 +45,7 @@ def test_placed_and_limited_before_start(rt, make_bundle):
 
 
 def test_pids_limit_is_enforced(builtin, oracle, make_bundle, cgroups_path):
-    if not _has("pids"):
+    if not cgroup_controller_usable("pids"):
         pytest.skip("this host has no pids controller")
 
     def edit(spec):

@@ -18,6 +18,7 @@ from crio_native._native import ns
 from crio_native.linux import cgroups
 from crio_native.stats import CpuSampler, collect_container, collect_pod_sandbox, read_cgroup
 from crio_native.stats.network import interface_stats, run_in_netns
+from tests.hostinfo import cgroup_controller_usable
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 
@@ -39,25 +40,12 @@ sys.stdin.readline()
 """ % ALLOC
 
 
-def _has(ctrl: str) -> bool:
-    for h, _mount_root in cgroups.host_hierarchies():
-        if h.version == 1:
-            if ctrl in h.controllers:
-                return True
-            continue
-        root = os.environ.get("CRIO_NATIVE_CGROUP_ROOT") or cgroups.own_cgroups().get("", "/")
-        offered = h.mountpoint / root.lstrip("/") / "cgroup.controllers"
-        if offered.exists() and ctrl in offered.read_text().split():
-            return True
-    return False
-
-
 @pytest.fixture
 def group():
     """A fresh cgroup (one dir per hierarchy) with a memory limit where the
     host can set one; its processes are killed and it is removed after."""
     name = f"crn-stats-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    resources = {"memory": {"limit": LIMIT}} if _has("memory") else {}
+    resources = {"memory": {"limit": LIMIT}} if cgroup_controller_usable("memory") else {}
     plan = cgroups.plan_cgroups(name, resources, root=os.environ.get("CRIO_NATIVE_CGROUP_ROOT"))
     made = cgroups.create(plan)
     procs: list[subprocess.Popen] = []
@@ -99,7 +87,7 @@ def test_memory_cpu_and_pids_of_real_processes(group):
     _step(hog, "allocated")
     st = read_cgroup(group.dirs)
 
-    if _has("memory"):
+    if cgroup_controller_usable("memory"):
         assert st.memory_usage_bytes > ALLOC
         assert st.working_set_bytes > ALLOC
         assert st.working_set_bytes <= st.memory_usage_bytes
@@ -110,7 +98,7 @@ def test_memory_cpu_and_pids_of_real_processes(group):
         assert st.oom_kills == 0 or st.oom_kills is None
     else:
         assert st.memory_usage_bytes is None and st.available_bytes is None
-    if _has("pids"):
+    if cgroup_controller_usable("pids"):
         assert st.pids_current == 1 + len(sleepers)
     else:
         assert st.pids_current is None
@@ -137,12 +125,12 @@ def test_collectors_on_a_real_group(group, tmp_path):
     assert c.writable_layer.used_bytes.value >= 100000
     assert c.writable_layer.inodes_used.value == 3
     assert os.path.ismount(c.writable_layer.fs_id.mountpoint)
-    assert c.memory.HasField("usage_bytes") == _has("memory")
+    assert c.memory.HasField("usage_bytes") == cgroup_controller_usable("memory")
     time.sleep(0.05)
     c2 = collect_container(sampler, "c1", None, {}, {}, group.dirs, upper)
     assert c2.cpu.HasField("usage_nano_cores")
     pod = collect_pod_sandbox(sampler, "p1", None, {}, {}, group.dirs, containers=[c2])
-    assert pod.linux.process.process_count.value == (1 if _has("pids") else 0)
+    assert pod.linux.process.process_count.value == (1 if cgroup_controller_usable("pids") else 0)
     assert pod.linux.containers[0].attributes.id == "c1"
 
 

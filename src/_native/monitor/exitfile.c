@@ -20,7 +20,7 @@
 #include "cleanup.h"
 #include "monitor.h"
 
-static int write_all(int fd, const char *data, size_t len)
+int crn_write_all(int fd, const char *data, size_t len)
 {
     while (len > 0) {
         ssize_t n = write(fd, data, len);
@@ -43,7 +43,7 @@ int crn_write_file_atomic(int dirfd, const char *name, const char *data, size_t 
     cleanup_fd int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return crn_error_set(err, errno, "open", tmp);
-    if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+    if (crn_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
         crn_error_set(err, errno, "write", tmp);
         unlinkat(dirfd, tmp, 0);
         return -1;

@@ -62,20 +62,6 @@ void crn_plan_free(struct crn_monitor *m)
     m->plan_len = 0;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* One line (without its '\n') from the blocking sync fd; 0 at EOF before a
  * full line. */
 static ssize_t read_line(int fd, char *buf, size_t size, crn_error *err)
@@ -110,7 +96,7 @@ static int hooks_handshake(void *ctx, int pid, crn_error *err)
     if (fd < 0)
         return crn_error_set(err, EINVAL, "the plan has hooks: they need", "--sync-fd");
     snprintf(line, sizeof(line), "hooks %d\n", pid);
-    if (write_all(fd, line, strlen(line)) < 0)
+    if (crn_write_all(fd, line, strlen(line)) < 0)
         return crn_error_set(err, errno, "write", "sync fd");
     n = read_line(fd, line, sizeof(line), err);
     if (n < 0)

@@ -121,6 +121,8 @@ void crn_log_close(struct crn_log *log);
 void crn_format_time(char *buf, size_t size, const struct timespec *ts);
 
 /* exitfile.c */
+/* write() until all of `data` is out (EINTR retried); -1 with errno. */
+int crn_write_all(int fd, const char *data, size_t len);
 int crn_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
                           crn_error *err);
 int crn_write_pid_files(struct crn_monitor *m, crn_error *err);

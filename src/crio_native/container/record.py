@@ -1,9 +1,10 @@
 """What the daemon remembers about one container, as a JSON record."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from crio_native.state.records import JsonRecord
 
 CREATING = "creating"   # half-made: rolled back at restart
 CREATED = "created"
@@ -12,7 +13,7 @@ EXITED = "exited"
 
 
 @dataclass
-class ContainerRecord:
+class ContainerRecord(JsonRecord):
     id: str
     sandbox_id: str
     name: str
@@ -55,10 +56,3 @@ class ContainerRecord:
     def bundle(self) -> str:
         return f"{self.directory}/bundle"
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "ContainerRecord":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in known})

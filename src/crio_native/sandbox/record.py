@@ -1,9 +1,10 @@
 """What the daemon remembers about one pod sandbox, as a JSON record."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from crio_native.state.records import JsonRecord
 
 CREATING = "creating"   # half-made: finished or rolled back at restart
 READY = "ready"
@@ -11,7 +12,7 @@ NOTREADY = "notready"
 
 
 @dataclass
-class SandboxRecord:
+class SandboxRecord(JsonRecord):
     id: str
     name: str
     namespace: str
@@ -53,14 +54,6 @@ class SandboxRecord:
     @property
     def host_network(self) -> bool:
         return self.network_mode == 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "SandboxRecord":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in known})
 
 
 def reservation_key(name: str, namespace: str, uid: str, attempt: int) -> str:

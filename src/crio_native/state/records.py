@@ -5,6 +5,7 @@ Each record is <directory>/<id>.json, written crash-safely.  A record's
 `name_key` maps to at most one id, so a name cannot be taken twice."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -27,6 +28,19 @@ class Record(Protocol):
 
 
 R = TypeVar("R", bound=Record)
+
+
+class JsonRecord:
+    """to_dict/from_dict for a record dataclass; keys a newer version wrote
+    and this one does not know are dropped on load."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in doc.items() if k in known})
 
 
 class RecordStore(Generic[R]):

@@ -5,9 +5,55 @@ status on the error stream."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from crio_native.streaming import protocol
 from crio_native.streaming.protocol import TerminalSize
+
+# Input from the client held for a slow process at most; beyond it the
+# transport stops reading, so TCP (or SPDY's window) pushes back.
+QUEUE_LIMIT = 1 << 20
+
+
+class ByteQueue:
+    """Chunks from the client to the session, bounded: `put` waits while
+    QUEUE_LIMIT bytes are queued; `get` returns None after `end`."""
+
+    def __init__(self, limit: int = QUEUE_LIMIT):
+        self.limit = limit
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self.ended = False
+        self._readable = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def put(self, data: bytes) -> None:
+        await self._room.wait()
+        if self.ended or not data:
+            return
+        self._chunks.append(data)
+        self._size += len(data)
+        self._readable.set()
+        if self._size >= self.limit:
+            self._room.clear()
+
+    def end(self) -> None:
+        self.ended = True
+        self._readable.set()
+        self._room.set()
+
+    async def get(self) -> bytes | None:
+        while not self._chunks:
+            if self.ended:
+                return None
+            self._readable.clear()
+            await self._readable.wait()
+        data = self._chunks.popleft()
+        self._size -= len(data)
+        if self._size < self.limit:
+            self._room.set()
+        return data
 
 
 class CommandStreams:
@@ -18,21 +64,18 @@ class CommandStreams:
     def __init__(self, *, stdin: bool, stdout: bool, stderr: bool, tty: bool, protocol: str):
         self.stdin, self.stdout, self.stderr, self.tty = stdin, stdout, stderr, tty
         self.protocol = protocol
-        self._stdin: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._stdin_ended = False
+        self._stdin = ByteQueue()
         self.resizes: asyncio.Queue[TerminalSize] = asyncio.Queue()
         self.gone = asyncio.Event()      # the client went away (or the server stops)
 
     # ---- transport -> session -------------------------------------------------
 
-    def feed_stdin(self, data: bytes) -> None:
-        if self.stdin and data and not self._stdin_ended:
-            self._stdin.put_nowait(data)
+    async def feed_stdin(self, data: bytes) -> None:
+        if self.stdin:
+            await self._stdin.put(data)
 
     def end_stdin(self) -> None:
-        if not self._stdin_ended:
-            self._stdin_ended = True
-            self._stdin.put_nowait(None)
+        self._stdin.end()
 
     def feed_resize(self, size: TerminalSize) -> None:
         self.resizes.put_nowait(size)
@@ -69,18 +112,14 @@ class PortStream:
 
     def __init__(self, port: int):
         self.port = port
-        self._data: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._ended = False
+        self._data = ByteQueue()
         self.gone = asyncio.Event()
 
-    def feed(self, data: bytes) -> None:
-        if data and not self._ended:
-            self._data.put_nowait(data)
+    async def feed(self, data: bytes) -> None:
+        await self._data.put(data)
 
     def end(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._data.put_nowait(None)
+        self._data.end()
 
     def lost(self) -> None:
         self.gone.set()

@@ -5,6 +5,7 @@ the request out with the token, once.  An unknown, used or expired token is
 an HTTP 404."""
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -21,7 +22,17 @@ KINDS = (EXEC, ATTACH, PORTFORWARD)
 
 TOKEN_TTL = 60.0        # the kubelet's CacheTTL: one minute to open the URL
 MAX_IN_FLIGHT = 1000    # the kubelet's MaxInFlight: tokens not yet used
+# Read at start-up so tests can watch tokens expire without waiting a minute.
+TOKEN_TTL_ENV = "CRIO_NATIVE_STREAM_TOKEN_TTL"
 TOKEN_BYTES = 16        # 128 random bits, base64url (the kubelet uses 64)
+
+
+def ttl_from_env() -> float:
+    try:
+        ttl = float(os.environ.get(TOKEN_TTL_ENV, TOKEN_TTL))
+    except ValueError:
+        return TOKEN_TTL
+    return ttl if ttl > 0 else TOKEN_TTL
 
 
 @dataclass(frozen=True)

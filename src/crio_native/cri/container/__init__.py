@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from crio_native.context import DaemonContext
 from crio_native.cri.container import (create, events, exec_sync, logs, remove, start, stats,
-                                       status, stop, update)
+                                       status, stop, streaming_rpcs, update)
 from crio_native.cri.container import list as list_rpc
 
 
@@ -18,6 +18,9 @@ def rpcs(ctx: DaemonContext) -> dict:
         "UpdateContainerResources": lambda req, c: update.update_container_resources(ctx, req),
         "ReopenContainerLog": lambda req, c: logs.reopen_container_log(ctx, req),
         "ExecSync": lambda req, c: exec_sync.exec_sync(ctx, req),
+        "Exec": lambda req, c: streaming_rpcs.exec_(ctx, req),
+        "Attach": lambda req, c: streaming_rpcs.attach(ctx, req),
+        "PortForward": lambda req, c: streaming_rpcs.port_forward(ctx, req),
         "GetContainerEvents": lambda req, c: events.get_container_events(ctx, req, c),
         "ContainerStats": lambda req, c: stats.container_stats(ctx, req),
         "ListContainerStats": lambda req, c: stats.list_container_stats(ctx, req),

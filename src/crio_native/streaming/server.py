@@ -1,0 +1,309 @@
+"""The streaming server: HTTP/1.1 (h11) on api.stream_address:stream_port,
+optionally TLS, upgraded to WebSocket or SPDY/3.1 for the sessions the
+Exec, Attach and PortForward RPCs handed out tokens for.
+
+One asyncio loop on one thread serves every connection: sessions are mostly
+idle relays, so a thread each would cost more than it buys.  Blocking work
+(launching an exec, connecting in a pod's netns, attaching to a monitor)
+runs on a small executor of its own.  stop() cancels every session (killing
+exec'd processes), closes the listener and joins both."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+from wsproto.utilities import generate_accept_token
+
+from crio_native.errors import InvalidArgument
+from crio_native.streaming import protocol as sp
+from crio_native.streaming import sessions, websocket
+from crio_native.streaming.tokens import ATTACH, EXEC, KINDS, PORTFORWARD, StreamRequest, TokenCache
+
+log = logging.getLogger(__name__)
+
+HEADER_TIMEOUT = 30.0       # to send the request line and headers
+EXECUTOR_WORKERS = 16
+STOP_TIMEOUT = 10.0
+
+
+class StreamingServer:
+    def __init__(self, containers, sandboxes, *, address: str = "127.0.0.1", port: int = 0,
+                 tls_cert: str = "", tls_key: str = "", tokens: TokenCache | None = None):
+        self.address, self.requested_port = address, port
+        self.tls_cert, self.tls_key = tls_cert, tls_key
+        self.tokens = tokens or TokenCache()
+        self.port = 0
+        self._executor = ThreadPoolExecutor(EXECUTOR_WORKERS, thread_name_prefix="stream-io")
+        self.backend = sessions.Backend(containers, sandboxes, self._executor)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.Task] = set()
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> "StreamingServer":
+        self._thread = threading.Thread(target=self._run, name="streaming", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            self._thread.join()
+            self._executor.shutdown(wait=True)
+            raise self._start_error
+        log.info("streaming server listening", extra={"fields": {"url": self.base_url}})
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._listen())
+        except BaseException as e:  # noqa: BLE001 - handed to start()
+            self._start_error = e
+            self._started.set()
+            loop.close()
+            return
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _listen(self) -> None:
+        context = None
+        if self.tls_cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        self._server = await asyncio.start_server(self._accept, self.address,
+                                                  self.requested_port, ssl=context)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            with contextlib.suppress(Exception):
+                future.result(STOP_TIMEOUT)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(STOP_TIMEOUT)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._thread = self._loop = None
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # ---- URLs -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        host = self.address
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host).version == 6:
+                host = f"[{host}]"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    def url_for(self, request: StreamRequest) -> str:
+        """Store `request` under a new token; its single-use URL."""
+        return f"{self.base_url}/{request.kind}/{self.tokens.insert(request)}"
+
+    # ---- connections ---------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)
+        try:
+            await self._handle(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one connection's bug must not end the server
+            log.exception("streaming connection failed")
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            request = await asyncio.wait_for(_read_request(conn, reader), HEADER_TIMEOUT)
+        except (h11.RemoteProtocolError, asyncio.TimeoutError):
+            return
+        if request is None:
+            return
+        target = urlsplit(request.target.decode("ascii", "replace"))
+        parts = target.path.strip("/").split("/")
+        headers = _headers(request)
+        if len(parts) != 2 or parts[0] not in KINDS:
+            return await _respond(conn, writer, 404, "404 page not found")
+        stream = self.tokens.consume(parts[0], parts[1])
+        if stream is None:
+            return await _respond(conn, writer, 404, f"{parts[0]}: unknown, used or expired token")
+        upgrade = ",".join(headers.get("upgrade", [])).lower()
+        query = parse_qs(target.query)
+        if "websocket" in upgrade:
+            return await self._websocket(conn, reader, writer, headers, stream, query)
+        if "spdy/3.1" in upgrade:
+            return await self._spdy(conn, reader, writer, headers, stream)
+        await _respond(conn, writer, 400, "streaming needs an upgrade to WebSocket "
+                       "(v4.channel.k8s.io, v5.channel.k8s.io) or SPDY/3.1")
+
+    # ---- WebSocket -------------------------------------------------------------------------
+
+    async def _websocket(self, conn, reader, writer, headers, stream: StreamRequest,
+                         query: dict) -> None:
+        key = (headers.get("sec-websocket-key") or [""])[0]
+        if not key or (headers.get("sec-websocket-version") or [""])[0] != "13":
+            return await _respond(conn, writer, 400, "websocket: Sec-WebSocket-Key and "
+                                  "Sec-WebSocket-Version 13 are required")
+        offered = [p.strip() for v in headers.get("sec-websocket-protocol", [])
+                   for p in v.split(",") if p.strip()]
+        if stream.kind == PORTFORWARD:
+            supported = (sp.V4,)
+            chosen = next((p for p in offered if p in supported), None)
+            if offered and chosen is None:
+                return await _refuse_protocols(conn, writer, offered, supported)
+            try:
+                ports = _query_ports(query) or list(stream.ports)
+            except InvalidArgument as e:
+                return await _respond(conn, writer, 400, str(e))
+            if not ports:
+                return await _respond(conn, writer, 400, 'query parameter "port" is required')
+        else:
+            chosen = next((p for p in offered if p in sp.WEBSOCKET_PROTOCOLS), None)
+            if chosen is None:
+                return await _refuse_protocols(conn, writer, offered, sp.WEBSOCKET_PROTOCOLS)
+        reply = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
+                 (b"Sec-WebSocket-Accept", generate_accept_token(key.encode()).encode())]
+        if chosen:
+            reply.append((b"Sec-WebSocket-Protocol", chosen.encode()))
+        trailing = await _switch(conn, writer, reply)
+        ws = websocket.WebSocket(reader, writer, trailing)
+        if stream.kind == PORTFORWARD:
+            await websocket.serve_ports(
+                ws, ports, lambda port_stream: sessions.run_port(self.backend, stream, port_stream))
+            return
+        streams = websocket.WsCommandStreams(
+            ws, stdin=stream.stdin, stdout=stream.stdout, stderr=stream.stderr and not stream.tty,
+            tty=stream.tty, protocol=chosen)
+        await websocket.serve_command(ws, streams, self._command(stream, streams))
+
+    def _command(self, stream: StreamRequest, streams):
+        if stream.kind == EXEC:
+            return sessions.run_exec(self.backend, stream, streams)
+        assert stream.kind == ATTACH
+        return sessions.run_attach(self.backend, stream, streams)
+
+    # ---- SPDY ------------------------------------------------------------------------------
+
+    async def _spdy(self, conn, reader, writer, headers, stream: StreamRequest) -> None:
+        from crio_native.streaming import spdy_session
+        offered = [p.strip() for v in headers.get("x-stream-protocol-version", [])
+                   for p in v.split(",") if p.strip()]
+        supported = (sp.PORTFORWARD_SPDY,) if stream.kind == PORTFORWARD else sp.SPDY_PROTOCOLS
+        chosen = next((p for p in offered if p in supported), None)
+        if chosen is None:
+            return await _respond(
+                conn, writer, 403,
+                f"unable to upgrade: unable to negotiate protocol: client supports "
+                f"{offered}, server supports {list(supported)}",
+                [(b"X-Accepted-Stream-Protocol-Versions", ", ".join(supported).encode())])
+        trailing = await _switch(conn, writer, [
+            (b"Connection", b"Upgrade"), (b"Upgrade", b"SPDY/3.1"),
+            (b"X-Stream-Protocol-Version", chosen.encode())])
+        session = spdy_session.SpdySession(reader, writer, trailing)
+        if stream.kind == PORTFORWARD:
+            await session.serve_ports(
+                lambda port_stream: sessions.run_port(self.backend, stream, port_stream))
+        else:
+            await session.serve_command(stream, chosen,
+                                        lambda streams: self._command(stream, streams))
+
+
+# ---- HTTP helpers -------------------------------------------------------------------------
+
+async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Request | None:
+    """The request, its body (if any) read and dropped; None if the client
+    went away first."""
+    request = None
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await reader.read(65536)
+            conn.receive_data(data)
+            if not data and request is None:
+                return None
+            continue
+        if isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
+            return request
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+
+
+def _headers(request: h11.Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in request.headers:
+        out.setdefault(name.decode().lower(), []).append(value.decode("latin-1"))
+    return out
+
+
+def _query_ports(query: dict) -> list[int]:
+    ports = []
+    for value in query.get("port", []):
+        for text in value.split(","):
+            if not text.isdigit() or not 1 <= int(text) <= 65535:
+                raise InvalidArgument(f"unable to parse {text!r} as a port")
+            ports.append(int(text))
+    return ports
+
+
+async def _respond(conn: h11.Connection, writer: asyncio.StreamWriter, status: int, text: str,
+                   extra: list[tuple[bytes, bytes]] = ()) -> None:
+    body = (text + "\n").encode()
+    with contextlib.suppress(h11.LocalProtocolError):
+        writer.write(conn.send(h11.Response(status_code=status, headers=[
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close"),
+            *extra])))
+        writer.write(conn.send(h11.Data(data=body)))
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
+
+
+async def _refuse_protocols(conn, writer, offered: list[str], supported) -> None:
+    base64 = [p for p in offered if p in sp.BASE64_PROTOCOLS]
+    why = (f"the base64 subprotocols ({', '.join(base64)}) are not supported"
+           if base64 else f"no supported subprotocol in {offered}")
+    await _respond(conn, writer, 400, f"websocket: {why}; use one of {', '.join(supported)}")
+
+
+async def _switch(conn: h11.Connection, writer: asyncio.StreamWriter,
+                  headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Send 101 Switching Protocols; the bytes the client sent after its
+    request (the start of the new protocol)."""
+    writer.write(conn.send(h11.InformationalResponse(status_code=101, headers=headers)))
+    await writer.drain()
+    return conn.trailing_data[0]

@@ -1,0 +1,289 @@
+"""The backends behind a streaming URL: exec (a new process in the
+container, through its runtime handler), attach (the container's own stdio,
+through its monitor's attach socket) and port forward (TCP to localhost in
+the pod's network namespace).  Each runs on the streaming server's loop;
+blocking work (launching, connecting in a namespace) goes to its executor.
+
+A client that goes away ends only its session: an exec'd process is
+killed and reaped, an attach connection closed, a forwarded TCP
+connection closed; the container is left alone."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import fcntl
+import logging
+import socket
+import struct
+import termios
+import time
+from concurrent.futures import Executor
+from functools import partial
+
+from crio_native.errors import CrioNativeError
+from crio_native.linux.nsthread import run_joined
+from crio_native.monitor import control
+from crio_native.monitor import protocol as mp
+from crio_native.streaming import aio
+from crio_native.streaming import protocol as sp
+from crio_native.streaming.streams import CommandStreams, PortStream
+from crio_native.streaming.tokens import StreamRequest
+
+log = logging.getLogger(__name__)
+
+# Once an exec'd process has ended, its output is relayed until the pipes
+# close or are quiet this long (a background child may hold them forever),
+# and at most DRAIN_MAX: the monitor's rule for containers.
+DRAIN_IDLE = 0.1
+DRAIN_MAX = 2.0
+CONNECT_TIMEOUT = 10.0
+ATTACH_TIMEOUT = 5.0
+EOT = b"\x04"   # end of input on a terminal (^D)
+
+
+class Backend:
+    """What the sessions reach: the container manager and sandbox store
+    (DaemonContext's), an executor for blocking calls."""
+
+    def __init__(self, containers, sandboxes, executor: Executor):
+        self.containers = containers
+        self.sandboxes = sandboxes
+        self.executor = executor
+
+    async def blocking(self, fn, *args, **kw):
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, partial(fn, *args, **kw))
+
+
+# ---- exec -------------------------------------------------------------------------
+
+async def run_exec(backend: Backend, request: StreamRequest, streams: CommandStreams) -> None:
+    try:
+        proc = await backend.blocking(
+            backend.containers.exec_interactive, request.container_id, list(request.cmd),
+            tty=request.tty, stdin=request.stdin, stdout=request.stdout,
+            stderr=request.stderr and not request.tty)
+    except CrioNativeError as e:
+        await streams.finish(sp.internal_error(f"error executing command in container: {e}"))
+        return
+    try:
+        code = await _relay_process(backend, proc, streams)
+    finally:
+        if proc.exit_code is None:       # cancelled (server stopping) or failed
+            proc.kill()
+            await backend.blocking(proc.reap)
+        proc.close()
+    if code is None:
+        log.info("exec client went away; process killed", extra={"fields": {
+            "container": request.container_id, "pid": proc.pid}})
+        return
+    await streams.finish(sp.success() if code == 0 else sp.exit_failure(code, request.cmd))
+
+
+async def _relay_process(backend: Backend, proc, streams: CommandStreams) -> int | None:
+    """Relay until the process ends (its exit code) or the client goes
+    away (None, the process killed and reaped)."""
+    activity = [time.monotonic()]
+    outputs = []
+    if proc.stdout is not None:
+        outputs.append(asyncio.ensure_future(_pump_out(proc.stdout, sp.STDOUT, streams, activity)))
+    if proc.stderr is not None and proc.stderr != proc.stdout:
+        outputs.append(asyncio.ensure_future(_pump_out(proc.stderr, sp.STDERR, streams, activity)))
+    helpers = []
+    if proc.stdin is not None:
+        helpers.append(asyncio.ensure_future(_pump_in(proc, streams)))
+    if proc.pty is not None:
+        helpers.append(asyncio.ensure_future(_pump_resize(proc.pty, streams)))
+    exited = asyncio.ensure_future(aio.wait_readable(proc.wait_fd))
+    gone = asyncio.ensure_future(streams.gone.wait())
+    try:
+        await asyncio.wait({exited, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not exited.done():
+            proc.kill()
+            await backend.blocking(proc.reap)
+            return None
+        await _drain(outputs, activity)
+        return await backend.blocking(proc.reap)
+    finally:
+        for task in (*outputs, *helpers, exited, gone):
+            task.cancel()
+        await asyncio.gather(*outputs, *helpers, exited, gone, return_exceptions=True)
+
+
+async def _drain(outputs: list[asyncio.Future], activity: list[float]) -> None:
+    deadline = time.monotonic() + DRAIN_MAX
+    pending = {t for t in outputs if not t.done()}
+    while pending and time.monotonic() < deadline:
+        _, pending = await asyncio.wait(pending, timeout=DRAIN_IDLE)
+        if pending and time.monotonic() - activity[0] >= DRAIN_IDLE:
+            return
+
+
+async def _pump_out(fd: int, channel: int, streams: CommandStreams, activity: list[float]) -> None:
+    while data := await aio.read(fd):
+        activity[0] = time.monotonic()
+        await streams.send(channel, data)
+
+
+async def _pump_in(proc, streams: CommandStreams) -> None:
+    while (data := await streams.read_stdin()) is not None:
+        await aio.write_all(proc.stdin, data)
+    if proc.pty is not None:
+        await aio.write_all(proc.pty, EOT)
+    else:
+        fd, proc.stdin = proc.stdin, None
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+async def _pump_resize(pty: int, streams: CommandStreams) -> None:
+    while True:
+        size = await streams.resizes.get()
+        set_window_size(pty, size)
+
+
+def set_window_size(fd: int, size: sp.TerminalSize) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size.height, size.width, 0, 0))
+
+
+# ---- attach -----------------------------------------------------------------------
+
+async def run_attach(backend: Backend, request: StreamRequest, streams: CommandStreams) -> None:
+    flags = ((mp.ATTACH_STDOUT if request.stdout else 0)
+             | (mp.ATTACH_STDERR if request.stderr and not request.tty else 0)
+             | (mp.ATTACH_STDIN if request.stdin else 0))
+    try:
+        record = backend.containers.store.get(request.container_id, "Attach")
+        sock, early = await backend.blocking(_attach_connect, record.monitor_dir, flags)
+    except CrioNativeError as e:
+        await streams.finish(sp.internal_error(f"error attaching to container: {e}"))
+        return
+    try:
+        ended = await _relay_attach(sock, early, streams)
+    finally:
+        sock.close()
+    if ended:
+        await streams.finish(sp.success())
+
+
+def _attach_connect(state_dir: str, flags: int) -> tuple[socket.socket, list[bytes]]:
+    sock = control.connect(state_dir, ATTACH_TIMEOUT)
+    try:
+        early = control.request(sock, mp.encode_attach(flags), state_dir)
+    except BaseException:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock, early
+
+
+async def _relay_attach(sock: socket.socket, early: list[bytes], streams: CommandStreams) -> bool:
+    """True when the container's output ended (it exited), False when the
+    client went away first."""
+    loop = asyncio.get_running_loop()
+
+    async def output() -> None:
+        for packet in early:
+            await _attach_packet(packet, streams)
+        while packet := await loop.sock_recv(sock, mp.MSG_MAX):
+            if not await _attach_packet(packet, streams):
+                return
+
+    async def stdin() -> None:
+        while (data := await streams.read_stdin()) is not None:
+            for i in range(0, len(data), mp.MSG_MAX - 1):
+                await loop.sock_sendall(sock, bytes((mp.MSG_STDIN,)) + data[i:i + mp.MSG_MAX - 1])
+        await loop.sock_sendall(sock, bytes((mp.MSG_CLOSE_STDIN,)))
+
+    async def resize() -> None:
+        while True:
+            size = await streams.resizes.get()
+            await loop.sock_sendall(sock, mp.encode_resize(size.height, size.width))
+
+    out = asyncio.ensure_future(output())
+    gone = asyncio.ensure_future(streams.gone.wait())
+    helpers = [asyncio.ensure_future(resize())]
+    if streams.stdin:
+        helpers.append(asyncio.ensure_future(stdin()))
+    try:
+        await asyncio.wait({out, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if out.done() and out.exception() is not None and not gone.done():
+            log.info("attach relay ended: %s", out.exception())
+        return out.done() and not gone.done()
+    finally:
+        for task in (out, gone, *helpers):
+            task.cancel()
+        await asyncio.gather(out, gone, *helpers, return_exceptions=True)
+
+
+async def _attach_packet(packet: bytes, streams: CommandStreams) -> bool:
+    """Relay one monitor packet; False after EXIT (the last one)."""
+    kind = packet[0]
+    if kind == mp.MSG_STDOUT and streams.stdout:
+        await streams.send(sp.STDOUT, packet[1:])
+    elif kind == mp.MSG_STDERR and streams.stderr:
+        await streams.send(sp.STDERR, packet[1:])
+    elif kind == mp.MSG_EXIT:
+        return False
+    return True       # REPLY to our CLOSE_STDIN / RESIZE: nothing to relay
+
+
+# ---- port forward -----------------------------------------------------------------
+
+def pod_netns(backend: Backend, pod_id: str) -> str:
+    """The pod's pinned network namespace ("" for a host-network pod)."""
+    return backend.sandboxes.store.get(pod_id, "PortForward").netns_path
+
+
+def _connect(netns: str, port: int) -> socket.socket:
+    def dial() -> socket.socket:
+        # a socket keeps the namespace it was made in, so it can be used
+        # from any thread once created (and connected) in the pod's
+        return socket.create_connection(("127.0.0.1", port), timeout=CONNECT_TIMEOUT)
+    sock = run_joined([("net", netns)], dial, name="portforward") if netns else dial()
+    sock.setblocking(False)
+    return sock
+
+
+async def run_port(backend: Backend, request: StreamRequest, stream: PortStream) -> None:
+    """One forwarded connection: dial, relay both ways until both sides
+    have ended, errors on the error stream."""
+    try:
+        netns = pod_netns(backend, request.pod_id)
+        sock = await backend.blocking(_connect, netns, stream.port)
+    except (OSError, CrioNativeError) as e:
+        await stream.send_error(f"error forwarding port {stream.port} to pod {request.pod_id}"
+                                f", uid : failed to connect to localhost:{stream.port} inside "
+                                f"namespace {request.pod_id}: {e}")
+        await stream.close()
+        return
+    loop = asyncio.get_running_loop()
+
+    async def upstream() -> None:
+        while (data := await stream.read()) is not None:
+            await loop.sock_sendall(sock, data)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+
+    async def downstream() -> None:
+        while data := await loop.sock_recv(sock, 65536):
+            await stream.send(data)
+        await stream.close_write()
+
+    up = asyncio.ensure_future(upstream())
+    down = asyncio.ensure_future(downstream())
+    gone = asyncio.ensure_future(stream.gone.wait())
+    try:
+        await asyncio.wait({down, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if down.done() and down.exception() is not None and not gone.done():
+            await stream.send_error(f"error forwarding port {stream.port} to pod "
+                                    f"{request.pod_id}: {down.exception()}")
+    finally:
+        for task in (up, down, gone):
+            task.cancel()
+        await asyncio.gather(up, down, gone, return_exceptions=True)
+        sock.close()
+    if not stream.gone.is_set():
+        await stream.close()

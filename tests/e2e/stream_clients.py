@@ -1,0 +1,238 @@
+"""Streaming clients for the tests, written here rather than borrowed from
+kubectl: a WebSocket client on wsproto and a SPDY/3.1 client on the
+daemon's sans-IO SpdyConnection, both blocking, both speaking what
+client-go speaks (channel bytes / streamtype headers)."""
+from __future__ import annotations
+
+import json
+import select
+import socket
+import time
+from urllib.parse import urlsplit
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, RejectConnection,
+                            RejectData, Request)
+from wsproto.events import Message
+
+from crio_native.streaming.spdy import (DataReceived, SpdyConnection, StreamOpened, StreamReset,
+                                        StreamReplied)
+
+V4, V5 = "v4.channel.k8s.io", "v5.channel.k8s.io"
+STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
+
+
+class Refused(Exception):
+    def __init__(self, status: int, body: bytes):
+        super().__init__(f"HTTP {status}: {body!r}")
+        self.status, self.body = status, body
+
+
+def _connect(url: str, timeout: float) -> tuple[socket.socket, str]:
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+    return sock, parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    """A plain request: the status and body."""
+    sock, target = _connect(url, timeout)
+    with sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+# ---- WebSocket -------------------------------------------------------------------------
+
+class WsClient:
+    def __init__(self, url: str, protocols=(V4,), timeout: float = 10.0):
+        self.sock, target = _connect(url, timeout)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(Request(host="localhost", target=target,
+                                               subprotocols=list(protocols))))
+        self.protocol = None
+        self.messages: list[tuple[int, bytes]] = []
+        self.closed = False
+        self._parts: list[bytes] = []
+        status, body = None, b""
+        deadline = time.monotonic() + timeout
+        while self.protocol is None:
+            self._receive(deadline)
+            for event in self.ws.events():
+                if isinstance(event, AcceptConnection):
+                    self.protocol = event.subprotocol or ""
+                    self._take(self.ws.events())
+                    break
+                if isinstance(event, RejectConnection):
+                    status = event.status_code
+                    if not event.has_body:
+                        raise Refused(status, b"")
+                elif isinstance(event, RejectData):
+                    body += event.data
+                    if event.body_finished:
+                        raise Refused(status, body)
+
+    def _receive(self, deadline: float) -> bool:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+            return False
+        data = self.sock.recv(65536)
+        self.ws.receive_data(data or None)
+        if not data:
+            self.closed = True
+        return True
+
+    def _take(self, events) -> None:
+        for event in events:
+            if isinstance(event, BytesMessage):
+                self._parts.append(bytes(event.data))
+                if event.message_finished:
+                    message = b"".join(self._parts)
+                    self._parts = []
+                    self.messages.append((message[0], message[1:]))
+            elif isinstance(event, CloseConnection):
+                if not self.closed:
+                    try:
+                        self.sock.sendall(self.ws.send(event.response()))
+                    except Exception:  # noqa: BLE001
+                        pass
+                self.closed = True
+
+    def pump(self, timeout: float = 0.2) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.closed and self._receive(deadline):
+            self._take(self.ws.events())
+
+    def send(self, channel: int, data: bytes) -> None:
+        self.sock.sendall(self.ws.send(Message(data=bytes((channel,)) + data)))
+
+    def close_stdin(self) -> None:
+        self.send(255, bytes((STDIN,)))
+
+    def resize(self, width: int, height: int) -> None:
+        self.send(RESIZE, json.dumps({"Width": width, "Height": height}).encode())
+
+    def output(self, channel: int) -> bytes:
+        return b"".join(d for c, d in self.messages if c == channel)
+
+    def wait_for(self, channel: int, text: bytes, timeout: float = 10.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while text not in self.output(channel):
+            if self.closed or time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not seen on channel {channel}: {self.messages}")
+            self.pump(0.1)
+        return self.output(channel)
+
+    def run(self, timeout: float = 20.0) -> dict[int, bytes]:
+        """Everything until the server closes: the output per channel."""
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server did not close: {self.messages}")
+            self.pump(0.2)
+        self.sock.close()
+        return {c: self.output(c) for c in {c for c, _ in self.messages}}
+
+    def status(self) -> dict:
+        return json.loads(self.output(ERROR))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# ---- SPDY --------------------------------------------------------------------------------
+
+class SpdyClient:
+    def __init__(self, url: str, protocols=(V4,), timeout: float = 10.0):
+        self.sock, target = _connect(url, timeout)
+        lines = [f"POST {target} HTTP/1.1", "Host: localhost", "Connection: Upgrade",
+                 "Upgrade: SPDY/3.1", "Content-Length: 0",
+                 *(f"X-Stream-Protocol-Version: {p}" for p in protocols)]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status = int(head.split()[1])
+        headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower().decode()] = value.strip().decode()
+        if status != 101:
+            while chunk := self.sock.recv(65536):
+                rest += chunk
+            self.sock.close()
+            raise Refused(status, rest)
+        self.protocol = headers.get("x-stream-protocol-version")
+        self.conn = SpdyConnection(client=True, peer_flow_control=False)
+        self.data: dict[int, bytes] = {}
+        self.ended: set[int] = set()
+        self.replied: set[int] = set()
+        self.closed = False
+        self._feed(rest)
+
+    def _feed(self, data: bytes) -> None:
+        for event in self.conn.receive_data(data):
+            if isinstance(event, DataReceived):
+                self.data[event.stream_id] = self.data.get(event.stream_id, b"") + event.data
+                if event.fin:
+                    self.ended.add(event.stream_id)
+            elif isinstance(event, StreamReplied):
+                self.replied.add(event.stream_id)
+            elif isinstance(event, StreamReset):
+                self.ended.add(event.stream_id)
+            elif isinstance(event, StreamOpened):
+                pass
+        self._flush()
+
+    def _flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out:
+            self.sock.sendall(out)
+
+    def open(self, streamtype: str, **headers: str) -> int:
+        sid = self.conn.open_stream({"streamtype": streamtype, **headers})
+        self._flush()
+        return sid
+
+    def send(self, stream_id: int, data: bytes, fin: bool = False) -> None:
+        self.conn.send_data(stream_id, data, fin)
+        self._flush()
+
+    def pump(self, timeout: float = 0.2) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return
+            data = self.sock.recv(65536)
+            if not data:
+                self.closed = True
+                return
+            self._feed(data)
+
+    def wait_ended(self, stream_id: int, timeout: float = 20.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while stream_id not in self.ended and not self.closed:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stream {stream_id} did not end: {self.data}")
+            self.pump(0.2)
+        return self.data.get(stream_id, b"")
+
+    def wait_for(self, stream_id: int, text: bytes, timeout: float = 10.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while text not in self.data.get(stream_id, b""):
+            if self.closed or time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not seen on stream {stream_id}: {self.data}")
+            self.pump(0.1)
+        return self.data[stream_id]
+
+    def close(self) -> None:
+        self.sock.close()
