@@ -195,6 +195,29 @@ static int apply_propagation(int rootfd, const char *dest, uint64_t prop, crn_er
     return 0;
 }
 
+/* struct mount_attr and its constants (linux/mount.h), kept here so the
+ * file builds against older kernel headers too. */
+struct crn_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+#define CRN_MOUNT_ATTR_RDONLY 0x00000001
+#define CRN_AT_RECURSIVE 0x8000
+
+/* "rro": MS_RDONLY on a bind only covers its top mount; mount_setattr
+ * (5.12+) with AT_RECURSIVE covers the submounts a rbind brought along. */
+static int make_recursively_readonly(int rootfd, const char *dest, crn_error *err)
+{
+    struct crn_mount_attr attr = {.attr_set = CRN_MOUNT_ATTR_RDONLY};
+    crn_auto_fd fd = open_in_root(rootfd, dest, O_PATH);
+
+    if (fd < 0)
+        return crn_error_set(err, errno, "openat2", dest);
+    if (syscall(__NR_mount_setattr, fd, "", AT_EMPTY_PATH | CRN_AT_RECURSIVE, &attr,
+                sizeof(attr)) < 0)
+        return crn_error_set(err, errno, "mount_setattr", dest);
+    return 0;
+}
+
 static int apply_mount(crn_child *c, const crn_plan_rec *rec, crn_error *err)
 {
     crn_plan_cur cur;
@@ -217,7 +240,9 @@ static int apply_mount(crn_child *c, const crn_plan_rec *rec, crn_error *err)
     } else if (mount_at_fd(src, fd, fstype, flags, *data ? data : NULL, dest, err) < 0) {
         return -1;
     }
-    return apply_propagation(c->rootfd, dest, prop, err);
+    if (apply_propagation(c->rootfd, dest, prop, err) < 0)
+        return -1;
+    return (kind & CRN_MOUNT_RRO) ? make_recursively_readonly(c->rootfd, dest, err) : 0;
 }
 
 /* The start fifo lives on the host: open it while the host is visible.
@@ -234,8 +259,6 @@ static int open_barrier(crn_child *c, crn_error *err)
     return 0;
 }
 
-/* A plan without a rootfs (a process joining a running container's mount
- * namespace) skips every step of the mount tree. */
 /* The mount id of `path`, or 0 where statx cannot tell (before 5.8). */
 static uint64_t mount_id(const char *path)
 {
@@ -286,6 +309,8 @@ static int make_rootfs_parent_private(const char *rootfs, crn_error *err)
     return 0;
 }
 
+/* A plan without a rootfs (a process joining a running container's mount
+ * namespace) skips every step of the mount tree. */
 int crn_rootfs_prepare(crn_child *c, crn_error *err)
 {
     crn_plan_rec rec;

@@ -79,6 +79,8 @@ enum crn_mount_kind {
                                        remount with the other flags if any */
     CRN_MOUNT_DEST_FILE = 0x100,    /* or'ed in: create the destination as a
                                        file (bind of a non-directory) */
+    CRN_MOUNT_RRO = 0x200,          /* or'ed in: then make the mount and every
+                                       mount below it read-only (mount_setattr) */
 };
 
 typedef struct crn_plan_rec {

@@ -21,5 +21,8 @@
 #ifndef __NR_openat2
 #define __NR_openat2 437
 #endif
+#ifndef __NR_mount_setattr
+#define __NR_mount_setattr 442
+#endif
 
 #endif

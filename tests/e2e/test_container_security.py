@@ -299,6 +299,25 @@ def _run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
 
+def test_recursive_read_only_mount_covers_submounts(sdaemon, handler, tmp_path):
+    d = sdaemon
+    top = tmp_path / "rro"
+    (top / "sub").mkdir(parents=True)
+    _run("mount", "-t", "tmpfs", "crn-rro", str(top / "sub"))
+    try:
+        pod = start_pod(d, handler)
+        config = shell(d, "touch /mnt/r/sub/x 2>&1; echo sub=$?")
+        mount = host_mount(top, "/mnt/r", readonly=True)
+        mount.recursive_read_only = True
+        config.mounts.append(mount)
+        code, out = run_once(d, pod, config)
+        remove_pod(d, pod)
+    finally:
+        _run("umount", str(top / "sub"))
+    assert "Read-only file system" in out and "sub=1" in out, out
+    assert not (top / "sub" / "x").exists()
+
+
 def _is_mountpoint(path: Path) -> bool:
     target = str(path)
     with open("/proc/self/mountinfo") as f:

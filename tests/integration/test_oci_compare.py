@@ -272,3 +272,30 @@ def test_cgroup_mount(builtin, oracle, make_bundle, cgroups_path):
     assert mount_shape("\n".join(lines[:n])) == mount_shape("\n".join(ref_lines[:n]))
     assert lines[n:] == ref_lines[n:]
     assert lines[-1] == "ro"
+
+
+@pytest.fixture
+def host_dir_with_submount(tmp_path):
+    """A host dir holding a tmpfs mount of its own (unmounted afterwards)."""
+    import subprocess
+
+    top = tmp_path / "rro-src"
+    (top / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "crn-rro", str(top / "sub")], check=True)
+    yield top
+    subprocess.run(["umount", str(top / "sub")], check=True)
+
+
+@pytest.mark.parametrize("option, writable", [("rro", False), ("ro", True)])
+def test_recursive_read_only_bind(builtin, oracle, make_bundle, host_dir_with_submount,
+                                  option, writable):
+    """"rro" makes the submounts a rbind brings along read-only too; plain
+    "ro" leaves them writable."""
+    def edit(spec):
+        spec["mounts"].append({"destination": "/data", "type": "bind",
+                               "source": str(host_dir_with_submount),
+                               "options": ["rbind", option]})
+    probe = "touch /data/sub/f && echo wrote; touch /data/f 2>/dev/null || echo top-ro"
+    mine, ref = both(builtin, oracle, make_bundle(["sh", "-c", probe], edit))
+    assert mine.out == ref.out
+    assert mine.out == ("wrote\ntop-ro\n" if writable else "top-ro\n")

@@ -341,3 +341,11 @@ def test_cgroup_mount_pure_v2(bundle, namespaces, expected):
 def test_cgroup_mount_without_groups_is_refused(bundle):
     with pytest.raises(InvalidArgument, match=r"mounts\[0\]: a cgroup mount"):
         build(bundle, _set(["mounts"], [CGROUP_MOUNT]))
+
+
+def test_rro_marks_the_mount_for_mount_setattr():
+    from crio_native.linux.mounts import MS_RDONLY, parse_mount_options
+
+    opts = parse_mount_options(["rbind", "rro", "nosuid"])
+    assert opts.recursive_ro and opts.flags & MS_RDONLY and opts.data == ""
+    assert not parse_mount_options(["rbind", "ro"]).recursive_ro

@@ -51,11 +51,25 @@ PROPAGATION: dict[str, int] = {
 }
 
 
+def kernel_at_least(major: int, minor: int) -> bool:
+    release = os.uname().release.split("-")[0].split(".")
+    try:
+        return (int(release[0]), int(release[1])) >= (major, minor)
+    except (IndexError, ValueError):
+        return False
+
+
+def kernel_has_mount_setattr() -> bool:
+    """mount_setattr(2), which "rro" needs, came with Linux 5.12."""
+    return kernel_at_least(5, 12)
+
+
 @dataclass(frozen=True)
 class MountOptions:
     flags: int
     propagation: int
     data: str
+    recursive_ro: bool = False      # "rro": every mount below read-only too
 
     @property
     def is_bind(self) -> bool:
@@ -65,16 +79,20 @@ class MountOptions:
 def parse_mount_options(options: list[str]) -> MountOptions:
     """Split OCI mount options the way runc does: known flags and propagation
     words become bits, anything else is passed to the filesystem as data."""
-    flags, prop, data = 0, 0, []
+    flags, prop, data, rro = 0, 0, [], False
     for opt in options:
-        if opt in FLAG_OPTIONS:
+        if opt == "rro":
+            # runtime-spec 1.1: read-only, recursively (mount_setattr)
+            flags |= MS_RDONLY
+            rro = True
+        elif opt in FLAG_OPTIONS:
             clear, set_ = FLAG_OPTIONS[opt]
             flags = (flags & ~clear) | set_
         elif opt in PROPAGATION:
             prop |= PROPAGATION[opt]
         else:
             data.append(opt)
-    return MountOptions(flags, prop, ",".join(data))
+    return MountOptions(flags, prop, ",".join(data), rro)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any
 from crio_native.errors import (CrioNativeError, DeadlineExceeded, FailedPrecondition, Internal,
                                 NotFound, Unimplemented)
 from crio_native.linux import cgroups
+from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.monitor import launch_monitor, process_alive
 from crio_native._native import proc as native_proc
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
@@ -127,14 +128,6 @@ def process_cgroup_dirs(pid: int) -> tuple[Path, ...]:
         if d is not None and d != h.mountpoint and d not in out:
             out.append(d)
     return tuple(out)
-
-
-def _kernel_at_least(major: int, minor: int) -> bool:
-    release = os.uname().release.split("-")[0].split(".")
-    try:
-        return (int(release[0]), int(release[1])) >= (major, minor)
-    except (IndexError, ValueError):
-        return False
 
 
 def features_from_json(doc: dict[str, Any], kernel_has_mount_setattr: bool) -> HandlerFeatures:
@@ -507,7 +500,7 @@ class OciCliHandler:
                      "features", self.name,
                      runtime_messages(p.stderr) or f"exit status {p.returncode}")
             return HandlerFeatures()
-        return features_from_json(doc, _kernel_at_least(5, 12))
+        return features_from_json(doc, kernel_has_mount_setattr())
 
 
 def _read_pid(path: Path) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from crio_native.linux import capabilities, cgroups, seccomp
-from crio_native.linux.mounts import FLAG_OPTIONS, PROPAGATION
+from crio_native.linux.mounts import FLAG_OPTIONS, PROPAGATION, kernel_has_mount_setattr
 from crio_native.runtime.builtin.plan import NAMESPACES
 
 
@@ -17,7 +17,8 @@ def features() -> dict[str, Any]:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "poststart", "poststop"],
-        "mountOptions": sorted(set(FLAG_OPTIONS) | set(PROPAGATION)),
+        "mountOptions": sorted(set(FLAG_OPTIONS) | set(PROPAGATION)
+                               | ({"rro"} if kernel_has_mount_setattr() else set())),
         "linux": {
             "namespaces": sorted(NAMESPACES),
             "capabilities": sorted(capabilities.CAPABILITIES,

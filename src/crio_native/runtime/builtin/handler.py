@@ -17,6 +17,7 @@ from typing import Any
 
 from crio_native._native import proc as native_proc
 from crio_native.errors import FailedPrecondition, NotFound
+from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.runtime.builtin.container import BuiltinRuntime
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
                                          MonitorOptions)
@@ -129,9 +130,8 @@ class BuiltinHandler:
         self.runtime.update(container_id, resources)
 
     def features(self) -> HandlerFeatures:
-        # "rro" mount options are not implemented by the plan (linux/mounts.py
-        # passes unknown options on as fs data); uid/gid mappings are.
-        return HandlerFeatures(recursive_read_only_mounts=False, user_namespaces=True)
+        return HandlerFeatures(recursive_read_only_mounts=kernel_has_mount_setattr(),
+                               user_namespaces=True)
 
 
 def _collect(pid: int, out_r: int, err_r: int, timeout: float | None) -> ExecResult:

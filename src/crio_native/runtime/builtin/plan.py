@@ -23,7 +23,8 @@ from crio_native.runtime.builtin.hooks import CREATE_KINDS, parse_hooks
 from crio_native.linux.mounts import (DEFAULT_DEVICES, DEVICE_TYPES, MS_BIND, MS_RDONLY, MS_REC,
                                       PROPAGATION, Device, MountOptions, default_symlinks,
                                       parse_mount_options)
-from crio_native.runtime.builtin.records import (MOUNT_BIND, MOUNT_DEST_FILE, MOUNT_FS, Rec,
+from crio_native.runtime.builtin.records import (MOUNT_BIND, MOUNT_DEST_FILE, MOUNT_FS,
+                                                 MOUNT_RRO, Rec,
                                                  Record, encode, rec)
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,8 @@ def mount_record(m: Any, i: int, bundle: Path, rootfs: Path) -> Record:
         if not src.is_dir():
             kind |= MOUNT_DEST_FILE
         fstype = ""
+    if opts.recursive_ro:
+        kind |= MOUNT_RRO
     return rec(Rec.MOUNT, opts.flags, opts.propagation, kind, source, dest, fstype, opts.data)
 
 

@@ -58,6 +58,7 @@ LAYOUTS: dict[Rec, str] = {
 MOUNT_FS = 0
 MOUNT_BIND = 1
 MOUNT_DEST_FILE = 0x100
+MOUNT_RRO = 0x200
 
 
 class Record(NamedTuple):
