@@ -18,12 +18,13 @@ import pytest
 
 from crio_native.errors import FailedPrecondition
 from crio_native.linux import cgroups
+from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.monitor import monitor_binary, process_alive, read_exit, wait_exit
 from crio_native.runtime.builtin.plan import build_plan
 from crio_native.runtime.builtin.handler import BuiltinHandler
 from crio_native.runtime.handler import MonitorOptions
 
-from tests.integration.test_builtin_cgroups import _has
+from tests.hostinfo import cgroup_controller_usable
 from tests.integration.test_monitor import joined, log_entries
 
 # Also run inside the pure cgroup v2 VM by `make test` (CLONE_INTO_CGROUP,
@@ -328,10 +329,10 @@ def test_pause_and_resume(handler, running):
 
 def test_update_changes_the_cgroup_limits(handler, running):
     resources, later, expect = {}, {}, []
-    if _has("pids"):
+    if cgroup_controller_usable("pids"):
         resources["pids"], later["pids"] = {"limit": 42}, {"limit": 77}
         expect.append(("pids", "pids.max", "pids.max", "77"))
-    if _has("memory"):
+    if cgroup_controller_usable("memory"):
         resources["memory"] = {"limit": 64 << 20}
         later["memory"] = {"limit": 96 << 20}
         expect.append(("memory", "memory.limit_in_bytes", "memory.max", str(96 << 20)))
@@ -380,7 +381,7 @@ def test_delete_unknown_and_force(handler, running, tmp_path):
 
 
 def test_oom_kill_recorded_from_the_memory_cgroup(handler, make_bundle, mon_opts):
-    if not _has("memory"):
+    if not cgroup_controller_usable("memory"):
         pytest.skip("this host has no memory cgroup controller for the container's group")
     name = f"crn-hd-oom-{os.getpid()}"
     opts = mon_opts("o1")
@@ -396,7 +397,7 @@ def test_oom_kill_recorded_from_the_memory_cgroup(handler, make_bundle, mon_opts
 
 def test_user_namespaces_as_features_claims(handler, make_bundle, mon_opts, traversable_tmp):
     assert handler.features().user_namespaces
-    assert not handler.features().recursive_read_only_mounts
+    assert handler.features().recursive_read_only_mounts == kernel_has_mount_setattr()
 
     def edit(spec):
         spec["linux"]["namespaces"].append({"type": "user"})

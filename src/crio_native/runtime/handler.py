@@ -62,6 +62,7 @@ class ExecProcess:
     reap_fn: Callable[[], int] | None = None
     kill_fn: Callable[[], None] | None = None
     cleanup: Callable[[], None] | None = None
+    resized: Callable[[], None] | None = None   # after a TIOCSWINSZ on `pty`
     exit_code: int | None = None
 
     def reap(self) -> int:

@@ -19,7 +19,6 @@ import selectors
 import shlex
 import shutil
 import signal as signal_mod
-import socket
 import subprocess
 import tempfile
 import threading
@@ -370,50 +369,48 @@ class OciCliHandler:
                          stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
         """`<runtime> exec --process F` as our child.  Without a terminal the
         runtime hands its stdio (our pipes) to the process and exits with its
-        status; with one, the runtime sends the pty master over
-        --console-socket."""
+        status.  With one, the runtime (not detached, so it can report the
+        exit) makes the container's pty and relays it to its own stdio, which
+        is the slave of a pty of ours; it takes the window size from there on
+        SIGWINCH (runc's --console-socket is only for detached execs)."""
         tmp = Path(tempfile.mkdtemp(prefix=f"crn-exec-{container_id[:12]}-"))
         process_file, pid_file, log_file = tmp / "process.json", tmp / "exec.pid", tmp / "log"
         process_file.write_text(json.dumps({**process, "terminal": tty}))
         process_file.chmod(0o600)
         args = ["exec", "--process", str(process_file), "--pid-file", str(pid_file)]
-        console = None
+        if tty:
+            args.append("--tty")
+        cmd = self._argv(*args, container_id, log_file=log_file)
+        log.debug("runtime handler %s: %s", self.name, shlex.join(cmd))
         ours: dict[str, int] = {}
+        slave = None
         try:
             if tty:
-                console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                console.bind(str(tmp / "console.sock"))
-                console.listen(1)
-                args += ["--console-socket", str(tmp / "console.sock")]
-            cmd = self._argv(*args, container_id, log_file=log_file)
-            log.debug("runtime handler %s: %s", self.name, shlex.join(cmd))
-            pipe = subprocess.PIPE
+                master, slave = os.openpty()
+                ours.update(stdin=master, stdout=master, pty=master)
+                stdio = dict(stdin=slave, stdout=slave, stderr=slave)
+            else:
+                pipe = subprocess.PIPE
+                stdio = dict(stdin=pipe if stdin else subprocess.DEVNULL,
+                             stdout=pipe if stdout else subprocess.DEVNULL,
+                             stderr=pipe if stderr else subprocess.DEVNULL)
             try:
-                proc = subprocess.Popen(
-                    cmd, stdin=pipe if stdin and not tty else subprocess.DEVNULL,
-                    stdout=pipe if stdout and not tty else subprocess.DEVNULL,
-                    stderr=pipe if stderr and not tty else subprocess.DEVNULL)
+                proc = subprocess.Popen(cmd, **stdio)
             except FileNotFoundError as e:
                 raise self._missing_binary() from e
-            for name, f in (("stdin", proc.stdin), ("stdout", proc.stdout),
-                            ("stderr", proc.stderr)):
+            for name in ("stdin", "stdout", "stderr"):
+                f = getattr(proc, name)
                 if f is not None:
                     ours[name] = os.dup(f.fileno())
                     f.close()
-            if console is not None:
-                master = self._receive_console(console, proc, container_id, log_file)
-                ours.update(stdin=master, stdout=master, pty=master)
         except BaseException:
             for fd in set(ours.values()):
                 os.close(fd)
-            if console is not None:
-                console.close()
-            if "proc" in locals():
-                self._kill_exec(container_id, proc, pid_file)
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if console is not None:
-            console.close()
+        finally:
+            if slave is not None:
+                os.close(slave)
         for fd in set(ours.values()):
             os.set_blocking(fd, False)
 
@@ -424,39 +421,16 @@ class OciCliHandler:
                             container_id, self._read_log(log_file))
             return code if code >= 0 else 128 - code
 
-        def cleanup() -> None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=0)
-            shutil.rmtree(tmp, ignore_errors=True)
+        def resized() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                if proc.returncode is None:
+                    os.kill(proc.pid, signal_mod.SIGWINCH)
 
         return ExecProcess(pid=proc.pid, wait_fd=native_proc.pidfd_open(proc.pid),
                            reap_fn=reap, kill_fn=lambda: self._kill_exec(container_id, proc,
                                                                          pid_file),
-                           cleanup=cleanup, **ours)
-
-    def _receive_console(self, console: socket.socket, proc: subprocess.Popen,
-                         container_id: str, log_file: Path) -> int:
-        """The pty master the runtime sends over the console socket; a
-        runtime that exits first failed, and says why in its log."""
-        console.settimeout(0.1)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                conn, _ = console.accept()
-                break
-            except socket.timeout:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    message = self._read_log(log_file) or f"exit status {proc.returncode}"
-                    raise FailedPrecondition(f"container {container_id}: {self.name} exec: "
-                                             f"{message}")
-        with conn:
-            conn.settimeout(self.timeout)
-            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
-        if not fds:
-            raise FailedPrecondition(f"container {container_id}: {self.name} exec: no pty "
-                                     "master on the console socket")
-        os.set_inheritable(fds[0], False)
-        return fds[0]
+                           cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True),
+                           resized=resized if tty else None, **ours)
 
     def _kill_exec(self, container_id: str, proc: subprocess.Popen, pid_file: Path) -> None:
         """SIGKILL the exec'd process, let the runtime reap it and exit, then

@@ -38,7 +38,7 @@ class StreamingServer:
                  tls_cert: str = "", tls_key: str = "", tokens: TokenCache | None = None):
         self.address, self.requested_port = address, port
         self.tls_cert, self.tls_key = tls_cert, tls_key
-        self.tokens = tokens or TokenCache()
+        self.tokens = tokens if tokens is not None else TokenCache()
         self.port = 0
         self._executor = ThreadPoolExecutor(EXECUTOR_WORKERS, thread_name_prefix="stream-io")
         self.backend = sessions.Backend(containers, sandboxes, self._executor)
@@ -195,7 +195,7 @@ class StreamingServer:
             if chosen is None:
                 return await _refuse_protocols(conn, writer, offered, sp.WEBSOCKET_PROTOCOLS)
         reply = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
-                 (b"Sec-WebSocket-Accept", generate_accept_token(key.encode()).encode())]
+                 (b"Sec-WebSocket-Accept", generate_accept_token(key.encode()))]
         if chosen:
             reply.append((b"Sec-WebSocket-Protocol", chosen.encode()))
         trailing = await _switch(conn, writer, reply)

@@ -94,7 +94,7 @@ async def _relay_process(backend: Backend, proc, streams: CommandStreams) -> int
     if proc.stdin is not None:
         helpers.append(asyncio.ensure_future(_pump_in(proc, streams)))
     if proc.pty is not None:
-        helpers.append(asyncio.ensure_future(_pump_resize(proc.pty, streams)))
+        helpers.append(asyncio.ensure_future(_pump_resize(proc, streams)))
     exited = asyncio.ensure_future(aio.wait_readable(proc.wait_fd))
     gone = asyncio.ensure_future(streams.gone.wait())
     try:
@@ -137,10 +137,12 @@ async def _pump_in(proc, streams: CommandStreams) -> None:
             os.close(fd)
 
 
-async def _pump_resize(pty: int, streams: CommandStreams) -> None:
+async def _pump_resize(proc, streams: CommandStreams) -> None:
     while True:
         size = await streams.resizes.get()
-        set_window_size(pty, size)
+        set_window_size(proc.pty, size)
+        if proc.resized is not None:
+            proc.resized()
 
 
 def set_window_size(fd: int, size: sp.TerminalSize) -> None:
@@ -195,7 +197,10 @@ async def _relay_attach(sock: socket.socket, early: list[bytes], streams: Comman
         while (data := await streams.read_stdin()) is not None:
             for i in range(0, len(data), mp.MSG_MAX - 1):
                 await loop.sock_sendall(sock, bytes((mp.MSG_STDIN,)) + data[i:i + mp.MSG_MAX - 1])
-        await loop.sock_sendall(sock, bytes((mp.MSG_CLOSE_STDIN,)))
+        if not streams.gone.is_set():
+            # the client closed its stdin; one that just left closes nothing
+            # (the monitor closes it for a stdin_once container)
+            await loop.sock_sendall(sock, bytes((mp.MSG_CLOSE_STDIN,)))
 
     async def resize() -> None:
         while True:

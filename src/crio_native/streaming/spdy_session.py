@@ -36,6 +36,8 @@ class SpdySession:
         self._trailing = trailing
         self.opened: asyncio.Queue[StreamOpened] = asyncio.Queue()
         self.sinks: dict[int, object] = {}     # stream id -> (feed, end, lost) callbacks
+        # what came on a stream before its session took it: data, fin, reset
+        self._early: dict[int, list] = {}
         self.closed = asyncio.Event()
 
     # ---- io --------------------------------------------------------------------------
@@ -79,21 +81,45 @@ class SpdySession:
     async def _dispatch(self, event) -> None:
         if isinstance(event, StreamOpened):
             self.conn.reply(event.stream_id, {})
+            self._early[event.stream_id] = [[], event.fin, False]
             await self.opened.put(event)
-            if event.fin:
-                self._end(event.stream_id)
         elif isinstance(event, DataReceived):
+            early = self._early.get(event.stream_id)
+            if early is not None:
+                early[0].append(event.data)
+                early[1] = early[1] or event.fin
+                return
             sink = self.sinks.get(event.stream_id)
             if sink is not None and event.data:
                 await sink[0](event.data)
             if event.fin:
                 self._end(event.stream_id)
         elif isinstance(event, StreamReset):
+            early = self._early.get(event.stream_id)
+            if early is not None:
+                early[2] = True
             sink = self.sinks.pop(event.stream_id, None)
             if sink is not None:
                 sink[2]()
         elif isinstance(event, GoAwayReceived):
             pass          # the client opens no more streams; the open ones go on
+
+    async def take(self, stream_id: int, feed, end, lost) -> None:
+        """Route a stream's input to a session, with what came before."""
+        fin = reset = False
+        early = self._early.get(stream_id)
+        if early is not None:
+            while early[0]:      # the read loop may add more while we wait
+                data = early[0].pop(0)
+                if data:
+                    await feed(data)
+            del self._early[stream_id]
+            fin, reset = early[1], early[2]
+        self.sinks[stream_id] = (feed, end, lost)
+        if reset or self.closed.is_set():
+            lost()
+        elif fin:
+            end()
 
     def _end(self, stream_id: int) -> None:
         sink = self.sinks.get(stream_id)
@@ -157,8 +183,9 @@ class SpdySession:
             kind = event.headers.get("streamtype", "")
             if kind in (sp.STREAM_ERROR, sp.STREAM_STDIN, sp.STREAM_STDOUT, sp.STREAM_STDERR,
                         sp.STREAM_RESIZE):
-                streams.adopt(kind, event.stream_id)
+                await streams.adopt(kind, event.stream_id)
             else:
+                self._early.pop(event.stream_id, None)
                 self.conn.reset(event.stream_id, RstStatus.REFUSED_STREAM)
         return streams
 
@@ -181,6 +208,7 @@ class SpdySession:
                 request_id = event.headers.get("requestid") or str(event.stream_id)
                 kind = event.headers.get("streamtype", "")
                 if kind not in (sp.STREAM_DATA, sp.STREAM_ERROR):
+                    self._early.pop(event.stream_id, None)
                     self.conn.reset(event.stream_id, RstStatus.REFUSED_STREAM)
                     continue
                 pair = pairs.setdefault(request_id, {})
@@ -190,6 +218,7 @@ class SpdySession:
                 del pairs[request_id]
                 stream = await self._port_stream(pair)
                 if stream is not None:
+                    await stream.take()
                     task = asyncio.ensure_future(run_port(stream))
                     relays.add(task)
                     task.add_done_callback(relays.discard)
@@ -220,16 +249,18 @@ class SpdyCommandStreams(CommandStreams):
         self.ids: dict[str, int] = {}
         self._resize = sp.ResizeDecoder()
 
-    def adopt(self, kind: str, stream_id: int) -> None:
+    async def adopt(self, kind: str, stream_id: int) -> None:
         self.ids[kind] = stream_id
-        sinks = self.session.sinks
+        take = self.session.take
         if kind == sp.STREAM_STDIN:
-            sinks[stream_id] = (self.feed_stdin, self.end_stdin, self.end_stdin)
+            await take(stream_id, self.feed_stdin, self.end_stdin, self.end_stdin)
         elif kind == sp.STREAM_RESIZE:
-            sinks[stream_id] = (self._on_resize, _nothing, _nothing)
+            await take(stream_id, self._on_resize, _nothing, _nothing)
         elif kind == sp.STREAM_ERROR:
-            # the client's end of the connection: losing it is losing the client
-            sinks[stream_id] = (_drop, _nothing, self.lost)
+            # the client resetting the error stream is the client leaving
+            await take(stream_id, _drop, _nothing, self.lost)
+        else:
+            await take(stream_id, _drop, _nothing, _nothing)
         if self.session.closed.is_set():
             self.lost()
 
@@ -265,10 +296,10 @@ class SpdyPortStream(PortStream):
     def __init__(self, session: SpdySession, data_id: int, error_id: int, port: int):
         super().__init__(port)
         self.session, self.data_id, self.error_id = session, data_id, error_id
-        session.sinks[data_id] = (self.feed, self.end, self.lost)
-        session.sinks[error_id] = (_drop, _nothing, _nothing)
-        if session.closed.is_set():
-            self.lost()
+
+    async def take(self) -> None:
+        await self.session.take(self.error_id, _drop, _nothing, _nothing)
+        await self.session.take(self.data_id, self.feed, self.end, self.lost)
 
     async def _send(self, stream_id: int, data: bytes, fin: bool = False) -> None:
         try:

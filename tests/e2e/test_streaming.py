@@ -1,0 +1,365 @@
+"""Exec, attach and port-forward over the streaming server, against real
+containers through the daemon, with the test clients of stream_clients.py
+(WebSocket v4/v5 on wsproto, SPDY/3.1 on spdy.py)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from crio_native._proto import api_pb2
+from tests.e2e.stream_clients import (ERROR, STDERR, STDIN, STDOUT, V4, V5, Refused, SpdyClient,
+                                      WsClient, http_get)
+from tests.e2e.test_containers import container_config, create, remove_all_pods, rpc_code
+from tests.fixtures.oci_builder import ImageBuilder, Pusher, symlink
+from tests.fixtures.registry import registry  # noqa: F401
+
+pytestmark = pytest.mark.root
+
+EXTRA_APPLETS = ("stty", "httpd", "mkdir", "grep")
+CNI_PLUGIN_DIR = "/usr/lib/cni"
+HANDLERS = ["builtin", "runc"]
+
+
+@pytest.fixture(scope="module")
+def stream_image(registry):  # noqa: F811
+    image = (ImageBuilder().busybox()
+             .add_layer([symlink(f"bin/{a}", "busybox") for a in EXTRA_APPLETS]).build())
+    Pusher(registry.url).push_image("e2e/streambox", "1", image)
+    return f"{registry.host}/e2e/streambox:1", image
+
+
+def make_daemon(daemon_factory, stream_image, tmp_path):
+    d = daemon_factory("--cni-plugin-dir", CNI_PLUGIN_DIR)
+    d.network_dir.mkdir(parents=True, exist_ok=True)
+    (d.network_dir / "10-crn-lo.conflist").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "crn-lo", "plugins": [{"type": "loopback"}]}))
+    d.start()
+    d.image_name, d.image = stream_image
+    d.images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image_name)))
+    d.pod_logs = tmp_path / "pod-logs"
+    d.pod_logs.mkdir(exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def sdaemon(daemon_factory, stream_image, tmp_path):
+    d = make_daemon(daemon_factory, stream_image, tmp_path)
+    yield d
+    if d.proc is not None and d.proc.poll() is None:
+        remove_all_pods(d)
+
+
+@pytest.fixture(params=HANDLERS)
+def handler(request) -> str:
+    if request.param == "runc" and shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    return request.param
+
+
+def start_pod(d, handler="builtin", name="pod", host_network=True) -> str:
+    config = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=name, namespace="default", uid=f"uid-{name}"),
+        hostname=name, log_directory=str(d.pod_logs / name))
+    opts = config.linux.security_context.namespace_options
+    opts.pid = api_pb2.CONTAINER
+    opts.network = api_pb2.NODE if host_network else api_pb2.POD
+    return d.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(
+        config=config, runtime_handler=handler), timeout=60).pod_sandbox_id
+
+
+def run_container(d, pod, command=("sleep", "1000"), name="c", **kw) -> str:
+    cid = create(d, pod, container_config(d, name=name, command=list(command), **kw))
+    d.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    return cid
+
+
+def exec_url(d, cid, cmd, **kw) -> str:
+    kw.setdefault("stdout", True)
+    return d.runtime.Exec(api_pb2.ExecRequest(container_id=cid, cmd=list(cmd), **kw)).url
+
+
+EXIT7 = ["sh", "-c", "echo out; echo err >&2; exit 7"]
+
+
+def assert_exit7(status: dict) -> None:
+    assert status["status"] == "Failure" and status["reason"] == "NonZeroExitCode", status
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}], status
+
+
+# ---- exec --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("proto", [V4, V5])
+def test_exec_websocket_streams_and_exit_code(sdaemon, handler, proto):
+    d = sdaemon
+    cid = run_container(d, start_pod(d, handler))
+    url = exec_url(d, cid, EXIT7, stderr=True)
+    assert url.startswith("http://127.0.0.1:") and "/exec/" in url
+    client = WsClient(url, protocols=(proto,))
+    assert client.protocol == proto
+    out = client.run()
+    assert out[STDOUT] == b"out\n" and out[STDERR] == b"err\n", out
+    assert_exit7(json.loads(out[ERROR]))
+    ok = WsClient(exec_url(d, cid, ["true"]), protocols=(proto,)).run()
+    assert json.loads(ok[ERROR]) == {"metadata": {}, "status": "Success"}
+
+
+def test_exec_spdy_streams_and_exit_code(sdaemon, handler):
+    d = sdaemon
+    cid = run_container(d, start_pod(d, handler))
+    client = SpdyClient(exec_url(d, cid, EXIT7, stderr=True))
+    assert client.protocol == V4
+    err = client.open("error")
+    out = client.open("stdout")
+    errout = client.open("stderr")
+    status = json.loads(client.wait_ended(err))
+    client.wait_ended(out)
+    client.wait_ended(errout)
+    assert client.data.get(out) == b"out\n" and client.data.get(errout) == b"err\n"
+    assert_exit7(status)
+    client.close()
+
+
+def test_exec_stdin_is_relayed_and_closed(sdaemon):
+    d = sdaemon
+    cid = run_container(d, start_pod(d))
+    ws = WsClient(exec_url(d, cid, ["cat"], stdin=True), protocols=(V5,))
+    ws.send(STDIN, b"hello ")
+    ws.send(STDIN, b"world\n")
+    ws.wait_for(STDOUT, b"hello world\n")
+    ws.close_stdin()                  # v5: cat sees the end of its input and exits
+    out = ws.run()
+    assert json.loads(out[ERROR])["status"] == "Success"
+    spdy = SpdyClient(exec_url(d, cid, ["cat"], stdin=True))
+    err, stdin, stdout = spdy.open("error"), spdy.open("stdin"), spdy.open("stdout")
+    spdy.send(stdin, b"through spdy\n", fin=True)
+    assert json.loads(spdy.wait_ended(err))["status"] == "Success"
+    assert spdy.wait_ended(stdout) == b"through spdy\n"
+    spdy.close()
+
+
+def test_exec_tty_resize_is_seen_by_stty(sdaemon, handler):
+    d = sdaemon
+    cid = run_container(d, start_pod(d, handler))
+    url = exec_url(d, cid, ["sh", "-c", "read go; stty size"], stdin=True, tty=True)
+    ws = WsClient(url, protocols=(V5,))
+    ws.resize(101, 33)
+    time.sleep(0.2)
+    ws.send(STDIN, b"go\n")
+    out = ws.run()
+    assert b"33 101" in out[STDOUT], out
+    assert json.loads(out[ERROR])["status"] == "Success"
+    spdy = SpdyClient(exec_url(d, cid, ["sh", "-c", "read go; stty size; exit 3"], stdin=True,
+                               tty=True))
+    err, stdin, stdout = spdy.open("error"), spdy.open("stdin"), spdy.open("stdout")
+    resize = spdy.open("resize")
+    spdy.send(resize, json.dumps({"Width": 120, "Height": 40}).encode())
+    time.sleep(0.2)
+    spdy.send(stdin, b"go\n")
+    status = json.loads(spdy.wait_ended(err))
+    assert b"40 120" in spdy.data.get(stdout, b""), spdy.data
+    assert status["details"]["causes"][0]["message"] == "3"
+    spdy.close()
+
+
+def daemon_resources(d) -> tuple[int, int]:
+    pid = d.proc.pid
+    return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
+
+
+def sleepers(tag: str) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if (p / "cmdline").read_bytes() == f"sleep\0{tag}\0".encode():
+                    out.append(int(p.name))
+            except OSError:
+                pass
+    return out
+
+
+def test_client_going_away_kills_only_its_process(sdaemon):
+    d = sdaemon
+    cid = run_container(d, start_pod(d))
+    # warm up: the executor's threads and the server's first connection
+    WsClient(exec_url(d, cid, ["true"])).run()
+    before = daemon_resources(d)
+    for transport in ("ws", "spdy") * 3:
+        url = exec_url(d, cid, ["sleep", "4321"], stdin=True)
+        if transport == "ws":
+            client = WsClient(url)
+            client.pump(0.3)
+        else:
+            client = SpdyClient(url)
+            client.open("error"), client.open("stdin"), client.open("stdout")
+            client.pump(0.3)
+        deadline = time.monotonic() + 10
+        while not sleepers("4321") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sleepers("4321")
+        client.close()
+        deadline = time.monotonic() + 10
+        while sleepers("4321") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not sleepers("4321"), "the exec'd process outlived its client"
+    for _ in range(20):
+        WsClient(exec_url(d, cid, ["true"])).run()
+    time.sleep(0.3)
+    after = daemon_resources(d)
+    assert after[0] <= before[0], (before, after)          # fds
+    assert after[1] <= before[1] + 2, (before, after)      # threads (executor may grow)
+    st = d.runtime.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid)).status
+    assert st.state == api_pb2.CONTAINER_RUNNING
+
+
+# ---- attach ------------------------------------------------------------------------------
+
+def test_attach_gets_output_and_sends_stdin(sdaemon, handler):
+    d = sdaemon
+    pod = start_pod(d, handler)
+    ticker = run_container(d, pod, ["sh", "-c", "i=0; while true; do echo tick $i; "
+                                                "i=$((i+1)); sleep 0.2; done"], name="ticker")
+    url = d.runtime.Attach(api_pb2.AttachRequest(container_id=ticker, stdout=True,
+                                                 stderr=True)).url
+    assert "/attach/" in url
+    ws = WsClient(url, protocols=(V5,))
+    ws.wait_for(STDOUT, b"tick", timeout=5)
+    ws.pump(0.5)
+    assert ws.output(STDOUT).count(b"tick") >= 2
+    ws.close()
+    echo = run_container(d, pod, ["cat"], name="echo", stdin=True)
+    spdy = SpdyClient(d.runtime.Attach(api_pb2.AttachRequest(
+        container_id=echo, stdin=True, stdout=True)).url)
+    _err, stdin, stdout = spdy.open("error"), spdy.open("stdin"), spdy.open("stdout")
+    spdy.pump(0.2)
+    spdy.send(stdin, b"echo me\n")
+    spdy.wait_for(stdout, b"echo me\n")
+    spdy.close()
+    # the container outlives its clients
+    st = d.runtime.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=echo)).status
+    assert st.state == api_pb2.CONTAINER_RUNNING
+
+
+# ---- port forward --------------------------------------------------------------------------
+
+HTTPD = ["sh", "-c", "mkdir -p /www && echo hello-from-pod > /www/index.html && "
+                     "exec httpd -f -p 8080 -h /www"]
+GET = b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n"
+
+
+def wait_listening(d, cid) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = d.runtime.ExecSync(api_pb2.ExecSyncRequest(container_id=cid, cmd=[
+            "sh", "-c", "cat /proc/net/tcp /proc/net/tcp6 | grep -q ':1F90 .* 0A '"], timeout=5))
+        if r.exit_code == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("httpd is not listening")
+
+
+def test_port_forward_to_httpd_in_the_pod(sdaemon):
+    d = sdaemon
+    pod = start_pod(d, host_network=False)
+    cid = run_container(d, pod, HTTPD, name="web")
+    wait_listening(d, cid)
+    url = d.runtime.PortForward(api_pb2.PortForwardRequest(pod_sandbox_id=pod, port=[8080])).url
+    assert "/portforward/" in url
+    spdy = SpdyClient(url, protocols=("portforward.k8s.io",))
+    pairs = []
+    for request_id in ("0", "1", "2"):          # concurrent connections on one session
+        err = spdy.open("error", port="8080", requestid=request_id)
+        data = spdy.open("data", port="8080", requestid=request_id)
+        pairs.append((err, data))
+    for _, data in pairs:
+        spdy.send(data, GET)
+    for err, data in pairs:
+        reply = spdy.wait_ended(data)
+        assert reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n")[0], reply
+        assert b"hello-from-pod" in reply
+    # nothing listens on 8081: the error stream says so
+    err = spdy.open("error", port="8081", requestid="9")
+    spdy.open("data", port="8081", requestid="9")
+    message = spdy.wait_ended(err)
+    assert b"8081" in message and b"refused" in message.lower(), message
+    spdy.close()
+    # over WebSocket: channel 0 data, 1 error, each starting with the port
+    url = d.runtime.PortForward(api_pb2.PortForwardRequest(pod_sandbox_id=pod, port=[8080])).url
+    ws = WsClient(url + "?port=8080", protocols=(V4,))
+    ws.send(0, GET)
+    data = ws.run()
+    assert data[0][:2] == (8080).to_bytes(2, "little") and data[1] == data[0][:2]
+    assert b" 200 " in data[0][2:].split(b"\r\n")[0] and b"hello-from-pod" in data[0]
+
+
+# ---- tokens and bad requests -----------------------------------------------------------------
+
+def test_used_and_unknown_tokens_are_404(sdaemon):
+    d = sdaemon
+    cid = run_container(d, start_pod(d))
+    url = exec_url(d, cid, ["true"])
+    WsClient(url).run()
+    with pytest.raises(Refused) as e:
+        WsClient(url)
+    assert e.value.status == 404
+    assert http_get(url.rsplit("/", 1)[0] + "/not-a-token")[0] == 404
+    assert http_get(url.replace("/exec/", "/attach/"))[0] == 404
+    # a token for one kind does not open another
+    url = exec_url(d, cid, ["true"])
+    assert http_get(url.replace("/exec/", "/attach/"))[0] == 404
+    # base64 subprotocols are refused with a clear message
+    with pytest.raises(Refused) as e:
+        WsClient(exec_url(d, cid, ["true"]), protocols=("base64.channel.k8s.io",))
+    assert e.value.status == 400 and b"base64" in e.value.body
+    # no upgrade at all
+    status, body = http_get(exec_url(d, cid, ["true"]))
+    assert status == 400 and b"upgrade" in body.lower()
+
+
+def test_expired_tokens_are_404(daemon_factory, stream_image, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRIO_NATIVE_STREAM_TOKEN_TTL", "0.5")
+    d = make_daemon(daemon_factory, stream_image, tmp_path)
+    try:
+        cid = run_container(d, start_pod(d))
+        url = exec_url(d, cid, ["true"])
+        time.sleep(1.0)
+        with pytest.raises(Refused) as e:
+            WsClient(url)
+        assert e.value.status == 404
+    finally:
+        remove_all_pods(d)
+
+
+def test_bad_requests_are_refused_by_the_rpc(sdaemon):
+    d = sdaemon
+    pod = start_pod(d)
+    cid = run_container(d, pod)
+    code = grpc.StatusCode
+    rt = d.runtime
+    assert rpc_code(lambda: rt.Exec(api_pb2.ExecRequest(container_id="nope", cmd=["true"],
+                                                        stdout=True)))[0] == code.NOT_FOUND
+    assert rpc_code(lambda: rt.Exec(api_pb2.ExecRequest(container_id=cid, cmd=["true"])))[0] \
+        == code.INVALID_ARGUMENT
+    assert rpc_code(lambda: rt.Exec(api_pb2.ExecRequest(
+        container_id=cid, cmd=["true"], tty=True, stdout=True, stderr=True)))[0] \
+        == code.INVALID_ARGUMENT
+    assert rpc_code(lambda: rt.Exec(api_pb2.ExecRequest(container_id=cid, stdout=True)))[0] \
+        == code.INVALID_ARGUMENT
+    assert rpc_code(lambda: rt.Attach(api_pb2.AttachRequest(container_id="nope",
+                                                            stdout=True)))[0] == code.NOT_FOUND
+    assert rpc_code(lambda: rt.Attach(api_pb2.AttachRequest(container_id=cid)))[0] \
+        == code.INVALID_ARGUMENT
+    assert rpc_code(lambda: rt.PortForward(api_pb2.PortForwardRequest(
+        pod_sandbox_id="nope", port=[80])))[0] == code.NOT_FOUND
+    assert rpc_code(lambda: rt.PortForward(api_pb2.PortForwardRequest(
+        pod_sandbox_id=pod, port=[0])))[0] == code.INVALID_ARGUMENT
+    done = create(d, pod, container_config(d, name="done", command=["true"]))
+    assert rpc_code(lambda: rt.Exec(api_pb2.ExecRequest(container_id=done, cmd=["true"],
+                                                        stdout=True)))[0] \
+        == code.FAILED_PRECONDITION
