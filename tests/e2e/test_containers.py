@@ -275,15 +275,21 @@ def test_containers_outlive_the_daemon(daemon_factory, busybox_image, tmp_path):
     d.images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image_name)))
     d.pod_logs = tmp_path / "logs"
     pod = run_pod(d)
-    long = create(d, pod, container_config(d, name="long"))
+    long = create(d, pod, container_config(d, name="long", command=[
+        "sh", "-c", "while true; do echo tick; sleep 0.1; done"]))
     short = create(d, pod, container_config(d, name="short", command=["sh", "-c",
                                                                       "sleep 1; exit 4"]))
     for cid in (long, short):
         d.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    long_log = Path(cstatus(d, long).status.log_path)
     d.stop(signal.SIGKILL)
+    before = len(log_entries(long_log))
     time.sleep(1.5)                       # `short` exits while no daemon runs
+    during = len(log_entries(long_log))
     d.start()
     assert cstatus(d, long).status.state == api_pb2.CONTAINER_RUNNING
+    time.sleep(0.5)
+    assert before < during < len(log_entries(long_log))   # the log never paused
     st = wait_exited(d, short)
     assert (st.state, st.exit_code) == (api_pb2.CONTAINER_EXITED, 4)
     d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod))
