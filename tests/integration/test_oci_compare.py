@@ -299,3 +299,27 @@ def test_recursive_read_only_bind(builtin, oracle, make_bundle, host_dir_with_su
     mine, ref = both(builtin, oracle, make_bundle(["sh", "-c", probe], edit))
     assert mine.out == ref.out
     assert mine.out == ("wrote\ntop-ro\n" if writable else "top-ro\n")
+
+
+def _v1_devices_controller() -> bool:
+    from crio_native.linux import cgroups
+
+    return any(h.version == 1 and "devices" in h.controllers
+               for h, _ in cgroups.host_hierarchies())
+
+
+@pytest.mark.skipif(not _v1_devices_controller(),
+                    reason="device rules are enforced through the v1 devices controller; "
+                           "cgroup v2 needs an eBPF program the built-in runtime lacks")
+def test_device_cgroup_rules(builtin, oracle, make_bundle, cgroups_path):
+    """A node the spec creates but the device rules do not allow cannot be
+    opened; the standard devices can."""
+    def edit(spec):
+        spec["linux"]["cgroupsPath"] = cgroups_path("devrules")
+        spec["linux"]["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11,
+                                     "fileMode": 0o644, "uid": 0, "gid": 0}]
+        spec["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+    probe = ("head -c1 /dev/null && echo null-ok; "
+             "head -c1 /dev/kmsg >/dev/null 2>&1 || echo kmsg-denied")
+    mine, ref = both(builtin, oracle, make_bundle(["sh", "-c", probe], edit))
+    assert mine.out == ref.out == "null-ok\nkmsg-denied\n"

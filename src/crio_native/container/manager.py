@@ -179,7 +179,8 @@ class ContainerManager:
             self._specs[record.id] = build.spec
             undo.callback(self._specs.pop, record.id, None)
             prepare.prepare_log(record.log_path)
-            self.store.save(record)     # the rootfs is on disk before the runtime uses it
+            # no save here: a crash before CREATED is saved rolls back through
+            # the directory and the rootfs, which are found by the id
             created = handler.create(record.id, Path(record.bundle), MonitorOptions(
                 state_dir=Path(record.monitor_dir),
                 log_path=Path(record.log_path) if record.log_path else None,

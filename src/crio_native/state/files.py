@@ -40,7 +40,9 @@ def atomic_write(path: str | Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def atomic_write_json(path: str | Path, doc: Any, mode: int = 0o600) -> None:
-    atomic_write(path, json.dumps(doc, indent=1, sort_keys=True).encode(), mode)
+    # Compact: json's C encoder only runs without `indent`, and a container's
+    # config.json (its seccomp profile) is large enough for that to matter.
+    atomic_write(path, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(), mode)
 
 
 def read_json(path: str | Path) -> Any:
