@@ -9,7 +9,7 @@ STAMPS := .stamps
 
 APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev runc crun \
 	containernetworking-plugins docker-registry busybox-static containerd openssl iproute2 util-linux \
-	conmon
+	conmon policycoreutils selinux-policy-default
 PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" \
 	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7" \
 	"urllib3>=2.0" "zstandard>=0.22"
@@ -22,8 +22,14 @@ PYTEST_ARGS ?=
 # `vm` run there too, where real v2 limits, OOM kills and crun are available.
 VMRUN ?= $(abspath $(CURDIR)/../shared/tools/vm/vmrun.sh)
 VM_TIMEOUT ?= 1200
+# The second VM run: SELinux enforcing with Debian's policy plus our module
+# (contrib/selinux), for the tests marked `vm_selinux`.
+SELINUX_POLICY := build/selinux/policy.33
+VM_SELINUX_TIMEOUT ?= 600
+# where vm_selinux tests live: collecting the whole suite costs ~20 s in the VM
+VM_SELINUX_TESTS ?= tests/integration
 
-.PHONY: all install-deps build run test bench clean
+.PHONY: all install-deps build run test test-selinux bench clean
 
 all: build
 
@@ -63,6 +69,30 @@ test: build
 	else \
 		echo "== not running the vm-marked tests in a VM: no $(VMRUN) (or NO_VM set)"; \
 	fi
+	$(vm_selinux_run)
+
+# Only the SELinux VM run (after a build).
+test-selinux: build
+	$(vm_selinux_run)
+
+# Debian's policy store + contrib/selinux/crio_native.cil -> policy.33 (a copy
+# of the store is changed, never the host's own).
+$(SELINUX_POLICY): contrib/selinux/crio_native.cil contrib/selinux/build-policy.sh
+	@contrib/selinux/build-policy.sh $(patsubst %/,%,$(dir $@))
+
+define vm_selinux_run
+	@if [ ! -x "$(VMRUN)" ] || [ -n "$(NO_VM)" ]; then \
+		echo "== not running the vm_selinux tests: no $(VMRUN) (or NO_VM set)"; \
+	elif ! $(MAKE) --no-print-directory -s $(SELINUX_POLICY); then \
+		echo "== skipping the vm_selinux tests: cannot build $(SELINUX_POLICY) (see above)"; \
+	else \
+		echo "== tests marked vm_selinux, inside the VM with SELinux enforcing"; \
+		$(VMRUN) --share $(CURDIR) --timeout $(VM_SELINUX_TIMEOUT) --selinux enforcing \
+			--selinux-policy $(SELINUX_POLICY) -- \
+			$(CURDIR)/$(VPY) -m pytest -m vm_selinux -p no:cacheprovider $(PYTEST_ARGS) \
+			$(VM_SELINUX_TESTS); \
+	fi
+endef
 
 bench: build
 	$(call apt_ensure,$(BENCH_APT_PACKAGES))

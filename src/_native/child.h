@@ -67,6 +67,7 @@ int crn_proc_cwd_early(crn_child *c, crn_error *err);
 int crn_proc_cwd(crn_child *c, crn_error *err);
 int crn_proc_no_new_privs(crn_child *c, crn_error *err);
 int crn_proc_lookup(crn_child *c, crn_error *err);
+int crn_proc_selinux_label(crn_child *c, crn_error *err);
 int crn_proc_barrier(crn_child *c, crn_error *err);
 int crn_proc_seccomp_early(crn_child *c, crn_error *err);
 int crn_proc_seccomp(crn_child *c, crn_error *err);

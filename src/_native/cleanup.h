@@ -6,12 +6,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* Also sets *fd to -1, so an explicit early close followed by the
+ * variable's own cleanup never closes the number twice (in the threaded
+ * daemon the second close could hit another thread's new fd). */
 static inline void crn_close_fdp(int *fd)
 {
     if (*fd >= 0) {
         int saved = errno;
         close(*fd);
         errno = saved;
+        *fd = -1;
     }
 }
 

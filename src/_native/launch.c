@@ -30,7 +30,7 @@ static const char *const stage_names[CRN_STAGE_COUNT] = {
     "none", "parent", "sync", "namespaces", "oom_score_adj", "hostname",
     "rootfs", "mounts", "devices", "pivot_root", "masks", "rlimits", "user",
     "cwd", "capabilities", "no_new_privs", "lookup", "barrier", "seccomp", "exec", "sysctl", "hooks",
-    "terminal",
+    "terminal", "selinux",
 };
 
 const char *crn_stage_name(int stage)
@@ -92,6 +92,7 @@ static const struct {
     {CRN_STAGE_CAPS, crn_caps_apply},
     {CRN_STAGE_NO_NEW_PRIVS, crn_proc_no_new_privs},
     {CRN_STAGE_LOOKUP, crn_proc_lookup},
+    {CRN_STAGE_SELINUX, crn_proc_selinux_label},
 };
 
 static void child_send(crn_child *c, int kind, int stage, const crn_error *err)
@@ -289,7 +290,7 @@ static void leave_pid_ns(int *saved)
 {
     if (*saved >= 0)
         setns(*saved, CLONE_NEWPID);
-    crn_close_fdp(saved);
+    crn_close_fdp(saved);   /* sets it to -1: the caller's auto-close skips it */
 }
 
 static int do_clone(uint32_t ns_flags, int cgroup_fd, int *pidfd)

@@ -37,6 +37,7 @@ enum crn_stage {
     CRN_STAGE_SYSCTL,       /* after pivot_root, before read-only /proc/sys */
     CRN_STAGE_HOOKS,        /* createRuntime/createContainer, before pivot_root */
     CRN_STAGE_TERMINAL,     /* the pty slave on stdin becomes the controlling tty */
+    CRN_STAGE_SELINUX,      /* the exec label (process.selinuxLabel) */
     CRN_STAGE_COUNT
 };
 

@@ -37,6 +37,7 @@ static const char *layout_of(uint16_t type)
     case CRN_PLAN_SYSCTL: return "ss";
     case CRN_PLAN_HOOK_PAUSE: return "";
     case CRN_PLAN_CONTROLLING_TTY: return "";
+    case CRN_PLAN_SELINUX_LABEL: return "s";
     default: return NULL;
     }
 }

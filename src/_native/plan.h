@@ -70,6 +70,8 @@ enum crn_plan_type {
                                        parent has run its hooks */
     CRN_PLAN_CONTROLLING_TTY = 37,  /* (empty) stdin is a pty slave: make it the
                                        controlling terminal of the new session */
+    CRN_PLAN_SELINUX_LABEL = 40,    /* s SELinux context for the execve, written to
+                                       /proc/thread-self/attr/exec as the last step */
 };
 
 /* CRN_PLAN_MOUNT kinds: how the child performs the mount. */

@@ -311,6 +311,28 @@ int crn_proc_lookup(crn_child *c, crn_error *err)
     return crn_error_set(err, ENOENT, "exec", name);
 }
 
+/* process.selinuxLabel: the context the next execve enters, as
+ * setexeccon(3) sets it, but with a plain write (no libselinux, no
+ * allocation).  /proc is the container's own by now (thread-self names this
+ * thread in it); the policy checks the transition itself at execve.  The
+ * plan has no record when SELinux is off on the host. */
+int crn_proc_selinux_label(crn_child *c, crn_error *err)
+{
+    static const char path[] = "/proc/thread-self/attr/exec";
+    crn_plan_rec rec;
+    const char *label;
+    if (!crn_plan_find(c->plan, c->len, CRN_PLAN_SELINUX_LABEL, &rec))
+        return 0;
+    label = (const char *)rec.data;
+    crn_auto_fd fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return crn_error_set(err, errno, "open", path);
+    /* the kernel wants the context in a single write, NUL included */
+    if (write(fd, label, strlen(label) + 1) < 0)
+        return crn_error_set(err, errno, "write", path);
+    return 0;
+}
+
 int crn_proc_barrier(crn_child *c, crn_error *err)
 {
     struct pollfd pfd = {.fd = c->fifo_fd, .events = POLLIN};

@@ -57,9 +57,11 @@ def start_services(ctx: DaemonContext) -> None:
     """Load records and finish or undo what a crash left half-done."""
     from crio_native.container.manager import ContainerManager
     from crio_native.cri.image import images_of
+    from crio_native.cri.runtime_info import load_pod_cidr
     from crio_native.runtime.handlers import HandlerSet
     from crio_native.sandbox.manager import SandboxManager
 
+    load_pod_cidr(ctx)
     ctx.sandboxes = SandboxManager(ctx.config)
     ctx.sandboxes.recover()
     ctx.handlers = HandlerSet(ctx.config)
@@ -103,6 +105,7 @@ def serve(loaded: LoadedConfig) -> int:
             undo.callback(lock.release)
         remove_stale_socket(listen)
         start_services(ctx)
+        undo.callback(ctx.sandboxes.networks.start().stop)   # NetworkReady via inotify
         start_streaming(ctx)
         undo.callback(ctx.streaming.stop)
         server = build_server(ctx)

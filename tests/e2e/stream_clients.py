@@ -1,12 +1,14 @@
 """Streaming clients for the tests, written here rather than borrowed from
 kubectl: a WebSocket client on wsproto and a SPDY/3.1 client on the
 daemon's sans-IO SpdyConnection, both blocking, both speaking what
-client-go speaks (channel bytes / streamtype headers)."""
+client-go speaks (channel bytes / streamtype headers).  An https URL is
+reached over TLS with the `tls` context given (verifying the server)."""
 from __future__ import annotations
 
 import json
 import select
 import socket
+import ssl
 import time
 from urllib.parse import urlsplit
 
@@ -19,6 +21,7 @@ from crio_native.streaming.spdy import (DataReceived, SpdyConnection, StreamOpen
                                         StreamReplied)
 
 V4, V5 = "v4.channel.k8s.io", "v5.channel.k8s.io"
+COUNTED_PREFIX = 4096     # bytes kept of a count_only stream
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 
 
@@ -28,15 +31,39 @@ class Refused(Exception):
         self.status, self.body = status, body
 
 
-def _connect(url: str, timeout: float) -> tuple[socket.socket, str]:
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """A client context trusting only `ca_file`, checking the host name."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def _connect(url: str, timeout: float,
+             tls: ssl.SSLContext | None = None) -> tuple[socket.socket, str]:
     parts = urlsplit(url)
     sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+    if parts.scheme == "https":
+        if tls is None:
+            sock.close()
+            raise ValueError(f"{url}: an https URL needs a TLS context")
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=parts.hostname)
+        except BaseException:
+            sock.close()
+            raise
     return sock, parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    """Data to read within `timeout`: TLS may hold decrypted bytes that
+    select() cannot see."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    return timeout > 0 and bool(select.select([sock], [], [], timeout)[0])
+
+
+def http_get(url: str, timeout: float = 10.0,
+             tls: ssl.SSLContext | None = None) -> tuple[int, bytes]:
     """A plain request: the status and body."""
-    sock, target = _connect(url, timeout)
+    sock, target = _connect(url, timeout, tls)
     with sock:
         sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         data = b""
@@ -49,8 +76,9 @@ def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
 # ---- WebSocket -------------------------------------------------------------------------
 
 class WsClient:
-    def __init__(self, url: str, protocols=(V4,), timeout: float = 10.0):
-        self.sock, target = _connect(url, timeout)
+    def __init__(self, url: str, protocols=(V4,), timeout: float = 10.0,
+                 tls: ssl.SSLContext | None = None):
+        self.sock, target = _connect(url, timeout, tls)
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.sock.sendall(self.ws.send(Request(host="localhost", target=target,
                                                subprotocols=list(protocols))))
@@ -61,7 +89,9 @@ class WsClient:
         status, body = None, b""
         deadline = time.monotonic() + timeout
         while self.protocol is None:
-            self._receive(deadline)
+            if not self._receive(deadline) and time.monotonic() >= deadline:
+                self.sock.close()
+                raise TimeoutError(f"{url}: no WebSocket handshake reply in {timeout} s")
             for event in self.ws.events():
                 if isinstance(event, AcceptConnection):
                     self.protocol = event.subprotocol or ""
@@ -77,10 +107,12 @@ class WsClient:
                         raise Refused(status, body)
 
     def _receive(self, deadline: float) -> bool:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+        if not _readable(self.sock, deadline - time.monotonic()):
             return False
-        data = self.sock.recv(65536)
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
         self.ws.receive_data(data or None)
         if not data:
             self.closed = True
@@ -147,8 +179,9 @@ class WsClient:
 # ---- SPDY --------------------------------------------------------------------------------
 
 class SpdyClient:
-    def __init__(self, url: str, protocols=(V4,), timeout: float = 10.0):
-        self.sock, target = _connect(url, timeout)
+    def __init__(self, url: str, protocols=(V4,), timeout: float = 10.0,
+                 tls: ssl.SSLContext | None = None):
+        self.sock, target = _connect(url, timeout, tls)
         lines = [f"POST {target} HTTP/1.1", "Host: localhost", "Connection: Upgrade",
                  "Upgrade: SPDY/3.1", "Content-Length: 0",
                  *(f"X-Stream-Protocol-Version: {p}" for p in protocols)]
@@ -172,7 +205,9 @@ class SpdyClient:
             raise Refused(status, rest)
         self.protocol = headers.get("x-stream-protocol-version")
         self.conn = SpdyConnection(client=True, peer_flow_control=False)
-        self.data: dict[int, bytes] = {}
+        self.data: dict[int, bytearray] = {}
+        self.counted: dict[int, int] = {}    # streams whose bytes are counted, not kept
+        self.frames: dict[int, int] = {}     # DATA events on the counted streams
         self.ended: set[int] = set()
         self.replied: set[int] = set()
         self.closed = False
@@ -181,7 +216,14 @@ class SpdyClient:
     def _feed(self, data: bytes) -> None:
         for event in self.conn.receive_data(data):
             if isinstance(event, DataReceived):
-                self.data[event.stream_id] = self.data.get(event.stream_id, b"") + event.data
+                if event.stream_id in self.counted:
+                    self.counted[event.stream_id] += len(event.data)
+                    self.frames[event.stream_id] = self.frames.get(event.stream_id, 0) + 1
+                    head = self.data.setdefault(event.stream_id, bytearray())
+                    if len(head) < COUNTED_PREFIX:    # keep the start (headers) only
+                        head.extend(event.data[:COUNTED_PREFIX - len(head)])
+                else:
+                    self.data.setdefault(event.stream_id, bytearray()).extend(event.data)
                 if event.fin:
                     self.ended.add(event.stream_id)
             elif isinstance(event, StreamReplied):
@@ -197,8 +239,13 @@ class SpdyClient:
         if out:
             self.sock.sendall(out)
 
-    def open(self, streamtype: str, **headers: str) -> int:
+    def open(self, streamtype: str, count_only: bool = False, **headers: str) -> int:
+        """A new stream; with `count_only` its data is counted in
+        `counted[id]`, its first COUNTED_PREFIX bytes kept in `data[id]`,
+        the rest dropped (bulk transfers)."""
         sid = self.conn.open_stream({"streamtype": streamtype, **headers})
+        if count_only:
+            self.counted[sid] = 0
         self._flush()
         return sid
 
@@ -206,13 +253,17 @@ class SpdyClient:
         self.conn.send_data(stream_id, data, fin)
         self._flush()
 
-    def pump(self, timeout: float = 0.2) -> None:
+    def pump(self, timeout: float = 0.2, until=None) -> None:
+        """Receive for `timeout` seconds, or until the connection closes or
+        `until()` turns true."""
         deadline = time.monotonic() + timeout
-        while not self.closed:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+        while not self.closed and not (until is not None and until()):
+            if not _readable(self.sock, deadline - time.monotonic()):
                 return
-            data = self.sock.recv(65536)
+            try:
+                data = self.sock.recv(262144)
+            except ConnectionResetError:
+                data = b""
             if not data:
                 self.closed = True
                 return
@@ -223,8 +274,8 @@ class SpdyClient:
         while stream_id not in self.ended and not self.closed:
             if time.monotonic() > deadline:
                 raise AssertionError(f"stream {stream_id} did not end: {self.data}")
-            self.pump(0.2)
-        return self.data.get(stream_id, b"")
+            self.pump(0.2, until=lambda: stream_id in self.ended)
+        return bytes(self.data.get(stream_id, b""))
 
     def wait_for(self, stream_id: int, text: bytes, timeout: float = 10.0) -> bytes:
         deadline = time.monotonic() + timeout

@@ -91,6 +91,16 @@ def test_update_runtime_config_stores_pod_cidr(daemon):
     assert resp.info["pod_cidr"] == "10.88.0.0/16,fd00::/64"
 
 
+def test_pod_cidr_survives_a_restart(daemon):
+    request = api_pb2.UpdateRuntimeConfigRequest(runtime_config=api_pb2.RuntimeConfig(
+        network_config=api_pb2.NetworkConfig(pod_cidr="10.89.0.0/16")))
+    daemon.runtime.UpdateRuntimeConfig(request)
+    daemon.stop()
+    daemon.start()
+    _, resp = conditions(daemon, verbose=True)
+    assert resp.info["pod_cidr"] == "10.89.0.0/16"
+
+
 def test_update_runtime_config_rejects_a_bad_cidr(daemon):
     request = api_pb2.UpdateRuntimeConfigRequest(runtime_config=api_pb2.RuntimeConfig(
         network_config=api_pb2.NetworkConfig(pod_cidr="10.88.0.0/99")))

@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import json
 import logging
+from pathlib import Path
 
 from crio_native import __version__
 from crio_native._native import seccomp, selinux
@@ -14,6 +15,7 @@ from crio_native.context import DaemonContext
 from crio_native.errors import InvalidArgument
 from crio_native.logsetup import fields
 from crio_native.network.cni_config import NoNetworkConfig, find_network_config
+from crio_native.state.files import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,21 @@ def version(request: api_pb2.VersionRequest, context) -> api_pb2.VersionResponse
 
 
 def network_condition(ctx: DaemonContext) -> api_pb2.RuntimeCondition:
-    net = ctx.config.network
-    try:
-        find_network_config(net.network_dir, net.cni_default_network)
-    except NoNetworkConfig as e:
+    """From the sandbox manager's CNI config watcher (inotify, plus CNI STATUS
+    for spec 1.1 configs); a plain directory scan before it exists."""
+    watcher = getattr(ctx.sandboxes, "networks", None)
+    if watcher is not None:
+        ready, problem = watcher.readiness()
+    else:
+        net = ctx.config.network
+        try:
+            find_network_config(net.network_dir, net.cni_default_network)
+            ready, problem = True, ""
+        except NoNetworkConfig as e:
+            ready, problem = False, str(e)
+    if not ready:
         return api_pb2.RuntimeCondition(type=NETWORK_READY, status=False,
-                                        reason=NETWORK_NOT_READY_REASON, message=str(e))
+                                        reason=NETWORK_NOT_READY_REASON, message=problem)
     return api_pb2.RuntimeCondition(type=NETWORK_READY, status=True)
 
 
@@ -95,6 +106,21 @@ def runtime_config(ctx: DaemonContext, request, context) -> api_pb2.RuntimeConfi
         linux=api_pb2.LinuxRuntimeConfiguration(cgroup_driver=driver))
 
 
+def pod_cidr_file(ctx: DaemonContext) -> Path:
+    return Path(ctx.config.root) / "runtime-config.json"
+
+
+def load_pod_cidr(ctx: DaemonContext) -> None:
+    """The pod CIDR the last UpdateRuntimeConfig gave, read at start-up."""
+    try:
+        ctx.pod_cidr = str(read_json(pod_cidr_file(ctx)).get("pod_cidr", ""))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, AttributeError) as e:
+        log.error("unreadable runtime config record", extra=fields(
+            path=str(pod_cidr_file(ctx)), error=str(e)))
+
+
 def update_runtime_config(ctx: DaemonContext, request: api_pb2.UpdateRuntimeConfigRequest,
                           context) -> api_pb2.UpdateRuntimeConfigResponse:
     cidr = request.runtime_config.network_config.pod_cidr
@@ -108,6 +134,8 @@ def update_runtime_config(ctx: DaemonContext, request: api_pb2.UpdateRuntimeConf
     with ctx.lock:
         if cidr and cidr != ctx.pod_cidr:
             log.info("pod CIDR updated", extra=fields(pod_cidr=cidr))
+            # kept on disk: the kubelet sends it again only when it changes
+            atomic_write_json(pod_cidr_file(ctx), {"pod_cidr": cidr})
             ctx.pod_cidr = cidr
     return api_pb2.UpdateRuntimeConfigResponse()
 

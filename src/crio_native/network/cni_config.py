@@ -45,6 +45,17 @@ def _parse(path: Path) -> NetworkConfigFile:
                              is_list=is_list)
 
 
+def version_at_least(version: str, minimum: str) -> bool:
+    """Whether CNI spec `version` ("1.0.0") is `minimum` or later; a version
+    that does not parse counts as older (the spec's defaults are the oldest)."""
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in v.split("."))
+    try:
+        return parts(version) >= parts(minimum)
+    except ValueError:
+        return False
+
+
 def find_network_config(network_dir: str, wanted_name: str = "") -> NetworkConfigFile:
     """The config to use, or NoNetworkConfig explaining why there is none."""
     directory = Path(network_dir)

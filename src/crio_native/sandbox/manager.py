@@ -17,8 +17,9 @@ from crio_native.config import Config
 from crio_native.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from crio_native.logsetup import fields
 from crio_native.state.rollback import forget_unless_failed, undo_step
-from crio_native.network.cni import CNI, Attachment, NetworkList, pod_ips
+from crio_native.network.cni import CNI, Attachment, NetworkList, ip_ranges_from_cidr, pod_ips
 from crio_native.network.cni_config import NoNetworkConfig
+from crio_native.network.watch import NetworkConfigWatcher
 from crio_native.runtime.builtin.container import BuiltinRuntime
 from crio_native.sandbox import infra, setup, validate
 from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
@@ -41,6 +42,10 @@ class SandboxManager:
         self.pin_root = Path(config.runroot) / "ns"
         self.pod_root = Path(config.runroot) / "pods"
         self.cni = CNI(config.network.plugin_dirs, str(Path(config.root) / "cni" / "results"))
+        # The daemon starts it (inotify); unstarted, it scans the directory per question.
+        self.networks = NetworkConfigWatcher(
+            config.network.network_dir, config.network.cni_default_network,
+            status_probe=lambda found: self.cni.status(NetworkList.from_file(found)))
         # Infra processes exist only for pods with a pod-level PID namespace.
         self.infra_runtime = BuiltinRuntime(Path(config.runroot) / "infra",
                                             cgroup_root=config.runtime.cgroup_root or None)
@@ -55,16 +60,47 @@ class SandboxManager:
         for record in self.store.load():
             if record.state == CREATING:
                 log.warning("rolling back half-made pod sandbox", extra=fields(id=record.id))
-                self._teardown(record)
+                try:
+                    self._teardown(record)
+                except Exception as e:  # noqa: BLE001 - one stuck pod must not stop the daemon
+                    log.error("rollback of half-made pod sandbox failed; record kept",
+                              extra=fields(id=record.id, error=str(e)))
+                    continue
                 self.store.drop(record)
             elif any(not Path(p).exists() for p in record.pins.values()):
                 record.state = NOTREADY
                 record.pins = {}
                 self.store.save(record)
+        self.collect_network_garbage()
+
+    def collect_network_garbage(self) -> None:
+        """CNI GC at start-up: every network with cached attachments (and the
+        configured one) is told which attachments pods still own; stale ones
+        get DEL, and spec 1.1 plugins a GC with the valid list."""
+        valid: dict[str, set[tuple[str, str]]] = {LOOPBACK.name: set()}
+        for record in self.store.all():
+            if record.network_attached:
+                valid.setdefault(record.network_name, set()).add((record.id, "eth0"))
+                valid[LOOPBACK.name].add((record.id, "lo"))
+        names = set(valid) | self.cni.cached_network_names()
+        state = self.networks.current()
+        if state.ready:
+            names.add(state.config.name)
+        for name in sorted(names):
+            try:
+                net = LOOPBACK if name == LOOPBACK.name else NetworkList.load(
+                    self.config.network.network_dir, name)
+            except NoNetworkConfig as e:
+                log.warning("CNI GC skipped a network without config",
+                            extra=fields(network=name, error=str(e)))
+                continue
+            self.cni.gc(net, valid.get(name, set()))
 
     # ---- run -------------------------------------------------------------------
 
-    def run(self, request) -> str:
+    def run(self, request, pod_cidr: str = "") -> str:
+        """`pod_cidr`: the node's pod CIDR from UpdateRuntimeConfig, offered to
+        plugins that declare the ipRanges capability."""
         record = self._new_record(request)
         while True:
             holder = self.store.reserve(record)
@@ -75,6 +111,7 @@ class SandboxManager:
                 return finished
         done = self._done.setdefault(record.id, threading.Event())
         try:
+            record.ip_ranges = ip_ranges_from_cidr(pod_cidr)
             self._create(record, request)
             return record.id
         finally:
@@ -89,6 +126,13 @@ class SandboxManager:
             raise DeadlineExceeded(
                 f"RunPodSandbox: pod {holder.name_key} is still being created by an earlier request")
         current = self.store.find(holder.id)
+        if current is not None and current.state == CREATING and event is None:
+            # Nobody is making it: an earlier attempt whose rollback failed.
+            # Try the rollback again; if it still fails, say so (no spinning).
+            with self._lock(current.id):
+                self._teardown(current)
+                self.store.drop(current)
+            return None
         return current.id if current is not None and current.state != CREATING else None
 
     def _new_record(self, request) -> SandboxRecord:
@@ -150,11 +194,10 @@ class SandboxManager:
     def _attach_network(self, record: SandboxRecord, undo: ExitStack, failed: list[str]) -> None:
         if record.host_network:
             return
-        try:
-            net = NetworkList.load(self.config.network.network_dir,
-                                   self.config.network.cni_default_network)
-        except NoNetworkConfig as e:
-            raise FailedPrecondition(f"RunPodSandbox: network not ready: {e}") from None
+        state = self.networks.current()   # the same answer NetworkReady gives
+        if not state.ready:
+            raise FailedPrecondition(f"RunPodSandbox: network not ready: {state.problem}")
+        net = NetworkList.from_file(state.config)
         record.network_name = net.name
         record.network_attached = True
         self.store.save(record)  # a crash from here on runs DEL at restart
@@ -211,6 +254,25 @@ class SandboxManager:
         record.ips = []
         self.store.save(record)
 
+    def check_network(self, sandbox_id: str) -> str:
+        """CNI CHECK of the pod's attachment: "ok", "skipped: why", or the
+        plugins' complaint.  Never changes the pod; only reported."""
+        record = self.store.get(sandbox_id, "PodSandboxStatus")
+        with self._lock(record.id):
+            if record.host_network:
+                return "skipped: host network"
+            if not record.network_attached:
+                return "skipped: not attached"
+            try:
+                net = NetworkList.load(self.config.network.network_dir, record.network_name)
+                self.cni.check(LOOPBACK, self._attachment(record, "lo"))
+                self.cni.check(net, self._attachment(record))
+            except (NoNetworkConfig, FailedPrecondition) as e:
+                return f"skipped: {e}"
+            except Exception as e:  # noqa: BLE001 - a failed CHECK is the answer, not an error
+                return f"failed: {e}"
+        return "ok"
+
     # ---- helpers ----------------------------------------------------------------
 
     def _attachment(self, record: SandboxRecord, ifname: str = "eth0") -> Attachment:
@@ -222,6 +284,9 @@ class SandboxManager:
             caps["portMappings"] = record.port_mappings
         if record.bandwidth:
             caps["bandwidth"] = record.bandwidth
+        if record.ip_ranges:
+            # Kept on the record: DEL, even a rollback's, must get what ADD got.
+            caps["ipRanges"] = record.ip_ranges
         return Attachment(container_id=record.id, netns=record.netns_path, ifname=ifname,
                           args=args, capability_args=caps if ifname != "lo" else {})
 

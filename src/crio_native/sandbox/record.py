@@ -38,6 +38,7 @@ class SandboxRecord(JsonRecord):
     dns: dict[str, list[str]] = field(default_factory=dict)
     port_mappings: list[dict[str, Any]] = field(default_factory=list)
     bandwidth: dict[str, int] = field(default_factory=dict)   # CNI bandwidth capability
+    ip_ranges: list[list[dict[str, str]]] = field(default_factory=list)  # CNI ipRanges (pod CIDR)
     sysctls: dict[str, str] = field(default_factory=dict)
     network_name: str = ""        # CNI network used for ADD; empty for host network
     network_attached: bool = False

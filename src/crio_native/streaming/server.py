@@ -21,9 +21,11 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 from wsproto.utilities import generate_accept_token
 
+from crio_native.config.sections import parse_duration
 from crio_native.errors import InvalidArgument
 from crio_native.streaming import protocol as sp
 from crio_native.streaming import sessions, websocket
+from crio_native.streaming.idle import Activity, run_until_idle
 from crio_native.streaming.tokens import ATTACH, EXEC, KINDS, PORTFORWARD, StreamRequest, TokenCache
 
 log = logging.getLogger(__name__)
@@ -31,12 +33,16 @@ log = logging.getLogger(__name__)
 HEADER_TIMEOUT = 30.0       # to send the request line and headers
 EXECUTOR_WORKERS = 16
 STOP_TIMEOUT = 10.0
+DEFAULT_IDLE_TIMEOUT = 4 * 3600.0   # api.stream_idle_timeout's default
 
 
 class StreamingServer:
     def __init__(self, containers, sandboxes, *, address: str = "127.0.0.1", port: int = 0,
-                 tls_cert: str = "", tls_key: str = "", tokens: TokenCache | None = None):
+                 tls_cert: str = "", tls_key: str = "", tokens: TokenCache | None = None,
+                 idle_timeout: float | None = None):
         self.address, self.requested_port = address, port
+        self.idle_timeout = (idle_timeout if idle_timeout is not None
+                             else idle_timeout_of(containers))
         self.tls_cert, self.tls_key = tls_cert, tls_key
         self.tokens = tokens if tokens is not None else TokenCache()
         self.port = 0
@@ -199,15 +205,25 @@ class StreamingServer:
         if chosen:
             reply.append((b"Sec-WebSocket-Protocol", chosen.encode()))
         trailing = await _switch(conn, writer, reply)
-        ws = websocket.WebSocket(reader, writer, trailing)
+        activity = Activity()
+        ws = websocket.WebSocket(reader, writer, trailing, activity)
         if stream.kind == PORTFORWARD:
-            await websocket.serve_ports(
-                ws, ports, lambda port_stream: sessions.run_port(self.backend, stream, port_stream))
+            await self._until_idle(stream, activity, websocket.serve_ports(
+                ws, ports, lambda port_stream: sessions.run_port(self.backend, stream, port_stream)))
             return
         streams = websocket.WsCommandStreams(
             ws, stdin=stream.stdin, stdout=stream.stdout, stderr=stream.stderr and not stream.tty,
             tty=stream.tty, protocol=chosen)
-        await websocket.serve_command(ws, streams, self._command(stream, streams))
+        await self._until_idle(stream, activity, websocket.serve_command(
+            ws, streams, self._command(stream, streams)))
+
+    async def _until_idle(self, stream: StreamRequest, activity: Activity, session) -> None:
+        """Run an upgraded session; end it after api.stream_idle_timeout
+        without traffic (the caller then closes the connection)."""
+        if await run_until_idle(session, activity, self.idle_timeout):
+            log.info("streaming session idle; closed", extra={"fields": {
+                "kind": stream.kind, "container": stream.container_id, "pod": stream.pod_id,
+                "idle_timeout_s": self.idle_timeout}})
 
     def _command(self, stream: StreamRequest, streams):
         if stream.kind == EXEC:
@@ -232,13 +248,23 @@ class StreamingServer:
         trailing = await _switch(conn, writer, [
             (b"Connection", b"Upgrade"), (b"Upgrade", b"SPDY/3.1"),
             (b"X-Stream-Protocol-Version", chosen.encode())])
-        session = spdy_session.SpdySession(reader, writer, trailing)
+        activity = Activity()
+        session = spdy_session.SpdySession(reader, writer, trailing, activity)
         if stream.kind == PORTFORWARD:
-            await session.serve_ports(
+            serve = session.serve_ports(
                 lambda port_stream: sessions.run_port(self.backend, stream, port_stream))
         else:
-            await session.serve_command(stream, chosen,
-                                        lambda streams: self._command(stream, streams))
+            serve = session.serve_command(stream, chosen,
+                                          lambda streams: self._command(stream, streams))
+        await self._until_idle(stream, activity, serve)
+
+
+def idle_timeout_of(containers) -> float:
+    """api.stream_idle_timeout in seconds from the daemon's config (reached
+    through the container manager), 0 = never; the default if there is none."""
+    api = getattr(getattr(containers, "config", None), "api", None)
+    text = getattr(api, "stream_idle_timeout", None)
+    return parse_duration(text) if isinstance(text, str) else DEFAULT_IDLE_TIMEOUT
 
 
 # ---- HTTP helpers -------------------------------------------------------------------------

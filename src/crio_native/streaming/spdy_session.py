@@ -16,6 +16,7 @@ import contextlib
 import logging
 
 from crio_native.streaming import protocol as sp
+from crio_native.streaming.idle import Activity
 from crio_native.streaming.spdy import (DataReceived, GoAwayReceived, ProtocolError, RstStatus,
                                         SpdyConnection, SpdyError, StreamOpened, StreamReset)
 from crio_native.streaming.streams import CommandStreams, PortStream
@@ -29,8 +30,9 @@ STREAM_CREATION_TIMEOUT = 30.0   # the kubelet's default
 
 class SpdySession:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 trailing: bytes = b""):
+                 trailing: bytes = b"", activity: Activity | None = None):
         self.reader, self.writer = reader, writer
+        self.activity = activity if activity is not None else Activity()
         # moby/spdystream never sends WINDOW_UPDATE: do not wait for it
         self.conn = SpdyConnection(client=False, peer_flow_control=False)
         self._trailing = trailing
@@ -47,6 +49,7 @@ class SpdySession:
         if data:
             self.writer.write(data)
             await self.writer.drain()
+            self.activity.touch()
 
     async def send(self, stream_id: int, data: bytes, fin: bool = False) -> None:
         if self.closed.is_set():
@@ -66,6 +69,7 @@ class SpdySession:
                 data = await self.reader.read(READ_SIZE)
                 if not data:
                     return
+                self.activity.touch()
         except ProtocolError as e:
             log.info("SPDY protocol error from client: %s", e)
             with contextlib.suppress(Exception):
@@ -126,6 +130,19 @@ class SpdySession:
         if sink is not None:
             sink[1]()
 
+    async def next_opened(self, timeout: float | None = None) -> StreamOpened | None:
+        """The next stream the client opens; None once the connection has
+        closed or `timeout` passed.  Cancellation-safe: no waiter outlives it."""
+        opened = asyncio.ensure_future(self.opened.get())
+        closed = asyncio.ensure_future(self.closed.wait())
+        try:
+            await asyncio.wait({opened, closed}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            return opened.result() if opened.done() else None
+        finally:
+            for waiter in (opened, closed):
+                waiter.cancel()
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             self.conn.go_away()
@@ -168,18 +185,12 @@ class SpdySession:
         deadline = asyncio.get_running_loop().time() + STREAM_CREATION_TIMEOUT
         while not want <= set(streams.ids):
             left = deadline - asyncio.get_running_loop().time()
-            opened = asyncio.ensure_future(self.opened.get())
-            closed = asyncio.ensure_future(self.closed.wait())
-            await asyncio.wait({opened, closed}, timeout=max(left, 0),
-                               return_when=asyncio.FIRST_COMPLETED)
-            closed.cancel()
-            if not opened.done():
-                opened.cancel()
+            event = await self.next_opened(max(left, 0))
+            if event is None:
                 if not self.closed.is_set():
                     log.info("SPDY client did not open the %s streams in time",
                              sorted(want - set(streams.ids)))
                 return None
-            event = opened.result()
             kind = event.headers.get("streamtype", "")
             if kind in (sp.STREAM_ERROR, sp.STREAM_STDIN, sp.STREAM_STDOUT, sp.STREAM_STDERR,
                         sp.STREAM_RESIZE):
@@ -197,14 +208,9 @@ class SpdySession:
         relays: set[asyncio.Task] = set()
         try:
             while True:
-                opened = asyncio.ensure_future(self.opened.get())
-                closed = asyncio.ensure_future(self.closed.wait())
-                await asyncio.wait({opened, closed}, return_when=asyncio.FIRST_COMPLETED)
-                closed.cancel()
-                if not opened.done():
-                    opened.cancel()
+                event = await self.next_opened()
+                if event is None:
                     break
-                event = opened.result()
                 request_id = event.headers.get("requestid") or str(event.stream_id)
                 kind = event.headers.get("streamtype", "")
                 if kind not in (sp.STREAM_DATA, sp.STREAM_ERROR):

@@ -18,6 +18,7 @@ from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMes
 from wsproto.utilities import ProtocolError as WsProtocolError
 
 from crio_native.streaming import protocol as sp
+from crio_native.streaming.idle import Activity
 from crio_native.streaming.streams import CommandStreams, PortStream
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,10 @@ class WebSocket:
     """A server-side WebSocket over asyncio streams, after the handshake."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 trailing: bytes = b""):
+                 trailing: bytes = b"", activity: Activity | None = None):
         self.reader, self.writer = reader, writer
         self.ws = Connection(ConnectionType.SERVER, trailing_data=trailing)
+        self.activity = activity if activity is not None else Activity()
         self._lock = asyncio.Lock()
         self.closed = False
 
@@ -43,6 +45,7 @@ class WebSocket:
         async with self._lock:
             self.writer.write(self.ws.send(Message(data=data)))
             await self.writer.drain()
+            self.activity.touch()
 
     async def messages(self):
         """Yield each binary message from the client until it closes."""
@@ -77,6 +80,7 @@ class WebSocket:
             if not data:
                 self.closed = True
                 return
+            self.activity.touch()
             try:
                 self.ws.receive_data(data)
             except WsProtocolError:
@@ -87,6 +91,7 @@ class WebSocket:
         async with self._lock:
             self.writer.write(data)
             await self.writer.drain()
+            self.activity.touch()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.ws.state == ConnectionState.OPEN:

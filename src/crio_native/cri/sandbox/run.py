@@ -9,5 +9,5 @@ from crio_native.errors import InvalidArgument
 def run_pod_sandbox(ctx: DaemonContext, request: api_pb2.RunPodSandboxRequest):
     if not request.HasField("config"):
         raise InvalidArgument("RunPodSandbox: config: is required")
-    sandbox_id = ctx.sandboxes.run(request)
+    sandbox_id = ctx.sandboxes.run(request, pod_cidr=ctx.pod_cidr)
     return api_pb2.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)

@@ -1,4 +1,6 @@
-"""PodSandboxStatus: NOT_FOUND for an unknown id."""
+"""PodSandboxStatus: NOT_FOUND for an unknown id.  With verbose=true (crictl
+inspectp; the kubelet never asks for it) the pod's CNI attachment is also
+CHECKed and the verdict reported under info["networkCheck"]."""
 from __future__ import annotations
 
 import time
@@ -25,4 +27,5 @@ def pod_sandbox_status(ctx: DaemonContext, request: api_pb2.PodSandboxStatusRequ
         containers_statuses=pod_container_statuses(ctx.containers, record.id))
     if request.verbose:
         response.info.update(convert.verbose_info(record))
+        response.info["networkCheck"] = ctx.sandboxes.check_network(record.id)
     return response

@@ -37,7 +37,8 @@ def features() -> dict[str, Any]:
                 "supportedFlags": sorted(seccomp.FLAGS),
             },
             "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
+            # labels are applied whenever the host runs SELinux
+            "selinux": {"enabled": True},
         },
         "annotations": {"org.crio-native.runtime": "builtin"},
     }

@@ -13,11 +13,12 @@ import os
 import resource
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from crio_native.errors import InvalidArgument, Unimplemented
 from crio_native.linux import capabilities as caps_mod
 from crio_native.linux import seccomp as seccomp_mod
+from crio_native.linux import selinux as selinux_mod
 from crio_native.linux.cgroups import CgroupPlan
 from crio_native.runtime.builtin.hooks import CREATE_KINDS, parse_hooks
 from crio_native.linux.mounts import (DEFAULT_DEVICES, DEVICE_TYPES, MS_BIND, MS_RDONLY, MS_REC,
@@ -45,13 +46,19 @@ class HostFacts:
     last_cap: int
     oom_score_adj: int          # the caller's own, what children inherit
     can_lower_oom: bool         # CAP_SYS_RESOURCE in the caller's CapEff
+    selinux_enabled: bool = False   # SELinux labels are applied only then
+    # Does the loaded policy know this context?  None: not asked.
+    selinux_context_known: Callable[[str], bool] | None = None
 
     @classmethod
     def current(cls) -> "HostFacts":
+        selinux = selinux_mod.enabled()
         return cls(
             last_cap=caps_mod.last_cap(),
             oom_score_adj=int(Path("/proc/self/oom_score_adj").read_text()),
             can_lower_oom=bool(caps_mod.effective_caps() & (1 << caps_mod.CAP_SYS_RESOURCE)),
+            selinux_enabled=selinux,
+            selinux_context_known=selinux_mod.context_known if selinux else None,
         )
 
 
@@ -211,7 +218,8 @@ def cgroup_mount_records(dest: str, opts: MountOptions, cgroups: CgroupPlan,
     return mounts, links
 
 
-def mount_record(m: Any, i: int, bundle: Path, rootfs: Path) -> Record:
+def mount_record(m: Any, i: int, bundle: Path, rootfs: Path,
+                 mount_label: str | None = None) -> Record:
     field = f"mounts[{i}]"
     if not isinstance(m, dict):
         raise invalid(field, "must be an object")
@@ -234,11 +242,15 @@ def mount_record(m: Any, i: int, bundle: Path, rootfs: Path) -> Record:
         fstype = ""
     if opts.recursive_ro:
         kind |= MOUNT_RRO
-    return rec(Rec.MOUNT, opts.flags, opts.propagation, kind, source, dest, fstype, opts.data)
+    data = opts.data
+    if kind == MOUNT_FS:
+        data = selinux_mod.mount_data_with_label(fstype, data, mount_label)
+    return rec(Rec.MOUNT, opts.flags, opts.propagation, kind, source, dest, fstype, data)
 
 
 def rootfs_records(spec: dict, bundle: Path, barrier: str | None, new_ns: set[str],
-                   cgroups: CgroupPlan | None = None) -> list[Record]:
+                   cgroups: CgroupPlan | None = None,
+                   mount_label: str | None = None) -> list[Record]:
     rootfs = root_path(spec, bundle)
     linux = _obj(spec, "linux", "linux")
     out = [rec(Rec.ROOTFS, str(rootfs))]
@@ -262,7 +274,7 @@ def rootfs_records(spec: dict, bundle: Path, barrier: str | None, new_ns: set[st
             out += more
             links += more_links
         else:
-            out.append(mount_record(m, i, bundle, rootfs))
+            out.append(mount_record(m, i, bundle, rootfs, mount_label))
     out += device_records(linux, userns="user" in new_ns) + links
     has_devpts = any(isinstance(m, dict) and m.get("type") == "devpts"
                      and m.get("destination") == "/dev/pts" for m in mounts)
@@ -419,25 +431,43 @@ def unsupported(spec: dict, terminal: bool = False) -> None:
     for field, present in checks:
         if present:
             raise Unimplemented(f"config.json: {field}: not supported by the built-in runtime yet")
-    for field, value, lsm in (("process.selinuxLabel", process.get("selinuxLabel"), "selinux"),
-                              ("linux.mountLabel", linux.get("mountLabel"), "selinux"),
-                              ("process.apparmorProfile", process.get("apparmorProfile"),
-                               "apparmor")):
-        if not value:
-            continue
-        if _lsm_enabled(lsm):
-            raise Unimplemented(f"config.json: {field}: {lsm} labels are not applied yet")
-        log.debug("config.json: %s %r ignored: %s is disabled on this host", field, value, lsm)
+    profile = process.get("apparmorProfile")
+    if profile:
+        if _apparmor_enabled():
+            raise Unimplemented("config.json: process.apparmorProfile: apparmor profiles are "
+                                "not applied yet")
+        log.debug("config.json: process.apparmorProfile %r ignored: apparmor is disabled on "
+                  "this host", profile)
 
 
-def _lsm_enabled(name: str) -> bool:
-    if name == "selinux":
-        from crio_native._native import selinux
-        return selinux.enabled()
+def _apparmor_enabled() -> bool:
     try:
         return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
     except OSError:
         return False
+
+
+# ---- SELinux ----------------------------------------------------------------
+
+def selinux_label(value: Any, field: str, host: HostFacts) -> str | None:
+    """The label to apply from `field`, or None: none given, or SELinux is
+    off on this host (then the label is ignored, as runc does)."""
+    if not value:
+        return None
+    if not host.selinux_enabled:
+        log.debug("config.json: %s %r ignored: SELinux is disabled on this host", field, value)
+        return None
+    problem = selinux_mod.label_problem(value)
+    if problem:
+        raise invalid(field, problem)
+    if host.selinux_context_known is not None and not host.selinux_context_known(value):
+        raise invalid(field, f"{value!r} is not a valid context in the loaded SELinux policy")
+    return value
+
+
+def selinux_records(label: str | None) -> list[Record]:
+    """The exec label, set by the child's last step before execve."""
+    return [rec(Rec.SELINUX_LABEL, label)] if label else []
 
 
 IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
@@ -495,13 +525,17 @@ def plan_records(spec: dict, bundle: Path, *, host: HostFacts, barrier: str | No
     unsupported(spec, terminal)
     create_hooks = any(parse_hooks(spec).get(k) for k in CREATE_KINDS)
     linux = _obj(spec, "linux", "linux")
+    process = _obj(spec, "process", "process")
+    label = selinux_label(process.get("selinuxLabel"), "process.selinuxLabel", host)
+    mount_label = selinux_label(linux.get("mountLabel"), "linux.mountLabel", host)
     ns, new_ns = namespace_records(linux)
     return (([rec(Rec.CONTROLLING_TTY)] if terminal else [])
             + ns + id_map_records(linux, new_ns) + hostname_records(spec, new_ns)
-            + rootfs_records(spec, bundle, barrier, new_ns, cgroups)
+            + rootfs_records(spec, bundle, barrier, new_ns, cgroups, mount_label)
             + ([rec(Rec.HOOK_PAUSE)] if create_hooks else [])
             + sysctl_records(linux, new_ns)
             + process_records(spec, host)
+            + selinux_records(label)
             + seccomp_records(linux))
 
 
@@ -512,7 +546,9 @@ NS_PROC_FILES = {"mount": "mnt", "network": "net", "pid": "pid", "ipc": "ipc", "
 def exec_records(spec: dict, process: dict, *, pid: int, host: HostFacts) -> list[Record]:
     """Plan for an extra process in the running container whose init is
     `pid`: join each of its namespaces (user first), no mount tree of its
-    own, the given process settings and the container's seccomp filter."""
+    own, the given process settings and the container's seccomp filter.
+    Its SELinux label is its own `selinuxLabel`, else the container's (as
+    runc exec does)."""
     linux = _obj(spec, "linux", "linux")
     _ns, _new = namespace_records(linux)
     types = sorted((ns["type"] for ns in linux.get("namespaces") or []),
@@ -522,8 +558,10 @@ def exec_records(spec: dict, process: dict, *, pid: int, host: HostFacts) -> lis
     # process.terminal: the caller passes a pty slave as stdin (the streaming
     # server holds the master); the child makes it its controlling tty
     tty = [rec(Rec.CONTROLLING_TTY)] if process.get("terminal") else []
+    own = _obj(spec, "process", "process").get("selinuxLabel")
+    label = selinux_label(process.get("selinuxLabel") or own, "process.selinuxLabel", host)
     return (tty + [rec(Rec.NS_NEW, 0)] + joins + process_records({"process": process}, host)
-            + seccomp_records(linux))
+            + selinux_records(label) + seccomp_records(linux))
 
 
 def build_plan(spec: dict, bundle: Path, *, host: HostFacts | None = None,

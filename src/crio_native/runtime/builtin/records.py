@@ -40,6 +40,7 @@ class Rec(IntEnum):
     SYSCTL = 35
     HOOK_PAUSE = 36
     CONTROLLING_TTY = 37
+    SELINUX_LABEL = 40
 
 
 # Field letters as in plan.h: I u32, i s32, Q u64, s string, b bytes, G u32 list.
@@ -51,7 +52,7 @@ LAYOUTS: dict[Rec, str] = {
     Rec.UMASK: "I", Rec.USER: "IIG", Rec.CAPS: "QQQQQI", Rec.NO_NEW_PRIVS: "",
     Rec.CWD: "s", Rec.ARG: "s", Rec.ENV: "s", Rec.SECCOMP: "Ib", Rec.BARRIER: "s",
     Rec.CGROUP_PROCS: "s", Rec.CGROUP_INTO: "s", Rec.SYSCTL: "ss", Rec.HOOK_PAUSE: "",
-    Rec.CONTROLLING_TTY: "",
+    Rec.CONTROLLING_TTY: "", Rec.SELINUX_LABEL: "s",
 }
 
 # enum crn_mount_kind
