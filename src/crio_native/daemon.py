@@ -72,15 +72,16 @@ def start_services(ctx: DaemonContext) -> None:
 
 def start_streaming(ctx: DaemonContext) -> None:
     """The exec/attach/port-forward server on api.stream_address:stream_port."""
+    from crio_native.config.sections import parse_duration
     from crio_native.streaming.server import StreamingServer
-
     from crio_native.streaming.tokens import TokenCache, ttl_from_env
 
     api = ctx.config.api
     ctx.streaming = StreamingServer(ctx.containers, ctx.sandboxes, address=api.stream_address,
                                     port=api.stream_port, tls_cert=api.stream_tls_cert,
                                     tls_key=api.stream_tls_key,
-                                    tokens=TokenCache(ttl=ttl_from_env())).start()
+                                    tokens=TokenCache(ttl=ttl_from_env()),
+                                    idle_timeout=parse_duration(api.stream_idle_timeout)).start()
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

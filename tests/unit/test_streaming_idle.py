@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from crio_native.streaming.idle import Activity, run_until_idle
-from crio_native.streaming.server import DEFAULT_IDLE_TIMEOUT, idle_timeout_of
+from crio_native.config.sections import parse_duration
+from crio_native.streaming.server import DEFAULT_IDLE_TIMEOUT
 
 
 def run(coro):
@@ -110,11 +110,9 @@ def test_cancelling_the_caller_cancels_the_session():
 
 @pytest.mark.parametrize("text, seconds", [("4h", 14400.0), ("1s", 1.0), ("1m30s", 90.0),
                                            ("250ms", 0.25), ("0", 0.0)])
-def test_the_timeout_comes_from_the_config(text, seconds):
-    containers = SimpleNamespace(config=SimpleNamespace(
-        api=SimpleNamespace(stream_idle_timeout=text)))
-    assert idle_timeout_of(containers) == seconds
+def test_the_config_durations_the_daemon_passes(text, seconds):
+    assert parse_duration(text) == seconds
 
 
-def test_without_a_config_the_default_is_four_hours():
-    assert idle_timeout_of(None) == DEFAULT_IDLE_TIMEOUT == 4 * 3600
+def test_without_a_timeout_the_default_is_four_hours():
+    assert DEFAULT_IDLE_TIMEOUT == 4 * 3600

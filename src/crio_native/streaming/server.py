@@ -21,7 +21,6 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 from wsproto.utilities import generate_accept_token
 
-from crio_native.config.sections import parse_duration
 from crio_native.errors import InvalidArgument
 from crio_native.streaming import protocol as sp
 from crio_native.streaming import sessions, websocket
@@ -41,8 +40,7 @@ class StreamingServer:
                  tls_cert: str = "", tls_key: str = "", tokens: TokenCache | None = None,
                  idle_timeout: float | None = None):
         self.address, self.requested_port = address, port
-        self.idle_timeout = (idle_timeout if idle_timeout is not None
-                             else idle_timeout_of(containers))
+        self.idle_timeout = DEFAULT_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
         self.tls_cert, self.tls_key = tls_cert, tls_key
         self.tokens = tokens if tokens is not None else TokenCache()
         self.port = 0
@@ -257,14 +255,6 @@ class StreamingServer:
             serve = session.serve_command(stream, chosen,
                                           lambda streams: self._command(stream, streams))
         await self._until_idle(stream, activity, serve)
-
-
-def idle_timeout_of(containers) -> float:
-    """api.stream_idle_timeout in seconds from the daemon's config (reached
-    through the container manager), 0 = never; the default if there is none."""
-    api = getattr(getattr(containers, "config", None), "api", None)
-    text = getattr(api, "stream_idle_timeout", None)
-    return parse_duration(text) if isinstance(text, str) else DEFAULT_IDLE_TIMEOUT
 
 
 # ---- HTTP helpers -------------------------------------------------------------------------
