@@ -49,9 +49,37 @@ def generate_cri_stubs():
     subprocess.run(cmd, check=True)
 
 
+SHIM_PROTO = HERE / "proto" / "shim"
+SHIM_PROTOS = ["ttrpc.proto", "v2/task.proto"]
+
+
+def generate_shim_stubs():
+    """The ttrpc envelope and the shim v2 task messages (proto/shim/), the
+    same way: importable as crio_native._proto.shim.ttrpc_pb2 and
+    crio_native._proto.shim.v2.task_pb2.  Messages only (ttrpc, not gRPC)."""
+    out = PROTO_OUT / "shim"
+    for pkg in (out, out / "v2"):
+        pkg.mkdir(parents=True, exist_ok=True)
+        if not (pkg / "__init__.py").exists():
+            (pkg / "__init__.py").write_text('"""Generated shim v2 stubs (build output)."""\n')
+    sources = [SHIM_PROTO / name for name in SHIM_PROTOS]
+    stamps = [out / name.replace(".proto", "_pb2.py") for name in SHIM_PROTOS]
+    if all(st.exists() and st.stat().st_mtime >= src.stat().st_mtime
+           for st, src in zip(stamps, sources)):
+        return
+    cmd = [
+        sys.executable, "-m", "grpc_tools.protoc",
+        f"-Icrio_native/_proto/shim={SHIM_PROTO}",
+        f"--python_out={HERE / 'src'}",
+        f"--pyi_out={HERE / 'src'}",
+    ] + [f"crio_native/_proto/shim/{name}" for name in SHIM_PROTOS]
+    subprocess.run(cmd, check=True)
+
+
 class BuildPyWithStubs(build_py):
     def run(self):
         generate_cri_stubs()
+        generate_shim_stubs()
         super().run()
 
 
@@ -116,6 +144,7 @@ def native_extensions():
 
 
 generate_cri_stubs()
+generate_shim_stubs()
 build_executables()
 os.chdir(HERE)
 setup(ext_modules=native_extensions(), cmdclass={"build_py": BuildPyWithStubs})

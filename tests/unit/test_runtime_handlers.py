@@ -81,10 +81,15 @@ def test_builtin_handler(fake_builtin):
     assert make_handler("builtin", c).cgroup_root == "/crn"
 
 
-def test_vm_handlers_are_not_supported_yet():
-    with pytest.raises(FailedPrecondition, match="kata.*shim v2.*not supported yet") as info:
-        make_handler("kata", config(kata=RuntimeHandlerConfig(runtime_type="vm",
-                                                              runtime_path="/usr/bin/kata")))
+def test_vm_handlers_drive_a_shim_v2_binary(monkeypatch):
+    from crio_native.runtime.shim.handler import VmShimHandler
+
+    handler = make_handler("kata", config(kata=RuntimeHandlerConfig(
+        runtime_type="vm", runtime_path="/usr/bin/kata")))
+    assert isinstance(handler, VmShimHandler) and handler.runtime_path == "/usr/bin/kata"
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(FailedPrecondition, match="containerd-shim-kata-v2") as info:
+        make_handler("kata", config(kata=RuntimeHandlerConfig(runtime_type="vm")))
     assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
 
 

@@ -47,8 +47,16 @@ def make_handler(name: str, config: Config) -> RuntimeHandler:
 
         return BuiltinHandler(name, root, config.runtime.cgroup_root or None)
     if entry.runtime_type == "vm":
-        raise FailedPrecondition(f"runtime handler {name}: runtime_type 'vm' (shim v2 runtimes "
-                                 "such as kata) is not supported yet")
+        from crio_native.runtime.shim.handler import VmShimHandler
+
+        # runtime_path, else containerd's name for the shim of runtime
+        # io.containerd.<name>.v2 (containerd-shim-kata-v2 for kata)
+        shim = entry.runtime_path or shutil.which(f"containerd-shim-{name}-v2")
+        if not shim:
+            raise FailedPrecondition(f"runtime handler {name}: runtime.runtimes.{name}."
+                                     f"runtime_path is empty and no containerd-shim-{name}-v2 "
+                                     "is in $PATH")
+        return VmShimHandler(name, shim, root, address=config.api.listen)
     raise FailedPrecondition(f"runtime handler {name}: unknown runtime_type "
                              f"{entry.runtime_type!r}")
 

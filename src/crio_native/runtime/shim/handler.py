@@ -1,0 +1,450 @@
+"""The `vm` runtime handler: a containerd shim v2 runtime (kata's
+containerd-shim-kata-v2, or any shim speaking the same task API, such as
+containerd-shim-runc-v2) driven over ttrpc.
+
+One shim per container.  Create: FIFOs for the task's stdio, `shim start`
+(runtime/shim/process.py), then a crio-native-monitor in spawn mode whose
+"container process" is the relay (runtime/shim/relay.py): it copies the
+FIFOs into the monitor, so the CRI log is written as for every handler,
+and exits with the task's status from `Wait`, so the monitor's exit file
+holds the container's exit code.  Then the task is created; `Created.pid`
+is the task's pid as the shim reports it (for kata, a process of the VM
+side, not one in the container), `monitor_pid` the monitor's.
+
+Per container, <runtime_root>/<id>/ keeps the shim's address and pid, the
+FIFOs and the shim's log; a new handler object (a restarted daemon) finds
+the shim from there."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import shutil
+import signal as signal_mod
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from crio_native.errors import (CrioNativeError, FailedPrecondition, NotFound,
+                                Unavailable, Unimplemented)
+from crio_native.monitor import launch_monitor
+from crio_native.monitor.launch import Monitor, stop_monitor
+from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
+                                         MonitorOptions)
+from crio_native.runtime.oci_cli import (EXEC_OUTPUT_LIMIT, EXEC_TIMED_OUT_MESSAGE,
+                                         EXEC_TIMEOUT_EXIT_CODE, process_cgroup_dirs)
+from crio_native.runtime.shim.process import (SHIM_LOG_FIFO, ShimCommand, ShimFiles,
+                                              process_start_matches, wait_process_gone)
+from crio_native.runtime.shim.task import OCI_STATUS, TaskClient
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "crio-native"
+PUBLISH_BINARY = "/bin/true"     # takes `publish ...` and discards the event
+SHIM_LOG_FILE = "shim.log"       # in <root>/<id>/: the shim's own log, via the relay
+RELAY_EXIT_WAIT = 10.0          # for the relay to get the exit and the monitor to end
+SHUTDOWN_GRACE = 1.0            # seconds a shim may take to exit after Shutdown
+_DRAIN_IDLE, _DRAIN_MAX = 0.1, 2.0
+
+
+class VmShimHandler:
+    """A RuntimeHandler over a shim v2 binary (runtime_type `vm`)."""
+
+    def __init__(self, name: str, shim_path: str | os.PathLike[str],
+                 runtime_root: str | os.PathLike[str], *, address: str | None = None,
+                 namespace: str = NAMESPACE, timeout: float = 30.0,
+                 create_timeout: float = 120.0, monitor_binary: Path | None = None,
+                 python: str = sys.executable):
+        self.name = name
+        self.runtime_path = str(shim_path)
+        self.runtime_root = Path(runtime_root)
+        self.timeout = timeout
+        self.create_timeout = create_timeout
+        self.monitor_binary = monitor_binary
+        self.python = python
+        self.shim = ShimCommand(self.runtime_path, namespace,
+                                address or str(self.runtime_root / "crio-native.sock"),
+                                PUBLISH_BINARY)
+        self._clients: dict[str, TaskClient] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"VmShimHandler({self.name!r}, {self.runtime_path!r}, {str(self.runtime_root)!r})"
+
+    # ---- the shim's task API -------------------------------------------------------
+
+    def _files(self, container_id: str) -> ShimFiles:
+        return ShimFiles(self.runtime_root, container_id)
+
+    def _task(self, container_id: str) -> TaskClient:
+        """The (cached) task client of the container's shim; NotFound when
+        there is no shim for it."""
+        with self._lock:
+            client = self._clients.get(container_id)
+            if client is not None and not client.client.closed:
+                return client
+        address = self._files(container_id).address()
+        if address is None:
+            raise NotFound(f"container {container_id}: no {self.name} shim for it")
+        try:
+            client = TaskClient.dial(address, self.timeout, connect_timeout=2.0)
+        except Unavailable as e:
+            raise NotFound(f"container {container_id}: its {self.name} shim at {address} is "
+                           f"gone: {e}") from e
+        with self._lock:
+            old = self._clients.pop(container_id, None)
+            self._clients[container_id] = client
+        if old is not None:
+            old.close()
+        return client
+
+    def _forget_client(self, container_id: str) -> None:
+        with self._lock:
+            client = self._clients.pop(container_id, None)
+        if client is not None:
+            client.close()
+
+    def _where(self, container_id: str, verb: str, e: CrioNativeError) -> CrioNativeError:
+        """The shim's error, worded with the container and the handler."""
+        return type(e)(f"container {container_id}: {self.name} {verb}: {e}")
+
+    # ---- create --------------------------------------------------------------------
+
+    def create(self, container_id: str, bundle: Path, monitor: MonitorOptions) -> Created:
+        if monitor.terminal:
+            raise Unimplemented(f"runtime handler {self.name}: containers with a terminal "
+                                "(tty) are not supported with shim v2 runtimes yet")
+        if not os.access(self.runtime_path, os.X_OK):
+            raise FailedPrecondition(f"runtime handler {self.name}: {self.shim.missing()}")
+        bundle = Path(bundle).resolve()
+        files = self._files(container_id)
+        if files.exists():     # a crashed earlier attempt: clean it first
+            self.delete(container_id, force=True)
+        files.dir.mkdir(parents=True, mode=0o700)
+        try:
+            return self._create(container_id, bundle, monitor, files)
+        except BaseException:
+            self._undo_create(container_id)
+            raise
+
+    def _create(self, container_id: str, bundle: Path, monitor: MonitorOptions,
+                files: ShimFiles) -> Created:
+        fifos = {name: files.dir / name for name in ("stdout", "stderr")}
+        if monitor.stdin:
+            fifos["stdin"] = files.dir / "stdin"
+        shim_log = bundle / SHIM_LOG_FIFO
+        with contextlib.suppress(FileNotFoundError):
+            shim_log.unlink()
+        for path in (*fifos.values(), shim_log):
+            os.mkfifo(path, 0o600)
+        files.save("", bundle)           # so an undo finds the bundle's files
+        # Hold a reader of the shim's log until the relay has its own: the
+        # shim blocks opening it until there is one.
+        log_reader = os.open(shim_log, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            address = self.shim.start(container_id, bundle, self.create_timeout)
+            files.save(address, bundle)
+            task = self._task(container_id)
+            files.save_pid(task.connect(container_id).shim_pid)
+            mon = self._launch_relay(container_id, address, monitor, fifos, shim_log, files)
+            files.save_monitor_pid(mon.pid)
+        finally:
+            os.close(log_reader)
+        try:
+            created = task.create(container_id, str(bundle), stdin=str(fifos.get("stdin", "")),
+                                  stdout=str(fifos["stdout"]), stderr=str(fifos["stderr"]),
+                                  timeout=self.create_timeout)
+        except CrioNativeError as e:
+            stop_monitor(mon)
+            raise FailedPrecondition(f"container {container_id}: {self.name} create: "
+                                     f"{e}") from e
+        except BaseException:
+            stop_monitor(mon)
+            raise
+        try:
+            dirs = process_cgroup_dirs(created.pid)
+        except OSError:
+            dirs = ()      # a VM's task pid is not a host process of the container
+        return Created(pid=created.pid, monitor_pid=mon.pid, cgroup_dirs=dirs)
+
+    def _launch_relay(self, container_id: str, address: str, monitor: MonitorOptions,
+                      fifos: dict[str, Path], shim_log: Path, files: ShimFiles) -> Monitor:
+        argv = [self.python, "-m", "crio_native.runtime.shim.relay", "--address", address,
+                "--id", container_id, "--stdout", str(fifos["stdout"]),
+                "--stderr", str(fifos["stderr"]), "--shim-log", str(shim_log),
+                "--shim-log-file", str(files.dir / SHIM_LOG_FILE),
+                "--appear-timeout", str(self.create_timeout)]
+        if "stdin" in fifos:
+            argv += ["--stdin", str(fifos["stdin"])]
+        return launch_monitor(container_id, argv, monitor.state_dir, monitor.log_path,
+                              stdin=monitor.stdin, stdin_once=monitor.stdin_once,
+                              timeout=self.create_timeout, binary=self.monitor_binary)
+
+    def _undo_create(self, container_id: str) -> None:
+        try:
+            self.delete(container_id, force=True)
+        except Exception:  # noqa: BLE001 -- the create's own error matters more; logged
+            log.exception("runtime handler %s: cannot clean up container %s after its failed "
+                          "create", self.name, container_id)
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    def start(self, container_id: str) -> None:
+        try:
+            self._task(container_id).start(container_id)
+        except CrioNativeError as e:
+            raise self._where(container_id, "start", e) from e
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        try:
+            st = self._task(container_id).state(container_id)
+        except CrioNativeError as e:
+            raise self._where(container_id, "state", e) from e
+        doc: dict[str, Any] = {"ociVersion": "1.0.2", "id": container_id,
+                               "status": OCI_STATUS.get(st.status, "unknown"), "pid": st.pid,
+                               "bundle": st.bundle}
+        if doc["status"] == "stopped":
+            doc["exitStatus"] = st.exit_status
+        return doc
+
+    def kill(self, container_id: str, signal: int, all_processes: bool = False) -> None:
+        try:
+            self._task(container_id).kill(container_id, int(signal), all=all_processes)
+        except NotFound as e:        # no shim, or the process has already finished
+            log.debug("runtime handler %s: kill %s: %s", self.name, container_id, e)
+        except CrioNativeError as e:
+            raise self._where(container_id, "kill", e) from e
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        files = self._files(container_id)
+        if not files.exists():
+            return
+        address, bundle = files.address(), files.bundle()
+        pid = files.shim_pid()
+        if pid is not None and not process_start_matches(pid, self.runtime_path):
+            pid = None
+        try:
+            task = self._task(container_id)
+        except NotFound:
+            task = None
+        if task is not None:
+            self._delete_task(container_id, task, force, files.monitor_pid())
+            with contextlib.suppress(CrioNativeError):
+                task.shutdown(container_id)   # the shim exits once it has no task
+            self._forget_client(container_id)
+        elif bundle is not None and address:
+            self.shim.cleanup(container_id, bundle, self.timeout)   # the shim died
+        if not wait_process_gone(pid, address, SHUTDOWN_GRACE):
+            # containerd-shim-runc-v2 1.6 lingers ~10 s after Shutdown,
+            # retrying to publish its events to TTRPC_ADDRESS, which nobody
+            # serves here; its task is deleted, so nothing is lost.
+            log.debug("runtime handler %s: shim %d of container %s still runs %.1fs after "
+                      "Shutdown: killing it", self.name, pid, container_id, SHUTDOWN_GRACE)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal_mod.SIGKILL)
+            if not wait_process_gone(pid, address, 5.0):
+                log.warning("runtime handler %s: shim %d of container %s survived SIGKILL",
+                            self.name, pid, container_id)
+        files.remove()
+
+    def _delete_task(self, container_id: str, task: TaskClient, force: bool,
+                     monitor_pid: int | None) -> None:
+        """Stop the task (a created one is killed, as `runc delete` does; a
+        running one only with force), let the relay take its exit from the
+        shim, then delete it: a task deleted before the relay's Wait reached
+        the shim would leave the relay without an exit code."""
+        try:
+            status = OCI_STATUS.get(task.state(container_id).status, "unknown")
+        except NotFound:
+            return
+        except CrioNativeError as e:
+            raise self._where(container_id, "delete", e) from e
+        if status in ("running", "paused") and not force:
+            raise FailedPrecondition(f"container {container_id}: {self.name} delete: the "
+                                     f"task is {status}")
+        if status != "stopped":
+            with contextlib.suppress(CrioNativeError):
+                task.kill(container_id, signal_mod.SIGKILL, all=True)
+            with contextlib.suppress(CrioNativeError):
+                task.wait(container_id, timeout=self.timeout)
+        if monitor_pid is not None and not _is_monitor_of(monitor_pid, container_id):
+            monitor_pid = None     # gone, or the pid was reused since
+        if monitor_pid is not None and not wait_process_gone(monitor_pid, None, RELAY_EXIT_WAIT):
+            log.warning("runtime handler %s: the monitor %d of container %s has not recorded "
+                        "the exit in %.0fs; deleting the task anyway", self.name, monitor_pid,
+                        container_id, RELAY_EXIT_WAIT)
+        try:
+            task.delete(container_id)
+        except NotFound:
+            pass
+        except CrioNativeError as e:
+            # the runc shim answers UNKNOWN for "cannot delete a running process"
+            raise FailedPrecondition(f"container {container_id}: {self.name} delete: "
+                                     f"{e}") from e
+
+    def pause(self, container_id: str) -> None:
+        try:
+            self._task(container_id).pause(container_id)
+        except CrioNativeError as e:
+            raise self._where(container_id, "pause", e) from e
+
+    def resume(self, container_id: str) -> None:
+        try:
+            self._task(container_id).resume(container_id)
+        except CrioNativeError as e:
+            raise self._where(container_id, "resume", e) from e
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        try:
+            self._task(container_id).update(container_id, resources)
+        except CrioNativeError as e:
+            raise self._where(container_id, "update", e) from e
+
+    # ---- exec ------------------------------------------------------------------------
+
+    def exec_sync(self, container_id: str, process: dict[str, Any],
+                  timeout: float | None) -> ExecResult:
+        """Exec + Start + Wait with FIFOs we read; at the timeout the exec
+        is SIGKILLed and answered as the OCI handlers do."""
+        task = self._task(container_id)
+        exec_id = f"exec-{uuid.uuid4().hex[:16]}"
+        tmp = self._files(container_id).dir / exec_id
+        tmp.mkdir(mode=0o700)
+        readers: dict[str, int] = {}
+        writers: list[int] = []
+        started = False
+        try:
+            for name in ("stdout", "stderr"):
+                os.mkfifo(tmp / name, 0o600)
+                readers[name] = os.open(tmp / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                writers.append(os.open(tmp / name, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+            try:
+                task.exec(container_id, exec_id, {**process, "terminal": False},
+                          stdout=str(tmp / "stdout"), stderr=str(tmp / "stderr"))
+                started = True
+                task.start(container_id, exec_id)
+            except CrioNativeError as e:
+                raise self._where(container_id, "exec", e) from e
+            waiter = _ExecWaiter(task, container_id, exec_id)
+            deadline = time.monotonic() + timeout if timeout else None
+            try:
+                out, err, timed_out = _collect(readers, writers, waiter, deadline)
+            finally:
+                if not waiter.done.is_set():
+                    with contextlib.suppress(CrioNativeError):
+                        task.kill(container_id, signal_mod.SIGKILL, exec_id=exec_id)
+                    waiter.join(self.timeout)
+                waiter.close()
+            if timed_out:
+                return ExecResult(EXEC_TIMEOUT_EXIT_CODE, b"", EXEC_TIMED_OUT_MESSAGE,
+                                  timed_out=True)
+            if waiter.error is not None:
+                raise self._where(container_id, "exec wait", waiter.error)
+            return ExecResult(waiter.code, out, err)
+        finally:
+            for fd in (*readers.values(), *writers):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if started:
+                with contextlib.suppress(CrioNativeError):
+                    task.delete(container_id, exec_id)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def exec_interactive(self, container_id: str, process: dict[str, Any], *, tty: bool,
+                         stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
+        raise Unimplemented(f"runtime handler {self.name}: streaming exec is not supported "
+                            "with shim v2 runtimes yet")
+
+    # ---- features ----------------------------------------------------------------------
+
+    def features(self) -> HandlerFeatures:
+        # Nothing is promised: kata's VM mounts and user namespaces are not
+        # verified here.
+        return HandlerFeatures()
+
+
+def _is_monitor_of(pid: int, container_id: str) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"crio-native-monitor") \
+        and container_id.encode() in argv
+
+
+class _ExecWaiter(threading.Thread):
+    def __init__(self, task: TaskClient, container_id: str, exec_id: str):
+        super().__init__(daemon=True, name=f"exec-wait {exec_id}")
+        self.task, self.container_id, self.exec_id = task, container_id, exec_id
+        self.code = -1
+        self.error: CrioNativeError | None = None
+        self.done = threading.Event()
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)   # wakes _collect
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.code = self.task.wait(self.container_id, self.exec_id).exit_status
+        except CrioNativeError as e:
+            self.error = e
+        finally:
+            self.done.set()
+            with contextlib.suppress(OSError):
+                os.write(self.wake_w, b"x")
+
+    def close(self) -> None:
+        """After the thread ended (or was given up on: it ends with the call)."""
+        for fd in (self.wake_r, self.wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _collect(readers: dict[str, int], writers: list[int], waiter: _ExecWaiter,
+             deadline: float | None) -> tuple[bytes, bytes, bool]:
+    """Read the exec's FIFOs until its exit and then their EOF (or a quiet
+    moment: a background child may hold them); True if the deadline passed."""
+    bufs = {fd: bytearray() for fd in readers.values()}
+    exited_at: float | None = None
+    with selectors.DefaultSelector() as sel:
+        for fd in bufs:
+            sel.register(fd, selectors.EVENT_READ)
+        sel.register(waiter.wake_r, selectors.EVENT_READ)
+        while len(sel.get_map()) > (0 if exited_at is not None else 1):
+            now = time.monotonic()
+            if exited_at is None and waiter.done.is_set():
+                exited_at = now
+                sel.unregister(waiter.wake_r)
+                for w in writers:      # ours: now EOF comes when the shim closes its end
+                    os.close(w)
+                writers.clear()
+            if exited_at is None and deadline is not None and now >= deadline:
+                return b"", b"", True
+            if exited_at is not None and now - exited_at >= _DRAIN_MAX:
+                break
+            wait = _DRAIN_IDLE if exited_at is not None else None
+            if deadline is not None and exited_at is None:
+                wait = max(deadline - now, 0.0)
+            ready = sel.select(wait)
+            if not ready and exited_at is not None:
+                break
+            for key, _ in ready:
+                if key.fd == waiter.wake_r:
+                    continue       # handled at the top of the loop
+                try:
+                    chunk = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                buf = bufs[key.fd]
+                if len(buf) < EXEC_OUTPUT_LIMIT:
+                    buf += chunk[:EXEC_OUTPUT_LIMIT - len(buf)]
+    return bytes(bufs[readers["stdout"]]), bytes(bufs[readers["stderr"]]), False
+
+
+__all__ = ["NAMESPACE", "VmShimHandler"]
