@@ -360,6 +360,7 @@ class OciCliHandler:
                 code = proc.wait()
                 if code != 0 and not pid_file.exists():
                     # the process never started: the runtime's own failure
+                    self._reap_exec_orphans(container_id)
                     said = self._read_log(log_file) or runtime_messages(err)
                     raise self._failure(container_id, "exec", subprocess.CompletedProcess(
                         cmd, code, b"", said.encode() or err))
@@ -417,6 +418,7 @@ class OciCliHandler:
         def reap() -> int:
             code = proc.wait()
             if code != 0 and not pid_file.exists():
+                self._reap_exec_orphans(container_id)
                 log.warning("runtime handler %s: exec in %s failed: %s", self.name,
                             container_id, self._read_log(log_file))
             return code if code >= 0 else 128 - code
@@ -446,9 +448,45 @@ class OciCliHandler:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        self._reap_exec_orphans(container_id)
         if pid is not None and process_alive(pid):
             log.warning("runtime handler %s: timed-out exec process %d in container %s "
                         "survived SIGKILL", self.name, pid, container_id)
+
+    def _reap_exec_orphans(self, container_id: str) -> None:
+        """Reap what a failed or killed `<runtime> exec` left in the
+        container's pid namespace and that was reparented to us.
+
+        crun (1.8.1) leaves its helper in the container's pid namespace,
+        the one that failed to exec the process, behind when exec fails:
+        its parent is outside that namespace, so it goes to the runtime's
+        nearest subreaper (us, when we are one or pid 1), not to the
+        container's init.  While it stays an unreaped zombie the namespace
+        keeps one pid, and the container's init, once killed (delete
+        --force), stays inside the kernel's exit (zap_pid_ns_processes
+        waits for every pid of the namespace to be freed): it never becomes
+        a zombie, so its monitor never sees an exit.  Only our children in
+        the container's pid namespace are touched; one still running is
+        reaped by a thread once it ends."""
+        own_ns = _pid_ns(os.getpid())
+        orphans = [pid for pid in _children() if _pid_ns(pid) not in (None, own_ns)]
+        if not orphans:
+            return
+        try:
+            init = int(self.state(container_id).get("pid") or 0)
+        except (CrioNativeError, ValueError):
+            init = 0
+        ns = _pid_ns(init) if init > 0 else None
+        for pid in orphans:
+            if ns is None or _pid_ns(pid) != ns:
+                continue
+            log.debug("runtime handler %s: reaping pid %d the runtime's exec left in "
+                      "container %s", self.name, pid, container_id)
+            if process_alive(pid):
+                threading.Thread(target=_reap_quietly, args=(pid, 0), daemon=True,
+                                 name=f"reap-exec-orphan-{pid}").start()
+            else:
+                _reap_quietly(pid, os.WNOHANG)
 
     # ---- features ----------------------------------------------------------------------
 
@@ -475,6 +513,42 @@ class OciCliHandler:
                      runtime_messages(p.stderr) or f"exit status {p.returncode}")
             return HandlerFeatures()
         return features_from_json(doc, kernel_has_mount_setattr())
+
+
+def _children() -> list[int]:
+    """Our child processes (zombies included)."""
+    me, found = os.getpid(), set()
+    try:
+        tasks = os.listdir(f"/proc/{me}/task")
+        for tid in tasks:   # CONFIG_PROC_CHILDREN: one list per thread
+            found.update(int(p) for p in
+                         Path(f"/proc/{me}/task/{tid}/children").read_text().split())
+        return sorted(found)
+    except FileNotFoundError:
+        pass
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
+            found.add(int(entry))
+    return sorted(found)
+
+
+def _pid_ns(pid: int) -> str | None:
+    """The pid namespace of `pid` (also readable for a zombie), or None."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _reap_quietly(pid: int, flags: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, flags)
 
 
 def _read_pid(path: Path) -> int | None:
