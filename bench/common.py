@@ -27,5 +27,8 @@ def summarize(label: str, samples: list[float]) -> float:
     return p50
 
 
-def ratio(label: str, ours: float, peer: float) -> None:
-    print(f"  ratio {label}: {ours / peer:.2f}x")
+def ratio(label: str, ours: float, peer: float, target: float | None = None) -> None:
+    """ours/peer; with `target`, whether it is at or below it."""
+    verdict = "" if target is None else \
+        f"   target <= {target}x: {'met' if ours / peer <= target else 'NOT met'}"
+    print(f"  ratio {label}: {ours / peer:.2f}x{verdict}")

@@ -16,30 +16,25 @@ Environment: CRN_BENCH_PODS (N, default 50), CRN_BENCH_CYCLES (default 30),
 CRN_BENCH_EXECS (default 200)."""
 from __future__ import annotations
 
-import json
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ratio  # noqa: E402
-from bench.peers import Containerd, cgroup_dirs, containerd_missing, remove_new_cgroups  # noqa: E402,E501
-from bench.pod import own_cgroup_parent  # noqa: E402
+from bench.cri_setup import (DAEMON_LOG_MARKERS, RPC_TIMEOUT, Helpers, Peer,  # noqa: E402
+                             bench_run, check_cgroups, crio_native_daemon, log_problems,
+                             measure_guarded, percentile, pod_config, print_load_at_end,
+                             print_machine, print_ratios, pull_images, remove_pod, report,
+                             run_containerd, start_pod)
+from bench.peers import Containerd, cgroup_dirs  # noqa: E402
 from crio_native._proto import api_pb2  # noqa: E402
-from tests.e2e import cni  # noqa: E402
 from tests.e2e.daemon import Daemon  # noqa: E402
-from tests.fixtures.oci_builder import ImageBuilder, Pusher  # noqa: E402
-from tests.fixtures.registry import running_registry  # noqa: E402
+from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
 
 PODS = int(os.environ.get("CRN_BENCH_PODS", "50"))
 CYCLES = int(os.environ.get("CRN_BENCH_CYCLES", "30"))
@@ -47,15 +42,8 @@ EXECS = int(os.environ.get("CRN_BENCH_EXECS", "200"))
 WARMUP_CYCLES = 3
 WARMUP_EXECS = 10
 SETTLE_S = 2.0          # after the last of the N pods started, before reading memory
-RPC_TIMEOUT = 120
 
 # Issue #6's targets, crio-native / containerd.
-# A bridge and subnet of its own (else as tests/e2e/cni.py), so that e2e
-# tests running on the host at the same time keep theirs.
-BRIDGE = "crnbench0"
-SUBNET = "10.231.9.0/24"
-COMMON_PARENT = "crn-bench-pods"     # bench.pod.own_cgroup_parent's last element
-
 TARGETS = {"pod start p50": 0.5, "ExecSync p50": 0.3, "Pss per pod": 0.25,
            "VmRSS per pod": 0.25}
 
@@ -68,84 +56,6 @@ class Results:
     cycle: list[float] = field(default_factory=list)
     exec_sync: list[float] = field(default_factory=list)
     memory: dict[str, float] = field(default_factory=dict)   # see measure_memory
-
-
-@dataclass
-class Peer:
-    """One runtime under test: a CRI endpoint, the handler its pods ask for,
-    the cgroup parent they get, and how to find its helper processes."""
-
-    label: str
-    endpoint: object                       # Daemon or Containerd
-    image: str
-    handler: str = ""
-    cgroup_parent: str = ""
-    helpers: Callable[[dict], tuple[list[int], list[int]]] | None = None
-    ids: set[str] = field(default_factory=set)    # every pod and container made
-
-    @property
-    def runtime(self):
-        return self.endpoint.runtime
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, min(len(ordered) - 1, int(round(len(ordered) * q)) - 1))]
-
-
-def report(label: str, samples: list[float]) -> None:
-    print(f"  {label:<34} p50 {statistics.median(samples) * 1000:8.1f} ms"
-          f"   p95 {percentile(samples, 0.95) * 1000:8.1f} ms   n={len(samples)}")
-
-
-# ---- the CRI calls, the same for every peer ---------------------------------
-
-def pod_config(peer: Peer, name: str, logs: Path) -> api_pb2.PodSandboxConfig:
-    log_dir = logs / peer.label / name
-    log_dir.mkdir(parents=True, exist_ok=True)
-    config = api_pb2.PodSandboxConfig(
-        metadata=api_pb2.PodSandboxMetadata(name=name, namespace="bench",
-                                            uid=f"uid-{name}", attempt=0),
-        hostname=name, log_directory=str(log_dir))
-    if peer.cgroup_parent:
-        config.linux.cgroup_parent = peer.cgroup_parent
-    config.linux.security_context.namespace_options.pid = api_pb2.CONTAINER
-    return config
-
-
-def container_config(image: str, command: list[str]) -> api_pb2.ContainerConfig:
-    return api_pb2.ContainerConfig(
-        metadata=api_pb2.ContainerMetadata(name="c", attempt=0),
-        image=api_pb2.ImageSpec(image=image), command=command, log_path="c.log")
-
-
-def start_pod(peer: Peer, config: api_pb2.PodSandboxConfig) -> tuple[str, str]:
-    """RunPodSandbox + CreateContainer + StartContainer: (pod id, container id)."""
-    rt = peer.runtime
-    pod = rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(
-        config=config, runtime_handler=peer.handler), timeout=RPC_TIMEOUT).pod_sandbox_id
-    peer.ids.add(pod)
-    cid = rt.CreateContainer(api_pb2.CreateContainerRequest(
-        pod_sandbox_id=pod, config=container_config(peer.image, ["sleep", "1000"]),
-        sandbox_config=config), timeout=RPC_TIMEOUT).container_id
-    peer.ids.add(cid)
-    rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=RPC_TIMEOUT)
-    return pod, cid
-
-
-def remove_pod(peer: Peer, pod: str) -> None:
-    peer.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod),
-                                timeout=RPC_TIMEOUT)
-    peer.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod),
-                                  timeout=RPC_TIMEOUT)
-
-
-def remove_all_pods(peer: Peer) -> int:
-    pods = peer.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(),
-                                       timeout=RPC_TIMEOUT).items
-    for pod in pods:
-        remove_pod(peer, pod.id)
-    return len(pods)
 
 
 # ---- (a) pod start to running container, and the whole cycle ---------------
@@ -231,7 +141,7 @@ def argument(argv: tuple[str, ...], flag: str) -> str:
     return ""
 
 
-def crio_native_helpers(daemon: Daemon) -> Callable[[dict], tuple[list[int], list[int]]]:
+def crio_native_helpers(daemon: Daemon) -> Helpers:
     """The daemon and the monitors whose --state-dir lies in its runroot (they
     daemonize, so they are no children of the daemon); the containers are the
     monitors' descendants."""
@@ -242,7 +152,7 @@ def crio_native_helpers(daemon: Daemon) -> Callable[[dict], tuple[list[int], lis
     return find
 
 
-def containerd_helpers(peer: Containerd) -> Callable[[dict], tuple[list[int], list[int]]]:
+def containerd_helpers(peer: Containerd) -> Helpers:
     """containerd and the shims it started for this socket (they daemonize);
     the containers, pause included, are the shims' descendants."""
     def find(procs: dict[int, Proc]) -> tuple[list[int], list[int]]:
@@ -319,30 +229,19 @@ def measure_memory(peer: Peer, logs: Path, out: Results) -> None:
 # ---- one peer, start to finish ----------------------------------------------
 
 def measure(peer: Peer, logs: Path) -> Results | None:
-    print(f"{peer.label}:")
-    out = Results()
-    try:
-        peer.endpoint.images.PullImage(api_pb2.PullImageRequest(
-            image=api_pb2.ImageSpec(image=peer.image)), timeout=RPC_TIMEOUT)
+    def body() -> Results:
+        out = Results()
+        pull_images(peer.endpoint, peer.image)
         measure_cycles(peer, logs, out)
         measure_exec_sync(peer, logs, out)
         measure_memory(peer, logs, out)
         return out
-    except Exception:                         # noqa: BLE001 - report, go on with the others
-        print(f"  FAILED:\n{traceback.format_exc()}")
-        return None
-    finally:
-        try:
-            left = remove_all_pods(peer)
-            if left:
-                print(f"  removed {left} pods left over")
-        except Exception as e:                # noqa: BLE001
-            print(f"  warning: could not remove the pods left: {e}")
+    return measure_guarded(peer, body)
 
 
 def run_crio_native(label: str, handler: str, base: Path, netdir: Path, image: str,
                     logs: Path) -> Results | None:
-    daemon = Daemon(base, ["--cni-plugin-dir", cni.PLUGIN_DIR, "--cni-config-dir", str(netdir)])
+    daemon = crio_native_daemon(base, netdir)
     cgroups_before = cgroup_dirs()
     peer = Peer(label, daemon, image, handler=handler, helpers=crio_native_helpers(daemon))
     try:
@@ -354,185 +253,45 @@ def run_crio_native(label: str, handler: str, base: Path, netdir: Path, image: s
     finally:
         daemon.stop()
         check_cgroups(peer, cgroups_before)
-        log_problems(label, daemon.log(), ("ERROR", "WARNING", "Traceback"))
+        log_problems(label, daemon.log(), DAEMON_LOG_MARKERS)
 
 
-def log_problems(label: str, text: str, markers: tuple[str, ...]) -> None:
-    lines = [line for line in text.splitlines() if any(m in line for m in markers)]
-    print(f"  {label} log: {len(lines)} lines with {'/'.join(markers)}")
-    for line in lines[:5]:
-        print(f"    {line[:300]}")
+# ---- the summary -------------------------------------------------------------
 
-
-def check_cgroups(peer: Peer, before: set[str]) -> None:
-    """Report and remove the cgroups of this peer's pods and containers still
-    there (other users of the host may be making cgroups of their own)."""
-    def ours(path: str) -> bool:
-        # runc also makes the missing ancestors of the parent in every
-        # v1 hierarchy (/sys/fs/cgroup/<controller>/<path>)
-        below_mount = "/" + "/".join(path.split("/")[5:])
-        ancestor = peer.cgroup_parent.startswith(below_mount.rstrip("/") + "/")
-        return (ancestor or COMMON_PARENT in path
-                or any(i in path for i in peer.ids))
-
-    left = sorted(p for p in cgroup_dirs() - before if ours(p))
-    # containerd (runc) leaves the empty common parent of its pods' cgroups
-    # and the ancestors it made; a pod's or container's own is a leak
-    leaked = [p for p in left if any(i in p for i in peer.ids)]
-    if leaked:
-        print(f"  LEAK: {peer.label} left {len(leaked)} cgroup dirs, e.g. {leaked[:3]}")
-    remove_new_cgroups(before, ours)
-    still = [p for p in cgroup_dirs() - before if ours(p)]
-    print(f"  cgroups of {peer.label}: {len(leaked)} of its pods/containers left,"
-          f" {len(left) - len(leaked)} empty parents removed"
-          + (f", {len(still)} STILL THERE" if still else ", none left"))
-
-
-def run_containerd(registry_host: str, pause: str, netdir: Path, image: str,
-                   logs: Path) -> Results | None:
-    peer_proc = Containerd(pause, registry_host, cni.PLUGIN_DIR, str(netdir))
-    cgroups_before = cgroup_dirs()
-    peer = Peer("containerd", peer_proc, image, cgroup_parent=own_cgroup_parent(),
-                helpers=containerd_helpers(peer_proc))
-    try:
-        peer_proc.start()
-        peer_proc.images.PullImage(api_pb2.PullImageRequest(
-            image=api_pb2.ImageSpec(image=pause)), timeout=RPC_TIMEOUT)
-        results = measure(peer, logs)
-        if results is None:
-            print("  containerd log tail:\n"
-                  + (peer_proc.base / "containerd.log").read_text()[-3000:])
-        return results
-    finally:
-        log = peer_proc.base / "containerd.log"
-        text = log.read_text(errors="replace") if log.exists() else ""
-        peer_proc.stop()
-        check_cgroups(peer, cgroups_before)
-        log_problems("containerd", text, ("level=error",))
-
-
-# ---- leftovers and the summary ----------------------------------------------
-
-def write_network(netdir: Path, ipam: Path) -> None:
-    conflist = cni.bridge_conflist(ipam)
-    conflist["name"] = "crn-bench"
-    bridge = conflist["plugins"][0]
-    bridge["bridge"] = BRIDGE
-    bridge["ipam"]["ranges"] = [[{"subnet": SUBNET}]]
-    netdir.mkdir(parents=True, exist_ok=True)
-    (netdir / "10-crn-bench.conflist").write_text(json.dumps(conflist))
-
-
-def links() -> set[str]:
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line}
-
-
-def host_state() -> dict[str, set[str]]:
-    """What this run may leave: mounts below its temp dirs (containerd's
-    included), netns in /run/netns (containerd's cni-*), links on the bridge."""
-    with open("/proc/self/mountinfo") as f:
-        mounts = {line.split()[4] for line in f if line.split()[4].startswith("/tmp/crn-bench-")}
-    netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
-    out = subprocess.run(["ip", "-o", "link", "show", "master", BRIDGE],
-                         capture_output=True, text=True).stdout
-    ports = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line}
-    return {"mounts": mounts, "netns": netns, "bridge ports": ports}
-
-
-def check_leftovers(before: dict[str, set[str]]) -> None:
-    after = host_state()
-    clean = True
-    for kind in before:
-        new = sorted(after[kind] - before[kind])
-        if new:
-            clean = False
-            print(f"  LEAK: {len(new)} new {kind}: {new[:5]}")
-    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
-    if BRIDGE in links():
-        clean = False
-        print(f"  LEAK: cannot delete the bridge {BRIDGE}")
-    print("  host check: " + ("no mount, netns, veth, bridge or cgroup of this run left"
-                              if clean else "see LEAK lines"))
-
-
-def summary(results: dict[str, Results]) -> None:
-    peer = results.get("containerd")
-    if peer is None:
-        return
-    print("ratios crio-native/containerd (issue #6 targets):")
-    for label, ours in results.items():
-        if label == "containerd":
-            continue
-        figures = {
-            "pod start p50": (statistics.median(ours.start), statistics.median(peer.start)),
-            "pod start p95": (percentile(ours.start, .95), percentile(peer.start, .95)),
-            "cycle p50": (statistics.median(ours.cycle), statistics.median(peer.cycle)),
-            "ExecSync p50": (statistics.median(ours.exec_sync),
-                             statistics.median(peer.exec_sync)),
-            "ExecSync p95": (percentile(ours.exec_sync, .95), percentile(peer.exec_sync, .95)),
-            "Pss per pod": (ours.memory["pss_per_pod"], peer.memory["pss_per_pod"]),
-            "VmRSS per pod": (ours.memory["rss_per_pod"], peer.memory["rss_per_pod"]),
-            "Pss of helpers per pod": (ours.memory["pss_helpers_per_pod"],
-                                       peer.memory["pss_helpers_per_pod"]),
-            "VmRSS of helpers per pod": (ours.memory["rss_helpers_per_pod"],
-                                         peer.memory["rss_helpers_per_pod"]),
-        }
-        for name, (a, b) in figures.items():
-            target = TARGETS.get(name)
-            verdict = ""
-            if target is not None:
-                verdict = f"   target <= {target}x: {'met' if a / b <= target else 'NOT met'}"
-            ratio(f"{label} {name}", a, b)
-            if verdict:
-                print(f"  {'':<8}{verdict.strip()}")
+def figures(ours: Results, peer: Results) -> dict[str, tuple[float, float]]:
+    return {
+        "pod start p50": (statistics.median(ours.start), statistics.median(peer.start)),
+        "pod start p95": (percentile(ours.start, .95), percentile(peer.start, .95)),
+        "cycle p50": (statistics.median(ours.cycle), statistics.median(peer.cycle)),
+        "ExecSync p50": (statistics.median(ours.exec_sync), statistics.median(peer.exec_sync)),
+        "ExecSync p95": (percentile(ours.exec_sync, .95), percentile(peer.exec_sync, .95)),
+        "Pss per pod": (ours.memory["pss_per_pod"], peer.memory["pss_per_pod"]),
+        "VmRSS per pod": (ours.memory["rss_per_pod"], peer.memory["rss_per_pod"]),
+        "Pss of helpers per pod": (ours.memory["pss_helpers_per_pod"],
+                                   peer.memory["pss_helpers_per_pod"]),
+        "VmRSS of helpers per pod": (ours.memory["rss_helpers_per_pod"],
+                                     peer.memory["rss_helpers_per_pod"]),
+    }
 
 
 def run() -> int:
     if os.geteuid() != 0:
         print("  skipped: needs root")
         return 0
-    print(f"  machine: {platform.node()} {platform.release()}, {os.cpu_count()} cpus;"
-          f" N={PODS} pods, {CYCLES} cycles (+{WARMUP_CYCLES} warm-up),"
-          f" {EXECS} ExecSync (+{WARMUP_EXECS}); load average {os.getloadavg()[0]:.2f}")
-    before = host_state()
-    results: dict[str, Results] = {}
-    status = 0
-    with tempfile.TemporaryDirectory(prefix="crn-bench-ctr-") as tmp, \
-            running_registry() as registry:
-        tmp = Path(tmp)
-        netdir = tmp / "net.d"
-        write_network(netdir, tmp / "ipam")
-        pusher = Pusher(registry.url)
-        pusher.push_image("bench/busybox", "1", ImageBuilder().busybox().build())
-        pusher.push_image("bench/pause", "1", ImageBuilder(
-            cmd=["/bin/sleep", "2147483647"]).busybox().build())
-        image = f"{registry.host}/bench/busybox:1"
-        try:
-            for label, handler in (("crio-native builtin", "builtin"),
-                                   ("crio-native runc", "runc")):
-                got = run_crio_native(label, handler, tmp / label.replace(" ", "-"),
-                                      netdir, image, tmp / "logs")
-                if got is None:
-                    status = 1
-                else:
-                    results[label] = got
-            missing = containerd_missing()
-            if missing:
-                print(f"containerd: skipped, {missing}")
-            else:
-                got = run_containerd(registry.host, f"{registry.host}/bench/pause:1",
-                                     netdir, image, tmp / "logs")
-                if got is None:
-                    status = 1
-                else:
-                    results["containerd"] = got
-            check_leftovers(before)
-        finally:
-            subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
-    summary(results)
-    print(f"  load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
-    return status
+    print_machine(f"N={PODS} pods, {CYCLES} cycles (+{WARMUP_CYCLES} warm-up),"
+                  f" {EXECS} ExecSync (+{WARMUP_EXECS})")
+    with bench_run("crn-bench-ctr-") as bench:
+        bench.pusher.push_image("bench/busybox", "1", ImageBuilder().busybox().build())
+        image = bench.image("bench/busybox")
+        for label, handler in (("crio-native builtin", "builtin"),
+                               ("crio-native runc", "runc")):
+            base = bench.tmp / label.replace(" ", "-")
+            bench.record(label, run_crio_native(label, handler, base, bench.netdir, image,
+                                                bench.logs))
+        run_containerd(bench, image, measure, helpers=containerd_helpers)
+    print_ratios(bench.results, "issue #6", figures, TARGETS)
+    print_load_at_end()
+    return bench.status
 
 
 BENCHMARK = ("cri_containers",

@@ -20,13 +20,15 @@ typedef struct crn_child {
     int stdio[3];
     int rootfd;             /* O_PATH of the bound rootfs, until pivot_root */
     int fifo_fd;            /* start barrier, opened before pivot_root */
+    int result_fd;          /* startContainer hook failures, ditto */
     int cwd_done;           /* chdir succeeded before the user switch */
     int seccomp_done;       /* filter loaded early (no no_new_privs) */
     char exe[PATH_MAX];     /* argv[0] resolved against $PATH */
 } crn_child;
 
 /* Parent -> child and child -> parent messages on the sync socket. */
-enum crn_sync_kind { CRN_SYNC_GO = 1, CRN_SYNC_READY = 2, CRN_SYNC_FAIL = 3, CRN_SYNC_HOOKS = 4 };
+enum crn_sync_kind { CRN_SYNC_GO = 1, CRN_SYNC_READY = 2, CRN_SYNC_FAIL = 3, CRN_SYNC_HOOKS = 4,
+                     CRN_SYNC_CONSOLE = 5 /* carries the pty master (SCM_RIGHTS) */ };
 
 typedef struct crn_sync_msg {
     int kind;
@@ -68,6 +70,11 @@ int crn_proc_cwd(crn_child *c, crn_error *err);
 int crn_proc_no_new_privs(crn_child *c, crn_error *err);
 int crn_proc_lookup(crn_child *c, crn_error *err);
 int crn_proc_selinux_label(crn_child *c, crn_error *err);
+int crn_proc_personality(crn_child *c, crn_error *err);
+int crn_proc_console(crn_child *c, crn_error *err);
+/* After the barrier: a failure is reported on the result fifo and stderr,
+ * then the process exits 1 (runc's init does the same). */
+void crn_proc_start_hooks(crn_child *c);
 int crn_proc_barrier(crn_child *c, crn_error *err);
 int crn_proc_seccomp_early(crn_child *c, crn_error *err);
 int crn_proc_seccomp(crn_child *c, crn_error *err);

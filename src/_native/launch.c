@@ -30,7 +30,7 @@ static const char *const stage_names[CRN_STAGE_COUNT] = {
     "none", "parent", "sync", "namespaces", "oom_score_adj", "hostname",
     "rootfs", "mounts", "devices", "pivot_root", "masks", "rlimits", "user",
     "cwd", "capabilities", "no_new_privs", "lookup", "barrier", "seccomp", "exec", "sysctl", "hooks",
-    "terminal", "selinux",
+    "terminal", "selinux", "personality", "console",
 };
 
 const char *crn_stage_name(int stage)
@@ -83,6 +83,8 @@ static const struct {
     {CRN_STAGE_PIVOT, crn_rootfs_pivot},
     {CRN_STAGE_SYSCTL, crn_proc_sysctls},
     {CRN_STAGE_MASKS, crn_masks_apply},
+    {CRN_STAGE_CONSOLE, crn_proc_console},
+    {CRN_STAGE_PERSONALITY, crn_proc_personality},
     {CRN_STAGE_RLIMITS, crn_proc_rlimits},
     {CRN_STAGE_SECCOMP, crn_proc_seccomp_early},
     {CRN_STAGE_CAPS, crn_caps_drop_bounding},
@@ -176,6 +178,7 @@ static __attribute__((noreturn)) void child_main(crn_child *c)
     /* The parent is gone from here on: a failure can only end the process. */
     if (crn_proc_barrier(c, &err) < 0)
         _exit(126);
+    crn_proc_start_hooks(c);
     if (crn_proc_seccomp(c, &err) < 0)
         _exit(126);
     crn_proc_exec(c, &err);
@@ -366,21 +369,37 @@ static int send_go(int sock, crn_error *err)
     return 0;
 }
 
-static int read_msg(int sock, crn_sync_msg *msg, crn_error *err)
+/* One message; `*fd` gets the descriptor it carries (SCM_RIGHTS), or -1. */
+static int read_msg(int sock, crn_sync_msg *msg, int *fd, crn_error *err)
 {
     struct pollfd pfd = {.fd = sock, .events = POLLIN};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct iovec iov = {.iov_base = msg, .iov_len = sizeof(*msg)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = control.buf, .msg_controllen = sizeof(control.buf)};
+    struct cmsghdr *cm;
     ssize_t n;
     int ready;
+    *fd = -1;
     do
         ready = poll(&pfd, 1, CRN_LAUNCH_TIMEOUT_MS);
     while (ready < 0 && errno == EINTR);
     if (ready == 0)
         return crn_error_set(err, ETIMEDOUT, "wait for child", NULL);
     do
-        n = read(sock, msg, sizeof(*msg));
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)sizeof(*msg))
+    cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+    if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS
+        && cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(fd, CMSG_DATA(cm), sizeof(int));
+    if (n != (ssize_t)sizeof(*msg)) {
+        crn_close_fdp(fd);
         return crn_error_set(err, n < 0 ? errno : EPIPE, "read sync", NULL);
+    }
     return 0;
 }
 
@@ -388,13 +407,19 @@ static int parent_sync(const void *plan, size_t len, int sock, int pid, crn_hook
                        void *ctx, crn_launch_result *res, crn_error *err)
 {
     crn_sync_msg msg;
+    int fd;
     res->stage = CRN_STAGE_PARENT;
     if (write_id_maps(plan, len, pid, err) < 0 || write_cgroup_procs(plan, len, pid, err) < 0
         || send_go(sock, err) < 0)
         return -1;
     for (;;) {
-        if (read_msg(sock, &msg, err) < 0)
+        if (read_msg(sock, &msg, &fd, err) < 0)
             return -1;
+        if (msg.kind == CRN_SYNC_CONSOLE && fd >= 0 && res->console_fd < 0) {
+            res->console_fd = fd;   /* the pty master; the child goes on */
+            continue;
+        }
+        crn_close_fdp(&fd);
         if (msg.kind != CRN_SYNC_HOOKS)
             break;
         /* The child waits before pivot_root while the caller runs the
@@ -424,7 +449,7 @@ int crn_launch(const void *plan, size_t len, const int stdio[3], crn_hook_fn on_
     __attribute__((cleanup(free_vec))) char **envp = NULL;
     int sv[2], pidfd = -1, pid;
 
-    res->pid = res->pidfd = -1;
+    res->pid = res->pidfd = res->console_fd = -1;
     res->stage = CRN_STAGE_PARENT;
     if (crn_plan_validate(plan, len, err) < 0)
         return -1;
@@ -450,7 +475,7 @@ int crn_launch(const void *plan, size_t len, const int stdio[3], crn_hook_fn on_
         crn_child c = {
             .plan = plan, .len = len, .argv = argv, .envp = envp,
             .sync_fd = child_end, .stdio = {stdio[0], stdio[1], stdio[2]},
-            .rootfd = -1, .fifo_fd = -1,
+            .rootfd = -1, .fifo_fd = -1, .result_fd = -1,
         };
         close(parent_end);
         child_main(&c);
@@ -463,6 +488,7 @@ int crn_launch(const void *plan, size_t len, const int stdio[3], crn_hook_fn on_
     child_end = -1;
     if (parent_sync(plan, len, parent_end, pid, on_hooks, ctx, res, err) < 0) {
         reap(pid, &pidfd);
+        crn_close_fdp(&res->console_fd);
         return -1;
     }
     res->pid = pid;

@@ -38,6 +38,8 @@ enum crn_stage {
     CRN_STAGE_HOOKS,        /* createRuntime/createContainer, before pivot_root */
     CRN_STAGE_TERMINAL,     /* the pty slave on stdin becomes the controlling tty */
     CRN_STAGE_SELINUX,      /* the exec label (process.selinuxLabel) */
+    CRN_STAGE_PERSONALITY,  /* linux.personality */
+    CRN_STAGE_CONSOLE,      /* a pty from the container's /dev/ptmx (console socket) */
     CRN_STAGE_COUNT
 };
 
@@ -45,6 +47,8 @@ typedef struct crn_launch_result {
     int pid;                /* in the caller's pid namespace */
     int pidfd;              /* close-on-exec; the caller owns it */
     int stage;              /* enum crn_stage of a failure */
+    int console_fd;         /* CRN_PLAN_CONSOLE: the pty master, close-on-exec,
+                               the caller owns it; else -1 */
 } crn_launch_result;
 
 /* Called in the parent while the child waits before pivot_root, when the

@@ -256,6 +256,13 @@ static int open_barrier(crn_child *c, crn_error *err)
     c->fifo_fd = open((const char *)rec.data, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (c->fifo_fd < 0)
         return crn_error_set(err, errno, "open", (const char *)rec.data);
+    /* Held for reading and writing so the open never blocks; `start` reads
+     * EOF once this fd is gone, at execve (close-on-exec) or at exit. */
+    if (crn_plan_find(c->plan, c->len, CRN_PLAN_START_RESULT, &rec)) {
+        c->result_fd = open((const char *)rec.data, O_RDWR | O_CLOEXEC);
+        if (c->result_fd < 0)
+            return crn_error_set(err, errno, "open", (const char *)rec.data);
+    }
     return 0;
 }
 

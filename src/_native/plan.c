@@ -38,6 +38,10 @@ static const char *layout_of(uint16_t type)
     case CRN_PLAN_HOOK_PAUSE: return "";
     case CRN_PLAN_CONTROLLING_TTY: return "";
     case CRN_PLAN_SELINUX_LABEL: return "s";
+    case CRN_PLAN_PERSONALITY: return "I";
+    case CRN_PLAN_START_HOOK: return "IIsb";
+    case CRN_PLAN_START_RESULT: return "s";
+    case CRN_PLAN_CONSOLE: return "";
     default: return NULL;
     }
 }

@@ -72,7 +72,42 @@ enum crn_plan_type {
                                        controlling terminal of the new session */
     CRN_PLAN_SELINUX_LABEL = 40,    /* s SELinux context for the execve, written to
                                        /proc/thread-self/attr/exec as the last step */
+    CRN_PLAN_PERSONALITY = 41,      /* I personality(2) persona (domain | flags) */
+    CRN_PLAN_START_HOOK = 42,       /* I timeout in seconds (0: none), I argc, s path,
+                                       b argc NUL-terminated args, then the env
+                                       ("KEY=value"), each NUL-terminated;
+                                       one record per startContainer hook, in order */
+    CRN_PLAN_START_RESULT = 43,     /* s fifo the child opens (O_RDWR) before
+                                       pivot_root; a failing startContainer hook
+                                       is reported there (crn_hook_result) */
+    CRN_PLAN_CONSOLE = 44,          /* (empty) allocate a pty from the container's
+                                       /dev/ptmx, make its slave stdio and the
+                                       controlling tty, send the master to the
+                                       parent (SCM_RIGHTS, CRN_SYNC_CONSOLE) */
 };
+
+/* At most this many args + env strings in one CRN_PLAN_START_HOOK. */
+#define CRN_HOOK_MAX_STRS 256
+/* The state JSON `start` writes to the barrier fifo when the plan has
+ * startContainer hooks is at most this long. */
+#define CRN_START_STATE_MAX (256 * 1024)
+
+/* Written to the CRN_PLAN_START_RESULT fifo when a startContainer hook fails;
+ * the process then exits 1 without running the user program. */
+enum crn_hook_failure {
+    CRN_HOOK_EXIT = 1,              /* value: exit status */
+    CRN_HOOK_SIGNAL = 2,            /* value: signal number */
+    CRN_HOOK_TIMEOUT = 3,           /* value: the timeout in seconds */
+    CRN_HOOK_START = 4,             /* value: errno of starting it (stat, pipe,
+                                       clone) */
+    CRN_HOOK_STATE = 5,             /* value: errno of reading the state JSON */
+};
+
+typedef struct crn_hook_result {
+    int32_t index;                  /* which hook, from 0 */
+    int32_t kind;                   /* enum crn_hook_failure */
+    int32_t value;
+} crn_hook_result;
 
 /* CRN_PLAN_MOUNT kinds: how the child performs the mount. */
 enum crn_mount_kind {

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.e2e.daemon import Daemon
@@ -23,3 +25,15 @@ def daemon_factory(tmp_path):
 @pytest.fixture
 def daemon(daemon_factory) -> Daemon:
     return daemon_factory().start()
+
+
+# The runtime handlers e2e tests run a container with: the built-in runtime
+# and runc as the oracle (Debian's crun cannot run on a hybrid-cgroup host).
+HANDLERS = ["builtin", "runc"]
+
+
+@pytest.fixture(params=HANDLERS)
+def handler(request) -> str:
+    if request.param == "runc" and shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    return request.param

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from contextlib import contextmanager
@@ -26,7 +25,6 @@ from tests.fixtures.registry import registry  # noqa: F401
 
 pytestmark = pytest.mark.root
 
-HANDLERS = ["builtin", "runc"]
 EXTRA_APPLETS = ("unshare", "grep", "touch", "mkdir", "mount", "umount", "readlink", "cut",
                  "head", "wc", "hostname", "tr", "rm")
 CNI_PLUGIN_DIR = "/usr/lib/cni"
@@ -56,13 +54,6 @@ def sdaemon(daemon_factory, security_image, tmp_path):
     (d.network_dir / "10-crn-lo.conflist").write_text(json.dumps(
         {"cniVersion": "1.0.0", "name": "crn-lo", "plugins": [{"type": "loopback"}]}))
     yield from serving_image(d.start(), security_image, tmp_path)
-
-
-@pytest.fixture(params=HANDLERS)
-def handler(request) -> str:
-    if request.param == "runc" and shutil.which("runc") is None:
-        pytest.skip("runc is not installed")
-    return request.param
 
 
 # ---- helpers ----------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import ssl
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ import pytest
 from crio_native._proto import api_pb2
 from tests.e2e.stream_clients import (ERROR, STDERR, STDIN, STDOUT, V4, V5, Refused, SpdyClient,
                                       WsClient, http_get, tls_context)
-from tests.e2e.test_containers import container_config, create, remove_all_pods, rpc_code
+from tests.e2e.test_containers import (container_config, create, remove_all_pods, rpc_code,
+                                       serving_image)
 from tests.fixtures.oci_builder import ImageBuilder, Pusher, symlink
 from tests.fixtures.pki import make_server_pki
 from tests.fixtures.registry import registry  # noqa: F401
@@ -26,7 +26,6 @@ pytestmark = pytest.mark.root
 
 EXTRA_APPLETS = ("stty", "httpd", "mkdir", "grep")
 CNI_PLUGIN_DIR = "/usr/lib/cni"
-HANDLERS = ["builtin", "runc"]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +36,9 @@ def stream_image(registry):  # noqa: F811
     return f"{registry.host}/e2e/streambox:1", image
 
 
-def make_daemon(daemon_factory, stream_image, tmp_path, conf: str = ""):
-    """A daemon with the stream image pulled; `conf` goes into a drop-in."""
+def start_daemon(daemon_factory, conf: str = ""):
+    """A started daemon with a loopback-only CNI network; `conf` goes into a
+    drop-in."""
     d = daemon_factory("--cni-plugin-dir", CNI_PLUGIN_DIR)
     if conf:
         d.prepare()
@@ -46,27 +46,19 @@ def make_daemon(daemon_factory, stream_image, tmp_path, conf: str = ""):
     d.network_dir.mkdir(parents=True, exist_ok=True)
     (d.network_dir / "10-crn-lo.conflist").write_text(json.dumps(
         {"cniVersion": "1.0.0", "name": "crn-lo", "plugins": [{"type": "loopback"}]}))
-    d.start()
-    d.image_name, d.image = stream_image
-    d.images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=d.image_name)))
-    d.pod_logs = tmp_path / "pod-logs"
-    d.pod_logs.mkdir(exist_ok=True)
-    return d
+    return d.start()
+
+
+def make_daemon(daemon_factory, stream_image, tmp_path, conf: str = ""):
+    """start_daemon's daemon with the stream image pulled and a pod log dir,
+    for a test that removes its pods itself (in a finally): serving_image's
+    set-up, without its fixture teardown."""
+    return next(serving_image(start_daemon(daemon_factory, conf), stream_image, tmp_path))
 
 
 @pytest.fixture
 def sdaemon(daemon_factory, stream_image, tmp_path):
-    d = make_daemon(daemon_factory, stream_image, tmp_path)
-    yield d
-    if d.proc is not None and d.proc.poll() is None:
-        remove_all_pods(d)
-
-
-@pytest.fixture(params=HANDLERS)
-def handler(request) -> str:
-    if request.param == "runc" and shutil.which("runc") is None:
-        pytest.skip("runc is not installed")
-    return request.param
+    yield from serving_image(start_daemon(daemon_factory), stream_image, tmp_path)
 
 
 def start_pod(d, handler="builtin", name="pod", host_network=True) -> str:
@@ -243,7 +235,8 @@ def test_attach_gets_output_and_sends_stdin(sdaemon, handler):
     echo = run_container(d, pod, ["cat"], name="echo", stdin=True)
     spdy = SpdyClient(d.runtime.Attach(api_pb2.AttachRequest(
         container_id=echo, stdin=True, stdout=True)).url)
-    _err, stdin, stdout = spdy.open("error"), spdy.open("stdin"), spdy.open("stdout")
+    spdy.open("error")                    # the protocol wants it opened first
+    stdin, stdout = spdy.open("stdin"), spdy.open("stdout")
     spdy.pump(0.2)
     spdy.send(stdin, b"echo me\n")
     spdy.wait_for(stdout, b"echo me\n")
@@ -515,7 +508,8 @@ def session_kinds(d, web, echo, pod):
     def attach_spdy(i):
         c = SpdyClient(d.runtime.Attach(api_pb2.AttachRequest(
             container_id=echo, stdin=True, stdout=True)).url)
-        _err, stdin, stdout = c.open("error"), c.open("stdin"), c.open("stdout")
+        c.open("error")
+        stdin, stdout = c.open("stdin"), c.open("stdout")
         c.send(stdin, f"spdy {i}\n".encode())
         c.wait_for(stdout, f"spdy {i}\n".encode())
         c.close()

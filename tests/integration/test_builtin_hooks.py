@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crio_native.errors import FailedPrecondition, Unimplemented
+from crio_native.errors import FailedPrecondition
 
 pytestmark = pytest.mark.root
 
@@ -89,12 +89,70 @@ def test_poststart_failure_is_a_warning(rt, make_bundle, caplog):
     rt.delete("h2", force=True)
 
 
-def test_start_container_hooks_refused(rt, make_bundle, tmp_path):
+def test_start_container_hooks_run_inside_after_start(rt, make_bundle, tmp_path):
+    """startContainer hooks run after `start`, before the program, by the
+    container process itself: path resolved in the container, its user and
+    cwd, the state (host pid, status "created") on stdin, args and env."""
     def edit(spec):
-        spec["hooks"] = {"startContainer": [{"path": "/bin/true"}]}
-    with pytest.raises(Unimplemented, match="hooks.startContainer"):
-        rt.create("h3", make_bundle(["true"], edit).path)
-    assert not (tmp_path / "state" / "h3").exists()
+        spec["root"]["readonly"] = False
+        spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+        spec["process"]["cwd"] = "/tmp"
+        spec["hooks"] = {"startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "cat > state.json; id -u >> log; "
+                                         "pwd >> log; echo $HOOK_ENV >> log"],
+             "env": ["HOOK_ENV=from-hook"], "timeout": 10},
+            {"path": "/bin/sh", "args": ["sh", "-c", "echo second >> log"]}]}
+    b = make_bundle(["sh", "-c", "echo program >> /tmp/log; sleep 60"], edit)
+    (b.rootfs / "tmp").chmod(0o1777)
+    created = rt.create("sh1", b.path)
+    assert not (b.rootfs / "tmp" / "log").exists()     # nothing ran at create
+    rt.start("sh1")
+    _wait_for(lambda: (b.rootfs / "tmp" / "log").exists()
+              and "program" in (b.rootfs / "tmp" / "log").read_text())
+    assert (b.rootfs / "tmp" / "log").read_text().splitlines() == [
+        "1000", "/tmp", "from-hook", "second", "program"]
+    doc = json.loads((b.rootfs / "tmp" / "state.json").read_text())
+    assert doc == {"ociVersion": "1.2.0", "id": "sh1", "status": "created",
+                   "pid": created["pid"], "bundle": str(b.path), "annotations": {}}
+    assert rt.state("sh1")["status"] == "running"
+    assert not (tmp_path / "state" / "sh1" / "start.result").exists()
+    rt.delete("sh1", force=True)
+
+
+def _wait_for(cond, timeout=5.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("hook,match", [
+    ({"path": "/bin/false"}, r"startContainer hook #1 \(/bin/false\): exit status 1"),
+    ({"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1},
+     r"startContainer hook #1 \(/bin/sleep\): timed out after 1s"),
+    # resolved in the container, where the host's hook does not exist
+    ({"path": "/usr/bin/python3"},
+     r"startContainer hook #1 \(/usr/bin/python3\): No such file or directory"),
+])
+def test_failing_start_container_hook_fails_start(rt, make_bundle, tmp_path, hook, match):
+    """start fails naming the hook; the program never runs; the process
+    exits 1 (as runc's init does), with the failure on its stderr."""
+    def edit(spec):
+        spec["hooks"] = {"startContainer": [{"path": "/bin/true"}, hook]}
+    err = tmp_path / "err"
+    out = tmp_path / "out"
+    with open(out, "w") as o, open(err, "w") as e:
+        rt.create("sh2", make_bundle(["echo", "program ran"], edit).path,
+                  stdio=(-1, o.fileno(), e.fileno()))
+    with pytest.raises(FailedPrecondition, match=match):
+        rt.start("sh2")
+    assert rt.wait("sh2", timeout=5) == 1
+    assert rt.state("sh2")["status"] == "stopped"
+    assert out.read_text() == ""
+    assert "startContainer hook #1" in err.read_text()
+    rt.delete("sh2")
+    assert not (tmp_path / "state" / "sh2").exists()
 
 
 def test_state_json_matches_runc_shape(rt, make_bundle, tmp_path):

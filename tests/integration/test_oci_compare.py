@@ -323,3 +323,72 @@ def test_device_cgroup_rules(builtin, oracle, make_bundle, cgroups_path):
              "head -c1 /dev/kmsg >/dev/null 2>&1 || echo kmsg-denied")
     mine, ref = both(builtin, oracle, make_bundle(["sh", "-c", probe], edit))
     assert mine.out == ref.out == "null-ok\nkmsg-denied\n"
+
+
+def _runc_has_personality() -> bool:
+    """runc took linux.personality in 1.2; 1.1 ignores it."""
+    import subprocess
+
+    out = subprocess.run(["runc", "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"runc version (\d+)\.(\d+)", out)
+    return bool(m) and (int(m[1]), int(m[2])) >= (1, 2)
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="LINUX32 shows as i686 on x86_64")
+def test_personality_linux32(builtin, oracle, make_bundle):
+    def edit(spec):
+        spec["linux"]["personality"] = {"domain": "LINUX32"}
+    mine, ref = both(builtin, oracle, make_bundle(["sh", "-c", "uname -m; cat /proc/self/personality"],
+                                                  edit))
+    assert mine.code == 0, mine.err
+    assert mine.out == "i686\n00000008\n"
+    if oracle.name == "runc" and not _runc_has_personality():
+        # runc 1.1 ignores linux.personality (runc 1.2 applies it): its
+        # container keeps the host's domain, which is what this host's
+        # oracle can tell us; crun (and runc >= 1.2) must agree with us
+        assert ref.out == "x86_64\n00000000\n"
+    else:
+        assert mine.out == ref.out
+
+
+def _start_hooks_edit(hook_script: str):
+    def edit(spec):
+        spec["root"]["readonly"] = False
+        spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+        spec["process"]["env"].append("IN_PROGRAM=1")
+        spec["hooks"] = {"startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", hook_script], "env": ["HOOK_ENV=h"]}]}
+    return edit
+
+
+def test_start_container_hook(builtin, oracle, make_bundle):
+    """The hook runs in the container (path, root, user, caps) before the
+    program, with the state on stdin; both runtimes give the same view.
+    (The state differs by design: runc gives the pid inside the container's
+    pid namespace, we the host's as the runtime spec's state defines it.)"""
+    hook = ("sed 's/.*\"status\": *\"\\([a-z]*\\)\".*/\\1/' > /tmp/h; "
+            "echo >> /tmp/h; "
+            "{ id; echo $HOOK_ENV $IN_PROGRAM; grep CapEff /proc/self/status; "
+            "hostname; pwd; } >> /tmp/h")
+    program = ["sh", "-c", "cat /tmp/h; echo program"]
+    b = make_bundle(program, _start_hooks_edit(hook))
+    (b.rootfs / "tmp").chmod(0o1777)    # the hook runs as the container user
+    mine, ref = both(builtin, oracle, b)
+    assert mine.code == ref.code == 0, (mine.err, ref.err)
+    assert mine.out == ref.out
+    assert mine.out.splitlines()[:3] == ["created", "uid=1000 gid=1000", "h"]
+
+
+def test_failing_start_container_hook(builtin, oracle, make_bundle):
+    """A failing hook stops the container before its program runs: runc's
+    `run` exits 1 naming the hook; ours fails start (the CLI's run exits 1)."""
+    from crio_native.errors import FailedPrecondition
+
+    b = make_bundle(["sh", "-c", "echo program"], _start_hooks_edit("exit 7"))
+    with pytest.raises(FailedPrecondition,
+                       match=r"startContainer hook #0 \(/bin/sh\): exit status 7"):
+        builtin.run(b)
+    ref = oracle.run(b)
+    assert ref.code != 0 and "program" not in ref.out
+    if oracle.name == "runc":
+        assert "error running hook #0" in ref.err and "exit status 7" in ref.err

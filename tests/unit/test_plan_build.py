@@ -3,6 +3,7 @@ invalid configs -> InvalidArgument naming the field.  No root needed."""
 from __future__ import annotations
 
 import copy
+import re
 import stat
 from pathlib import Path
 
@@ -243,8 +244,7 @@ def test_absolute_symlink_is_inside(bundle):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("hooks.startContainer", [{"path": "/bin/true"}]),
-    ("process.terminal", True), ("linux.personality", {"domain": "LINUX32"})])
+    ("process.terminal", True), ("linux.intelRdt", {"closID": "x"})])
 def test_unimplemented_sections_fail_loudly(bundle, field, value):
     with pytest.raises(Unimplemented, match=field.replace(".", r"\.")):
         build(bundle, _set(field.split("."), value))
@@ -349,3 +349,49 @@ def test_rro_marks_the_mount_for_mount_setattr():
     opts = parse_mount_options(["rbind", "rro", "nosuid"])
     assert opts.recursive_ro and opts.flags & MS_RDONLY and opts.data == ""
     assert not parse_mount_options(["rbind", "ro"]).recursive_ro
+
+
+@pytest.mark.parametrize("personality,persona", [
+    ({"domain": "LINUX"}, 0x0),
+    ({"domain": "LINUX32"}, 0x8),
+    ({"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]}, 0x0040008),
+])
+def test_personality_record(bundle, personality, persona):
+    recs = build(bundle, _set(["linux", "personality"], personality))
+    assert of(recs, Rec.PERSONALITY) == [(persona,)]
+    kinds = [x.type for x in recs]
+    # before the user switch and capabilities (seccomp may allow only some values)
+    assert kinds.index(Rec.PERSONALITY) < kinds.index(Rec.USER)
+
+
+@pytest.mark.parametrize("personality,field", [
+    ({"domain": "LINUX64"}, "linux.personality.domain"),
+    ({"domain": "LINUX", "flags": ["FAST"]}, "linux.personality.flags[0]"),
+    ("LINUX32", "linux.personality"),
+])
+def test_bad_personality_names_field(bundle, personality, field):
+    with pytest.raises(InvalidArgument, match=f"^config.json: {re.escape(field)}: "):
+        build(bundle, _set(["linux", "personality"], personality))
+
+
+def test_start_container_hooks_are_planned(bundle):
+    hooks = [{"path": "/bin/sh", "args": ["sh", "-c", "true"], "env": ["A=1"], "timeout": 5},
+             {"path": "/bin/true"}]
+    spec = copy.deepcopy(BASE)
+    spec["hooks"] = {"startContainer": hooks}
+    recs = plan_records(spec, bundle, host=HOST, start_result="/run/x/start.result")
+    assert of(recs, Rec.START_RESULT) == [("/run/x/start.result",)]
+    assert of(recs, Rec.START_HOOK) == [(5, 3, "/bin/sh", b"sh\0-c\0true\0A=1\0"),
+                                        (0, 1, "/bin/true", b"/bin/true\0")]
+    # round-trips through the wire format the C side validates
+    assert of(r.decode(r.encode(recs)), Rec.START_HOOK) == of(recs, Rec.START_HOOK)
+    # no pause point: they run after start, not while create waits
+    assert of(recs, Rec.HOOK_PAUSE) == []
+
+
+def test_console_replaces_controlling_tty(bundle):
+    spec = copy.deepcopy(BASE)
+    spec["process"]["terminal"] = True
+    recs = plan_records(spec, bundle, host=HOST, console=True)
+    assert of(recs, Rec.CONSOLE) == [()]
+    assert of(recs, Rec.CONTROLLING_TTY) == []

@@ -44,13 +44,15 @@ cdef int _run_hooks(void *ctx, int pid, crn_error *err) noexcept nogil:
             return -1
 
 
-def launch(bytes plan, stdio=(-1, -1, -1), on_hooks=None):
+def launch(bytes plan, stdio=(-1, -1, -1), on_hooks=None, console=False):
     """Clone the container process and run it up to its start barrier.
 
     `on_hooks(pid)` runs while the child waits before pivot_root (plans with
     a HOOK_PAUSE record); an exception from it fails the launch and is
-    re-raised here.  Returns (pid, pidfd); the caller owns the pidfd.  A
-    failure raises a NativeError whose `stage` names the child step."""
+    re-raised here.  Returns (pid, pidfd); the caller owns the pidfd.  With
+    `console` (plans with a CONSOLE record) it returns (pid, pidfd,
+    master): the pty master the child made, also the caller's.  A failure
+    raises a NativeError whose `stage` names the child step."""
     cdef crn_error err
     cdef c.crn_launch_result res
     cdef int fds[3]
@@ -70,6 +72,10 @@ def launch(bytes plan, stdio=(-1, -1, -1), on_hooks=None):
         if holder[1] is not None:
             raise holder[1]
         raise _error(&err, res.stage)
+    if console:
+        return res.pid, res.pidfd, res.console_fd
+    if res.console_fd >= 0:
+        os.close(res.console_fd)
     return res.pid, res.pidfd
 
 

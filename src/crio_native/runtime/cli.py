@@ -3,12 +3,13 @@ the same driver code (and people) can run builtin, runc and crun alike.
 
     crio-native-runtime [--root DIR] [--cgroup-root PATH] [--log FILE]
                         [--log-format text|json] COMMAND
-    create --bundle DIR [--pid-file FILE] ID | start ID | state ID
+    create --bundle DIR [--pid-file FILE] [--console-socket PATH] ID | start ID | state ID
     exec [--process FILE] [--cwd DIR] [-e K=V] [-u UID[:GID]] ID [ARGS...]
-    kill [--all] ID [SIGNAL] | delete [--force] ID | run --bundle DIR [--pid-file F] ID
-    pause ID | resume ID | list | features
+    kill [--all] ID [SIGNAL] | delete [--force] ID
+    run --bundle DIR [--pid-file F] [--console-socket PATH] [--detach] ID
+    ps [--format table|json] ID [PS_ARGS...] | pause ID | resume ID | list | features
 
-Not yet: ps, update, --console-socket, startContainer hooks."""
+Not yet: update."""
 from __future__ import annotations
 
 import argparse
@@ -16,10 +17,11 @@ import datetime
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
-from crio_native.errors import CrioNativeError, InvalidArgument, Unimplemented
+from crio_native.errors import CrioNativeError, InvalidArgument
 
 DEFAULT_ROOT = "/run/crio-native-runtime"
 
@@ -53,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--console-socket")
         c.add_argument("--no-pivot", action="store_true")
         c.add_argument("--no-new-keyring", action="store_true")
+        if name == "run":
+            c.add_argument("--detach", "-d", action="store_true")
         c.add_argument("id")
     for name in ("start", "state", "pause", "resume"):
         sub.add_parser(name).add_argument("id")
@@ -70,15 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("delete")
     d.add_argument("--force", "-f", action="store_true")
     d.add_argument("id")
+    ps = sub.add_parser("ps")
+    ps.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    ps.add_argument("id")
+    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
     sub.add_parser("list")
     sub.add_parser("features")
     return p
 
 
 def _create(rt, args) -> int:
-    if args.console_socket:
-        raise Unimplemented("--console-socket: terminals are not supported yet")
-    state = rt.create(args.id, args.bundle)
+    state = rt.create(args.id, args.bundle, console_socket=args.console_socket)
     if args.pid_file:
         tmp = Path(args.pid_file + ".tmp")
         tmp.write_text(str(state["pid"]))
@@ -87,7 +93,19 @@ def _create(rt, args) -> int:
 
 
 def _run(rt, args) -> int:
+    if args.console_socket and not args.detach:
+        # as runc: the terminal's master goes to the socket's owner, so
+        # nobody would be left to wait for the container
+        raise InvalidArgument("--console-socket: cannot use a console socket if the runtime "
+                              "will not detach (--detach)")
     _create(rt, args)
+    if args.detach:
+        try:
+            rt.start(args.id)
+        except CrioNativeError:
+            rt.delete(args.id, force=True)
+            raise
+        return 0
     try:
         rt.start(args.id)
         code = rt.wait(args.id)
@@ -129,6 +147,31 @@ def _kill(rt, args) -> int:
     return 0
 
 
+def _ps(rt, args) -> int:
+    """Like `runc ps`: json is the list of host pids; table is `ps`'s own
+    output (default -ef) cut down to the container's processes."""
+    pids = rt.ps(args.id)
+    if args.format == "json":
+        print(json.dumps(pids, separators=(",", ":")))
+        return 0
+    ps_args = args.ps_args or ["-ef"]
+    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    if not lines:
+        return 0
+    try:
+        col = lines[0].split().index("PID")
+    except ValueError:
+        raise InvalidArgument("ps: the ps output has no PID column") from None
+    print(lines[0])
+    wanted = set(pids)
+    for line in lines[1:]:
+        fields = line.split(None, col + 1)
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
+            print(line)
+    return 0
+
+
 def _dispatch(rt, args) -> int:
     if args.command in ("create", "run"):
         return (_create if args.command == "create" else _run)(rt, args)
@@ -142,6 +185,8 @@ def _dispatch(rt, args) -> int:
         print(json.dumps(rt.state(args.id), indent=2))
     elif args.command == "exec":
         return _exec(rt, args)
+    elif args.command == "ps":
+        return _ps(rt, args)
     elif args.command == "kill":
         return _kill(rt, args)
     elif args.command == "delete":

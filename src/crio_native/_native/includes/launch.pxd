@@ -5,6 +5,7 @@ cdef extern from "launch.h" nogil:
         int pid
         int pidfd
         int stage
+        int console_fd
     ctypedef int (*crn_hook_fn)(void *ctx, int pid, crn_error *err) noexcept nogil
     int crn_launch(const void *plan, size_t len, const int *stdio, crn_hook_fn on_hooks,
                    void *ctx, crn_launch_result *res, crn_error *err)

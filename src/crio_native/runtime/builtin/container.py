@@ -6,6 +6,8 @@ delete, with the OCI state JSON persisted under a root directory.
                              it; `start` writes one byte and removes it
     <root>/<id>/plan         create_monitored: the launch plan the monitor
                              reads (--plan) and launches as its own child
+    <root>/<id>/start.result startContainer hooks only: the process reports a
+                             failing hook there; `start` reads it
 
 A live process is recognised by its pid plus its start time (field 22 of
 /proc/PID/stat), so a recycled pid is never mistaken for the container."""
@@ -20,6 +22,8 @@ import re
 import select
 import shutil
 import signal as signal_mod
+import socket
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +38,10 @@ from crio_native.monitor.exitstatus import read_exit, wait_exit
 from crio_native.monitor.launch import Monitor, launch_monitor, stop_monitor
 from crio_native.monitor.paths import CONTAINER_PID_FILE, EXIT_FILE, MONITOR_PID_FILE
 from crio_native.runtime.builtin.hooks import (CREATE_KINDS, Hook, hook_from_json, parse_hooks,
-                                               run_hooks)
+                                               run_hooks, start_hook_failure)
 from crio_native.runtime.builtin.plan import (HostFacts, exec_records, has_cgroup_mount, load_spec,
                                              plan_records)
-from crio_native.runtime.builtin.records import Rec, Record, encode, rec
+from crio_native.runtime.builtin.records import START_STATE_MAX, Rec, Record, encode, rec
 from crio_native.runtime.handler import Created, MonitorOptions
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ ID_RE = re.compile(r"^[\w+\-.]+$", re.ASCII)
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 PLAN_FILE = "plan"
+START_RESULT = "start.result"
 # Read when no cgroup root is given explicitly, so test harnesses and
 # benchmarks can move every runtime they start without plumbing a flag.
 CGROUP_ROOT_ENV = "CRIO_NATIVE_CGROUP_ROOT"
@@ -206,21 +211,35 @@ class BuiltinRuntime:
     # ---- lifecycle ---------------------------------------------------------
 
     def create(self, container_id: str, bundle: str | os.PathLike[str],
-               stdio: tuple[int, int, int] = (-1, -1, -1)) -> dict[str, Any]:
+               stdio: tuple[int, int, int] = (-1, -1, -1),
+               console_socket: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """Build the plan (all validation happens here, before anything is
         made), then make the state dir and launch the process up to the
-        barrier, as our own child.  Any failure undoes every step."""
-        p = self._prepare(container_id, bundle)
+        barrier, as our own child.  Any failure undoes every step.
+
+        `console_socket` (process.terminal, like runc's --console-socket):
+        the child makes a pty from the container's /dev/ptmx, its slave is
+        the process's stdio (`stdio` is ignored) and the master is sent over
+        this unix socket (SCM_RIGHTS, as runc does); we keep no copy."""
+        p = self._prepare(container_id, bundle, console=console_socket is not None)
         with contextlib.ExitStack() as undo:
+            sock = _console_connect(console_socket, p.spec) if console_socket else None
+            if sock is not None:
+                undo.enter_context(sock)
             state = self._make(p, undo)
             try:
-                pid, pidfd = native_launch.launch(encode(p.records), stdio,
-                                                  _create_hooks(state, p.hooks))
+                pid, pidfd, *master = native_launch.launch(
+                    encode(p.records), stdio, _create_hooks(state, p.hooks),
+                    console=sock is not None)
             except NativeError as e:
                 raise launch_error(e, p.spec) from e
             undo.callback(_kill_and_reap, pid, pidfd)
+            if sock is not None:
+                _send_console(sock, master[0], console_socket)
             self._record_created(container_id, state, pid)
             undo.pop_all()
+            if sock is not None:
+                sock.close()
         os.close(pidfd)
         return self.state(container_id)
 
@@ -259,16 +278,21 @@ class BuiltinRuntime:
     # ---- the steps of a create ------------------------------------------------
 
     def _prepare(self, container_id: str, bundle: str | os.PathLike[str],
-                 terminal: bool = False) -> _Prepared:
+                 terminal: bool = False, console: bool = False) -> _Prepared:
         """Everything decided, nothing made: the spec, its cgroups, hooks and
         the launch plan.  Every invalid field fails here."""
         d = self._dir(container_id)
         bundle = Path(bundle).resolve()
         spec = load_spec(bundle)
+        if console and not (spec.get("process") or {}).get("terminal"):
+            raise InvalidArgument("--console-socket: config.json: process.terminal is false; "
+                                  "a console socket is only for a terminal")
         cg_plan = container_cgroups(spec, container_id, self.cgroup_root)
         hooks = parse_hooks(spec)
+        start_result = str(d / START_RESULT) if hooks.get("startContainer") else None
         records = plan_records(spec, bundle, host=HostFacts.current(), barrier=str(d / FIFO),
-                               cgroups=cg_plan, terminal=terminal)
+                               cgroups=cg_plan, terminal=terminal, console=console,
+                               start_result=start_result)
         if cg_plan is not None:
             records += cgroup_records(cg_plan)
         return _Prepared(container_id, d, bundle, spec, cg_plan, hooks, records)
@@ -283,11 +307,13 @@ class BuiltinRuntime:
             raise AlreadyExists(f"container {p.container_id!r} already exists") from None
         undo.callback(shutil.rmtree, p.dir, True)
         os.mkfifo(p.dir / FIFO, 0o600)
+        if p.hooks.get("startContainer"):
+            os.mkfifo(p.dir / START_RESULT, 0o600)
         state = {"ociVersion": OCI_VERSION, "id": p.container_id, "status": "creating",
                  "pid": 0, "bundle": str(p.bundle),
                  "annotations": p.spec.get("annotations") or {}, "_cgroups": [],
                  **{f"_{k}": [h.to_json() for h in p.hooks.get(k, [])]
-                    for k in ("poststart", "poststop")}}
+                    for k in ("startContainer", "poststart", "poststop")}}
         self._write_state(p.container_id, state, sync=False)
         if p.cgroups is not None:
             made = cgroups.create(p.cgroups)
@@ -309,15 +335,65 @@ class BuiltinRuntime:
             raise FailedPrecondition(f"container {container_id!r} is {state['status']}, "
                                      "not created: cannot start it")
         fifo = self._dir(container_id) / FIFO
-        try:
-            native_launch.release(fifo)
-        except NativeError as e:
-            if e.errno == errno.ENXIO:
-                raise FailedPrecondition(f"container {container_id!r} is no longer "
-                                         "waiting to start") from e
-            raise
-        fifo.unlink()
+        record = self._read_state(container_id)
+        start_hooks = [hook_from_json(h) for h in record.get("_startContainer", [])]
+        if start_hooks:
+            self._start_with_hooks(container_id, record, start_hooks)
+        else:
+            try:
+                native_launch.release(fifo)
+            except NativeError as e:
+                if e.errno == errno.ENXIO:
+                    raise FailedPrecondition(f"container {container_id!r} is no longer "
+                                             "waiting to start") from e
+                raise
+            fifo.unlink()
         self._run_post_hooks(container_id, "poststart", "running")
+
+    def _start_with_hooks(self, container_id: str, record: dict[str, Any],
+                          hooks: list[Hook]) -> None:
+        """Release a process that runs startContainer hooks before its
+        program: the state JSON goes through the start fifo (the process
+        hands it to each hook on stdin), then we wait until the process has
+        exec'd its program (the result fifo reaches EOF with nothing in it)
+        or reports a failed hook and exits 1.  The state is what runc gives
+        its hooks: status "created" (the program has not run yet), but with
+        the pid as the host sees it, as the runtime spec's state asks."""
+        d = self._dir(container_id)
+        doc = json.dumps({**_public(record), "status": "created"}).encode()
+        if len(doc) > START_STATE_MAX:
+            raise FailedPrecondition(f"container {container_id!r}: its state JSON for the "
+                                     f"startContainer hooks is over {START_STATE_MAX} bytes")
+        # opened before the release: the process holds the only writer
+        rfd = os.open(d / START_RESULT, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            try:
+                wfd = os.open(d / FIFO, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno == errno.ENXIO:
+                    raise FailedPrecondition(f"container {container_id!r} is no longer "
+                                             "waiting to start") from e
+                raise
+            try:
+                os.set_blocking(wfd, True)
+                view = memoryview(doc)
+                while view:
+                    view = view[os.write(wfd, view):]
+            finally:
+                os.close(wfd)
+            (d / FIFO).unlink()
+            os.set_blocking(rfd, True)
+            report = b""
+            while chunk := os.read(rfd, 64):
+                report += chunk
+        finally:
+            os.close(rfd)
+        (d / START_RESULT).unlink(missing_ok=True)
+        if len(report) >= 12:
+            index, kind, value = struct.unpack_from("=iii", report)
+            hook = hooks[index] if 0 <= index < len(hooks) else Hook("?", (), (), None)
+            raise FailedPrecondition(f"container {container_id!r}: "
+                                     f"{start_hook_failure(hook, index, kind, value)}")
 
     def _run_post_hooks(self, container_id: str, kind: str, status: str) -> None:
         record = self._read_state(container_id)
@@ -492,6 +568,22 @@ class BuiltinRuntime:
             run_hooks("poststop", poststop, {**_public(record), "status": "stopped", "pid": 0},
                       warn_only=True)
 
+    def ps(self, container_id: str) -> list[int]:
+        """Host pids of the container's processes (runc's `ps`): every pid in
+        its cgroups, or, for a container without groups of its own, its
+        init and the init's descendants."""
+        record = self._read_state(container_id)
+        state = self._with_status(container_id, record)
+        if state["status"] == "stopped":
+            return []
+        pids: set[int] = set()
+        for d in record.get("_cgroup_dirs", []):
+            with contextlib.suppress(FileNotFoundError):
+                pids.update(int(p) for p in (Path(d) / "cgroup.procs").read_text().split())
+        if not record.get("_cgroup_dirs"):
+            pids = _descendants(state["pid"])
+        return sorted(pids)
+
     def list(self) -> list[str]:
         if not self.root.is_dir():
             return []
@@ -510,6 +602,46 @@ def _create_hooks(state: dict[str, Any],
         for kind in CREATE_KINDS:
             run_hooks(kind, hooks.get(kind, []), hook_state)
     return on_hooks
+
+
+def _descendants(pid: int) -> set[int]:
+    """`pid` and every process below it, from /proc/PID/task/TID/children."""
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p in found:
+            continue
+        found.add(p)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in
+                             Path(f"/proc/{p}/task/{task}/children").read_text().split()]
+    return found
+
+
+def _console_connect(path: str | os.PathLike[str], spec: dict) -> socket.socket:
+    """Connect to the console socket first, so a bad path fails the create
+    before anything is made (runc does the same)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(os.fspath(path))
+    except OSError as e:
+        sock.close()
+        raise FailedPrecondition(f"--console-socket {os.fspath(path)}: {e.strerror}") from e
+    return sock
+
+
+def _send_console(sock: socket.socket, master: int, path: str | os.PathLike[str]) -> None:
+    """Hand the pty master to the console socket (the name runc sends with
+    it, "/dev/ptmx", as the payload) and close our copy."""
+    try:
+        socket.send_fds(sock, [b"/dev/ptmx"], [master])
+    except OSError as e:
+        raise FailedPrecondition(f"--console-socket {os.fspath(path)}: sending the pty "
+                                 f"master: {e.strerror}") from e
+    finally:
+        os.close(master)
 
 
 def _monitor_alive(mon: dict[str, Any]) -> bool:

@@ -16,7 +16,8 @@ def features() -> dict[str, Any]:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
-        "hooks": ["prestart", "createRuntime", "createContainer", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                  "poststop"],
         "mountOptions": sorted(set(FLAG_OPTIONS) | set(PROPAGATION)
                                | ({"rro"} if kernel_has_mount_setattr() else set())),
         "linux": {

@@ -4,17 +4,19 @@ on stdin.
 
 createRuntime (and the deprecated prestart) and createContainer run while the
 launched child waits before pivot_root; poststart after start; poststop after
-delete.  startContainer (which must run inside the container) is not done by
-this slice and is refused when present."""
+delete.  startContainer hooks run inside the container, by the container
+process itself after `start` (the plan carries them: plan.start_hook_records,
+src/_native/process.c), so they are only parsed here."""
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from crio_native.errors import FailedPrecondition, InvalidArgument, Unimplemented
+from crio_native.errors import FailedPrecondition, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +65,22 @@ def parse_hooks(spec: dict) -> dict[str, list[Hook]]:
         if not isinstance(hooks, list):
             raise InvalidArgument(f"config.json: hooks.{kind}: must be an array")
         out[kind] = [_hook(h, f"hooks.{kind}[{i}]") for i, h in enumerate(hooks)]
-    if out.get("startContainer"):
-        raise Unimplemented("config.json: hooks.startContainer: not supported by the "
-                            "built-in runtime yet")
     return out
+
+
+def start_hook_failure(hook: Hook, index: int, kind: int, value: int) -> str:
+    """The message for a failed startContainer hook, from the child's
+    crn_hook_result (plan.h enum crn_hook_failure)."""
+    what = f"startContainer hook #{index} ({hook.path})"
+    if kind == 1:
+        return f"{what}: exit status {value}"
+    if kind == 2:
+        return f"{what}: killed by signal {value}"
+    if kind == 3:
+        return f"{what}: timed out after {value}s"
+    if kind == 5:
+        return f"{what}: reading the state: {os.strerror(value)}"
+    return f"{what}: {os.strerror(value)}"
 
 
 def hook_from_json(doc: dict[str, Any]) -> Hook:

@@ -20,13 +20,13 @@ from crio_native.linux import capabilities as caps_mod
 from crio_native.linux import seccomp as seccomp_mod
 from crio_native.linux import selinux as selinux_mod
 from crio_native.linux.cgroups import CgroupPlan
-from crio_native.runtime.builtin.hooks import CREATE_KINDS, parse_hooks
+from crio_native.runtime.builtin.hooks import CREATE_KINDS, Hook, parse_hooks
 from crio_native.linux.mounts import (DEFAULT_DEVICES, DEVICE_TYPES, MS_BIND, MS_RDONLY, MS_REC,
                                       PROPAGATION, Device, MountOptions, default_symlinks,
                                       parse_mount_options)
-from crio_native.runtime.builtin.records import (MOUNT_BIND, MOUNT_DEST_FILE, MOUNT_FS,
-                                                 MOUNT_RRO, Rec,
-                                                 Record, encode, rec)
+from crio_native.runtime.builtin.records import (HOOK_MAX_STRS, MOUNT_BIND, MOUNT_DEST_FILE,
+                                                 MOUNT_FS, MOUNT_RRO, Rec, Record, encode,
+                                                 rec)
 
 log = logging.getLogger(__name__)
 
@@ -421,13 +421,14 @@ def process_records(spec: dict, host: HostFacts) -> list[Record]:
 def unsupported(spec: dict, terminal: bool = False) -> None:
     """Fail loudly on what this slice of the runtime does not do yet, rather
     than run a container without it.  A terminal needs someone to hold the
-    pty master: only the monitor does (`terminal`), there is no
-    --console-socket yet."""
+    pty master (`terminal`): the monitor, or a console socket."""
     linux = _obj(spec, "linux", "linux")
     process = _obj(spec, "process", "process")
-    checks = [("process.terminal", process.get("terminal") and not terminal),
-              *((f"process.{k}", process.get(k)) for k in ("ioPriority", "scheduler")),
-              *((f"linux.{k}", linux.get(k)) for k in ("personality", "intelRdt", "timeOffsets"))]
+    if process.get("terminal") and not terminal:
+        raise Unimplemented("config.json: process.terminal: a terminal needs a console socket "
+                            "(--console-socket) or the monitor's --terminal")
+    checks = [*((f"process.{k}", process.get(k)) for k in ("ioPriority", "scheduler")),
+              *((f"linux.{k}", linux.get(k)) for k in ("intelRdt", "timeOffsets"))]
     for field, present in checks:
         if present:
             raise Unimplemented(f"config.json: {field}: not supported by the built-in runtime yet")
@@ -445,6 +446,61 @@ def _apparmor_enabled() -> bool:
         return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
     except OSError:
         return False
+
+
+# ---- personality --------------------------------------------------------------
+
+# <sys/personality.h>
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+PERSONALITY_FLAGS = {
+    "UNAME26": 0x0020000, "ADDR_NO_RANDOMIZE": 0x0040000, "FDPIC_FUNCPTRS": 0x0080000,
+    "MMAP_PAGE_ZERO": 0x0100000, "ADDR_COMPAT_LAYOUT": 0x0200000,
+    "READ_IMPLIES_EXEC": 0x0400000, "ADDR_LIMIT_32BIT": 0x0800000, "SHORT_INODE": 0x1000000,
+    "WHOLE_SECONDS": 0x2000000, "STICKY_TIMEOUTS": 0x4000000, "ADDR_LIMIT_3GB": 0x8000000,
+}
+
+
+def personality_records(linux: dict) -> list[Record]:
+    """linux.personality: domain LINUX or LINUX32 (uname -m says i686 on
+    x86_64), plus flags by their <sys/personality.h> names."""
+    if "personality" not in linux:
+        return []
+    p = _obj(linux, "personality", "linux.personality")
+    domain = p.get("domain")
+    if domain not in PERSONALITY_DOMAINS:
+        raise invalid("linux.personality.domain", f"must be LINUX or LINUX32, got {domain!r}")
+    persona = PERSONALITY_DOMAINS[domain]
+    for i, flag in enumerate(_list(p, "flags", "linux.personality.flags")):
+        if flag not in PERSONALITY_FLAGS:
+            raise invalid(f"linux.personality.flags[{i}]", f"unknown personality flag {flag!r}")
+        persona |= PERSONALITY_FLAGS[flag]
+    return [rec(Rec.PERSONALITY, persona)]
+
+
+# ---- startContainer hooks ------------------------------------------------------
+
+def start_hook_records(hooks: list[Hook], result_fifo: str | None) -> list[Record]:
+    """The startContainer hooks, run by the container process after `start`
+    (see process.c): each with its timeout, args and env; a failure is
+    reported on `result_fifo` (if any), which `start` reads, and on the
+    container's stderr."""
+    if not hooks:
+        return []
+    out = [rec(Rec.START_RESULT, result_fifo)] if result_fifo else []
+    for i, h in enumerate(hooks):
+        if len(h.args) + len(h.env) > HOOK_MAX_STRS:
+            raise invalid(f"hooks.startContainer[{i}]",
+                          f"more than {HOOK_MAX_STRS} args and env entries")
+        strings = b"".join(_cstr(v, f"hooks.startContainer[{i}]") for v in h.args + h.env)
+        out.append(rec(Rec.START_HOOK, h.timeout or 0, len(h.args), h.path, strings))
+    return out
+
+
+def _cstr(value: str, field: str) -> bytes:
+    data = value.encode()
+    if b"\0" in data:
+        raise invalid(field, f"{value!r} contains a NUL byte")
+    return data + b"\0"
 
 
 # ---- SELinux ----------------------------------------------------------------
@@ -518,24 +574,32 @@ def seccomp_records(linux: dict) -> list[Record]:
 # ---- the plan ---------------------------------------------------------------
 
 def plan_records(spec: dict, bundle: Path, *, host: HostFacts, barrier: str | None = None,
-                 cgroups: CgroupPlan | None = None, terminal: bool = False) -> list[Record]:
+                 cgroups: CgroupPlan | None = None, terminal: bool = False,
+                 console: bool = False, start_result: str | None = None) -> list[Record]:
     """The launch plan for `spec`, as records in the order the child walks them.
     `terminal`: stdin will be a pty slave (the monitor's --terminal), made
-    the controlling tty of the container's session."""
-    unsupported(spec, terminal)
-    create_hooks = any(parse_hooks(spec).get(k) for k in CREATE_KINDS)
+    the controlling tty of the container's session.  `console`: the child
+    makes the pty itself from the container's /dev/ptmx and sends the
+    master back (--console-socket).  `start_result`: the fifo startContainer
+    hook failures are reported on."""
+    unsupported(spec, terminal or console)
+    hooks = parse_hooks(spec)
+    create_hooks = any(hooks.get(k) for k in CREATE_KINDS)
     linux = _obj(spec, "linux", "linux")
     process = _obj(spec, "process", "process")
     label = selinux_label(process.get("selinuxLabel"), "process.selinuxLabel", host)
     mount_label = selinux_label(linux.get("mountLabel"), "linux.mountLabel", host)
     ns, new_ns = namespace_records(linux)
-    return (([rec(Rec.CONTROLLING_TTY)] if terminal else [])
+    tty = [rec(Rec.CONSOLE)] if console else [rec(Rec.CONTROLLING_TTY)] if terminal else []
+    return (tty
             + ns + id_map_records(linux, new_ns) + hostname_records(spec, new_ns)
             + rootfs_records(spec, bundle, barrier, new_ns, cgroups, mount_label)
             + ([rec(Rec.HOOK_PAUSE)] if create_hooks else [])
             + sysctl_records(linux, new_ns)
+            + personality_records(linux)
             + process_records(spec, host)
             + selinux_records(label)
+            + start_hook_records(hooks.get("startContainer", []), start_result)
             + seccomp_records(linux))
 
 
@@ -560,7 +624,8 @@ def exec_records(spec: dict, process: dict, *, pid: int, host: HostFacts) -> lis
     tty = [rec(Rec.CONTROLLING_TTY)] if process.get("terminal") else []
     own = _obj(spec, "process", "process").get("selinuxLabel")
     label = selinux_label(process.get("selinuxLabel") or own, "process.selinuxLabel", host)
-    return (tty + [rec(Rec.NS_NEW, 0)] + joins + process_records({"process": process}, host)
+    return (tty + [rec(Rec.NS_NEW, 0)] + joins + personality_records(linux)
+            + process_records({"process": process}, host)
             + selinux_records(label) + seccomp_records(linux))
 
 

@@ -41,6 +41,10 @@ class Rec(IntEnum):
     HOOK_PAUSE = 36
     CONTROLLING_TTY = 37
     SELINUX_LABEL = 40
+    PERSONALITY = 41
+    START_HOOK = 42
+    START_RESULT = 43
+    CONSOLE = 44
 
 
 # Field letters as in plan.h: I u32, i s32, Q u64, s string, b bytes, G u32 list.
@@ -52,8 +56,13 @@ LAYOUTS: dict[Rec, str] = {
     Rec.UMASK: "I", Rec.USER: "IIG", Rec.CAPS: "QQQQQI", Rec.NO_NEW_PRIVS: "",
     Rec.CWD: "s", Rec.ARG: "s", Rec.ENV: "s", Rec.SECCOMP: "Ib", Rec.BARRIER: "s",
     Rec.CGROUP_PROCS: "s", Rec.CGROUP_INTO: "s", Rec.SYSCTL: "ss", Rec.HOOK_PAUSE: "",
-    Rec.CONTROLLING_TTY: "", Rec.SELINUX_LABEL: "s",
+    Rec.CONTROLLING_TTY: "", Rec.SELINUX_LABEL: "s", Rec.PERSONALITY: "I",
+    Rec.START_HOOK: "IIsb", Rec.START_RESULT: "s", Rec.CONSOLE: "",
 }
+
+# plan.h: CRN_HOOK_MAX_STRS, CRN_START_STATE_MAX
+HOOK_MAX_STRS = 256
+START_STATE_MAX = 256 * 1024
 
 # enum crn_mount_kind
 MOUNT_FS = 0
