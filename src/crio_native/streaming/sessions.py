@@ -103,7 +103,11 @@ async def _relay_process(backend: Backend, proc, streams: CommandStreams) -> int
             proc.kill()
             await backend.blocking(proc.reap)
             return None
-        await _drain(outputs, activity)
+        # a pty reaches its master only through the kernel's flip-buffer
+        # work, which a loaded machine may run late; its end of file (EIO
+        # once every slave is closed) is reliable, so wait for that instead
+        # of giving up after a quiet moment (still at most DRAIN_MAX)
+        await _drain(outputs, activity, idle=None if proc.pty is not None else DRAIN_IDLE)
         return await backend.blocking(proc.reap)
     finally:
         for task in (*outputs, *helpers, exited, gone):
@@ -111,12 +115,15 @@ async def _relay_process(backend: Backend, proc, streams: CommandStreams) -> int
         await asyncio.gather(*outputs, *helpers, exited, gone, return_exceptions=True)
 
 
-async def _drain(outputs: list[asyncio.Future], activity: list[float]) -> None:
+async def _drain(outputs: list[asyncio.Future], activity: list[float],
+                 idle: float | None = DRAIN_IDLE) -> None:
+    """Let the output pumps finish: until they reach end of file, or (with
+    `idle`) nothing came for that long, and at most DRAIN_MAX."""
     deadline = time.monotonic() + DRAIN_MAX
     pending = {t for t in outputs if not t.done()}
     while pending and time.monotonic() < deadline:
         _, pending = await asyncio.wait(pending, timeout=DRAIN_IDLE)
-        if pending and time.monotonic() - activity[0] >= DRAIN_IDLE:
+        if pending and idle is not None and time.monotonic() - activity[0] >= idle:
             return
 
 
