@@ -52,6 +52,7 @@ def inputs_for(record: ContainerRecord, config: api_pb2.ContainerConfig,
         host_devices=devices.host_devices() if privileged else (),
         lookup_device=devices.lookup_device, host_path_exists=os.path.exists,
         target_pid_namespace=target_ns, volume_dir=os.path.join(record.directory, "volumes"),
+        selinux_level=sandbox.selinux_level,
         machine=os.uname().machine,
         host_capabilities=capabilities.names_in_mask(capabilities.bounding_caps())
         if privileged else None)

@@ -13,17 +13,18 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
+from crio_native._native import selinux
 from crio_native.config import Config
 from crio_native.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from crio_native.logsetup import fields
-from crio_native.state.rollback import forget_unless_failed, undo_step
 from crio_native.network.cni import CNI, Attachment, NetworkList, ip_ranges_from_cidr, pod_ips
 from crio_native.network.cni_config import NoNetworkConfig
 from crio_native.network.watch import NetworkConfigWatcher
 from crio_native.runtime.builtin.container import BuiltinRuntime
-from crio_native.sandbox import infra, setup, validate
+from crio_native.sandbox import infra, mcs, setup, validate
 from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
 from crio_native.sandbox.store import SandboxStore
+from crio_native.state.rollback import forget_unless_failed, undo_step
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class SandboxManager:
         # Infra processes exist only for pods with a pod-level PID namespace.
         self.infra_runtime = BuiltinRuntime(Path(config.runroot) / "infra",
                                             cgroup_root=config.runtime.cgroup_root or None)
+        # whether this host runs SELinux (a callable, so tests can say yes)
+        self.selinux_enabled = selinux.enabled
         self._done: dict[str, threading.Event] = {}
         self._locks: dict[str, threading.Lock] = {}
 
@@ -112,11 +115,23 @@ class SandboxManager:
         done = self._done.setdefault(record.id, threading.Event())
         try:
             record.ip_ranges = ip_ranges_from_cidr(pod_cidr)
+            self._assign_selinux_level(record, request)
             self._create(record, request)
             return record.id
         finally:
             done.set()
             self._done.pop(record.id, None)
+
+    def _assign_selinux_level(self, record: SandboxRecord, request) -> None:
+        """The pod's MCS level on an SELinux host: the request's, else a
+        category pair no other pod holds (chosen under the store lock, after
+        the record joined the store, so two pods never get the same)."""
+        if not self.selinux_enabled():
+            return
+        asked = request.config.linux.security_context.selinux_options.level
+        with self.store.lock:
+            record.selinux_level = asked or mcs.allocate_level(
+                r.selinux_level for r in self.store.all() if r.id != record.id)
 
     def _wait_for(self, holder: SandboxRecord) -> str | None:
         """The id of a sandbox another request made (or is making) under the
