@@ -5,7 +5,8 @@ monitor runs `<runtime> create --pid-file F ...` and, being a child
 subreaper, adopts the process the runtime leaves at its start barrier
 (docs/monitor.md, --container-pid-file).  Everything else is one runtime
 command per call, each with a timeout.  The runtime's own messages (JSON
-lines with "msg", from `--log-format json`) go into our error messages.
+lines with "msg", from `--log-format json`) go into our error messages
+(oci_messages.py).  Exec, run to the end or interactive, is in oci_exec.py.
 
 Runtime state lives in `runtime_root` (`--root`); the monitor's files and
 the runtime's create log live in the container's monitor state dir."""
@@ -15,14 +16,10 @@ import contextlib
 import json
 import logging
 import os
-import selectors
 import shlex
-import shutil
-import signal as signal_mod
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,48 +27,18 @@ from crio_native.errors import (CrioNativeError, DeadlineExceeded, FailedPrecond
                                 NotFound, Unimplemented)
 from crio_native.linux import cgroups
 from crio_native.linux.mounts import kernel_has_mount_setattr
-from crio_native.monitor import launch_monitor, process_alive
-from crio_native._native import proc as native_proc
+from crio_native.monitor import launch_monitor
+from crio_native.runtime import oci_exec
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
                                          MonitorOptions)
+from crio_native.runtime.oci_exec import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
+from crio_native.runtime.oci_messages import runtime_log_messages, runtime_messages
 
 log = logging.getLogger(__name__)
 
 PID_FILE = "container.pid"          # in the monitor's state dir: written by `create`
 CREATE_LOG = "runtime-create.log"   # in the monitor's state dir: the runtime's create log
-EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024  # per stream, as CRI-O's maxExecSyncSize
-# As CRI-O (internal/oci/runtime_oci.go ExecSyncContainer, conmon's
-# TimedOutMessage): a timed-out ExecSync answers exit code -1 and this text
-# on stderr rather than an error, since the kubelet's prober turns an error
-# into an Unknown result instead of a failed probe (cri-o PR 3065/3231).
-EXEC_TIMEOUT_EXIT_CODE = -1
-EXEC_TIMED_OUT_MESSAGE = b"command timed out"
-_DRAIN_IDLE = 0.1     # after the exec process ended: stop once output is quiet this long
-_DRAIN_MAX = 2.0      # ... or after this long (a background child may hold the pipes)
 _UNKNOWN_MARKERS = ("container does not exist",)   # runc; crun: no <root>/<id>, see _unknown
-
-
-def runtime_messages(output: bytes | str) -> str:
-    """The runtime's messages from its stderr or `--log` file: the "msg" of
-    each JSON line at level error or worse (every JSON line's if none is),
-    plain lines as they are; joined with '; '."""
-    text = output.decode(errors="replace") if isinstance(output, bytes) else output
-    errors, others = [], []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            entry = None
-        if isinstance(entry, dict) and "msg" in entry:
-            level = str(entry.get("level", "error"))
-            (errors if level in ("error", "fatal", "panic") else others).append(str(entry["msg"]))
-        else:
-            errors.append(line)
-    chosen = errors or others
-    return "; ".join(dict.fromkeys(chosen))   # unique, in order
 
 
 def cgroups_path_of(bundle: Path) -> str | None:
@@ -233,7 +200,7 @@ class OciCliHandler:
                                  container_pid_file=pid_file, timeout=self.create_timeout,
                                  binary=self.monitor_binary)
         except Internal as e:
-            said = self._read_log(create_log)
+            said = runtime_log_messages(create_log)
             self._undo_create(container_id, pid_file, create_log)
             if not said.split(": ", 1)[0].endswith("create failed"):   # runc says so itself
                 said = f"{self.name} create failed: {said or e}"
@@ -252,13 +219,6 @@ class OciCliHandler:
                         "OOM kills will not be seen", self.name, container_id,
                         ", ".join(map(str, dirs)) or "no cgroup", cgroup_dir)
         return Created(pid=mon.container_pid, monitor_pid=mon.pid, cgroup_dirs=dirs)
-
-    @staticmethod
-    def _read_log(path: Path) -> str:
-        try:
-            return runtime_messages(path.read_bytes())
-        except OSError:
-            return ""
 
     def _undo_create(self, container_id: str, pid_file: Path, create_log: Path) -> None:
         """Leave nothing of a failed create: no runtime state, no process (the
@@ -333,160 +293,14 @@ class OciCliHandler:
 
     def exec_sync(self, container_id: str, process: dict[str, Any],
                   timeout: float | None) -> ExecResult:
-        with tempfile.TemporaryDirectory(prefix=f"crn-exec-{container_id[:12]}-") as tmp:
-            process_file, pid_file = Path(tmp) / "process.json", Path(tmp) / "exec.pid"
-            process_file.write_text(json.dumps(process))
-            process_file.chmod(0o600)
-            log_file = Path(tmp) / "runtime.log"
-            cmd = self._argv("exec", "--process", str(process_file), "--pid-file", str(pid_file),
-                             container_id, log_file=log_file)
-            log.debug("runtime handler %s: %s", self.name, shlex.join(cmd))
-            try:
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
-            except FileNotFoundError as e:
-                raise self._missing_binary() from e
-            with proc:
-                deadline = time.monotonic() + timeout if timeout else None
-                try:
-                    out, err, timed_out = _collect(proc, deadline)
-                except BaseException:
-                    self._kill_exec(container_id, proc, pid_file)
-                    raise
-                if timed_out:
-                    self._kill_exec(container_id, proc, pid_file)
-                    return ExecResult(EXEC_TIMEOUT_EXIT_CODE, b"", EXEC_TIMED_OUT_MESSAGE,
-                                      timed_out=True)
-                code = proc.wait()
-                if code != 0 and not pid_file.exists():
-                    # the process never started: the runtime's own failure
-                    self._reap_exec_orphans(container_id)
-                    said = self._read_log(log_file) or runtime_messages(err)
-                    raise self._failure(container_id, "exec", subprocess.CompletedProcess(
-                        cmd, code, b"", said.encode() or err))
-        return ExecResult(code if code >= 0 else 128 - code, out, err)
+        return oci_exec.exec_sync(self, container_id, process, timeout)
 
     def exec_interactive(self, container_id: str, process: dict[str, Any], *, tty: bool,
                          stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
-        """`<runtime> exec --process F` as our child.  Without a terminal the
-        runtime hands its stdio (our pipes) to the process and exits with its
-        status.  With one, the runtime (not detached, so it can report the
-        exit) makes the container's pty and relays it to its own stdio, which
-        is the slave of a pty of ours; it takes the window size from there on
-        SIGWINCH (runc's --console-socket is only for detached execs)."""
-        tmp = Path(tempfile.mkdtemp(prefix=f"crn-exec-{container_id[:12]}-"))
-        process_file, pid_file, log_file = tmp / "process.json", tmp / "exec.pid", tmp / "log"
-        process_file.write_text(json.dumps({**process, "terminal": tty}))
-        process_file.chmod(0o600)
-        args = ["exec", "--process", str(process_file), "--pid-file", str(pid_file)]
-        if tty:
-            args.append("--tty")
-        cmd = self._argv(*args, container_id, log_file=log_file)
-        log.debug("runtime handler %s: %s", self.name, shlex.join(cmd))
-        ours: dict[str, int] = {}
-        slave = None
-        try:
-            if tty:
-                master, slave = os.openpty()
-                ours.update(stdin=master, stdout=master, pty=master)
-                stdio = dict(stdin=slave, stdout=slave, stderr=slave)
-            else:
-                pipe = subprocess.PIPE
-                stdio = dict(stdin=pipe if stdin else subprocess.DEVNULL,
-                             stdout=pipe if stdout else subprocess.DEVNULL,
-                             stderr=pipe if stderr else subprocess.DEVNULL)
-            try:
-                proc = subprocess.Popen(cmd, **stdio)
-            except FileNotFoundError as e:
-                raise self._missing_binary() from e
-            for name in ("stdin", "stdout", "stderr"):
-                f = getattr(proc, name)
-                if f is not None:
-                    ours[name] = os.dup(f.fileno())
-                    f.close()
-        except BaseException:
-            for fd in set(ours.values()):
-                os.close(fd)
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        finally:
-            if slave is not None:
-                os.close(slave)
-        for fd in set(ours.values()):
-            os.set_blocking(fd, False)
-
-        def reap() -> int:
-            code = proc.wait()
-            if code != 0 and not pid_file.exists():
-                self._reap_exec_orphans(container_id)
-                log.warning("runtime handler %s: exec in %s failed: %s", self.name,
-                            container_id, self._read_log(log_file))
-            return code if code >= 0 else 128 - code
-
-        def resized() -> None:
-            with contextlib.suppress(ProcessLookupError):
-                if proc.returncode is None:
-                    os.kill(proc.pid, signal_mod.SIGWINCH)
-
-        return ExecProcess(pid=proc.pid, wait_fd=native_proc.pidfd_open(proc.pid),
-                           reap_fn=reap, kill_fn=lambda: self._kill_exec(container_id, proc,
-                                                                         pid_file),
-                           cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True),
-                           resized=resized if tty else None, **ours)
-
-    def _kill_exec(self, container_id: str, proc: subprocess.Popen, pid_file: Path) -> None:
-        """SIGKILL the exec'd process, let the runtime reap it and exit, then
-        make sure the runtime's exec process is gone too."""
-        pid = _read_pid(pid_file)
-        if pid is not None:
-            log.debug("runtime handler %s: exec in %s timed out: killing pid %d", self.name,
-                      container_id, pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal_mod.SIGKILL)
-        try:
-            proc.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self._reap_exec_orphans(container_id)
-        if pid is not None and process_alive(pid):
-            log.warning("runtime handler %s: timed-out exec process %d in container %s "
-                        "survived SIGKILL", self.name, pid, container_id)
-
-    def _reap_exec_orphans(self, container_id: str) -> None:
-        """Reap what a failed or killed `<runtime> exec` left in the
-        container's pid namespace and that was reparented to us.
-
-        crun (1.8.1) leaves its helper in the container's pid namespace,
-        the one that failed to exec the process, behind when exec fails:
-        its parent is outside that namespace, so it goes to the runtime's
-        nearest subreaper (us, when we are one or pid 1), not to the
-        container's init.  While it stays an unreaped zombie the namespace
-        keeps one pid, and the container's init, once killed (delete
-        --force), stays inside the kernel's exit (zap_pid_ns_processes
-        waits for every pid of the namespace to be freed): it never becomes
-        a zombie, so its monitor never sees an exit.  Only our children in
-        the container's pid namespace are touched; one still running is
-        reaped by a thread once it ends."""
-        own_ns = _pid_ns(os.getpid())
-        orphans = [pid for pid in _children() if _pid_ns(pid) not in (None, own_ns)]
-        if not orphans:
-            return
-        try:
-            init = int(self.state(container_id).get("pid") or 0)
-        except (CrioNativeError, ValueError):
-            init = 0
-        ns = _pid_ns(init) if init > 0 else None
-        for pid in orphans:
-            if ns is None or _pid_ns(pid) != ns:
-                continue
-            log.debug("runtime handler %s: reaping pid %d the runtime's exec left in "
-                      "container %s", self.name, pid, container_id)
-            if process_alive(pid):
-                threading.Thread(target=_reap_quietly, args=(pid, 0), daemon=True,
-                                 name=f"reap-exec-orphan-{pid}").start()
-            else:
-                _reap_quietly(pid, os.WNOHANG)
+        """`<runtime> exec --process F` as our child, its stdio (or, with
+        `tty`, a pty) handed to the caller: see oci_exec.exec_interactive."""
+        return oci_exec.exec_interactive(self, container_id, process, tty=tty, stdin=stdin,
+                                         stdout=stdout, stderr=stderr)
 
     # ---- features ----------------------------------------------------------------------
 
@@ -513,86 +327,6 @@ class OciCliHandler:
                      runtime_messages(p.stderr) or f"exit status {p.returncode}")
             return HandlerFeatures()
         return features_from_json(doc, kernel_has_mount_setattr())
-
-
-def _children() -> list[int]:
-    """Our child processes (zombies included)."""
-    me, found = os.getpid(), set()
-    try:
-        tasks = os.listdir(f"/proc/{me}/task")
-        for tid in tasks:   # CONFIG_PROC_CHILDREN: one list per thread
-            found.update(int(p) for p in
-                         Path(f"/proc/{me}/task/{tid}/children").read_text().split())
-        return sorted(found)
-    except FileNotFoundError:
-        pass
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
-            found.add(int(entry))
-    return sorted(found)
-
-
-def _pid_ns(pid: int) -> str | None:
-    """The pid namespace of `pid` (also readable for a zombie), or None."""
-    try:
-        return os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
-
-
-def _reap_quietly(pid: int, flags: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, flags)
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        pid = int(path.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    return pid if pid > 0 else None
-
-
-def _collect(proc: subprocess.Popen, deadline: float | None,
-             limit: int = EXEC_OUTPUT_LIMIT) -> tuple[bytes, bytes, bool]:
-    """Read the exec's stdout and stderr until both close, the deadline
-    passes (timed_out), or the runtime has exited and the output has been
-    quiet for a moment (a background child may keep the pipes open)."""
-    assert proc.stdout is not None and proc.stderr is not None
-    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-    with selectors.DefaultSelector() as sel:
-        for fd in bufs:
-            sel.register(fd, selectors.EVENT_READ)
-        exited_at: float | None = None
-        while sel.get_map():
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), True
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if exited_at is not None and now - exited_at >= _DRAIN_MAX:
-                break
-            wait = _DRAIN_IDLE if exited_at is not None else 0.2
-            if deadline is not None:
-                wait = min(wait, max(deadline - now, 0.0))
-            ready = sel.select(wait)
-            if not ready and exited_at is not None:
-                break
-            for key, _ in ready:
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    sel.unregister(key.fd)
-                    continue
-                buf = bufs[key.fd]
-                if len(buf) < limit:
-                    buf += chunk[:limit - len(buf)]
-    return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), False
 
 
 __all__ = [

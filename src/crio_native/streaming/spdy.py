@@ -8,18 +8,25 @@ back.  It is not thread-safe; drive one connection from one thread or loop.
 
 Wire facts follow the SPDY/3 draft and its 3.1 revision (session-level flow
 control, WINDOW_UPDATE on stream 0).  docs/streaming.md ("SPDY/3.1 framing")
-describes the choices made where the spec leaves room.
+describes the choices made where the spec leaves room.  The header-block
+codec is in spdy_headers.py, the events in spdy_events.py and the errors in
+spdy_errors.py; all are re-exported here.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
-import zlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-from crio_native.streaming.spdy_dictionary import SPDY3_DICTIONARY
+from crio_native.streaming.spdy_errors import (GoAwayStatus, ProtocolError, SpdyError,
+                                               StreamClosedError)
+from crio_native.streaming.spdy_events import (DataReceived, Event, GoAwayReceived,
+                                               HeadersReceived, PingAcknowledged, PingReceived,
+                                               SettingsReceived, StreamOpened, StreamReplied,
+                                               StreamReset, WindowUpdated)
+from crio_native.streaming.spdy_headers import (HeaderCodec, HeaderValue, decode_header_block,
+                                                encode_header_block)
 
 VERSION = 3
 
@@ -42,8 +49,6 @@ MAX_WINDOW = 0x7FFFFFFF
 MAX_STREAM_ID = 0x7FFFFFFF
 MAX_FRAME_PAYLOAD = 0xFFFFFF  # the length field is 24 bits
 DEFAULT_MAX_DATA_FRAME = 16 * 1024
-# Decompressed size limit of one header block: a guard against zlib bombs.
-MAX_HEADER_BLOCK = 1024 * 1024
 
 
 class RstStatus(enum.IntEnum):
@@ -62,14 +67,6 @@ class RstStatus(enum.IntEnum):
     FRAME_TOO_LARGE = 11
 
 
-class GoAwayStatus(enum.IntEnum):
-    """GOAWAY status codes (draft 3, section 2.6.6)."""
-
-    OK = 0
-    PROTOCOL_ERROR = 1
-    INTERNAL_ERROR = 2
-
-
 class Setting(enum.IntEnum):
     """SETTINGS ids (draft 3, section 2.6.4)."""
 
@@ -81,173 +78,6 @@ class Setting(enum.IntEnum):
     DOWNLOAD_RETRANS_RATE = 6
     INITIAL_WINDOW_SIZE = 7
     CLIENT_CERTIFICATE_VECTOR_SIZE = 8
-
-
-class SpdyError(Exception):
-    """Base class of this module's errors."""
-
-
-class ProtocolError(SpdyError):
-    """The peer broke the framing layer: a session error (draft 3, 2.4.1).
-
-    The header-compression state may be lost, so the session cannot go on:
-    the caller sends ``go_away(err.status)``, flushes and closes the socket.
-    """
-
-    def __init__(self, message: str, status: int = GoAwayStatus.PROTOCOL_ERROR):
-        super().__init__(message)
-        self.status = status
-
-
-class StreamClosedError(SpdyError):
-    """A local call named a stream that is unknown, reset, or closed for sending.
-
-    The peer may reset a stream at any moment, so code that pumps data into a
-    stream should expect this and stop pumping.
-    """
-
-
-# ---------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class StreamOpened:
-    """The peer sent SYN_STREAM.  Header names are lower case; a header with
-    several values carries them joined by NUL, as on the wire."""
-
-    stream_id: int
-    headers: dict[str, str]
-    fin: bool
-    associated_id: int = 0
-    priority: int = 0
-    unidirectional: bool = False
-
-
-@dataclass(frozen=True)
-class StreamReplied:
-    """The peer accepted a stream we opened (SYN_REPLY)."""
-
-    stream_id: int
-    headers: dict[str, str]
-    fin: bool
-
-
-@dataclass(frozen=True)
-class HeadersReceived:
-    stream_id: int
-    headers: dict[str, str]
-    fin: bool
-
-
-@dataclass(frozen=True)
-class DataReceived:
-    stream_id: int
-    data: bytes
-    fin: bool
-
-
-@dataclass(frozen=True)
-class StreamReset:
-    """A stream ended abnormally.  ``remote`` is False when this side reset it
-    in answer to a stream error (the RST_STREAM is already queued)."""
-
-    stream_id: int
-    status_code: int
-    remote: bool = True
-
-
-@dataclass(frozen=True)
-class PingReceived:
-    """The peer pinged us; the echo is already queued."""
-
-    ping_id: int
-
-
-@dataclass(frozen=True)
-class PingAcknowledged:
-    """The peer echoed a ping we sent with :meth:`SpdyConnection.ping`."""
-
-    ping_id: int
-
-
-@dataclass(frozen=True)
-class GoAwayReceived:
-    last_good_stream_id: int
-    status: int
-
-
-@dataclass(frozen=True)
-class SettingsReceived:
-    settings: dict[int, int]
-
-
-@dataclass(frozen=True)
-class WindowUpdated:
-    """The peer widened a send window (``stream_id`` 0: the session window)."""
-
-    stream_id: int
-    delta: int
-
-
-Event = (StreamOpened | StreamReplied | HeadersReceived | DataReceived
-         | StreamReset | PingReceived | PingAcknowledged | GoAwayReceived
-         | SettingsReceived | WindowUpdated)
-
-
-# ---------------------------------------------------------- header blocks
-
-HeaderValue = str | Iterable[str]
-
-
-def encode_header_block(headers: Mapping[str, HeaderValue]) -> bytes:
-    """Serialize headers as an uncompressed SPDY/3 name/value block.
-
-    Names are lower-cased (the spec and Go's framer require it); a value that
-    is a list or tuple is sent as its items joined by NUL.
-    """
-    out = [struct.pack("!I", len(headers))]
-    seen: set[str] = set()
-    for name, value in headers.items():
-        lname = name.lower()
-        if not lname or "\0" in lname or lname in seen:
-            raise ValueError(f"SPDY header name {name!r}: empty, NUL or duplicate")
-        seen.add(lname)
-        if not isinstance(value, str):
-            value = "\0".join(value)
-        raw_name = lname.encode("ascii")
-        raw_value = value.encode("utf-8", "surrogateescape")
-        out.append(struct.pack("!I", len(raw_name)) + raw_name)
-        out.append(struct.pack("!I", len(raw_value)) + raw_value)
-    return b"".join(out)
-
-
-def decode_header_block(block: bytes) -> dict[str, str]:
-    """Parse an uncompressed name/value block; raises ProtocolError."""
-
-    def take(pos: int, n: int) -> bytes:
-        if pos + n > len(block):
-            raise ProtocolError("SPDY header block truncated")
-        return block[pos:pos + n]
-
-    (count,) = struct.unpack("!I", take(0, 4))
-    pos = 4
-    headers: dict[str, str] = {}
-    for _ in range(count):
-        (nlen,) = struct.unpack("!I", take(pos, 4))
-        raw_name = take(pos + 4, nlen)
-        pos += 4 + nlen
-        (vlen,) = struct.unpack("!I", take(pos, 4))
-        raw_value = take(pos + 4, vlen)
-        pos += 4 + vlen
-        name = raw_name.decode("latin-1")
-        if not name or "\0" in name or name != name.lower():
-            raise ProtocolError(f"SPDY header name {name!r}: empty, NUL or upper case")
-        if name in headers:
-            raise ProtocolError(f"SPDY header {name!r} sent twice")
-        headers[name] = raw_value.decode("utf-8", "surrogateescape")
-    if pos != len(block):
-        raise ProtocolError("SPDY header block has trailing bytes")
-    return headers
 
 
 # ----------------------------------------------------------------- framing
@@ -314,9 +144,7 @@ class SpdyConnection:
         self._goaway_sent = False
         self._goaway_received = False
         self._broken: ProtocolError | None = None
-        self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED,
-                                         11, 4, zlib.Z_DEFAULT_STRATEGY, SPDY3_DICTIONARY)
-        self._inflate = zlib.decompressobj(15, zdict=SPDY3_DICTIONARY)
+        self._codec = HeaderCodec()
 
     # ------------------------------------------------------------ output
 
@@ -356,7 +184,7 @@ class SpdyConnection:
         self._streams[stream_id] = stream
         flags = (FLAG_FIN if fin else 0) | (FLAG_UNIDIRECTIONAL if unidirectional else 0)
         fixed = struct.pack("!IIBB", stream_id, associated_id & MAX_STREAM_ID, priority << 5, 0)
-        self._out.append(control_frame(SYN_STREAM, flags, fixed + self._compress(headers)))
+        self._out.append(control_frame(SYN_STREAM, flags, fixed + self._codec.compress(headers)))
         self._maybe_forget(stream)
         return stream_id
 
@@ -450,19 +278,6 @@ class SpdyConnection:
 
     # ---------------------------------------------------------- internals
 
-    def _compress(self, headers: Mapping[str, HeaderValue]) -> bytes:
-        block = encode_header_block(headers)
-        return self._deflate.compress(block) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
-
-    def _decompress(self, data: bytes) -> dict[str, str]:
-        try:
-            block = self._inflate.decompress(data, MAX_HEADER_BLOCK + 1)
-        except zlib.error as err:
-            raise ProtocolError(f"SPDY header block does not inflate: {err}") from err
-        if self._inflate.unconsumed_tail or len(block) > MAX_HEADER_BLOCK:
-            raise ProtocolError("SPDY header block larger than 1 MiB")
-        return decode_header_block(block)
-
     def _sendable(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
         if stream is None or stream.local_closed:
@@ -473,7 +288,7 @@ class SpdyConnection:
                            headers: Mapping[str, HeaderValue], fin: bool) -> None:
         if fin and stream.pending:
             raise SpdyError(f"SPDY stream {stream.stream_id}: FIN on headers while data waits")
-        payload = struct.pack("!I", stream.stream_id) + self._compress(headers)
+        payload = struct.pack("!I", stream.stream_id) + self._codec.compress(headers)
         self._out.append(control_frame(ftype, FLAG_FIN if fin else 0, payload))
         if fin:
             stream.local_closed = stream.fin_sent = True
@@ -566,7 +381,7 @@ class SpdyConnection:
         stream_id, assoc, pri = struct.unpack_from("!IIB", payload)
         stream_id &= MAX_STREAM_ID
         # Inflate before any check: the zlib context must see every block.
-        headers = self._decompress(payload[10:])
+        headers = self._codec.decompress(payload[10:])
         if stream_id == 0:
             raise ProtocolError("SPDY SYN_STREAM for stream 0")
         if self._goaway_sent:
@@ -620,7 +435,7 @@ class SpdyConnection:
         if len(payload) < 4:
             raise ProtocolError(f"SPDY {name} shorter than 4 bytes")
         stream_id = struct.unpack_from("!I", payload)[0] & MAX_STREAM_ID
-        headers = self._decompress(payload[4:])
+        headers = self._codec.decompress(payload[4:])
         if stream_id == 0:
             raise ProtocolError(f"SPDY {name} for stream 0")
         return stream_id, headers
@@ -718,3 +533,15 @@ class SpdyConnection:
         HEADERS: _on_headers,
         WINDOW_UPDATE: _on_window_update,
     }
+
+
+__all__ = [
+    "DEFAULT_INITIAL_WINDOW", "DEFAULT_MAX_DATA_FRAME", "FLAG_FIN", "FLAG_UNIDIRECTIONAL",
+    "GOAWAY", "HEADERS", "MAX_FRAME_PAYLOAD", "MAX_STREAM_ID", "MAX_WINDOW", "PING",
+    "RST_STREAM", "SETTINGS", "SYN_REPLY", "SYN_STREAM", "VERSION", "WINDOW_UPDATE",
+    "DataReceived", "Event", "GoAwayReceived", "GoAwayStatus", "HeaderValue",
+    "HeadersReceived", "PingAcknowledged", "PingReceived", "ProtocolError", "RstStatus",
+    "Setting", "SettingsReceived", "SpdyConnection", "SpdyError", "StreamClosedError",
+    "StreamOpened", "StreamReplied", "StreamReset", "WindowUpdated", "control_frame",
+    "data_frame", "decode_header_block", "encode_header_block",
+]

@@ -9,8 +9,8 @@ delete, with the OCI state JSON persisted under a root directory.
     <root>/<id>/start.result startContainer hooks only: the process reports a
                              failing hook there; `start` reads it
 
-A live process is recognised by its pid plus its start time (field 22 of
-/proc/PID/stat), so a recycled pid is never mistaken for the container."""
+A live process is recognised by its pid plus its start time (process.py), so
+a recycled pid is never mistaken for the container."""
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +22,6 @@ import re
 import select
 import shutil
 import signal as signal_mod
-import socket
 import struct
 import time
 from dataclasses import dataclass
@@ -35,12 +34,14 @@ from crio_native.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondit
                                 InvalidArgument, NativeError, NotFound)
 from crio_native.linux import cgroups
 from crio_native.monitor.exitstatus import read_exit, wait_exit
-from crio_native.monitor.launch import Monitor, launch_monitor, stop_monitor
-from crio_native.monitor.paths import CONTAINER_PID_FILE, EXIT_FILE, MONITOR_PID_FILE
+from crio_native.monitor.launch import launch_monitor
 from crio_native.runtime.builtin.hooks import (CREATE_KINDS, Hook, hook_from_json, parse_hooks,
                                                run_hooks, start_hook_failure)
 from crio_native.runtime.builtin.plan import (HostFacts, exec_records, has_cgroup_mount, load_spec,
                                              plan_records)
+from crio_native.runtime.builtin.process import (console_connect, descendants_of, kill_and_reap,
+                                                launch_error, monitor_alive, reap, send_console,
+                                                start_time_of, undo_monitor, wait_monitor_gone)
 from crio_native.runtime.builtin.records import START_STATE_MAX, Rec, Record, encode, rec
 from crio_native.runtime.handler import Created, MonitorOptions
 
@@ -62,36 +63,6 @@ def check_id(container_id: str) -> None:
             or container_id in (".", ".."):
         raise InvalidArgument(f"id: invalid container id {container_id!r} "
                               "(letters, digits, '_', '+', '-' and '.' only)")
-
-
-def _start_time(pid: int) -> int | None:
-    """Start time of a live (non-zombie) process, or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def launch_error(e: NativeError, spec: dict) -> FailedPrecondition:
-    """A failure of the child, worded like runc's."""
-    stage = getattr(e, "stage", "")
-    process = spec.get("process") or {}
-    name = (process.get("args") or [""])[0]
-    reason = os.strerror(e.errno).lower() if e.errno else str(e)
-    if stage == "lookup":
-        if "/" not in name:
-            msg = f'exec: "{name}": executable file not found in $PATH'
-        else:
-            msg = f'exec: "{name}": stat {name}: {reason}'
-    elif stage == "cwd":
-        msg = f'chdir to cwd ("{process.get("cwd", "/")}") set in config.json failed: {reason}'
-    else:
-        msg = f"{stage}: {e.strerror}"
-    return FailedPrecondition(f"unable to start container process: {msg}")
 
 
 def container_cgroups_path(spec: dict, container_id: str) -> str | None:
@@ -206,7 +177,7 @@ class BuiltinRuntime:
 
     def _alive(self, state: dict[str, Any]) -> bool:
         pid = state.get("pid") or 0
-        return pid > 0 and _start_time(pid) == state.get("_start_time")
+        return pid > 0 and start_time_of(pid) == state.get("_start_time")
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -223,7 +194,7 @@ class BuiltinRuntime:
         this unix socket (SCM_RIGHTS, as runc does); we keep no copy."""
         p = self._prepare(container_id, bundle, console=console_socket is not None)
         with contextlib.ExitStack() as undo:
-            sock = _console_connect(console_socket, p.spec) if console_socket else None
+            sock = console_connect(console_socket, p.spec) if console_socket else None
             if sock is not None:
                 undo.enter_context(sock)
             state = self._make(p, undo)
@@ -233,9 +204,9 @@ class BuiltinRuntime:
                     console=sock is not None)
             except NativeError as e:
                 raise launch_error(e, p.spec) from e
-            undo.callback(_kill_and_reap, pid, pidfd)
+            undo.callback(kill_and_reap, pid, pidfd)
             if sock is not None:
-                _send_console(sock, master[0], console_socket)
+                send_console(sock, master[0], console_socket)
             self._record_created(container_id, state, pid)
             undo.pop_all()
             if sock is not None:
@@ -268,8 +239,8 @@ class BuiltinRuntime:
                     timeout=timeout)
             except NativeError as e:
                 raise launch_error(e, p.spec) from e
-            undo.callback(_undo_monitor, mon)
-            state["_monitor"] = {"pid": mon.pid, "start_time": _start_time(mon.pid),
+            undo.callback(undo_monitor, mon)
+            state["_monitor"] = {"pid": mon.pid, "start_time": start_time_of(mon.pid),
                                  "state_dir": str(mon.state_dir)}
             self._record_created(container_id, state, mon.container_pid)
             undo.pop_all()
@@ -325,7 +296,7 @@ class BuiltinRuntime:
         return state
 
     def _record_created(self, container_id: str, state: dict[str, Any], pid: int) -> None:
-        state.update(status="created", pid=pid, _start_time=_start_time(pid),
+        state.update(status="created", pid=pid, _start_time=start_time_of(pid),
                      created=time.time())
         self._write_state(container_id, state)
 
@@ -529,12 +500,12 @@ class BuiltinRuntime:
         mon = state.get("_monitor")
         if mon is not None:
             status = read_exit(mon["state_dir"])
-            if status is None and _monitor_alive(mon):
+            if status is None and monitor_alive(mon):
                 with contextlib.suppress(DeadlineExceeded):
                     status = wait_exit(mon["state_dir"], timeout=5.0)
             if status is not None:
                 return status.exit_code
-        return _reap(state.get("pid") or 0)
+        return reap(state.get("pid") or 0)
 
     def delete(self, container_id: str, force: bool = False) -> None:
         try:
@@ -559,7 +530,7 @@ class BuiltinRuntime:
         if force:
             cgroups.kill_all([Path(p) for p in record.get("_cgroup_dirs", [])], signal_mod.SIGKILL)
         if record.get("_monitor"):
-            _wait_monitor_gone(record["_monitor"])
+            wait_monitor_gone(record["_monitor"])
         cgroups.remove([Path(p) for p in record.get("_cgroups", [])])
         self._specs.pop(Path(record.get("bundle", "")) / "config.json", None)
         shutil.rmtree(self._dir(container_id))
@@ -581,7 +552,7 @@ class BuiltinRuntime:
             with contextlib.suppress(FileNotFoundError):
                 pids.update(int(p) for p in (Path(d) / "cgroup.procs").read_text().split())
         if not record.get("_cgroup_dirs"):
-            pids = _descendants(state["pid"])
+            pids = descendants_of(state["pid"])
         return sorted(pids)
 
     def list(self) -> list[str]:
@@ -604,96 +575,6 @@ def _create_hooks(state: dict[str, Any],
     return on_hooks
 
 
-def _descendants(pid: int) -> set[int]:
-    """`pid` and every process below it, from /proc/PID/task/TID/children."""
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        if p in found:
-            continue
-        found.add(p)
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{p}/task"):
-                with contextlib.suppress(OSError):
-                    todo += [int(c) for c in
-                             Path(f"/proc/{p}/task/{task}/children").read_text().split()]
-    return found
-
-
-def _console_connect(path: str | os.PathLike[str], spec: dict) -> socket.socket:
-    """Connect to the console socket first, so a bad path fails the create
-    before anything is made (runc does the same)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.connect(os.fspath(path))
-    except OSError as e:
-        sock.close()
-        raise FailedPrecondition(f"--console-socket {os.fspath(path)}: {e.strerror}") from e
-    return sock
-
-
-def _send_console(sock: socket.socket, master: int, path: str | os.PathLike[str]) -> None:
-    """Hand the pty master to the console socket (the name runc sends with
-    it, "/dev/ptmx", as the payload) and close our copy."""
-    try:
-        socket.send_fds(sock, [b"/dev/ptmx"], [master])
-    except OSError as e:
-        raise FailedPrecondition(f"--console-socket {os.fspath(path)}: sending the pty "
-                                 f"master: {e.strerror}") from e
-    finally:
-        os.close(master)
-
-
-def _monitor_alive(mon: dict[str, Any]) -> bool:
-    return _start_time(mon["pid"]) == mon["start_time"]
-
-
-def _wait_monitor_gone(mon: dict[str, Any], timeout: float = 5.0) -> None:
-    """A deleted container leaves no monitor: once the container is dead its
-    monitor drains the output, writes the exit file and ends (at most ~2 s)."""
-    deadline = time.monotonic() + timeout
-    while _monitor_alive(mon):
-        if time.monotonic() > deadline:
-            log.error("monitor %d of a deleted container is still running", mon["pid"])
-            return
-        time.sleep(0.01)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(mon["pid"], os.WNOHANG)  # ours only when we are its subreaper
-
-
-def _undo_monitor(mon: Monitor) -> None:
-    """Undo of a monitored launch: no process, no monitor and none of the
-    monitor's files in its state dir are left."""
-    stop_monitor(mon)
-    for name in (EXIT_FILE, CONTAINER_PID_FILE, MONITOR_PID_FILE):
-        with contextlib.suppress(FileNotFoundError):
-            (mon.state_dir / name).unlink()
-
-
 def _public(state: dict[str, Any]) -> dict[str, Any]:
     """The OCI state fields of a record (internal keys start with '_')."""
     return {k: v for k, v in state.items() if not k.startswith("_") and k != "created"}
-
-
-def _kill_and_reap(pid: int, pidfd: int) -> None:
-    """Undo of a launch: the process must not outlive a failed create."""
-    try:
-        native_proc.pidfd_send_signal(pidfd, signal_mod.SIGKILL)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(pidfd)
-    _reap(pid)
-
-
-def _reap(pid: int) -> int | None:
-    """Collect our child's exit status; None when it is not our child."""
-    if pid <= 0:
-        return None
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        return None
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
