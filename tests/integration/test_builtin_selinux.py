@@ -177,3 +177,16 @@ def test_child_reports_a_refused_label_with_its_stage(tmp_path):
     assert exc.value.stage == "selinux"
     assert exc.value.errno == errno.EINVAL
     assert "write `/proc/thread-self/attr/exec`" in str(exc.value)
+
+
+@pytest.mark.requires_selinux
+def test_relabel_gives_a_host_directory_the_containers_file_label(tmp_path):
+    """What CreateContainer does for a mount with selinux_relabel."""
+    from crio_native.linux.selinux import XATTR, relabel
+
+    top = tmp_path / "vol"
+    (top / "sub").mkdir(parents=True)
+    (top / "sub" / "f").write_text("data")
+    assert relabel(top, MOUNT_LABEL) == 3
+    for p in (top, top / "sub", top / "sub" / "f"):
+        assert os.getxattr(p, XATTR).rstrip(b"\0").decode() == MOUNT_LABEL

@@ -173,6 +173,7 @@ class ContainerManager:
                 supports_rro=handler.features().recursive_read_only_mounts,
                 target_pid=self._target_pid)
             build = prepare.build_spec(inputs)
+            prepare.relabel_host_paths(build, inputs.selinux_enabled)
             record.log_path = build.log_path
             record.stop_signal = build.stop_signal
             prepare.write_bundle(record, build)

@@ -62,6 +62,27 @@ def build_spec(inputs: SpecInputs) -> SpecBuild:
     return build_container_spec(inputs)
 
 
+# Relabelling these would take the host's own files away from its services.
+PROTECTED_FROM_RELABEL = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib",
+                                    "/lib64", "/proc", "/root", "/run", "/sbin", "/sys",
+                                    "/tmp", "/usr", "/var"})
+
+
+def relabel_host_paths(build: SpecBuild, selinux_enabled: bool) -> None:
+    """Host paths of mounts that asked for selinux_relabel get the
+    container's file label (only on an SELinux host)."""
+    if not selinux_enabled or not build.relabel:
+        return
+    from crio_native.linux.selinux import relabel
+
+    label = build.linux.get("mountLabel", "")
+    for path in build.relabel:
+        if os.path.normpath(path) in PROTECTED_FROM_RELABEL:
+            raise InvalidArgument(f"{RPC}: config.mounts: refusing to relabel {path} "
+                                  "(selinux_relabel on a system directory)")
+        relabel(path, label)
+
+
 def write_bundle(record: ContainerRecord, build: SpecBuild) -> None:
     """config.json in the bundle dir, plus the empty dirs image VOLUMEs get."""
     for d in build.volume_dirs:

@@ -68,3 +68,32 @@ def mount_data_with_label(fstype: str, data: str, label: str | None) -> str:
         return data
     option = f'context="{label}"'
     return f"{data},{option}" if data else option
+
+
+XATTR = "security.selinux"
+
+
+def relabel(path: str | os.PathLike[str], label: str,
+            setxattr=os.setxattr) -> int:
+    """Give `path` and everything below it (not following symlinks, not
+    crossing into other mounts) the file label `label`, as a CRI mount with
+    selinux_relabel asks: the container can then use a host directory its
+    MCS level would otherwise shut it out of.  Returns how many were set."""
+    root = Path(path)
+    device = root.lstat().st_dev
+    value = label.encode()
+    count = 0
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        setxattr(current, XATTR, value, follow_symlinks=False)
+        count += 1
+        if current.is_symlink() or not current.is_dir():
+            continue
+        with os.scandir(current) as entries:
+            for entry in entries:
+                child = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False) and child.lstat().st_dev != device:
+                    continue   # another filesystem mounted below: not ours to relabel
+                stack.append(child)
+    return count
