@@ -433,3 +433,25 @@ def test_pod_stats_read_the_pod_cgroup(cdaemon):
     assert stats.linux.memory.working_set_bytes.value > 0
     assert stats.linux.process.process_count.value >= 1
     d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod))
+
+
+def test_pod_cgroup_is_made_with_the_pod_resources_and_removed_with_it(cdaemon):
+    d = cdaemon
+    config = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name="res", namespace="default", uid="uid-res"),
+        hostname="res", log_directory=str(d.pod_logs / "res"))
+    config.linux.cgroup_parent = pod_cgroup_parent() + "-res"
+    config.linux.resources.memory_limit_in_bytes = 96 << 20
+    config.linux.overhead.memory_limit_in_bytes = 32 << 20
+    opts = config.linux.security_context.namespace_options
+    opts.network, opts.pid = HOST, api_pb2.CONTAINER
+    pod = d.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config),
+                                  timeout=60).pod_sandbox_id
+    dirs = json.loads(d.runtime.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(
+        pod_sandbox_id=pod, verbose=True)).info["info"])["cgroupDirs"]
+    assert dirs and all(Path(p).is_dir() for p in dirs)
+    assert _memory_limit(dirs) == 128 << 20          # resources + overhead
+    cid = create(d, pod, container_config(d))
+    assert all(p.startswith(tuple(dirs)) for p in verbose_info(d, cid)["cgroupDirs"])
+    d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod))
+    assert not any(Path(p).exists() for p in dirs)

@@ -21,7 +21,7 @@ from crio_native.network.cni import CNI, Attachment, NetworkList, ip_ranges_from
 from crio_native.network.cni_config import NoNetworkConfig
 from crio_native.network.watch import NetworkConfigWatcher
 from crio_native.runtime.builtin.container import BuiltinRuntime
-from crio_native.sandbox import infra, mcs, setup, validate
+from crio_native.sandbox import infra, mcs, podcgroup, setup, validate
 from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
 from crio_native.sandbox.store import SandboxStore
 from crio_native.state.rollback import forget_unless_failed, undo_step
@@ -190,6 +190,11 @@ class SandboxManager:
             undo.callback(undo_step, failed, "unpin namespaces",
                           lambda: setup.unpin_namespaces(record))
             self.store.save(record)  # the pins are on disk before anything uses them
+            podcgroup.create_pod_cgroup(record, request.config.linux, self.config)
+            undo.callback(undo_step, failed, "remove pod cgroup",
+                          lambda: podcgroup.remove_pod_cgroup(record))
+            if record.cgroups_made:
+                self.store.save(record)  # so a restart after a crash removes them
             setup.apply_sysctls_and_hostname(record)
             setup.mount_shm(record)
             undo.callback(undo_step, failed, "unmount shm", lambda: setup.unmount_shm(record))
@@ -253,6 +258,7 @@ class SandboxManager:
         infra.stop_infra(self.infra_runtime, record)
         setup.unmount_shm(record)
         setup.unpin_namespaces(record)
+        podcgroup.remove_pod_cgroup(record)
         setup.remove_directory(record)
 
     def _detach_network(self, record: SandboxRecord) -> None:

@@ -40,6 +40,8 @@ class SandboxRecord(JsonRecord):
     bandwidth: dict[str, int] = field(default_factory=dict)   # CNI bandwidth capability
     ip_ranges: list[list[dict[str, str]]] = field(default_factory=list)  # CNI ipRanges (pod CIDR)
     selinux_level: str = ""       # the pod's MCS level (SELinux hosts only), e.g. s0:c4,c91
+    cgroup_dirs: list[str] = field(default_factory=list)     # the pod cgroup, per hierarchy
+    cgroups_made: list[str] = field(default_factory=list)    # the part of it we created
     sysctls: dict[str, str] = field(default_factory=dict)
     network_name: str = ""        # CNI network used for ADD; empty for host network
     network_attached: bool = False

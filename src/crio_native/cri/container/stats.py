@@ -13,8 +13,7 @@ from crio_native.cri.container import convert
 from crio_native.cri.container.ids import require_id
 from crio_native.cri.container.list import visible
 from crio_native.cri.sandbox import convert as sandbox_convert
-from crio_native.errors import CrioNativeError, InvalidArgument
-from crio_native.linux import cgroups
+from crio_native.errors import InvalidArgument
 from crio_native.sandbox.record import CREATING as SANDBOX_CREATING
 from crio_native.sandbox.record import SandboxRecord
 from crio_native.stats import collect_container, collect_pod_sandbox
@@ -44,17 +43,9 @@ def pod_stats_of(ctx: DaemonContext, record: SandboxRecord) -> api_pb2.PodSandbo
 
 
 def pod_cgroup_dirs(ctx: DaemonContext, record: SandboxRecord) -> list[Path]:
-    """The pod cgroup the kubelet made (cgroup_parent, cgroupfs driver), in
-    each hierarchy; none for a pod without one, or one outside what this
-    runtime may read (its cgroup root): pod-level cpu/memory stay unset."""
-    parent = record.cgroup_parent
-    if not parent.startswith("/") or ctx.config.runtime.cgroup_manager != "cgroupfs":
-        return []
-    try:
-        plan = cgroups.plan_cgroups(parent, {}, root=ctx.config.runtime.cgroup_root or None)
-    except CrioNativeError:
-        return []
-    return [d for d in plan.dirs if d.is_dir()]
+    """The pod cgroup (sandbox/podcgroup.py) in each hierarchy; none for a
+    pod without cgroup_parent: pod-level cpu/memory stay unset then."""
+    return [Path(d) for d in record.cgroup_dirs if Path(d).is_dir()]
 
 
 def container_stats(ctx: DaemonContext, request: api_pb2.ContainerStatsRequest):

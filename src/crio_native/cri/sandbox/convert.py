@@ -35,7 +35,8 @@ def status(record: SandboxRecord) -> api_pb2.PodSandboxStatus:
 def verbose_info(record: SandboxRecord) -> dict[str, str]:
     info = {"pins": record.pins, "directory": record.directory, "shm": record.shm_path,
             "network": record.network_name, "state": record.state,
-            "portMappings": record.port_mappings, "sysctls": record.sysctls}
+            "portMappings": record.port_mappings, "sysctls": record.sysctls,
+            "cgroupDirs": record.cgroup_dirs, "selinuxLevel": record.selinux_level}
     return {"info": json.dumps(info, sort_keys=True)}
 
 
