@@ -398,7 +398,11 @@ class BuiltinRuntime:
             state = self._read_state(container_id)
         if not self._alive(state):
             raise FailedPrecondition(f"container {container_id!r} is not running")
-        fd = native_proc.pidfd_open(state["pid"])
+        try:
+            fd = native_proc.pidfd_open(state["pid"])
+        except ProcessLookupError:
+            # it ended (and was reaped) between the check and the open
+            raise FailedPrecondition(f"container {container_id!r} is not running") from None
         if not self._alive(state):
             os.close(fd)
             raise FailedPrecondition(f"container {container_id!r} is not running")
