@@ -455,3 +455,29 @@ def test_pod_cgroup_is_made_with_the_pod_resources_and_removed_with_it(cdaemon):
     assert all(p.startswith(tuple(dirs)) for p in verbose_info(d, cid)["cgroupDirs"])
     d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod))
     assert not any(Path(p).exists() for p in dirs)
+
+
+def test_stream_list_rpcs_answer_what_the_list_rpcs_do(cdaemon):
+    d = cdaemon
+    pod = run_pod(d)
+    cid = create(d, pod, container_config(d))
+    d.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+
+    def streamed(call, request, field):
+        return [item for chunk in call(request) for item in getattr(chunk, field)]
+
+    flt = api_pb2.ContainerFilter(pod_sandbox_id=pod)
+    assert streamed(d.runtime.StreamContainers, api_pb2.StreamContainersRequest(filter=flt),
+                    "containers") == list(d.runtime.ListContainers(
+                        api_pb2.ListContainersRequest(filter=flt)).containers)
+    pods = streamed(d.runtime.StreamPodSandboxes, api_pb2.StreamPodSandboxesRequest(),
+                    "pod_sandboxes")
+    assert [p.id for p in pods] == [pod]
+    stats = streamed(d.runtime.StreamContainerStats, api_pb2.StreamContainerStatsRequest(),
+                     "container_stats")
+    assert [s.attributes.id for s in stats] == [cid]
+    pod_stats = streamed(d.runtime.StreamPodSandboxStats,
+                         api_pb2.StreamPodSandboxStatsRequest(), "pod_sandbox_stats")
+    assert [s.attributes.id for s in pod_stats] == [pod]
+    images = streamed(d.images.StreamImages, api_pb2.StreamImagesRequest(), "images")
+    assert [i.id for i in images] == [d.image.id]

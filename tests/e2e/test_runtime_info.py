@@ -112,7 +112,7 @@ def test_update_runtime_config_rejects_a_bad_cidr(daemon):
 
 @pytest.mark.parametrize("service, rpc, request_cls, streaming", [
     ("runtime", "CheckpointContainer", api_pb2.CheckpointContainerRequest, False),
-    ("runtime", "StreamContainers", api_pb2.StreamContainersRequest, True),
+    ("runtime", "ListPodSandboxMetrics", api_pb2.ListPodSandboxMetricsRequest, False),
     ("runtime", "ListMetricDescriptors", api_pb2.ListMetricDescriptorsRequest, False),
     ("runtime", "StreamPodSandboxMetrics", api_pb2.StreamPodSandboxMetricsRequest, True),
 ])
