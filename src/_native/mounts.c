@@ -379,6 +379,22 @@ static int parent_in_root(int rootfd, const char *path, char *dir, const char **
     return ensure_in_root(rootfd, dlen ? dir : "/", 0, err);
 }
 
+/* parent_in_root, reopened as a real directory fd: O_PATH fds do not work
+ * with mknodat or symlinkat. */
+static int parent_dir_in_root(int rootfd, const char *path, char *dir, const char **name,
+                              crn_error *err)
+{
+    crn_auto_fd pfd = parent_in_root(rootfd, path, dir, name, err);
+    int dfd;
+
+    if (pfd < 0)
+        return -1;
+    dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return crn_error_set(err, errno, "open", dir);
+    return dfd;
+}
+
 static int make_device(int rootfd, const crn_plan_rec *rec, crn_error *err)
 {
     char dir[PATH_MAX];
@@ -388,13 +404,9 @@ static int make_device(int rootfd, const crn_plan_rec *rec, crn_error *err)
     uint32_t mode = crn_cur_u32(&cur), major = crn_cur_u32(&cur), minor = crn_cur_u32(&cur);
     uint32_t uid = crn_cur_u32(&cur), gid = crn_cur_u32(&cur);
     const char *path = crn_cur_str(&cur);
-    /* O_PATH fds do not work with mknodat: reopen the parent as a directory. */
-    crn_auto_fd pfd = parent_in_root(rootfd, path, dir, &name, err);
-    if (pfd < 0)
-        return -1;
-    crn_auto_fd dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    crn_auto_fd dfd = parent_dir_in_root(rootfd, path, dir, &name, err);
     if (dfd < 0)
-        return crn_error_set(err, errno, "open", dir);
+        return -1;
     if (mknodat(dfd, name, mode, makedev(major, minor)) < 0) {
         if (errno == EEXIST)
             return 0;
@@ -414,12 +426,9 @@ static int make_symlink(int rootfd, const crn_plan_rec *rec, crn_error *err)
     crn_plan_cur cur;
     crn_plan_cur_init(&cur, rec);
     const char *target = crn_cur_str(&cur), *path = crn_cur_str(&cur);
-    crn_auto_fd pfd = parent_in_root(rootfd, path, dir, &name, err);
-    if (pfd < 0)
-        return -1;
-    crn_auto_fd dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    crn_auto_fd dfd = parent_dir_in_root(rootfd, path, dir, &name, err);
     if (dfd < 0)
-        return crn_error_set(err, errno, "open", dir);
+        return -1;
     if (symlinkat(target, dfd, name) < 0 && errno != EEXIST)
         return crn_error_set(err, errno, "symlink", path);
     return 0;

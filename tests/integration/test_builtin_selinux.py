@@ -23,6 +23,7 @@ from crio_native.runtime.handler import MonitorOptions
 from crio_native.runtime.builtin import records as r
 from crio_native.runtime.builtin.records import Rec
 from tests.integration.conftest import make_rootfs
+from tests.integration.test_builtin_exec import _exec
 from tests.integration.test_monitor import joined, log_entries
 
 pytestmark = [pytest.mark.root, pytest.mark.vm_selinux]
@@ -42,14 +43,6 @@ def _enforcing() -> bool:
         return Path("/sys/fs/selinux/enforce").read_text().strip() == "1"
     except OSError:
         return False
-
-
-def _exec(rt, cid, process, tmp_path) -> tuple[int, str]:
-    out = tmp_path / f"exec-{os.urandom(4).hex()}"
-    with open(out, "w+") as f:
-        pid = rt.exec(cid, process, stdio=(-1, f.fileno(), f.fileno()))
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out.read_text()
 
 
 @pytest.mark.requires_selinux

@@ -28,17 +28,11 @@ from crio_native.runtime.shim.handler import VmShimHandler
 from crio_native.runtime.shim.process import ShimFiles
 
 from tests.integration.test_monitor import joined, log_entries, wait_gone
+from tests.integration.test_oci_cli_handler import exec_process
 
 pytestmark = [pytest.mark.root]
 
 SHIM = "/usr/bin/containerd-shim-runc-v2"
-EXEC_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-
-
-def exec_process(*args: str) -> dict:
-    return {"args": list(args), "cwd": "/", "env": EXEC_ENV, "user": {"uid": 0, "gid": 0}}
-
-
 @dataclass
 class Container:
     id: str

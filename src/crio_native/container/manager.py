@@ -332,10 +332,7 @@ class ContainerManager:
     # ---- exec, logs, resources -----------------------------------------------------
 
     def exec_sync(self, container_id: str, cmd: list[str], timeout: int):
-        record = self.store.get(container_id, "ExecSync")
-        if self.refresh(record).state != RUNNING:
-            raise FailedPrecondition(f"ExecSync: container {record.id} is {record.state}, "
-                                     "not running")
+        record = self.running(container_id, "ExecSync")
         process = prepare.process_for_exec(self.spec_of(record), cmd)
         handler = self.handlers.get(record.runtime_handler)
         result = handler.exec_sync(record.id, process, timeout if timeout > 0 else None)
@@ -363,9 +360,7 @@ class ContainerManager:
                                         stdout=stdout, stderr=stderr)
 
     def reopen_log(self, container_id: str) -> None:
-        record = self.store.get(container_id, "ReopenContainerLog")
-        if self.refresh(record).state != RUNNING:
-            raise FailedPrecondition(f"ReopenContainerLog: container {record.id} is not running")
+        record = self.running(container_id, "ReopenContainerLog")
         reopen_log(record.monitor_dir)
 
     def update_resources(self, container_id: str, resources: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from crio_native._proto import api_pb2
 from crio_native.context import DaemonContext
-from crio_native.cri.chunks import chunked
+from crio_native.cri.chunks import streamed
 from crio_native.cri.container import (create, events, exec_sync, logs, remove, start, stats,
                                        status, stop, streaming_rpcs, update)
 from crio_native.cri.container import list as list_rpc
@@ -28,16 +28,13 @@ def rpcs(ctx: DaemonContext) -> dict:
         "ListContainerStats": lambda req, c: stats.list_container_stats(ctx, req),
         "PodSandboxStats": lambda req, c: stats.pod_sandbox_stats(ctx, req),
         "ListPodSandboxStats": lambda req, c: stats.list_pod_sandbox_stats(ctx, req),
-        "StreamContainers": lambda req, c: chunked(
-            list_rpc.list_containers(ctx, api_pb2.ListContainersRequest(
-                filter=req.filter)).containers,
-            lambda items: api_pb2.StreamContainersResponse(containers=items)),
-        "StreamContainerStats": lambda req, c: chunked(
-            stats.list_container_stats(ctx, api_pb2.ListContainerStatsRequest(
-                filter=req.filter)).stats,
-            lambda items: api_pb2.StreamContainerStatsResponse(container_stats=items)),
-        "StreamPodSandboxStats": lambda req, c: chunked(
-            stats.list_pod_sandbox_stats(ctx, api_pb2.ListPodSandboxStatsRequest(
-                filter=req.filter)).stats,
-            lambda items: api_pb2.StreamPodSandboxStatsResponse(pod_sandbox_stats=items)),
+        "StreamContainers": streamed(lambda r: list_rpc.list_containers(ctx, r),
+                                     api_pb2.ListContainersRequest,
+                                     api_pb2.StreamContainersResponse),
+        "StreamContainerStats": streamed(lambda r: stats.list_container_stats(ctx, r),
+                                         api_pb2.ListContainerStatsRequest,
+                                         api_pb2.StreamContainerStatsResponse),
+        "StreamPodSandboxStats": streamed(lambda r: stats.list_pod_sandbox_stats(ctx, r),
+                                          api_pb2.ListPodSandboxStatsRequest,
+                                          api_pb2.StreamPodSandboxStatsResponse),
     }

@@ -15,7 +15,7 @@ def images_of(ctx: DaemonContext) -> ImageService:
 
 def rpcs(ctx: DaemonContext) -> dict:
     from crio_native._proto import api_pb2
-    from crio_native.cri.chunks import chunked
+    from crio_native.cri.chunks import streamed
     from crio_native.cri.image import fsinfo, listing, pull, remove, status
 
     return {
@@ -24,8 +24,6 @@ def rpcs(ctx: DaemonContext) -> dict:
         "ListImages": lambda req, c: listing.list_images(images_of(ctx), req),
         "RemoveImage": lambda req, c: remove.remove_image(images_of(ctx), req),
         "ImageFsInfo": lambda req, c: fsinfo.image_fs_info(images_of(ctx), req),
-        "StreamImages": lambda req, c: chunked(
-            listing.list_images(images_of(ctx), api_pb2.ListImagesRequest(
-                filter=req.filter)).images,
-            lambda items: api_pb2.StreamImagesResponse(images=items)),
+        "StreamImages": streamed(lambda r: listing.list_images(images_of(ctx), r),
+                                 api_pb2.ListImagesRequest, api_pb2.StreamImagesResponse),
     }

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from crio_native._proto import api_pb2
 from crio_native.context import DaemonContext
-from crio_native.cri.chunks import chunked
+from crio_native.cri.chunks import streamed
 from crio_native.cri.sandbox import list as list_rpc
 from crio_native.cri.sandbox import remove, run, status, stop
 
@@ -15,8 +15,7 @@ def rpcs(ctx: DaemonContext) -> dict:
         "RemovePodSandbox": lambda req, c: remove.remove_pod_sandbox(ctx, req),
         "PodSandboxStatus": lambda req, c: status.pod_sandbox_status(ctx, req),
         "ListPodSandbox": lambda req, c: list_rpc.list_pod_sandbox(ctx, req),
-        "StreamPodSandboxes": lambda req, c: chunked(
-            list_rpc.list_pod_sandbox(ctx, api_pb2.ListPodSandboxRequest(
-                filter=req.filter)).items,
-            lambda items: api_pb2.StreamPodSandboxesResponse(pod_sandboxes=items)),
+        "StreamPodSandboxes": streamed(lambda r: list_rpc.list_pod_sandbox(ctx, r),
+                                       api_pb2.ListPodSandboxRequest,
+                                       api_pb2.StreamPodSandboxesResponse),
     }
