@@ -1,10 +1,14 @@
 """Streaming clients for the tests, written here rather than borrowed from
 kubectl: a WebSocket client on wsproto and a SPDY/3.1 client on the
 daemon's sans-IO SpdyConnection, both blocking, both speaking what
-client-go speaks (channel bytes / streamtype headers).  An https URL is
-reached over TLS with the `tls` context given (verifying the server)."""
+client-go speaks (channel bytes / streamtype headers).  The WebSocket
+client frames its messages as the negotiated subprotocol says: a channel
+byte, or (base64 subprotocols) a text message of '0'+channel and base64.
+An https URL is reached over TLS with the `tls` context given (verifying
+the server)."""
 from __future__ import annotations
 
+import base64
 import json
 import select
 import socket
@@ -14,13 +18,15 @@ from urllib.parse import urlsplit
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, RejectConnection,
-                            RejectData, Request)
+                            RejectData, Request, TextMessage)
 from wsproto.events import Message
 
 from crio_native.streaming.spdy import (DataReceived, SpdyConnection, StreamOpened, StreamReset,
                                         StreamReplied)
 
 V4, V5 = "v4.channel.k8s.io", "v5.channel.k8s.io"
+V1 = "channel.k8s.io"
+B64, V4_B64 = "base64.channel.k8s.io", "v4.base64.channel.k8s.io"
 COUNTED_PREFIX = 4096     # bytes kept of a count_only stream
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 
@@ -84,6 +90,7 @@ class WsClient:
                                                subprotocols=list(protocols))))
         self.protocol = None
         self.messages: list[tuple[int, bytes]] = []
+        self.frame_types: set[str] = set()      # "binary" / "text", as received
         self.closed = False
         self._parts: list[bytes] = []
         status, body = None, b""
@@ -118,14 +125,20 @@ class WsClient:
             self.closed = True
         return True
 
+    @property
+    def base64(self) -> bool:
+        return "base64" in (self.protocol or "")
+
     def _take(self, events) -> None:
         for event in events:
-            if isinstance(event, BytesMessage):
-                self._parts.append(bytes(event.data))
+            if isinstance(event, (BytesMessage, TextMessage)):
+                text = isinstance(event, TextMessage)
+                self._parts.append(event.data.encode() if text else bytes(event.data))
                 if event.message_finished:
+                    self.frame_types.add("text" if text else "binary")
                     message = b"".join(self._parts)
                     self._parts = []
-                    self.messages.append((message[0], message[1:]))
+                    self.messages.append(self._decode(message))
             elif isinstance(event, CloseConnection):
                 if not self.closed:
                     try:
@@ -139,8 +152,21 @@ class WsClient:
         while not self.closed and self._receive(deadline):
             self._take(self.ws.events())
 
+    def _decode(self, message: bytes) -> tuple[int, bytes]:
+        if self.base64:
+            return message[0] - ord("0"), base64.b64decode(message[1:], validate=True)
+        return message[0], message[1:]
+
     def send(self, channel: int, data: bytes) -> None:
-        self.sock.sendall(self.ws.send(Message(data=bytes((channel,)) + data)))
+        if self.base64:
+            message = chr(ord("0") + channel) + base64.b64encode(data).decode()
+        else:
+            message = bytes((channel,)) + data
+        self.send_raw(message)
+
+    def send_raw(self, message: bytes | str) -> None:
+        """One message as given: bytes binary, str text."""
+        self.sock.sendall(self.ws.send(Message(data=message)))
 
     def close_stdin(self) -> None:
         self.send(255, bytes((STDIN,)))
@@ -171,6 +197,18 @@ class WsClient:
 
     def status(self) -> dict:
         return json.loads(self.output(ERROR))
+
+    # port forward: port i's data on channel 2i, its errors on 2i+1, each
+    # starting with the port (u16, little-endian)
+
+    def port_channel(self, channel: int) -> tuple[int, bytes]:
+        """(the port the channel announced, what came after)."""
+        data = self.output(channel)
+        assert len(data) >= 2, f"channel {channel} has no port prefix: {self.messages}"
+        return int.from_bytes(data[:2], "little"), data[2:]
+
+    def forward(self, index: int, data: bytes) -> None:
+        self.send(2 * index, data)
 
     def close(self) -> None:
         self.sock.close()

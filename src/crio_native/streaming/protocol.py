@@ -20,9 +20,7 @@ V3 = "v3.channel.k8s.io"
 V2 = "v2.channel.k8s.io"
 V1 = "channel.k8s.io"
 SPDY_PROTOCOLS = (V4, V3, V2)            # v5 exists only over WebSocket
-WEBSOCKET_PROTOCOLS = (V5, V4)
-BASE64_PROTOCOLS = ("base64.channel.k8s.io", "v4.base64.channel.k8s.io",
-                    "v5.base64.channel.k8s.io")
+# (the WebSocket subprotocols, with their framings: ws_channels.py)
 PORTFORWARD_SPDY = "portforward.k8s.io"
 
 # WebSocket channels (the first byte of each binary message)

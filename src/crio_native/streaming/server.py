@@ -23,13 +23,14 @@ from wsproto.utilities import generate_accept_token
 
 from crio_native.errors import InvalidArgument
 from crio_native.streaming import protocol as sp
-from crio_native.streaming import sessions, websocket
+from crio_native.streaming import sessions, websocket, ws_channels
 from crio_native.streaming.idle import Activity, run_until_idle
 from crio_native.streaming.tokens import ATTACH, EXEC, KINDS, PORTFORWARD, StreamRequest, TokenCache
 
 log = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 30.0       # to send the request line and headers
+MAX_WS_PORTS = 128          # two channels per port, numbered in one byte
 EXECUTOR_WORKERS = 16
 STOP_TIMEOUT = 10.0
 DEFAULT_IDLE_TIMEOUT = 4 * 3600.0   # api.stream_idle_timeout's default
@@ -171,7 +172,8 @@ class StreamingServer:
         if "spdy/3.1" in upgrade:
             return await self._spdy(conn, reader, writer, headers, stream)
         await _respond(conn, writer, 400, "streaming needs an upgrade to WebSocket "
-                       "(v4.channel.k8s.io, v5.channel.k8s.io) or SPDY/3.1")
+                       f"({', '.join(ws_channels.names(ws_channels.REMOTE_COMMAND))}) "
+                       "or SPDY/3.1")
 
     # ---- WebSocket -------------------------------------------------------------------------
 
@@ -183,35 +185,37 @@ class StreamingServer:
                                   "Sec-WebSocket-Version 13 are required")
         offered = [p.strip() for v in headers.get("sec-websocket-protocol", [])
                    for p in v.split(",") if p.strip()]
+        supported = ws_channels.PORT_FORWARD if stream.kind == PORTFORWARD \
+            else ws_channels.REMOTE_COMMAND
+        channels = ws_channels.negotiate(offered, supported)
+        if channels is None:
+            return await _refuse_protocols(conn, writer, offered, supported)
         if stream.kind == PORTFORWARD:
-            supported = (sp.V4,)
-            chosen = next((p for p in offered if p in supported), None)
-            if offered and chosen is None:
-                return await _refuse_protocols(conn, writer, offered, supported)
             try:
                 ports = _query_ports(query) or list(stream.ports)
             except InvalidArgument as e:
                 return await _respond(conn, writer, 400, str(e))
             if not ports:
                 return await _respond(conn, writer, 400, 'query parameter "port" is required')
-        else:
-            chosen = next((p for p in offered if p in sp.WEBSOCKET_PROTOCOLS), None)
-            if chosen is None:
-                return await _refuse_protocols(conn, writer, offered, sp.WEBSOCKET_PROTOCOLS)
+            if len(ports) > MAX_WS_PORTS:
+                return await _respond(conn, writer, 400,
+                                      f"at most {MAX_WS_PORTS} ports on one WebSocket")
         reply = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
                  (b"Sec-WebSocket-Accept", generate_accept_token(key.encode()))]
-        if chosen:
-            reply.append((b"Sec-WebSocket-Protocol", chosen.encode()))
+        if channels.name:
+            reply.append((b"Sec-WebSocket-Protocol", channels.name.encode()))
         trailing = await _switch(conn, writer, reply)
         activity = Activity()
         ws = websocket.WebSocket(reader, writer, trailing, activity)
         if stream.kind == PORTFORWARD:
-            await self._until_idle(stream, activity, websocket.serve_ports(
-                ws, ports, lambda port_stream: sessions.run_port(self.backend, stream, port_stream)))
+            def run_port(port_stream):
+                return sessions.run_port(self.backend, stream, port_stream)
+            await self._until_idle(stream, activity,
+                                   websocket.serve_ports(ws, channels, ports, run_port))
             return
         streams = websocket.WsCommandStreams(
-            ws, stdin=stream.stdin, stdout=stream.stdout, stderr=stream.stderr and not stream.tty,
-            tty=stream.tty, protocol=chosen)
+            ws, channels, stdin=stream.stdin, stdout=stream.stdout,
+            stderr=stream.stderr and not stream.tty, tty=stream.tty)
         await self._until_idle(stream, activity, websocket.serve_command(
             ws, streams, self._command(stream, streams)))
 
@@ -310,10 +314,10 @@ async def _respond(conn: h11.Connection, writer: asyncio.StreamWriter, status: i
 
 
 async def _refuse_protocols(conn, writer, offered: list[str], supported) -> None:
-    base64 = [p for p in offered if p in sp.BASE64_PROTOCOLS]
-    why = (f"the base64 subprotocols ({', '.join(base64)}) are not supported"
-           if base64 else f"no supported subprotocol in {offered}")
-    await _respond(conn, writer, 400, f"websocket: {why}; use one of {', '.join(supported)}")
+    """No subprotocol in common: 403, as the kubelet's x/net/websocket
+    server answers a failed handshake (it sends no body; ours says why)."""
+    await _respond(conn, writer, 403, f"websocket: requested protocol(s) are not supported: "
+                   f"{offered}; supports {ws_channels.names(supported)} or none")
 
 
 async def _switch(conn: h11.Connection, writer: asyncio.StreamWriter,

@@ -1,10 +1,10 @@
 """The WebSocket transport (wsproto after our own h11 handshake): one
-binary message per chunk, its first byte the channel.
+message per chunk, carrying its channel as the negotiated subprotocol
+frames it (ws_channels: a leading byte, or a leading digit and base64).
 
-Remote command (`v4.channel.k8s.io`, `v5.channel.k8s.io`): 0 stdin, 1
-stdout, 2 stderr, 3 error (the status), 4 resize; v5 adds 255, whose
-message [255, n] says the client closed channel n (stdin).  Port forward
-(`v4.channel.k8s.io` or no subprotocol, the kubelet's websocket.go): per
+Remote command: 0 stdin, 1 stdout, 2 stderr, 3 error (the status), 4
+resize; v5 adds 255, whose message [255, n] says the client closed channel
+n (stdin).  Port forward (the kubelet's portforward/websocket.go): per
 requested port i, channel 2i data and 2i+1 error, each first carrying the
 port as a little-endian u16."""
 from __future__ import annotations
@@ -20,6 +20,7 @@ from wsproto.utilities import ProtocolError as WsProtocolError
 from crio_native.streaming import protocol as sp
 from crio_native.streaming.idle import Activity
 from crio_native.streaming.streams import CommandStreams, PortStream
+from crio_native.streaming.ws_channels import ChannelProtocol
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ class WebSocket:
         self._lock = asyncio.Lock()
         self.closed = False
 
-    async def send(self, data: bytes) -> None:
-        """One binary message; waits while the client is slow to read."""
+    async def send(self, data: bytes | str) -> None:
+        """One message, binary (bytes) or text (str); waits while the
+        client is slow to read."""
         if self.closed or self.ws.state != ConnectionState.OPEN:
             raise ConnectionResetError("websocket closed")
         async with self._lock:
@@ -48,23 +50,23 @@ class WebSocket:
             self.activity.touch()
 
     async def messages(self):
-        """Yield each binary message from the client until it closes."""
+        """Yield each message from the client until it closes, text ones as
+        their UTF-8 bytes: wsstream reads both kinds alike."""
         parts: list[bytes] = []
         size = 0
         while not self.closed:
             for event in self.ws.events():
-                if isinstance(event, BytesMessage):
-                    parts.append(bytes(event.data))
-                    size += len(event.data)
+                if isinstance(event, (BytesMessage, TextMessage)):
+                    data = event.data.encode() if isinstance(event, TextMessage) \
+                        else bytes(event.data)
+                    parts.append(data)
+                    size += len(data)
                     if size > MAX_MESSAGE:
                         await self.close(1009, "message too big")
                         return
                     if event.message_finished:
                         yield b"".join(parts)
                         parts, size = [], 0
-                elif isinstance(event, TextMessage):
-                    await self.close(1003, "text messages (base64 protocols) are not supported")
-                    return
                 elif isinstance(event, Ping):
                     await self._raw(self.ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
@@ -101,33 +103,35 @@ class WebSocket:
 
 
 class WsCommandStreams(CommandStreams):
-    def __init__(self, ws: WebSocket, **kw):
-        super().__init__(**kw)
-        self.ws = ws
+    def __init__(self, ws: WebSocket, channels: ChannelProtocol, **kw):
+        super().__init__(protocol=channels.status, **kw)
+        self.ws, self.channels = ws, channels
 
     async def send(self, channel: int, data: bytes) -> None:
         try:
-            await self.ws.send(bytes((channel,)) + data)
+            await self.ws.send(self.channels.encode(channel, data))
         except ConnectionError:
             self.lost()
 
     async def send_status(self, status: dict) -> None:
-        await self.send(sp.ERROR, self.status_bytes(status))
+        # the unversioned protocols say nothing on success
+        if body := self.status_bytes(status):
+            await self.send(sp.ERROR, body)
 
     async def read_client(self) -> None:
         """Feed the client's messages in until it goes away."""
         resize = sp.ResizeDecoder()
         try:
             async for message in self.ws.messages():
-                if not message:
+                if (decoded := self.channels.decode(message)) is None:
                     continue
-                channel, payload = message[0], message[1:]
+                channel, payload = decoded
                 if channel == sp.STDIN:
                     await self.feed_stdin(payload)
                 elif channel == sp.RESIZE:
                     for size in resize.feed(payload):
                         self.feed_resize(size)
-                elif channel == sp.CLOSE and self.protocol == sp.V5 and payload[:1] == b"\0":
+                elif channel == sp.CLOSE and self.channels.close_signal and payload[:1] == b"\0":
                     self.end_stdin()
         finally:
             self.lost()
@@ -150,14 +154,15 @@ async def serve_command(ws: WebSocket, streams: WsCommandStreams, session) -> No
 
 
 class WsPortStream(PortStream):
-    def __init__(self, ws: WebSocket, index: int, port: int):
+    def __init__(self, ws: WebSocket, channels: ChannelProtocol, index: int, port: int):
         super().__init__(port)
-        self.ws, self.data_channel, self.error_channel = ws, 2 * index, 2 * index + 1
+        self.ws, self.channels = ws, channels
+        self.data_channel, self.error_channel = 2 * index, 2 * index + 1
         self.done = asyncio.Event()
 
     async def _send(self, channel: int, data: bytes) -> None:
         try:
-            await self.ws.send(bytes((channel,)) + data)
+            await self.ws.send(self.channels.encode(channel, data))
         except ConnectionError:
             self.lost()
 
@@ -179,10 +184,11 @@ class WsPortStream(PortStream):
         self.done.set()
 
 
-async def serve_ports(ws: WebSocket, ports: list[int], run_port) -> None:
+async def serve_ports(ws: WebSocket, channels: ChannelProtocol, ports: list[int],
+                      run_port) -> None:
     """One relay per requested port, all on this connection; it closes when
     every one has ended or the client goes away."""
-    streams = [WsPortStream(ws, i, port) for i, port in enumerate(ports)]
+    streams = [WsPortStream(ws, channels, i, port) for i, port in enumerate(ports)]
     by_channel = {s.data_channel: s for s in streams}
     for s in streams:
         await s.start()
@@ -190,8 +196,9 @@ async def serve_ports(ws: WebSocket, ports: list[int], run_port) -> None:
     async def read_client() -> None:
         try:
             async for message in ws.messages():
-                if message and message[0] in by_channel:
-                    await by_channel[message[0]].feed(message[1:])
+                decoded = channels.decode(message)
+                if decoded is not None and decoded[0] in by_channel:
+                    await by_channel[decoded[0]].feed(decoded[1])
         finally:
             for s in streams:
                 s.lost()
