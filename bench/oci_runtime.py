@@ -1,7 +1,8 @@
 """create -> start -> wait -> delete of a busybox `true` container: the
-built-in runtime through the Python API the daemon uses, against runc and
-crun through their CLIs (`run`, their own fastest path for the same cycle),
-on the same bundle in the same run.  A peer that cannot run here is skipped
+built-in runtime through the Python API the daemon uses (with and without
+its per-container monitor), against runc and crun through their CLIs
+(`run`, their own fastest path for the same cycle), on the same bundle in
+the same run.  A peer that cannot run here is skipped
 with its reason.  Also `unshare -fmpiun --mount-proc true` as a floor."""
 from __future__ import annotations
 
@@ -67,6 +68,28 @@ def builtin_cycle(root: Path, bundle: Path):
     return cycle
 
 
+def builtin_monitored_cycle(root: Path, bundle: Path):
+    """The daemon's path: the process launched by its own crio-native-monitor
+    (--plan), which records the exit; the caller is not its parent."""
+    from crio_native.runtime.builtin.container import BuiltinRuntime
+    from crio_native.runtime.handler import MonitorOptions
+
+    rt = BuiltinRuntime(root)
+    states = root.parent / f"{root.name}-monitor"
+
+    def cycle():
+        cid = uuid.uuid4().hex[:12]
+        state_dir = states / cid
+        state_dir.mkdir(parents=True)
+        rt.create_monitored(cid, bundle, MonitorOptions(state_dir=state_dir, log_path=None))
+        rt.start(cid)
+        code = rt.wait(cid, timeout=10)
+        rt.delete(cid)
+        shutil.rmtree(state_dir)
+        assert code == 0, code
+    return cycle
+
+
 def cli_cycle(binary: str, root: Path, bundle: Path):
     def cycle():
         cid = uuid.uuid4().hex[:12]
@@ -101,6 +124,8 @@ def run() -> int:
                             time_calls(builtin_cycle(base / "builtin", with_cg), ITERATIONS))
         no_cg = summarize("builtin (no cgroup)",
                           time_calls(builtin_cycle(base / "builtin", plain), ITERATIONS))
+        monitored = summarize("builtin + monitor (cgroupsPath)", time_calls(
+            builtin_monitored_cycle(base / "builtin-mon", with_cg), ITERATIONS))
         for name, binary in PEERS.items():
             root = base / name
             problem = peer_problem(binary, root, with_cg)
@@ -111,6 +136,7 @@ def run() -> int:
                              time_calls(cli_cycle(binary, root, with_cg), ITERATIONS))
             ratio(f"builtin / {name}", builtin, peer)
             ratio(f"builtin without a cgroup / {name}", no_cg, peer)
+            ratio(f"builtin + monitor / {name}", monitored, peer)
         floor = summarize("unshare -fmpiun --mount-proc true", time_calls(
             lambda: subprocess.run(["unshare", "-fmpiun", "--mount-proc", "true"], check=True),
             ITERATIONS))

@@ -11,7 +11,8 @@ ln -sf /lib/x86_64-linux-gnu/libseccomp.so.2 "$dev/lib/libseccomp.so"
 ln -sf /lib/x86_64-linux-gnu/libselinux.so.1 "$dev/lib/libselinux.so"
 python3 -m venv .venv
 .venv/bin/pip install -q --no-index --find-links "$dev/wheels" \
-    setuptools wheel Cython grpcio-tools grpcio protobuf tomli_w pytest urllib3 zstandard
+    setuptools wheel Cython grpcio-tools grpcio protobuf tomli_w pytest urllib3 zstandard \
+    h11 wsproto
 # The device is a throw-away machine: put Debian's binaries where the tests and
 # the default config expect them, without replacing anything already there.
 place() { [ -e "$2" ] || install -D -m 0755 "$1" "$2"; }

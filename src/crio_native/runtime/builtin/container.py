@@ -1,7 +1,10 @@
 """Container lifecycle of the built-in runtime: create, start, state, kill,
 delete, with the OCI state JSON persisted under a root directory.
 
-    <root>/<id>/state.json   written atomically (temp file, fsync, rename)
+    <root>/<id>/state.json   written atomically (temp file, rename); not
+                             fsync'd: it describes processes, which do not
+                             survive a crash of the machine either, and
+                             the root is on tmpfs (runroot) by default
     <root>/<id>/exec.fifo    the start barrier: the created process waits on
                              it; `start` writes one byte and removes it
     <root>/<id>/plan         create_monitored: the launch plan the monitor
@@ -30,17 +33,17 @@ from typing import Any, Callable
 
 from crio_native._native import launch as native_launch
 from crio_native._native import proc as native_proc
-from crio_native.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition,
+from crio_native.errors import (AlreadyExists, FailedPrecondition,
                                 InvalidArgument, NativeError, NotFound)
 from crio_native.linux import cgroups
-from crio_native.monitor.exitstatus import read_exit, wait_exit
+from crio_native.monitor.exitstatus import read_exit
 from crio_native.monitor.launch import launch_monitor
 from crio_native.runtime.builtin.hooks import (CREATE_KINDS, Hook, hook_from_json, parse_hooks,
                                                run_hooks, start_hook_failure)
 from crio_native.runtime.builtin.plan import (HostFacts, exec_records, has_cgroup_mount, load_spec,
                                              plan_records)
 from crio_native.runtime.builtin.process import (console_connect, descendants_of, kill_and_reap,
-                                                launch_error, monitor_alive, reap, send_console,
+                                                launch_error, reap, send_console,
                                                 start_time_of, undo_monitor, wait_monitor_gone)
 from crio_native.runtime.builtin.records import START_STATE_MAX, Rec, Record, encode, rec
 from crio_native.runtime.handler import Created, MonitorOptions
@@ -142,17 +145,16 @@ class BuiltinRuntime:
         check_id(container_id)
         return self.root / container_id
 
-    def _write_state(self, container_id: str, state: dict[str, Any], sync: bool = True) -> None:
-        """Temp file, fsync, rename.  The "creating" record skips the fsync:
-        losing it in a crash leaves a directory that delete() still removes."""
+    def _write_state(self, container_id: str, state: dict[str, Any]) -> None:
+        """Temp file, rename: a reader sees the old record or the new one."""
         d = self._dir(container_id)
-        tmp = d / f".{STATE_FILE}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(state, f)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, d / STATE_FILE)
+        tmp = f"{d}/.{STATE_FILE}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps(state, separators=(",", ":")).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, f"{d}/{STATE_FILE}")
 
     def _bundle_spec(self, bundle: Path) -> dict[str, Any]:
         """config.json of a bundle, parsed once per version of the file:
@@ -171,9 +173,13 @@ class BuiltinRuntime:
 
     def _read_state(self, container_id: str) -> dict[str, Any]:
         try:
-            return json.loads((self._dir(container_id) / STATE_FILE).read_text())
+            fd = os.open(f"{self._dir(container_id)}/{STATE_FILE}", os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFound(f"container {container_id!r} does not exist") from None
+        try:
+            return json.loads(_read_all(fd))
+        finally:
+            os.close(fd)
 
     def _alive(self, state: dict[str, Any]) -> bool:
         pid = state.get("pid") or 0
@@ -212,7 +218,7 @@ class BuiltinRuntime:
             if sock is not None:
                 sock.close()
         os.close(pidfd)
-        return self.state(container_id)
+        return _public(state)
 
     def create_monitored(self, container_id: str, bundle: str | os.PathLike[str],
                          monitor: MonitorOptions, timeout: float = 30.0) -> Created:
@@ -285,14 +291,14 @@ class BuiltinRuntime:
                  "annotations": p.spec.get("annotations") or {}, "_cgroups": [],
                  **{f"_{k}": [h.to_json() for h in p.hooks.get(k, [])]
                     for k in ("startContainer", "poststart", "poststop")}}
-        self._write_state(p.container_id, state, sync=False)
+        self._write_state(p.container_id, state)
         if p.cgroups is not None:
             made = cgroups.create(p.cgroups)
             undo.callback(cgroups.remove, made)
             state["_cgroups"] = [str(d) for d in made]
             state["_cgroup_dirs"] = [str(d) for d in p.cgroups.dirs]
             state["_cgroups_path"] = container_cgroups_path(p.spec, p.container_id)
-            self._write_state(p.container_id, state, sync=False)
+            self._write_state(p.container_id, state)
         return state
 
     def _record_created(self, container_id: str, state: dict[str, Any], pid: int) -> None:
@@ -301,12 +307,12 @@ class BuiltinRuntime:
         self._write_state(container_id, state)
 
     def start(self, container_id: str) -> None:
-        state = self.state(container_id)
-        if state["status"] != "created":
-            raise FailedPrecondition(f"container {container_id!r} is {state['status']}, "
+        record = self._read_state(container_id)
+        status = self._with_status(container_id, dict(record))["status"]
+        if status != "created":
+            raise FailedPrecondition(f"container {container_id!r} is {status}, "
                                      "not created: cannot start it")
         fifo = self._dir(container_id) / FIFO
-        record = self._read_state(container_id)
         start_hooks = [hook_from_json(h) for h in record.get("_startContainer", [])]
         if start_hooks:
             self._start_with_hooks(container_id, record, start_hooks)
@@ -319,7 +325,7 @@ class BuiltinRuntime:
                                              "waiting to start") from e
                 raise
             fifo.unlink()
-        self._run_post_hooks(container_id, "poststart", "running")
+        self._run_post_hooks(container_id, "poststart", "running", record)
 
     def _start_with_hooks(self, container_id: str, record: dict[str, Any],
                           hooks: list[Hook]) -> None:
@@ -366,8 +372,8 @@ class BuiltinRuntime:
             raise FailedPrecondition(f"container {container_id!r}: "
                                      f"{start_hook_failure(hook, index, kind, value)}")
 
-    def _run_post_hooks(self, container_id: str, kind: str, status: str) -> None:
-        record = self._read_state(container_id)
+    def _run_post_hooks(self, container_id: str, kind: str, status: str,
+                        record: dict[str, Any]) -> None:
         hooks = [hook_from_json(h) for h in record.get(f"_{kind}", [])]
         if hooks:
             run_hooks(kind, hooks, {**_public(record), "status": status}, warn_only=True)
@@ -469,7 +475,7 @@ class BuiltinRuntime:
         if [str(d) for d in plan.dirs] != record.get("_cgroup_dirs"):
             raise FailedPrecondition(f"container {container_id!r}: its cgroups are no longer "
                                      f"where {path!r} resolves (cgroup root changed?)")
-        cgroups.write_limits(plan.writes)
+        cgroups.apply_limits(plan)
 
     def _cgroup_dirs(self, container_id: str) -> list[Path]:
         return [Path(p) for p in self._read_state(container_id).get("_cgroup_dirs", [])]
@@ -488,7 +494,7 @@ class BuiltinRuntime:
         for a monitored container, else if the caller is its parent."""
         state = self._read_state(container_id)
         try:
-            fd = self._pidfd(container_id)
+            fd = self._pidfd(container_id, state)
         except FailedPrecondition:
             return self._exit_status(state)
         try:
@@ -504,22 +510,24 @@ class BuiltinRuntime:
         mon = state.get("_monitor")
         if mon is not None:
             status = read_exit(mon["state_dir"])
-            if status is None and monitor_alive(mon):
-                with contextlib.suppress(DeadlineExceeded):
-                    status = wait_exit(mon["state_dir"], timeout=5.0)
+            if status is None:
+                # the monitor writes it once the output is drained, then ends
+                wait_monitor_gone(mon)
+                status = read_exit(mon["state_dir"])
             if status is not None:
                 return status.exit_code
         return reap(state.get("pid") or 0)
 
     def delete(self, container_id: str, force: bool = False) -> None:
         try:
-            state = self.state(container_id)
+            record = self._read_state(container_id)
         except NotFound:
             # a create interrupted before its first record: only the dir is there
             if force and self._dir(container_id).is_dir():
                 shutil.rmtree(self._dir(container_id))
                 return
             raise
+        state = self._with_status(container_id, dict(record))
         if state["status"] != "stopped":
             if not force:
                 raise FailedPrecondition(f"cannot delete container {container_id!r} that is "
@@ -530,7 +538,6 @@ class BuiltinRuntime:
             with contextlib.suppress(FailedPrecondition):
                 cgroups.freeze(self._cgroup_dirs(container_id), False)
             self.wait(container_id, timeout=10)
-        record = self._read_state(container_id)
         if force:
             cgroups.kill_all([Path(p) for p in record.get("_cgroup_dirs", [])], signal_mod.SIGKILL)
         if record.get("_monitor"):
@@ -577,6 +584,13 @@ def _create_hooks(state: dict[str, Any],
         for kind in CREATE_KINDS:
             run_hooks(kind, hooks.get(kind, []), hook_state)
     return on_hooks
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _public(state: dict[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal as signal_mod
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,17 @@ log = logging.getLogger(__name__)
 def start_time_of(pid: int) -> int | None:
     """Start time of a live (non-zombie) process, or None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
 
@@ -100,13 +106,19 @@ def monitor_alive(mon: dict[str, Any]) -> bool:
 
 def wait_monitor_gone(mon: dict[str, Any], timeout: float = 5.0) -> None:
     """A deleted container leaves no monitor: once the container is dead its
-    monitor drains the output, writes the exit file and ends (at most ~2 s)."""
-    deadline = time.monotonic() + timeout
-    while monitor_alive(mon):
-        if time.monotonic() > deadline:
+    monitor drains the output, writes the exit file and ends (at most ~2 s).
+    Waits on a pidfd, checked against the recorded start time after it is
+    opened, so a recycled pid is never waited for."""
+    try:
+        fd = native_proc.pidfd_open(mon["pid"])
+    except ProcessLookupError:
+        return
+    try:
+        if monitor_alive(mon) and not select.select([fd], [], [], timeout)[0]:
             log.error("monitor %d of a deleted container is still running", mon["pid"])
             return
-        time.sleep(0.01)
+    finally:
+        os.close(fd)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(mon["pid"], os.WNOHANG)  # ours only when we are its subreaper
 
