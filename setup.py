@@ -25,6 +25,7 @@ NATIVE_MODULES = {
     "seccomp": ([], ["seccomp"]),
     "selinux": ([], ["selinux"]),
     "launch": (["plan.c", "launch.c", "mounts.c", "caps.c", "process.c"], []),
+    "bpf": (["bpf.c"], []),
 }
 
 

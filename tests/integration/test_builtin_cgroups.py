@@ -134,3 +134,25 @@ def test_pause_resume(rt, make_bundle, tmp_path):
     rt.pause("p1")
     rt.delete("p1", force=True)
     assert rt.list() == []
+
+
+
+def test_mount_table_read_again_after_a_mount(tmp_path):
+    """The cgroup layout comes from a cached copy of mountinfo that is read
+    again only after the mount table changed: a mount made here is seen at
+    once, and so is its unmount."""
+    import subprocess
+
+    table = cgroups._MountTable()
+    first = table.text()
+    assert table.text() is first            # unchanged: no second read
+    target = tmp_path / "mnt"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "crn-mount-table", str(target)], check=True)
+    try:
+        assert f" {target} " in table.text()
+        assert cgroups.host_hierarchies() == cgroups._parse_hierarchies(
+            Path("/proc/self/mountinfo").read_text())
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    assert f" {target} " not in table.text()

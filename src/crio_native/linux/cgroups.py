@@ -13,7 +13,9 @@ groups are only touched to enable controllers in cgroup.subtree_control
 (v2), from the root down to the container group's parent.
 
 A limit the host has no controller for is an error naming the field; a
-hierarchy the spec sets nothing in only gets the process placed in it."""
+hierarchy the spec sets nothing in only gets the process placed in it.
+Device rules go to the v1 devices controller where the host has one, and on
+pure v2 become an eBPF device filter attached to the group (devfilter)."""
 from __future__ import annotations
 
 import contextlib
@@ -21,12 +23,14 @@ import errno
 import functools
 import logging
 import os
+import select
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crio_native.errors import FailedPrecondition, InvalidArgument, Unimplemented
+from crio_native.linux import devfilter
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +71,45 @@ def own_cgroups(text: str | None = None) -> dict[str, str]:
     return out
 
 
+class _MountTable:
+    """/proc/self/mountinfo, read again only after the mount table changed:
+    the kernel flags an open mountinfo fd with an exceptional condition
+    (select's third set) on every mount or unmount in our namespace."""
+
+    def __init__(self) -> None:
+        self._fd = -1
+        self._text = ""
+
+    def text(self) -> str:
+        if self._fd < 0:
+            self._fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+        elif not select.select([], [], [self._fd], 0)[2]:
+            return self._text
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(self._fd, 65536):
+            chunks.append(chunk)
+        self._text = b"".join(chunks).decode()
+        return self._text
+
+
+_mount_table = _MountTable()
+_hierarchies_cache: tuple[str, list[tuple["Hierarchy", str]]] | None = None
+
+
 def host_hierarchies(mountinfo: str | None = None) -> list[tuple[Hierarchy, str]]:
-    """Each cgroup hierarchy once, with the root of its first mount."""
-    text = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
+    """Each cgroup hierarchy once, with the root of its first mount; parsed
+    again only when the mount table changed."""
+    global _hierarchies_cache
+    if mountinfo is not None:
+        return _parse_hierarchies(mountinfo)
+    text = _mount_table.text()
+    if _hierarchies_cache is None or _hierarchies_cache[0] is not text:
+        _hierarchies_cache = (text, _parse_hierarchies(text))
+    return list(_hierarchies_cache[1])
+
+
+def _parse_hierarchies(text: str) -> list[tuple[Hierarchy, str]]:
     seen, out = set(), []
     for line in text.splitlines():
         left, _, right = line.partition(" - ")
@@ -99,9 +139,11 @@ def host_hierarchies(mountinfo: str | None = None) -> list[tuple[Hierarchy, str]
 
 @functools.cache
 def _warn_device_rules_once() -> None:
-    # cgroup v2 filters devices with an eBPF program, which is not written yet
-    log.warning("linux.resources.devices: device cgroup rules are not enforced on cgroup v2 "
-                "yet; containers get only the device nodes their spec lists")
+    # a hybrid host without the v1 devices controller (rare): like runc's v1
+    # driver, nothing enforces the rules there
+    log.warning("linux.resources.devices: this host has neither a v1 devices controller nor "
+                "pure cgroup v2; device cgroup rules are not enforced, containers get only "
+                "the device nodes their spec lists")
 
 
 def pure_v2(hierarchies: list[tuple[Hierarchy, str]]) -> bool:
@@ -144,15 +186,23 @@ def device_rule_line(rule: Any, field: str) -> tuple[str, str]:
     return kind, f"{dtype} {num(major)}:{num(minor)} {access}"
 
 
+def device_rules(resources: dict[str, Any]) -> list[Any]:
+    """The device rules to enforce, in order: the spec's, then the standard
+    ones (none at all when the spec has none, as before)."""
+    rules = resources.get("devices") or []
+    return list(rules) + DEFAULT_DEVICE_RULES if rules else []
+
+
 def resource_files(resources: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(field, controller, v1 file, v2 file, value) for each limit set."""
+    """(field, controller, v1 file, v2 file, value) for each limit set.
+    Device rules have no v2 file: v2 enforces them with an eBPF program
+    (see plan_cgroups and devfilter)."""
     out = []
     unsupported = set(resources) - {"memory", "cpu", "pids", "hugepageLimits", "devices"}
     if unsupported:
         name = sorted(unsupported)[0]
         raise Unimplemented(f"config.json: linux.resources.{name}: not supported yet")
-    rules = resources.get("devices") or []
-    for i, rule in enumerate(rules + DEFAULT_DEVICE_RULES if rules else []):
+    for i, rule in enumerate(device_rules(resources)):
         kind, value = device_rule_line(rule, f"devices[{i}]")
         out.append((f"devices[{i}]", "devices", f"devices.{kind}", "", value))
     mem = resources.get("memory") or {}
@@ -207,6 +257,9 @@ class CgroupPlan:
     bases: list[Path] = field(default_factory=list)
     # v2 controllers the writes need enabled from the root down (pure v2 only)
     controllers: frozenset[str] = frozenset()
+    # pure v2: the device filter (struct bpf_insn[] from devfilter) to attach
+    # to `into`, or None when the spec has no device rules
+    device_program: bytes | None = None
 
 
 def _components(path: str) -> list[str]:
@@ -292,9 +345,9 @@ def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
         else:
             plan.procs.append(d / "cgroup.procs")
     needed = set()
+    v1_devices = "devices" in by_ctrl and by_ctrl["devices"][0].version == 1
     for fieldname, ctrl, v1, v2, value in resource_files(resources):
-        if ctrl == "devices" and (ctrl not in by_ctrl or by_ctrl[ctrl][0].version == 2):
-            _warn_device_rules_once()
+        if ctrl == "devices" and not v1_devices:
             continue
         if ctrl not in by_ctrl:
             raise FailedPrecondition(f"config.json: linux.resources.{fieldname}: this host has "
@@ -309,6 +362,12 @@ def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
         needed.add(ctrl)
     if v2_only:
         plan.controllers = frozenset(needed)
+    rules = device_rules(resources)
+    if rules and not v1_devices:
+        if v2_only:
+            plan.device_program = devfilter.program_from_rules(rules)
+        else:
+            _warn_device_rules_once()
     return plan
 
 
@@ -422,6 +481,60 @@ def write_limits(writes: list[tuple[Path, str]]) -> None:
                                      "enforce this limit") from None
 
 
+# ---- the v2 device filter -----------------------------------------------------
+
+DEVICE_PROGRAM_NAME = "crn_devices"
+
+
+def _device_filter_error(group: Path, e: OSError) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"config.json: linux.resources.devices: cannot enforce the device cgroup rules on "
+        f"cgroup v2 (eBPF device filter for {group}): {e.strerror or e}")
+
+
+def attach_device_filter(group: Path, program: bytes) -> list[int]:
+    """Load the device filter and attach it to the v2 group (BPF_F_ALLOW_MULTI,
+    as runc does, so filters of the groups above still apply too); returns
+    the ids of the filters attached there before it.  Must happen before
+    any process of the container is in the group."""
+    from crio_native._native import bpf
+
+    try:
+        before = bpf.cgroup_query(group, bpf.CGROUP_DEVICE)
+        fd = bpf.prog_load(bpf.PROG_TYPE_CGROUP_DEVICE, program, "Apache", DEVICE_PROGRAM_NAME)
+        try:
+            bpf.cgroup_attach(fd, group, bpf.CGROUP_DEVICE, bpf.F_ALLOW_MULTI)
+        finally:
+            os.close(fd)  # the attachment holds the program
+    except OSError as e:
+        raise _device_filter_error(group, e) from e
+    return before
+
+
+def replace_device_filter(group: Path, program: bytes) -> None:
+    """Attach the new filter first, then detach the ones attached before
+    (`update`, or a group that already existed), so the group is never
+    without one (for that moment both apply), as runc does."""
+    from crio_native._native import bpf
+
+    old = attach_device_filter(group, program)
+    for prog_id in old:
+        try:
+            bpf.cgroup_detach(group, bpf.CGROUP_DEVICE, prog_id)
+        except FileNotFoundError:
+            continue  # detached meanwhile
+        except OSError as e:
+            raise _device_filter_error(group, e) from e
+
+
+def apply_limits(plan: CgroupPlan) -> None:
+    """Write the limits into groups that exist (`update`) and replace the
+    device filter when the resources give device rules."""
+    write_limits(plan.writes)
+    if plan.device_program is not None and plan.into is not None:
+        replace_device_filter(plan.into, plan.device_program)
+
+
 def create(plan: CgroupPlan) -> list[Path]:
     """Make the groups (each cgroup root must exist), enable controllers
     from the root down on pure v2, and write the limits.  Returns the dirs
@@ -438,8 +551,10 @@ def create(plan: CgroupPlan) -> list[Path]:
             for base, d in zip(plan.bases, plan.dirs):
                 enable_controllers(delegation_chain(base, d), plan.controllers)
         write_limits(plan.writes)
+        if plan.device_program is not None and plan.into is not None:
+            replace_device_filter(plan.into, plan.device_program)
     except BaseException:
-        remove(made)
+        remove(made)  # rmdir also detaches a filter attached to the group
         raise
     return made
 
