@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -267,3 +268,108 @@ def test_console_socket_needs_terminal_and_detach(cli, make_bundle, tmp_path):
     p = cli("create", "--bundle", b.path, "c9", check=False)
     assert p.returncode == 1 and "console socket" in p.stderr
     assert cli("list").stdout == ""
+
+
+def _limit_file(pid: int, v1: tuple[str, str], v2: str) -> Path:
+    """The file holding a limit for the container process `pid`: in its v2
+    group on a pure v2 host, else in the v1 hierarchy of the controller."""
+    from crio_native.linux import cgroups
+
+    for h, mount_root in cgroups.host_hierarchies():
+        own = cgroups.own_cgroups(Path(f"/proc/{pid}/cgroup").read_text())
+        if h.version == 2 and v2.split(".")[0] in h.controllers:
+            return h.dir_of(own[""], mount_root) / v2
+        if h.version == 1 and v1[0] in h.controllers:
+            return h.dir_of(own[v1[0]], mount_root) / v1[1]
+    pytest.skip(f"no usable {v1[0]} controller on this host")
+
+
+@pytest.mark.vm
+def test_update_via_cli(cli, make_bundle, tmp_path):
+    """`update` takes runc's flags (with size suffixes) and a resources file,
+    and writes the limits into the container's own group."""
+    from tests.hostinfo import cgroup_controller_usable
+
+    if not cgroup_controller_usable("pids") or not cgroup_controller_usable("memory"):
+        pytest.skip("needs the pids and memory controllers")
+
+    def edit(spec):
+        spec["linux"]["cgroupsPath"] = f"crn-cli-update-{os.getpid()}"
+        spec["linux"]["resources"] = {"pids": {"limit": 50}}
+    cli("create", "--bundle", make_bundle(["sleep", "60"], edit).path, "up", detached=True)
+    pid = json.loads(cli("state", "up").stdout)["pid"]
+    pids = _limit_file(pid, ("pids", "pids.max"), "pids.max")
+    memory = _limit_file(pid, ("memory", "memory.limit_in_bytes"), "memory.max")
+    assert pids.read_text().strip() == "50"
+    cli("update", "--pids-limit", "70", "--memory", "64m", "up")
+    assert pids.read_text().strip() == "70"
+    assert memory.read_text().strip() == str(64 << 20)
+    res = tmp_path / "resources.json"
+    res.write_text(json.dumps({"pids": {"limit": 90}}))
+    cli("update", "--resources", res, "--memory", "128MiB", "up")
+    assert pids.read_text().strip() == "90"
+    assert memory.read_text().strip() == str(128 << 20)
+    for bad, word in ((["--memory", "lots"], "--memory"), (["--pids-limit", "x"], "--pids-limit"),
+                      ([], "nothing to update")):
+        p = cli("update", *bad, "up", check=False)
+        assert p.returncode == 1 and word in p.stderr, p.stderr
+    assert pids.read_text().strip() == "90"
+    cli("delete", "--force", "up")
+
+
+def test_parse_bytes_like_runc():
+    from crio_native.errors import InvalidArgument
+    from crio_native.runtime.cli import parse_bytes
+
+    assert parse_bytes("1024") == 1024
+    assert parse_bytes("64m") == parse_bytes("64MB") == parse_bytes("64MiB") == 64 << 20
+    assert parse_bytes("1.5g") == 3 << 29
+    assert parse_bytes("-1") == -1
+    for bad in ("", "m", "12x", "-5", "1.2.3"):
+        with pytest.raises(InvalidArgument):
+            parse_bytes(bad)
+
+
+def test_run_in_the_foreground_with_a_terminal(tmp_path, make_bundle):
+    """`run` of a terminal container without --detach: the CLI makes its own
+    console socket and copies between the pty and its stdio, as runc does;
+    the container sees a tty and gets our input; the exit code is its own."""
+    import pty
+
+    def edit(spec):
+        spec["process"]["terminal"] = True
+    b = make_bundle(["sh", "-c", "tty; read line; echo got:$line; exit 3"], edit)
+    master, slave = pty.openpty()
+    root = tmp_path / "fg-root"
+    proc = subprocess.Popen(CLI + ["--root", str(root), "run", "--bundle", str(b.path), "fg"],
+                            stdin=slave, stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + 20
+        sent = False
+        while proc.poll() is None or _readable(master):
+            assert time.monotonic() < deadline, out
+            if _readable(master):
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+            if not sent and b"/dev/pts/0" in out:
+                os.write(master, b"hello\r")
+                sent = True
+        assert proc.wait(timeout=10) == 3, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        proc.stderr.close()
+    text = out.decode(errors="replace")
+    assert "/dev/pts/0" in text and "got:hello" in text
+    assert not root.exists() or not any(root.iterdir())
+
+
+def _readable(fd: int) -> bool:
+    import select
+    return bool(select.select([fd], [], [], 0.05)[0])

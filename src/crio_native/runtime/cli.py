@@ -8,11 +8,15 @@ the same driver code (and people) can run builtin, runc and crun alike.
     kill [--all] ID [SIGNAL] | delete [--force] ID
     run --bundle DIR [--pid-file F] [--console-socket PATH] [--detach] ID
     ps [--format table|json] ID [PS_ARGS...] | pause ID | resume ID | list | features
+    update [--resources FILE|-] [--memory N] [--cpu-quota N] ... ID
 
-Not yet: update."""
+`run` without --detach stays attached: with process.terminal it makes its
+own console socket and copies between the pty and its stdio (runtime/
+console_proxy.py), as runc does."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -80,7 +84,87 @@ def _parser() -> argparse.ArgumentParser:
     ps.add_argument("ps_args", nargs=argparse.REMAINDER)
     sub.add_parser("list")
     sub.add_parser("features")
+    _update_parser(sub.add_parser("update"))
     return p
+
+
+# runc update's flags: (flag, section, key, parse)
+UPDATE_FLAGS = (
+    ("--memory", "memory", "limit", "bytes"),
+    ("--memory-reservation", "memory", "reservation", "bytes"),
+    ("--memory-swap", "memory", "swap", "bytes"),
+    ("--cpu-shares", "cpu", "shares", "int"),
+    ("--cpu-period", "cpu", "period", "int"),
+    ("--cpu-quota", "cpu", "quota", "int"),
+    ("--cpu-rt-period", "cpu", "realtimePeriod", "int"),
+    ("--cpu-rt-runtime", "cpu", "realtimeRuntime", "int"),
+    ("--cpuset-cpus", "cpu", "cpus", "str"),
+    ("--cpuset-mems", "cpu", "mems", "str"),
+    ("--pids-limit", "pids", "limit", "int"),
+    ("--blkio-weight", "blockIO", "weight", "int"),
+)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_bytes(value: str, flag: str = "value") -> int:
+    """A size as runc's flags take it: -1 (unlimited) or a number with an
+    optional binary suffix (k, m, g, t, p; "b"/"ib" allowed after it)."""
+    text = value.strip().lower()
+    if text == "-1":
+        return -1
+    for tail in ("ib", "b"):
+        if text.endswith(tail) and text[:-len(tail)][-1:].isalpha():
+            text = text[:-len(tail)]
+            break
+    unit = text[-1:] if text[-1:].isalpha() else ""
+    number = text[:-1] if unit else text
+    try:
+        if unit not in _UNITS:
+            raise ValueError
+        amount = float(number)
+    except ValueError:
+        raise InvalidArgument(f"update: {flag}: invalid size {value!r}") from None
+    if amount < 0:
+        raise InvalidArgument(f"update: {flag}: invalid size {value!r}")
+    return int(amount * _UNITS[unit])
+
+
+def _update_parser(u: argparse.ArgumentParser) -> None:
+    u.add_argument("--resources", "-r", help="a JSON file of linux.resources, or - for stdin")
+    for flag, _section, _key, _kind in UPDATE_FLAGS:
+        u.add_argument(flag)
+    u.add_argument("id")
+
+
+def update_resources(args) -> dict:
+    """linux.resources from --resources, with the single-value flags on top
+    (runc's order)."""
+    resources: dict = {}
+    if args.resources:
+        text = sys.stdin.read() if args.resources == "-" else Path(args.resources).read_text()
+        try:
+            resources = json.loads(text)
+        except ValueError as e:
+            raise InvalidArgument(f"update: --resources: not JSON: {e}") from None
+        if not isinstance(resources, dict):
+            raise InvalidArgument("update: --resources: must be a JSON object (linux.resources)")
+    for flag, section, key, kind in UPDATE_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is None:
+            continue
+        if kind == "bytes":
+            parsed = parse_bytes(value, flag)
+        elif kind == "int":
+            try:
+                parsed = int(value)
+            except ValueError:
+                raise InvalidArgument(f"update: {flag}: not a number: {value!r}") from None
+        else:
+            parsed = value
+        resources.setdefault(section, {})[key] = parsed
+    if not resources:
+        raise InvalidArgument("update: nothing to update (give --resources or a flag)")
+    return resources
 
 
 def _create(rt, args) -> int:
@@ -98,6 +182,8 @@ def _run(rt, args) -> int:
         # nobody would be left to wait for the container
         raise InvalidArgument("--console-socket: cannot use a console socket if the runtime "
                               "will not detach (--detach)")
+    if not args.detach and not args.console_socket and _wants_terminal(args.bundle):
+        return _run_with_terminal(rt, args)
     _create(rt, args)
     if args.detach:
         try:
@@ -110,6 +196,35 @@ def _run(rt, args) -> int:
         rt.start(args.id)
         code = rt.wait(args.id)
     finally:
+        rt.delete(args.id, force=True)
+    return code if code is not None else 0
+
+
+def _wants_terminal(bundle: str) -> bool:
+    from crio_native.runtime.builtin.plan import load_spec
+    return bool((load_spec(Path(bundle)).get("process") or {}).get("terminal"))
+
+
+def _run_with_terminal(rt, args) -> int:
+    """Foreground run of a terminal container: our own console socket gets
+    the pty master, and we proxy it to our stdio until the container ends."""
+    from crio_native.runtime import console_proxy
+
+    with console_proxy.console_socket() as (path, server):
+        args.console_socket = path
+        try:
+            _create(rt, args)
+            master = console_proxy.receive_master(server)
+        except BaseException:
+            with contextlib.suppress(CrioNativeError):
+                rt.delete(args.id, force=True)
+            raise
+    try:
+        rt.start(args.id)
+        console_proxy.proxy(master)
+        code = rt.wait(args.id)
+    finally:
+        os.close(master)
         rt.delete(args.id, force=True)
     return code if code is not None else 0
 
@@ -191,6 +306,8 @@ def _dispatch(rt, args) -> int:
         return _kill(rt, args)
     elif args.command == "delete":
         rt.delete(args.id, force=args.force)
+    elif args.command == "update":
+        rt.update(args.id, update_resources(args))
     elif args.command == "features":
         from crio_native.runtime.builtin.features import features
         print(json.dumps(features(), indent=2))
