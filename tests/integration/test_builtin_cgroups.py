@@ -156,3 +156,47 @@ def test_mount_table_read_again_after_a_mount(tmp_path):
     finally:
         subprocess.run(["umount", str(target)], check=True)
     assert f" {target} " not in table.text()
+
+
+def _a_block_device() -> tuple[int, int] | None:
+    """major:minor of a whole disk of this machine (throttles must name one)."""
+    for dev in sorted(Path("/sys/block").glob("*/dev")):
+        if dev.parent.name.startswith(("loop", "ram", "zram")):
+            continue
+        major, minor = dev.read_text().split(":")
+        return int(major), int(minor)
+    return None
+
+
+def test_blockio_throttle_written(rt, make_bundle):
+    """blockIO throttles land in the container's own group: the v1 blkio
+    throttle files here, io.max on a pure v2 host (VM, device)."""
+    if not cgroup_controller_usable("blkio") and not cgroup_controller_usable("io"):
+        pytest.skip("no blkio (v1) or io (v2) controller for the cgroup root")
+    disk = _a_block_device()
+    if disk is None:
+        pytest.skip("no block device on this machine")
+    where = f"{disk[0]}:{disk[1]}"
+    name = f"crn-blkio-{os.getpid()}"
+
+    def edit(spec):
+        spec["linux"]["cgroupsPath"] = name
+        spec["linux"]["resources"] = {"blockIO": {
+            "throttleReadBpsDevice": [{"major": disk[0], "minor": disk[1], "rate": 1048576}],
+            "throttleWriteIOPSDevice": [{"major": disk[0], "minor": disk[1], "rate": 300}]}}
+    rt.create("io1", make_bundle(["sleep", "60"], edit).path)
+    try:
+        plan = cgroups.plan_cgroups(name, {}, root=rt.cgroup_root)
+        found = {}
+        for d in plan.dirs:
+            for f in ("io.max", "blkio.throttle.read_bps_device",
+                      "blkio.throttle.write_iops_device"):
+                if (d / f).exists():
+                    found[f] = (d / f).read_text()
+        if "io.max" in found:
+            assert f"{where} rbps=1048576 wbps=max riops=max wiops=300" in found["io.max"]
+        else:
+            assert found["blkio.throttle.read_bps_device"].split() == [where, "1048576"]
+            assert found["blkio.throttle.write_iops_device"].split() == [where, "300"]
+    finally:
+        rt.delete("io1", force=True)

@@ -230,6 +230,9 @@ class FakeCgroupfs:
 def fakefs(tmp_path, monkeypatch):
     fs = FakeCgroupfs(tmp_path / "cg", "cpu memory pids")
     monkeypatch.setattr(cg, "_write_control", fs.write)
+    # cgroupfs makes every control file with its group; the stand-in does
+    # not, so limits are written as new files here
+    monkeypatch.setattr(cg, "_write_existing", lambda path, value: path.write_text(value))
     return fs
 
 
@@ -318,5 +321,83 @@ def test_missing_root_is_not_created(fakefs):
 
 
 def test_unsupported_resource_section():
-    with pytest.raises(Unimplemented, match="linux.resources.blockIO"):
-        cg.plan_cgroups("c", {"blockIO": {"weight": 10}}, hybrid(), {})
+    with pytest.raises(Unimplemented, match="linux.resources.network"):
+        cg.plan_cgroups("c", {"network": {"classID": 1}}, hybrid(), {})
+
+
+def with_io(layout):
+    """A layout whose v1 side also has blkio and rdma, or whose v2 root offers io and rdma."""
+    out = []
+    for h, root in layout:
+        extra = {"io", "rdma"} if h.version == 2 and "cpu" in h.controllers else set()
+        out.append((cg.Hierarchy(h.mountpoint, h.version, h.controllers | extra), root))
+    if layout is not None and all(h.version == 1 or "cpu" not in h.controllers for h, _ in layout):
+        out += [(cg.Hierarchy(Path("/sys/fs/cgroup/blkio"), 1, frozenset({"blkio"})), "/"),
+                (cg.Hierarchy(Path("/sys/fs/cgroup/rdma"), 1, frozenset({"rdma"})), "/")]
+    return out
+
+
+BLOCKIO = {"weight": 500, "leafWeight": 300,
+           "weightDevice": [{"major": 8, "minor": 0, "weight": 200}],
+           "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+           "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 0}]}
+
+
+def test_blockio_files_on_each_version():
+    h = cg.plan_cgroups("c", {"blockIO": BLOCKIO}, with_io(hybrid()), cg.own_cgroups(OWN_HYBRID))
+    assert [(p.parent.parent.name, p.name, v) for p, v in h.writes] == [
+        ("blkio", "blkio.weight", "500"), ("blkio", "blkio.leaf_weight", "300"),
+        ("blkio", "blkio.weight_device", "8:0 200"),
+        ("blkio", "blkio.throttle.read_bps_device", "8:0 1048576"),
+        ("blkio", "blkio.throttle.write_iops_device", "8:16 0")]
+    p = cg.plan_cgroups("c", {"blockIO": BLOCKIO}, with_io(pure()), {"": "/"})
+    # leaf weights have no v2 knob; a rate of 0 lifts the limit
+    assert [(p.name, v) for p, v in p.writes] == [
+        ("io.bfq.weight", "500"), ("io.bfq.weight", "8:0 200"),
+        ("io.max", "8:0 rbps=1048576"), ("io.max", "8:16 wiops=max")]
+    assert "io" in p.controllers
+
+
+def test_io_weight_falls_back_to_iocost_scale(tmp_path):
+    """io.bfq.weight exists only with BFQ: otherwise io.weight gets the value
+    rescaled from 10..1000 to 1..10000 (runc's conversion)."""
+    from crio_native.linux import cgroup_io
+
+    assert (cgroup_io.io_weight_from_bfq(10), cgroup_io.io_weight_from_bfq(1000)) == (1, 10000)
+    (tmp_path / "io.weight").write_text("")
+    cg.write_limits([(tmp_path / "io.bfq.weight", "8:0 500")])
+    assert (tmp_path / "io.weight").read_text() == f"8:0 {cgroup_io.io_weight_from_bfq(500)}"
+    with pytest.raises(FailedPrecondition, match="io.max is missing"):
+        cg.write_limits([(tmp_path / "io.max", "8:0 rbps=1")])
+
+
+def test_rdma_and_unified():
+    rdma = {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}, "mlx4_0": {"hcaObjects": 7}}
+    p = cg.plan_cgroups("c", {"rdma": rdma, "unified": {"memory.high": "5000000",
+                                                         "cgroup.max.depth": "3"}},
+                        with_io(pure()), {"": "/"})
+    assert [(q.name, v) for q, v in p.writes] == [
+        ("rdma.max", "mlx5_1 hca_handle=3 hca_object=10000"), ("rdma.max", "mlx4_0 hca_object=7"),
+        ("memory.high", "5000000"), ("cgroup.max.depth", "3")]
+    assert {"rdma", "memory"} <= p.controllers
+    h = cg.plan_cgroups("c", {"rdma": rdma}, with_io(hybrid()), cg.own_cgroups(OWN_HYBRID))
+    assert {(q.parent.parent.name, q.name) for q, _ in h.writes} == {("rdma", "rdma.max")}
+    with pytest.raises(FailedPrecondition, match="unified: needs a pure cgroup v2 host"):
+        cg.plan_cgroups("c", {"unified": {"memory.high": "1"}}, hybrid(),
+                        cg.own_cgroups(OWN_HYBRID))
+
+
+@pytest.mark.parametrize("resources,field", [
+    ({"blockIO": {"weight": 5}}, "blockIO.weight"),
+    ({"blockIO": {"weightDevice": [{"major": 8, "weight": 100}]}}, "blockIO.weightDevice[0].minor"),
+    ({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": -2}]}},
+     "blockIO.throttleReadBpsDevice[0].rate"),
+    ({"rdma": {"bad name": {"hcaHandles": 1}}}, "rdma['bad name']"),
+    ({"unified": {"../escape": "1"}}, "unified['../escape']"),
+    ({"unified": {"memory.high": 5}}, "unified['memory.high']"),
+    ({"unified": {"cgroup.procs": "1"}}, "unified['cgroup.procs']"),
+])
+def test_bad_io_rdma_unified_fields_are_named(resources, field):
+    with pytest.raises(InvalidArgument) as e:
+        cg.plan_cgroups("c", resources, with_io(pure()), {"": "/"})
+    assert f"linux.resources.{field}" in str(e.value)

@@ -19,7 +19,10 @@ place() { [ -e "$2" ] || install -D -m 0755 "$1" "$2"; }
 place "$dev/bin/busybox" /bin/busybox
 place "$dev/bin/runc" /usr/sbin/runc
 place "$dev/bin/crun" /usr/bin/crun
-place "$dev/bin/conmon" /usr/bin/conmon
+# conmon and ip are wrappers around their own libraries: linked, not copied
+link() { [ -e "$2" ] || ln -s "$1" "$2"; }
+link "$dev/bin/conmon" /usr/bin/conmon
+link "$dev/bin/ip" /usr/bin/ip
 [ -e /usr/local/lib/libyajl.so.2 ] || { install -m 0644 "$dev/lib/libyajl.so.2" /usr/local/lib/; ldconfig; }
 C_INCLUDE_PATH="$dev/include" LIBRARY_PATH="$dev/lib" \
     .venv/bin/pip install -q --no-build-isolation --no-index -e .

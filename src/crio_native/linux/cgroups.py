@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from crio_native.errors import FailedPrecondition, InvalidArgument, Unimplemented
-from crio_native.linux import devfilter
+from crio_native.linux import cgroup_io, devfilter
 
 log = logging.getLogger(__name__)
 
@@ -193,12 +193,14 @@ def device_rules(resources: dict[str, Any]) -> list[Any]:
     return list(rules) + DEFAULT_DEVICE_RULES if rules else []
 
 
-def resource_files(resources: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+def resource_files(resources: dict[str, Any],
+                   pure_v2_host: bool = False) -> list[tuple[str, str, str, str, str]]:
     """(field, controller, v1 file, v2 file, value) for each limit set.
     Device rules have no v2 file: v2 enforces them with an eBPF program
     (see plan_cgroups and devfilter)."""
     out = []
-    unsupported = set(resources) - {"memory", "cpu", "pids", "hugepageLimits", "devices"}
+    unsupported = set(resources) - {"memory", "cpu", "pids", "hugepageLimits", "devices",
+                                    "blockIO", "rdma", "unified"}
     if unsupported:
         name = sorted(unsupported)[0]
         raise Unimplemented(f"config.json: linux.resources.{name}: not supported yet")
@@ -239,6 +241,9 @@ def resource_files(resources: dict[str, Any]) -> list[tuple[str, str, str, str, 
         size = h.get("pageSize")
         out.append((f"hugepageLimits[{i}]", "hugetlb", f"hugetlb.{size}.limit_in_bytes",
                     f"hugetlb.{size}.max", str(int(h.get("limit", 0)))))
+    out += cgroup_io.blockio_files(resources.get("blockIO") or {})
+    out += cgroup_io.rdma_files(resources.get("rdma") or {})
+    out += cgroup_io.unified_files(resources.get("unified") or {}, pure_v2_host)
     return out
 
 
@@ -346,9 +351,15 @@ def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
             plan.procs.append(d / "cgroup.procs")
     needed = set()
     v1_devices = "devices" in by_ctrl and by_ctrl["devices"][0].version == 1
-    for fieldname, ctrl, v1, v2, value in resource_files(resources):
+    for fieldname, ctrl, v1, v2, value in resource_files(resources, v2_only):
         if ctrl == "devices" and not v1_devices:
             continue
+        if not ctrl:            # unified's cgroup.* files (pure v2: the one group)
+            plan.writes.append((plan.dirs[-1] / v2, value))
+            continue
+        # the controller's name in each version ("blkio|io"), v1's first
+        names = ctrl.split("|")
+        ctrl = next((c for c in names if c in by_ctrl), names[-1])
         if ctrl not in by_ctrl:
             raise FailedPrecondition(f"config.json: linux.resources.{fieldname}: this host has "
                                      f"no {ctrl} cgroup controller to enforce it")
@@ -472,13 +483,29 @@ def _make_dirs(d: Path, made: list[Path]) -> None:
             _inherit_cpuset(m)
 
 
+def _write_existing(path: Path, value: str) -> None:
+    """Write a control file that must exist (no O_CREAT: on cgroupfs that
+    would turn a missing file into EACCES)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
 def write_limits(writes: list[tuple[Path, str]]) -> None:
     for path, value in writes:
         try:
-            path.write_text(value)
+            _write_existing(path, value)
         except FileNotFoundError:
-            raise FailedPrecondition(f"cgroup file {path} is missing: the host cannot "
-                                     "enforce this limit") from None
+            fallback = cgroup_io.FALLBACKS.get(path.name)
+            try:
+                if fallback is None:
+                    raise
+                _write_existing(path.parent / fallback[0], fallback[1](value))
+            except FileNotFoundError:
+                raise FailedPrecondition(f"cgroup file {path} is missing: the host cannot "
+                                         "enforce this limit") from None
 
 
 # ---- the v2 device filter -----------------------------------------------------
