@@ -24,7 +24,7 @@ NATIVE_MODULES = {
     "mount": (["mnt.c"], []),
     "seccomp": ([], ["seccomp"]),
     "selinux": ([], ["selinux"]),
-    "launch": (["plan.c", "launch.c", "mounts.c", "caps.c", "process.c"], []),
+    "launch": (["plan.c", "launch.c", "mounts.c", "msmove.c", "caps.c", "process.c"], []),
     "bpf": (["bpf.c"], []),
 }
 

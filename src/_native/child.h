@@ -22,7 +22,9 @@ typedef struct crn_child {
     int fifo_fd;            /* start barrier, opened before pivot_root */
     int result_fd;          /* startContainer hook failures, ditto */
     int cwd_done;           /* chdir succeeded before the user switch */
-    int seccomp_done;       /* filter loaded early (no no_new_privs) */
+    int seccomp_done;       /* filter loaded (early: no no_new_privs) */
+    int listener_fd;        /* connected to linux.seccomp.listenerPath, or -1 */
+    int host_pid;           /* our pid as the parent sees it (from CRN_SYNC_GO) */
     char exe[PATH_MAX];     /* argv[0] resolved against $PATH */
 } crn_child;
 
@@ -33,6 +35,8 @@ enum crn_sync_kind { CRN_SYNC_GO = 1, CRN_SYNC_READY = 2, CRN_SYNC_FAIL = 3, CRN
 typedef struct crn_sync_msg {
     int kind;
     int stage;
+    int pid;                /* CRN_SYNC_GO: the child's pid in the parent's
+                               pid namespace (it cannot see that one itself) */
     crn_error err;
 } crn_sync_msg;
 
@@ -50,6 +54,12 @@ int crn_mounts_apply(crn_child *c, crn_error *err);
 int crn_devices_apply(crn_child *c, crn_error *err);
 int crn_rootfs_pivot(crn_child *c, crn_error *err);
 int crn_masks_apply(crn_child *c, crn_error *err);
+/* The mount id of `path`, or 0 where statx cannot tell (before 5.8). */
+uint64_t crn_mount_id(const char *path);
+
+/* msmove.c */
+int crn_move_root(crn_child *c, crn_error *err);
+int crn_on_initramfs(int e);
 
 /* caps.c */
 int crn_caps_drop_bounding(crn_child *c, crn_error *err);
@@ -76,7 +86,9 @@ int crn_proc_console(crn_child *c, crn_error *err);
  * then the process exits 1 (runc's init does the same). */
 void crn_proc_start_hooks(crn_child *c);
 int crn_proc_barrier(crn_child *c, crn_error *err);
+int crn_proc_seccomp_connect(crn_child *c, crn_error *err);
 int crn_proc_seccomp_early(crn_child *c, crn_error *err);
+int crn_proc_seccomp_listener(crn_child *c, crn_error *err);
 int crn_proc_seccomp(crn_child *c, crn_error *err);
 int crn_proc_exec(crn_child *c, crn_error *err);
 

@@ -72,6 +72,7 @@ static const struct {
     crn_step_fn fn;
 } setup_steps[] = {
     {CRN_STAGE_TERMINAL, crn_proc_controlling_tty},
+    {CRN_STAGE_SECCOMP, crn_proc_seccomp_connect},
     {CRN_STAGE_NAMESPACES, crn_proc_join_namespaces},
     {CRN_STAGE_OOM, crn_proc_oom_score_adj},
     {CRN_STAGE_HOSTNAME, crn_proc_hostname},
@@ -95,6 +96,7 @@ static const struct {
     {CRN_STAGE_NO_NEW_PRIVS, crn_proc_no_new_privs},
     {CRN_STAGE_LOOKUP, crn_proc_lookup},
     {CRN_STAGE_SELINUX, crn_proc_selinux_label},
+    {CRN_STAGE_SECCOMP, crn_proc_seccomp_listener},
 };
 
 static void child_send(crn_child *c, int kind, int stage, const crn_error *err)
@@ -154,6 +156,8 @@ int crn_child_wait_go(crn_child *c, crn_error *err)
     ssize_t n = read(c->sync_fd, &msg, sizeof(msg));
     if (n != (ssize_t)sizeof(msg) || msg.kind != CRN_SYNC_GO)
         return crn_error_set(err, n < 0 ? errno : EPIPE, "read sync", NULL);
+    if (msg.pid > 0)
+        c->host_pid = msg.pid;
     return 0;
 }
 
@@ -359,11 +363,12 @@ static void reap(int pid, int *pidfd)
     crn_close_fdp(pidfd);
 }
 
-static int send_go(int sock, crn_error *err)
+static int send_go(int sock, int pid, crn_error *err)
 {
     crn_sync_msg msg;
     memset(&msg, 0, sizeof(msg));
     msg.kind = CRN_SYNC_GO;
+    msg.pid = pid;
     if (write(sock, &msg, sizeof(msg)) != (ssize_t)sizeof(msg))
         return crn_error_set(err, errno, "write sync", NULL);
     return 0;
@@ -410,7 +415,7 @@ static int parent_sync(const void *plan, size_t len, int sock, int pid, crn_hook
     int fd;
     res->stage = CRN_STAGE_PARENT;
     if (write_id_maps(plan, len, pid, err) < 0 || write_cgroup_procs(plan, len, pid, err) < 0
-        || send_go(sock, err) < 0)
+        || send_go(sock, pid, err) < 0)
         return -1;
     for (;;) {
         if (read_msg(sock, &msg, &fd, err) < 0)
@@ -428,7 +433,7 @@ static int parent_sync(const void *plan, size_t len, int sock, int pid, crn_hook
         if (on_hooks != NULL && on_hooks(ctx, pid, err) < 0)
             return -1;
         res->stage = CRN_STAGE_PARENT;
-        if (send_go(sock, err) < 0)
+        if (send_go(sock, pid, err) < 0)
             return -1;
     }
     if (msg.kind == CRN_SYNC_READY) {
@@ -475,7 +480,7 @@ int crn_launch(const void *plan, size_t len, const int stdio[3], crn_hook_fn on_
         crn_child c = {
             .plan = plan, .len = len, .argv = argv, .envp = envp,
             .sync_fd = child_end, .stdio = {stdio[0], stdio[1], stdio[2]},
-            .rootfd = -1, .fifo_fd = -1, .result_fd = -1,
+            .rootfd = -1, .fifo_fd = -1, .result_fd = -1, .listener_fd = -1,
         };
         close(parent_end);
         child_main(&c);

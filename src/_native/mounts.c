@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -218,6 +219,34 @@ static int make_recursively_readonly(int rootfd, const char *dest, crn_error *er
     return 0;
 }
 
+/* The plan's linux.mountLabel, or NULL. */
+static const char *mount_label(const crn_child *c)
+{
+    crn_plan_rec rec;
+    return crn_plan_find(c->plan, c->len, CRN_PLAN_MOUNT_LABEL, &rec)
+        ? (const char *)rec.data : NULL;
+}
+
+/* mqueue takes no context= option and a pod's containers may mount one
+ * superblock again (a shared IPC namespace): its root is labelled with
+ * setxattr instead, as runc's label.SetFileLabel does. */
+static int label_mount_root(crn_child *c, const char *dest, crn_error *err)
+{
+    const char *label = mount_label(c);
+    char target[32];
+    crn_auto_fd fd = -1;
+
+    if (label == NULL)
+        return 0;
+    fd = open_in_root(c->rootfd, dest, O_PATH);
+    if (fd < 0)
+        return crn_error_set(err, errno, "openat2", dest);
+    crn_fd_path(target, fd);
+    if (setxattr(target, "security.selinux", label, strlen(label), 0) < 0)
+        return crn_error_set(err, errno, "setxattr security.selinux", dest);
+    return 0;
+}
+
 static int apply_mount(crn_child *c, const crn_plan_rec *rec, crn_error *err)
 {
     crn_plan_cur cur;
@@ -241,6 +270,8 @@ static int apply_mount(crn_child *c, const crn_plan_rec *rec, crn_error *err)
         return -1;
     }
     if (apply_propagation(c->rootfd, dest, prop, err) < 0)
+        return -1;
+    if ((kind & CRN_MOUNT_LABEL_XATTR) && label_mount_root(c, dest, err) < 0)
         return -1;
     return (kind & CRN_MOUNT_RRO) ? make_recursively_readonly(c->rootfd, dest, err) : 0;
 }
@@ -267,7 +298,7 @@ static int open_barrier(crn_child *c, crn_error *err)
 }
 
 /* The mount id of `path`, or 0 where statx cannot tell (before 5.8). */
-static uint64_t mount_id(const char *path)
+uint64_t crn_mount_id(const char *path)
 {
     struct statx stx;
 
@@ -287,7 +318,7 @@ static uint64_t mount_id(const char *path)
 static int make_rootfs_parent_private(const char *rootfs, crn_error *err)
 {
     char path[PATH_MAX], up[PATH_MAX];
-    uint64_t id = mount_id(rootfs);
+    uint64_t id = crn_mount_id(rootfs);
     size_t len = strlen(rootfs);
 
     if (len >= sizeof(path))
@@ -302,7 +333,7 @@ static int make_rootfs_parent_private(const char *rootfs, crn_error *err)
             up[1] = '\0';
         else
             *slash = '\0';
-        if (mount_id(up) != id)
+        if (crn_mount_id(up) != id)
             break;
         memcpy(path, up, strlen(up) + 1);
     }
@@ -455,6 +486,8 @@ int crn_devices_apply(crn_child *c, crn_error *err)
 
 int crn_rootfs_pivot(crn_child *c, crn_error *err)
 {
+    crn_plan_rec rec;
+
     if (c->rootfd < 0)
         return 0;
     crn_auto_fd oldroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -463,13 +496,19 @@ int crn_rootfs_pivot(crn_child *c, crn_error *err)
         return crn_error_set(err, errno, "open", "/");
     if (fchdir(c->rootfd) < 0)
         return crn_error_set(err, errno, "fchdir", "rootfs");
+    if (crn_plan_find(c->plan, c->len, CRN_PLAN_NO_PIVOT, &rec))
+        return crn_move_root(c, err);
     /* pivot_root(".", ".") stacks the old root on top of the new one; it is
      * made a slave first so detaching it cannot propagate to the host.  The
      * cwd is moved onto the old root for that: "." right after pivot_root
      * still names the new root, and making *that* a slave would cut
      * Bidirectional mounts off from the host. */
-    if (syscall(SYS_pivot_root, ".", ".") < 0)
-        return crn_error_set(err, errno, "pivot_root", ".");
+    if (syscall(SYS_pivot_root, ".", ".") < 0) {
+        int e = errno;
+        if (crn_on_initramfs(e))
+            return crn_move_root(c, err);
+        return crn_error_set(err, e, "pivot_root", ".");
+    }
     if (fchdir(oldroot) < 0)
         return crn_error_set(err, errno, "fchdir", "old root");
     if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
@@ -493,16 +532,26 @@ static int readonly_path(const char *path, crn_error *err)
     return remount(path, MS_BIND | MS_REMOUNT | MS_RDONLY, path, err);
 }
 
-/* A directory is hidden under an empty read-only tmpfs, anything else under
- * the container's /dev/null. */
-static int mask_path(const char *path, crn_error *err)
+/* A directory is hidden under an empty read-only tmpfs (with the mount
+ * label, as runc's maskPath), anything else under the container's
+ * /dev/null. */
+static int mask_path(const char *path, const char *label, crn_error *err)
 {
+    char data[CRN_LABEL_MAX + sizeof("context=\"\"")];
+    size_t n = label ? strlen(label) : 0;
     struct stat st;
     int rc;
     if (stat(path, &st) < 0)
         return errno == ENOENT ? 0 : crn_error_set(err, errno, "stat", path);
+    if (n > CRN_LABEL_MAX)
+        return crn_error_set(err, ENAMETOOLONG, "mount", path);
+    if (label) {
+        memcpy(data, "context=\"", 9);
+        memcpy(data + 9, label, n);
+        memcpy(data + 9 + n, "\"", 2);
+    }
     if (S_ISDIR(st.st_mode))
-        rc = mount("tmpfs", path, "tmpfs", MS_RDONLY, NULL);
+        rc = mount("tmpfs", path, "tmpfs", MS_RDONLY, label ? data : NULL);
     else
         rc = mount("/dev/null", path, NULL, MS_BIND, NULL);
     if (rc < 0)
@@ -520,7 +569,7 @@ int crn_masks_apply(crn_child *c, crn_error *err)
             return -1;
     crn_plan_iter_init(&it, c->plan, c->len);
     while (crn_plan_next(&it, CRN_PLAN_MASK, &rec))
-        if (mask_path((const char *)rec.data, err) < 0)
+        if (mask_path((const char *)rec.data, mount_label(c), err) < 0)
             return -1;
     if (crn_plan_find(c->plan, c->len, CRN_PLAN_ROOT_READONLY, &rec))
         return remount("/", MS_BIND | MS_REMOUNT | MS_RDONLY, "/", err);

@@ -42,6 +42,9 @@ static const char *layout_of(uint16_t type)
     case CRN_PLAN_START_HOOK: return "IIsb";
     case CRN_PLAN_START_RESULT: return "s";
     case CRN_PLAN_CONSOLE: return "";
+    case CRN_PLAN_SECCOMP_LISTENER: return "sb";
+    case CRN_PLAN_NO_PIVOT: return "";
+    case CRN_PLAN_MOUNT_LABEL: return "s";
     default: return NULL;
     }
 }

@@ -84,7 +84,32 @@ enum crn_plan_type {
                                        /dev/ptmx, make its slave stdio and the
                                        controlling tty, send the master to the
                                        parent (SCM_RIGHTS, CRN_SYNC_CONSOLE) */
+    CRN_PLAN_SECCOMP_LISTENER = 45, /* s linux.seccomp.listenerPath, b the container
+                                       process state JSON in parts, each
+                                       NUL-terminated: the process's pid (as the
+                                       parent sees it) goes between consecutive
+                                       parts.  The child connects before joining
+                                       or building the container's mounts and,
+                                       once the filter (flag NEW_LISTENER) is
+                                       loaded, sends the JSON and the notify fd */
 };
+
+/* At most this many parts in a CRN_PLAN_SECCOMP_LISTENER record. */
+#define CRN_LISTENER_MAX_PARTS 4
+
+/* Records of the rootfs/mount part, numbered apart from the others. */
+enum crn_plan_type_mounts {
+    CRN_PLAN_NO_PIVOT = 60,         /* (empty) move the rootfs onto / (MS_MOVE) and
+                                       chroot instead of pivot_root (--no-pivot);
+                                       also done when pivot_root fails on an
+                                       initramfs root */
+    CRN_PLAN_MOUNT_LABEL = 61,      /* s linux.mountLabel for what the child mounts
+                                       itself (the tmpfs over masked directories)
+                                       and for CRN_MOUNT_LABEL_XATTR mounts */
+};
+
+/* At most this long a CRN_PLAN_MOUNT_LABEL. */
+#define CRN_LABEL_MAX 4096
 
 /* At most this many args + env strings in one CRN_PLAN_START_HOOK. */
 #define CRN_HOOK_MAX_STRS 256
@@ -118,6 +143,8 @@ enum crn_mount_kind {
                                        file (bind of a non-directory) */
     CRN_MOUNT_RRO = 0x200,          /* or'ed in: then make the mount and every
                                        mount below it read-only (mount_setattr) */
+    CRN_MOUNT_LABEL_XATTR = 0x400,  /* or'ed in: then set security.selinux of its
+                                       root to the CRN_PLAN_MOUNT_LABEL (mqueue) */
 };
 
 typedef struct crn_plan_rec {

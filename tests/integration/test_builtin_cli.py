@@ -373,3 +373,152 @@ def test_run_in_the_foreground_with_a_terminal(tmp_path, make_bundle):
 def _readable(fd: int) -> bool:
     import select
     return bool(select.select([fd], [], [], 0.05)[0])
+
+
+# ---- --no-pivot and the MS_MOVE fallback ---------------------------------------
+
+def _no_pivot_bundle(make_bundle, args, cgroups_path=None, name="np", where=None):
+    def edit(spec):
+        if cgroups_path is not None:
+            spec["linux"]["cgroupsPath"] = cgroups_path(f"crn-{name}-{os.getpid()}")
+    b = make_bundle(args, edit, where=where)
+    (b.rootfs / "marker").write_text("own root\n")
+    return b
+
+
+def test_no_pivot_sees_its_own_root_like_runc(cli, make_bundle, tmp_path, cgroups_path):
+    """runc --no-pivot as the oracle: the same root and the same mount
+    table inside (nothing of the host's beyond the rootfs's own path)."""
+    from tests.integration.test_oci_compare import mount_shape
+    if not os.path.exists(RUNC):
+        pytest.skip("runc is not installed")
+    script = ["sh", "-c", "cat /marker; ls /; echo ---; cat /proc/self/mountinfo"]
+    mine = cli("run", "--no-pivot", "--bundle",
+               _no_pivot_bundle(make_bundle, script, cgroups_path, "np-b").path, "np1")
+    ref = _runc(tmp_path / "runc-root", "run", "--no-pivot", "--bundle",
+                _no_pivot_bundle(make_bundle, script, cgroups_path, "np-r").path, "np1")
+    print(mine.stdout, ref.stdout, sep="\n=====\n")
+    assert ref.returncode == 0, ref.stderr
+    (my_root, my_mounts), (ref_root, ref_mounts) = (r.stdout.split("---\n") for r in (mine, ref))
+    assert my_root == ref_root and my_root.startswith("own root\n")
+    assert mount_shape(my_mounts) == mount_shape(ref_mounts)
+
+
+def _namespace_mounts(pid: int) -> dict[int, str] | None:
+    """Every mount of `pid`'s mount namespace, also those outside its root
+    (mountinfo ids -> mount point): listmount(2)/statmount(2) with the
+    namespace's id (Linux 6.11+), or None where the kernel lacks them."""
+    import ctypes
+    import fcntl
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    ns_get_mntns_id, lsmt_root, sys_statmount, sys_listmount = 0x8008b705, 2**64 - 1, 457, 458
+    buf = bytearray(8)
+    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+    try:
+        fcntl.ioctl(fd, ns_get_mntns_id, buf)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    (ns_id,) = struct.unpack("Q", buf)
+    ids = (ctypes.c_uint64 * 4096)()
+    n = libc.syscall(sys_listmount, struct.pack("IIQQQ", 32, 0, lsmt_root, 0, ns_id), ids,
+                     4096, 0)
+    if n < 0:
+        return None
+    out = {}
+    for mnt in ids[:n]:
+        sm = ctypes.create_string_buffer(1 << 16)
+        # STATMOUNT_MNT_BASIC | STATMOUNT_MNT_POINT; strings follow the 512-byte header
+        if libc.syscall(sys_statmount, struct.pack("IIQQQ", 32, 0, mnt, 0x12, ns_id), sm,
+                        len(sm), 0) < 0:
+            return None
+        old_id, = struct.unpack_from("I", sm.raw, 56)
+        point_at = 512 + struct.unpack_from("I", sm.raw, 108)[0]
+        out[old_id] = sm.raw[point_at:sm.raw.index(b"\0", point_at)].decode()
+    return out
+
+
+def _host_mounts_left(pid: int) -> list[str] | None:
+    """The mounts of the container's namespace that it cannot see: not in
+    its own mountinfo (which stops at its root)."""
+    every = _namespace_mounts(pid)
+    if every is None:
+        return None
+    seen = {int(line.split()[0]) for line in Path(f"/proc/{pid}/mountinfo").read_text()
+            .splitlines()}
+    return sorted(point for mid, point in every.items() if mid not in seen)
+
+
+def test_no_pivot_leaves_no_host_mount_in_the_namespace(cli, make_bundle, tmp_path,
+                                                        cgroups_path):
+    """What pivot_root would have detached with the old root goes before the
+    move: of the host's mounts only the old root itself stays under the
+    container's root (runc detaches only its full procfs and sysfs)."""
+    left = {}
+    for name in ("builtin", "runc"):
+        if name == "runc" and not os.path.exists(RUNC):
+            continue
+        b = _no_pivot_bundle(make_bundle, ["sleep", "60"], cgroups_path, f"np-{name}")
+        if name == "builtin":
+            cli("create", "--no-pivot", "--bundle", b.path, "np2", detached=True)
+            pid = json.loads(cli("state", "np2").stdout)["pid"]
+        else:
+            root = tmp_path / "runc-root"
+            assert _runc(root, "create", "--no-pivot", "--bundle", b.path, "np2",
+                         detached=True).returncode == 0
+            pid = json.loads(_runc(root, "state", "np2").stdout)["pid"]
+        try:
+            left[name] = _host_mounts_left(pid)
+        finally:
+            if name == "builtin":
+                cli("delete", "--force", "np2")
+            else:
+                _runc(root, "delete", "--force", "np2")
+    print(f"host mounts left in the namespace: {left}")
+    if left["builtin"] is None:
+        pytest.skip("this kernel has no listmount/statmount for another mount namespace")
+    assert left["builtin"] == ["/"]
+    if "runc" in left:
+        assert "/" in left["runc"] and len(left["runc"]) >= len(left["builtin"])
+
+
+def _ramfs_root_script(base: Path, binds: list[str], work: Path) -> str:
+    """Shell run under `unshare -m --propagation private`: a ramfs below a
+    shared mount becomes the root (chroot), as on an initramfs host:
+    pivot_root refuses it (EINVAL).  Host directories come in by rbind."""
+    lines = ["set -e", f"mount -t tmpfs crn-base {base}", f"mount --make-shared {base}",
+             f"mkdir {base}/root", f"mount -t ramfs crn-ramfs {base}/root"]
+    for d in binds:
+        lines += [f"if [ -L {d} ]; then cp -P {d} {base}/root{d}; else "
+                  f"mkdir -p {base}/root{d} && mount --rbind {d} {base}/root{d}; fi"]
+    lines += [f"exec chroot {base}/root \"$@\""]
+    return "\n".join(lines)
+
+
+def test_initramfs_root_falls_back_to_ms_move(make_bundle, tmp_path):
+    """On a ramfs root pivot_root fails with EINVAL; the child then moves the
+    rootfs onto / instead, without being asked (--no-pivot not given)."""
+    import shutil
+    work, base = tmp_path / "work", tmp_path / "base"
+    work.mkdir()
+    base.mkdir()
+    b = _no_pivot_bundle(make_bundle, ["sh", "-c", "cat /marker; ls /"], where=work)
+    needed = {"/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/proc", "/sys", "/dev"}
+    needed |= {"/" + Path(p).resolve().parts[1] for p in
+               (sys.executable, sys.prefix, sys.base_prefix, __file__)}
+    binds = sorted(d for d in needed if os.path.lexists(d) and d != "/tmp") + [str(work)]
+    script = _ramfs_root_script(base, binds, work)
+    run = [shutil.which("unshare"), "-m", "--propagation", "private", "sh", "-c", script, "sh"]
+    p = subprocess.run(run + CLI + ["--root", str(work / "state"), "run", "--bundle",
+                                    str(b.path), "ram1"],
+                       capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
+    print(p.stdout, p.stderr)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("own root\n") and "marker" in p.stdout.split()
+    # the control: pivot_root itself is refused there
+    control = subprocess.run(run + ["unshare", "-m", "--propagation", "slave", "sh", "-c",
+                                    f"mount --bind {work} {work} && cd {work} && "
+                                    "pivot_root . ."], capture_output=True, text=True, timeout=30)
+    assert control.returncode != 0 and "Invalid argument" in control.stderr, control.stderr

@@ -1,6 +1,6 @@
 """SELinux labels in the built-in runtime, for real: process.selinuxLabel on
 the container's init and on exec'd processes, linux.mountLabel on its tmpfs
-mounts, and a label the policy does not know.
+mounts, mqueue and masked directories, and a label the policy does not know.
 
 Needs a host with SELinux enforcing and a policy that has container_t and
 container_file_t: `make test` boots the vmrun.sh VM with
@@ -93,15 +93,61 @@ def test_tmpfs_mounts_carry_the_mount_label(rt, make_bundle):
     rt.delete("sel-mnt")
 
 
+def _file_label(path: str) -> str:
+    return os.getxattr(path, "security.selinux").rstrip(b"\0").decode()
+
+
+@pytest.mark.requires_selinux
+def test_mqueue_and_masked_directories_carry_the_mount_label(rt, make_bundle):
+    """As runc: mqueue's root gets the label by setxattr (no context= on
+    that superblock), the read-only tmpfs over a masked directory by
+    context=."""
+    b = make_bundle(["true"], _labelled)
+    rt.create("sel-mq", b.path)
+    root = f"/proc/{rt.state('sel-mq')['pid']}/root"
+    mqueue, masked = _file_label(f"{root}/dev/mqueue"), _file_label(f"{root}/sys/firmware")
+    print(f"/dev/mqueue={mqueue!r} /sys/firmware={masked!r}")
+    assert mqueue == masked == MOUNT_LABEL
+    rt.start("sel-mq")
+    assert rt.wait("sel-mq", timeout=30) == 0
+    rt.delete("sel-mq")
+
+
+@pytest.mark.requires_selinux
+def test_containers_sharing_ipc_label_one_mqueue(rt, make_bundle):
+    """A second container in the first one's IPC namespace mounts the same
+    mqueue superblock again: with the label set by setxattr that works (a
+    second context= option on it would be refused)."""
+    first = make_bundle(["sleep", "60"], _labelled)
+    rt.create("sel-ipc1", first.path)
+    pid = rt.state("sel-ipc1")["pid"]
+
+    def join(spec):
+        _labelled(spec)
+        spec["linux"]["namespaces"] = [
+            {"type": "ipc", "path": f"/proc/{pid}/ns/ipc"} if ns["type"] == "ipc" else ns
+            for ns in spec["linux"]["namespaces"]]
+    second = make_bundle(["true"], join)
+    rt.create("sel-ipc2", second.path)
+    other = rt.state("sel-ipc2")["pid"]
+    assert os.stat(f"/proc/{pid}/root/dev/mqueue").st_dev == \
+        os.stat(f"/proc/{other}/root/dev/mqueue").st_dev
+    assert _file_label(f"/proc/{other}/root/dev/mqueue") == MOUNT_LABEL
+    rt.start("sel-ipc2")
+    assert rt.wait("sel-ipc2", timeout=30) == 0
+    rt.delete("sel-ipc2")
+    rt.delete("sel-ipc1", force=True)
+
+
 @pytest.mark.requires_selinux
 def test_mountinfo_shows_the_context_option(builtin, make_bundle):
-    b = make_bundle(["sh", "-c", "grep -E ' /dev/shm | /dev/pts ' /proc/self/mountinfo"],
-                    _labelled)
+    b = make_bundle(["sh", "-c", "grep -E ' /dev/shm | /dev/pts | /sys/firmware ' "
+                     "/proc/self/mountinfo"], _labelled)
     res = builtin.run(b)
     print(res.out)
     assert res.code == 0, res.err
     lines = res.out.splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert all(f'context="{MOUNT_LABEL}"' in line for line in lines)
 
 

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from crio_native.errors import InvalidArgument, Unimplemented
+from crio_native.errors import InvalidArgument
 from crio_native.linux import seccomp as sc
 
 BASE = {"defaultAction": "SCMP_ACT_ALLOW",
@@ -78,8 +78,41 @@ def test_invalid_names_field(edit, field):
     assert str(exc.value).startswith(f"config.json: {field}: ")
 
 
+NOTIFY = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+          "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
+
+
+def test_notify_makes_a_listener_filter():
+    f = sc.compile_filter({**NOTIFY, "listenerMetadata": "m",
+                           "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"]})
+    codes = [struct.unpack_from("=HBBI", f.bpf, i) for i in range(0, len(f.bpf), 8)]
+    assert (0x06, 0, 0, sc.ACT_NOTIFY) in codes
+    # NEW_LISTENER, and TSYNC dropped (the kernel refuses the two together)
+    assert f.flags == sc.FLAG_NEW_LISTENER | 2
+    assert (f.listener_path, f.listener_metadata) == ("/run/agent.sock", "m")
+    assert sc.action_from_name("SCMP_ACT_NOTIFY", None, "f") == sc.ACT_NOTIFY
+
+
 @pytest.mark.parametrize("edit", [{"listenerPath": "/run/x.sock"},
-                                  {"defaultAction": "SCMP_ACT_NOTIFY"}])
-def test_notify_not_yet(edit):
-    with pytest.raises(Unimplemented):
-        sc.compile_filter({**BASE, **edit})
+                                  {"listenerPath": "relative", "listenerMetadata": "m"}])
+def test_listener_without_notify_is_ignored(edit):
+    f = sc.compile_filter({**BASE, **edit})
+    assert (f.flags, f.listener_path, f.listener_metadata) == (0, None, "")
+
+
+@pytest.mark.parametrize("edit,field,words", [
+    ({"listenerPath": None}, "linux.seccomp.listenerPath",
+     "not set, but linux.seccomp.syscalls[0].action is SCMP_ACT_NOTIFY"),
+    ({"listenerPath": "run/agent.sock"}, "linux.seccomp.listenerPath", "absolute"),
+    ({"listenerPath": "/" + "a" * 107}, "linux.seccomp.listenerPath", "unix socket address"),
+    ({"listenerMetadata": 7}, "linux.seccomp.listenerMetadata", "string"),
+    ({"defaultAction": "SCMP_ACT_NOTIFY"}, "linux.seccomp.defaultAction", "default"),
+    ({"syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]},
+     "linux.seccomp.syscalls[0].action", "write syscall"),
+    ({"syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]},
+     "linux.seccomp.syscalls[0].action", "sendmsg syscall"),
+])
+def test_notify_refusals_name_the_field(edit, field, words):
+    with pytest.raises(InvalidArgument) as exc:
+        sc.compile_filter({**NOTIFY, **edit})
+    assert str(exc.value).startswith(f"config.json: {field}: ") and words in str(exc.value)

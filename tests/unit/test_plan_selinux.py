@@ -4,6 +4,7 @@ mounts that take linux.mountLabel, present or absent with the injected
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -80,7 +81,7 @@ def test_disabled_plan_has_no_label_and_logs(bundle, caplog):
     ("/dev", f'mode=755,context="{MOUNT_LABEL}"'),
     ("/dev/pts", f'newinstance,ptmxmode=0666,context="{MOUNT_LABEL}"'),
     ("/dev/shm", f'context="{MOUNT_LABEL}"'),
-    ("/dev/mqueue", ""),     # a shared IPC namespace would remount one superblock
+    ("/dev/mqueue", ""),     # labelled by setxattr instead (below)
     ("/proc", ""),
     ("/sys", ""),
     ("/etc/x", ""),          # binds keep their source's labels
@@ -147,3 +148,80 @@ def test_mount_data_with_label(fstype, data, label, expected):
 
 def test_label_record_number_matches_plan_h():
     assert Rec.SELINUX_LABEL == 40 and r.LAYOUTS[Rec.SELINUX_LABEL] == "s"
+
+
+def kinds(records):
+    """destination -> mount kind of each mount record."""
+    return {x.fields[4]: x.fields[2] for x in records if x.type == Rec.MOUNT}
+
+
+def mount_labels(records):
+    return [x.fields[0] for x in records if x.type == Rec.MOUNT_LABEL]
+
+
+def test_mqueue_is_labelled_by_xattr_not_by_an_option(bundle):
+    """runc mounts mqueue without the label and then sets security.selinux
+    on its root: a pod's containers sharing an IPC namespace mount the same
+    superblock, which takes one context= only."""
+    recs = build(bundle, ON)
+    assert kinds(recs)["/dev/mqueue"] == r.MOUNT_FS | r.MOUNT_LABEL_XATTR
+    assert mount_data(recs)["/dev/mqueue"] == ""
+    assert mount_labels(recs) == [MOUNT_LABEL]
+    # nothing else is labelled that way
+    assert [d for d, k in kinds(recs).items() if k & r.MOUNT_LABEL_XATTR] == ["/dev/mqueue"]
+    # and it survives the wire format
+    assert mount_labels(r.decode(r.encode(recs))) == [MOUNT_LABEL]
+
+
+def test_mqueue_with_a_context_option_of_its_own_is_left_alone(bundle):
+    def edit(spec):
+        spec["mounts"][4]["options"] = ['context="system_u:object_r:tmpfs_t:s0"']
+    assert kinds(build(bundle, ON, edit))["/dev/mqueue"] == r.MOUNT_FS
+
+
+@pytest.mark.parametrize("host, edit", [
+    (OFF, None),
+    (ON, lambda s: s["linux"].pop("mountLabel")),
+])
+def test_no_mount_label_no_label_record_nor_xattr(bundle, host, edit):
+    recs = build(bundle, host, edit)
+    assert mount_labels(recs) == []
+    assert not any(k & r.MOUNT_LABEL_XATTR for k in kinds(recs).values())
+
+
+def test_masked_directories_get_the_label_from_the_plan(bundle):
+    """The child mounts the tmpfs over a masked directory itself: the label
+    record comes before the masks (it goes to that tmpfs as context=, as
+    runc's maskPath does)."""
+    recs = build(bundle, ON, lambda s: s["linux"].update(maskedPaths=["/proc/acpi"]))
+    types = [x.type for x in recs]
+    assert mount_labels(recs) == [MOUNT_LABEL]
+    assert types.index(Rec.ROOTFS) < types.index(Rec.MOUNT_LABEL) < types.index(Rec.MASK)
+
+
+def test_v1_cgroup_tmpfs_takes_the_label(bundle):
+    """A cgroup mount on a v1/hybrid host is a tmpfs holding binds: runc
+    mounts that tmpfs with the mount label; the binds keep their own."""
+    from crio_native.linux.cgroups import CgroupPlan
+
+    def edit(spec):
+        spec["mounts"] = [{"destination": "/sys/fs/cgroup", "type": "cgroup",
+                           "source": "cgroup", "options": ["ro"]}]
+    plan = CgroupPlan(views=[("memory", Path("/cg/memory/c"), 1)])
+    recs = plan_records(_spec(edit), bundle, host=ON, cgroups=plan)
+    assert mount_data(recs) == {"/sys/fs/cgroup": f'mode=755,context="{MOUNT_LABEL}"',
+                                "/sys/fs/cgroup/memory": ""}
+    off = plan_records(_spec(edit), bundle, host=OFF, cgroups=plan)
+    assert mount_data(off)["/sys/fs/cgroup"] == "mode=755"
+
+
+def _spec(edit):
+    spec = copy.deepcopy(BASE)
+    edit(spec)
+    return spec
+
+
+def test_an_overlong_mount_label_names_the_field(bundle):
+    long = "system_u:object_r:container_file_t:s0:" + "c1," * 1500 + "c2"
+    with pytest.raises(InvalidArgument, match=r"linux\.mountLabel: longer than 4096 bytes"):
+        build(bundle, ON, lambda s: s["linux"].update(mountLabel=long))

@@ -3,7 +3,12 @@
 Policy only: the compilation itself is libseccomp through
 crio_native._native.seccomp.  Like runc, syscall names this architecture does
 not have are skipped, and a rule whose action equals the default is dropped
-(libseccomp refuses it)."""
+(libseccomp refuses it).
+
+SCMP_ACT_NOTIFY (SECCOMP_RET_USER_NOTIF) rules make the filter a listener
+one: it is loaded with SECCOMP_FILTER_FLAG_NEW_LISTENER and the notify fd
+goes to the agent at `listenerPath` (runtime/builtin/seccomp_listener.py
+builds what it is told; docs/runtime.md says when)."""
 from __future__ import annotations
 
 import errno as errno_mod
@@ -14,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from crio_native.errors import InvalidArgument, Unimplemented
+from crio_native.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +28,36 @@ ACT_KILL_PROCESS = 0x80000000
 ACT_TRAP = 0x00030000
 ACT_ERRNO = 0x00050000
 ACT_TRACE = 0x7FF00000
+ACT_NOTIFY = 0x7FC00000
 ACT_LOG = 0x7FFC0000
 ACT_ALLOW = 0x7FFF0000
 
 FIXED_ACTIONS = {"SCMP_ACT_KILL": ACT_KILL_THREAD, "SCMP_ACT_KILL_THREAD": ACT_KILL_THREAD,
                  "SCMP_ACT_KILL_PROCESS": ACT_KILL_PROCESS, "SCMP_ACT_TRAP": ACT_TRAP,
-                 "SCMP_ACT_LOG": ACT_LOG, "SCMP_ACT_ALLOW": ACT_ALLOW}
+                 "SCMP_ACT_LOG": ACT_LOG, "SCMP_ACT_ALLOW": ACT_ALLOW,
+                 "SCMP_ACT_NOTIFY": ACT_NOTIFY}
 OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
        "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
 FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
          "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
+FLAG_TSYNC = 1
+FLAG_NEW_LISTENER = 8
+# sun_path holds 108 bytes, the NUL included.
+LISTENER_PATH_MAX = 107
+# The container process itself makes these calls once its filter is loaded
+# and before the agent can answer: sendmsg hands the agent the notify fd and
+# write reports READY to the runtime.  Notifying on them would hang the
+# create (runc refuses write for the same reason).
+NOTIFY_REFUSED = ("sendmsg", "write")
 
 
 @dataclass(frozen=True)
 class Filter:
     bpf: bytes
     flags: int
+    # SCMP_ACT_NOTIFY is used: the agent's socket and its opaque metadata
+    listener_path: str | None = None
+    listener_metadata: str = ""
 
 
 def _invalid(field: str, reason: str) -> InvalidArgument:
@@ -53,8 +72,6 @@ def action_from_name(name: Any, errno_ret: Any, field: str) -> int:
         if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
             raise _invalid(field, f"errnoRet must be in [0, 65535], got {value!r}")
         return (ACT_ERRNO if name == "SCMP_ACT_ERRNO" else ACT_TRACE) | value
-    if name == "SCMP_ACT_NOTIFY":
-        raise Unimplemented(f"config.json: {field}: SCMP_ACT_NOTIFY is not supported yet")
     raise _invalid(field, f"unknown seccomp action {name!r}")
 
 
@@ -94,6 +111,10 @@ def rules_from_spec(seccomp: dict, default: int, resolve) -> list[tuple[int, int
         if action == default:
             continue
         for name in names:
+            if action == ACT_NOTIFY and name in NOTIFY_REFUSED:
+                raise _invalid(f"{field}.action", f"SCMP_ACT_NOTIFY cannot be used for the "
+                               f"{name} syscall: the runtime makes it under the new filter "
+                               "(to hand the notify fd over and report the process ready)")
             nr = resolve(name)
             if nr is None:
                 log.debug("seccomp: syscall %s unknown on this architecture, skipped", name)
@@ -130,10 +151,13 @@ def compile_filter(seccomp: dict) -> Filter:
 def _compile_filter(seccomp: dict) -> Filter:
     from crio_native._native import seccomp as native
 
-    if seccomp.get("listenerPath"):
-        raise Unimplemented("config.json: linux.seccomp.listenerPath: not supported yet")
     default = action_from_name(seccomp.get("defaultAction"), seccomp.get("defaultErrnoRet"),
                                "linux.seccomp.defaultAction")
+    if default == ACT_NOTIFY:
+        # every call of the runtime's own after the load would wait for an
+        # agent that has no fd yet (runc refuses it too)
+        raise _invalid("linux.seccomp.defaultAction", "SCMP_ACT_NOTIFY cannot be the default "
+                       "action")
     arches = []
     for i, name in enumerate(seccomp.get("architectures") or []):
         token = native.arch_token(name.removeprefix("SCMP_ARCH_").lower()) \
@@ -147,8 +171,46 @@ def _compile_filter(seccomp: dict) -> Filter:
             raise _invalid(f"linux.seccomp.flags[{i}]", f"unknown flag {name!r}")
         flags |= FLAGS[name]
     rules = rules_from_spec(seccomp, default, native.syscall_number)
+    listener_path, metadata = listener_from_spec(seccomp)
+    if listener_path is not None:
+        # TSYNC and NEW_LISTENER are exclusive (EINVAL); the child is a
+        # single thread, so there is nothing to synchronise anyway
+        flags = (flags & ~FLAG_TSYNC) | FLAG_NEW_LISTENER
     try:
         bpf = native.compile_bpf(default, arches, rules)
     except OSError as e:
         raise _invalid("linux.seccomp", f"libseccomp refused the filter: {e}") from e
-    return Filter(bpf, flags)
+    return Filter(bpf, flags, listener_path, metadata)
+
+
+def notify_field(seccomp: dict) -> str | None:
+    """The first `linux.seccomp.syscalls[i].action` that is SCMP_ACT_NOTIFY."""
+    for i, entry in enumerate(seccomp.get("syscalls") or []):
+        if isinstance(entry, dict) and entry.get("action") == "SCMP_ACT_NOTIFY":
+            return f"linux.seccomp.syscalls[{i}].action"
+    return None
+
+
+def listener_from_spec(seccomp: dict) -> tuple[str | None, str]:
+    """(listenerPath, listenerMetadata) when a rule notifies, else (None, "").
+    Without SCMP_ACT_NOTIFY both are ignored, as the runtime spec says (and
+    runc does)."""
+    field = notify_field(seccomp)
+    if field is None:
+        if seccomp.get("listenerPath") or seccomp.get("listenerMetadata"):
+            log.debug("linux.seccomp.listenerPath/listenerMetadata ignored: no rule uses "
+                      "SCMP_ACT_NOTIFY")
+        return None, ""
+    path = seccomp.get("listenerPath")
+    if not path:
+        raise _invalid("linux.seccomp.listenerPath", f"not set, but {field} is SCMP_ACT_NOTIFY: "
+                       "the notify fd needs an agent's socket to go to")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise _invalid("linux.seccomp.listenerPath", f"must be an absolute path, got {path!r}")
+    if "\0" in path or len(path.encode()) > LISTENER_PATH_MAX:
+        raise _invalid("linux.seccomp.listenerPath",
+                       f"{path!r} does not fit a unix socket address ({LISTENER_PATH_MAX} bytes)")
+    metadata = seccomp.get("listenerMetadata") or ""
+    if not isinstance(metadata, str):
+        raise _invalid("linux.seccomp.listenerMetadata", f"must be a string, got {metadata!r}")
+    return path, metadata

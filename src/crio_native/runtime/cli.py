@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--bundle", "-b", default=".")
         c.add_argument("--pid-file")
         c.add_argument("--console-socket")
-        c.add_argument("--no-pivot", action="store_true")
+        c.add_argument("--no-pivot", action="store_true",
+                       help="move the rootfs onto / and chroot instead of pivot_root")
         c.add_argument("--no-new-keyring", action="store_true")
         if name == "run":
             c.add_argument("--detach", "-d", action="store_true")
@@ -168,7 +169,8 @@ def update_resources(args) -> dict:
 
 
 def _create(rt, args) -> int:
-    state = rt.create(args.id, args.bundle, console_socket=args.console_socket)
+    state = rt.create(args.id, args.bundle, console_socket=args.console_socket,
+                      no_pivot=args.no_pivot)
     if args.pid_file:
         tmp = Path(args.pid_file + ".tmp")
         tmp.write_text(str(state["pid"]))

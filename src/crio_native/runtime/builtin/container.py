@@ -189,7 +189,8 @@ class BuiltinRuntime:
 
     def create(self, container_id: str, bundle: str | os.PathLike[str],
                stdio: tuple[int, int, int] = (-1, -1, -1),
-               console_socket: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+               console_socket: str | os.PathLike[str] | None = None,
+               no_pivot: bool = False) -> dict[str, Any]:
         """Build the plan (all validation happens here, before anything is
         made), then make the state dir and launch the process up to the
         barrier, as our own child.  Any failure undoes every step.
@@ -198,7 +199,8 @@ class BuiltinRuntime:
         the child makes a pty from the container's /dev/ptmx, its slave is
         the process's stdio (`stdio` is ignored) and the master is sent over
         this unix socket (SCM_RIGHTS, as runc does); we keep no copy."""
-        p = self._prepare(container_id, bundle, console=console_socket is not None)
+        p = self._prepare(container_id, bundle, console=console_socket is not None,
+                          no_pivot=no_pivot)
         with contextlib.ExitStack() as undo:
             sock = console_connect(console_socket, p.spec) if console_socket else None
             if sock is not None:
@@ -255,7 +257,8 @@ class BuiltinRuntime:
     # ---- the steps of a create ------------------------------------------------
 
     def _prepare(self, container_id: str, bundle: str | os.PathLike[str],
-                 terminal: bool = False, console: bool = False) -> _Prepared:
+                 terminal: bool = False, console: bool = False,
+                 no_pivot: bool = False) -> _Prepared:
         """Everything decided, nothing made: the spec, its cgroups, hooks and
         the launch plan.  Every invalid field fails here."""
         d = self._dir(container_id)
@@ -269,7 +272,8 @@ class BuiltinRuntime:
         start_result = str(d / START_RESULT) if hooks.get("startContainer") else None
         records = plan_records(spec, bundle, host=HostFacts.current(), barrier=str(d / FIFO),
                                cgroups=cg_plan, terminal=terminal, console=console,
-                               start_result=start_result)
+                               start_result=start_result, container_id=container_id,
+                               no_pivot=no_pivot)
         if cg_plan is not None:
             records += cgroup_records(cg_plan)
         return _Prepared(container_id, d, bundle, spec, cg_plan, hooks, records)
@@ -433,7 +437,7 @@ class BuiltinRuntime:
             raise FailedPrecondition(f"cannot exec in container {container_id!r}: it is "
                                      f"{state['status']}")
         spec = self._bundle_spec(Path(state["bundle"]))
-        records = exec_records(spec, process, pid=pid, host=HostFacts.current())
+        records = exec_records(spec, process, pid=pid, host=HostFacts.current(), container=state)
         records += cgroup_join_records([Path(p) for p in record.get("_cgroup_dirs", [])])
         # keeps the init (and its /proc/PID) pinned
         fd = self._pidfd(container_id, {"pid": pid, "_start_time": start_time})

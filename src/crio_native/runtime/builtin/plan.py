@@ -24,9 +24,10 @@ from crio_native.runtime.builtin.hooks import CREATE_KINDS, Hook, parse_hooks
 from crio_native.linux.mounts import (DEFAULT_DEVICES, DEVICE_TYPES, MS_BIND, MS_RDONLY, MS_REC,
                                       PROPAGATION, Device, MountOptions, default_symlinks,
                                       parse_mount_options)
-from crio_native.runtime.builtin.records import (HOOK_MAX_STRS, MOUNT_BIND, MOUNT_DEST_FILE,
-                                                 MOUNT_FS, MOUNT_RRO, Rec, Record, encode,
-                                                 rec)
+from crio_native.runtime.builtin.records import (HOOK_MAX_STRS, LABEL_MAX, MOUNT_BIND,
+                                                 MOUNT_DEST_FILE, MOUNT_FS, MOUNT_LABEL_XATTR,
+                                                 MOUNT_RRO, Rec, Record, encode, rec)
+from crio_native.runtime.builtin.seccomp_listener import ListenerState, listener_record
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ NAMESPACES = {
     "user": 0x10000000, "pid": 0x20000000, "network": 0x40000000, "time": 0x00000080,
 }
 FS_TYPES = {"tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup2", "bind", "none"}
+# Labelled by setxattr on their root rather than a context= option (runc's
+# label.SetFileLabel): a pod's containers sharing an IPC namespace mount one
+# mqueue superblock again, and a second context= on it would fail.
+XATTR_LABEL_TYPES = {"mqueue"}
 
 
 def has_cgroup_mount(spec: dict) -> bool:
@@ -189,13 +194,15 @@ def check_inside(rootfs: Path, dest: str, field: str) -> None:
 
 
 def cgroup_mount_records(dest: str, opts: MountOptions, cgroups: CgroupPlan,
-                         new_ns: set[str]) -> tuple[list[Record], list[Record]]:
+                         new_ns: set[str], mount_label: str | None = None
+                         ) -> tuple[list[Record], list[Record]]:
     """A `cgroup` mount, as runc makes it: on a pure v2 host cgroup2 itself
     (rooted at the container's group with a cgroup namespace, at the host's
     root without one), or a bind of the container's group in a user namespace
     without a cgroup namespace (cgroup2 cannot be mounted there); elsewhere a
     tmpfs holding a bind of the container's group in each v1 hierarchy, plus
-    symlinks for co-mounted controllers (cpu -> cpu,cpuacct).
+    symlinks for co-mounted controllers (cpu -> cpu,cpuacct); that tmpfs
+    gets the mount label, as runc's does.
     Returns (mount records, symlink records)."""
     flags = opts.flags & ~(MS_BIND | MS_REC)
     v2 = [d for _name, d, version in cgroups.views if version == 2]
@@ -206,7 +213,7 @@ def cgroup_mount_records(dest: str, opts: MountOptions, cgroups: CgroupPlan,
         return [rec(Rec.MOUNT, flags | MS_BIND | MS_REC, opts.propagation, MOUNT_BIND,
                     str(v2[0]), dest, "", "")], []
     mounts = [rec(Rec.MOUNT, flags & ~MS_RDONLY, 0, MOUNT_FS, "tmpfs", dest, "tmpfs",
-                  "mode=755")]
+                  selinux_mod.mount_data_with_label("tmpfs", "mode=755", mount_label))]
     links = []
     for name, d, version in cgroups.views:
         if version == 2:
@@ -245,15 +252,26 @@ def mount_record(m: Any, i: int, bundle: Path, rootfs: Path,
     data = opts.data
     if kind == MOUNT_FS:
         data = selinux_mod.mount_data_with_label(fstype, data, mount_label)
+        if mount_label and fstype in XATTR_LABEL_TYPES and "context=" not in data:
+            kind |= MOUNT_LABEL_XATTR
     return rec(Rec.MOUNT, opts.flags, opts.propagation, kind, source, dest, fstype, data)
 
 
 def rootfs_records(spec: dict, bundle: Path, barrier: str | None, new_ns: set[str],
                    cgroups: CgroupPlan | None = None,
-                   mount_label: str | None = None) -> list[Record]:
+                   mount_label: str | None = None, no_pivot: bool = False) -> list[Record]:
+    """The mount tree.  `no_pivot` (runc's --no-pivot): the rootfs is moved
+    onto / and chrooted into instead of pivot_root; `mount_label` also goes
+    to the tmpfs over masked directories and (by setxattr) to mqueue."""
     rootfs = root_path(spec, bundle)
     linux = _obj(spec, "linux", "linux")
     out = [rec(Rec.ROOTFS, str(rootfs))]
+    if no_pivot:
+        out.append(rec(Rec.NO_PIVOT))
+    if mount_label:
+        if len(mount_label.encode()) > LABEL_MAX:
+            raise invalid("linux.mountLabel", f"longer than {LABEL_MAX} bytes")
+        out.append(rec(Rec.MOUNT_LABEL, mount_label))
     prop = linux.get("rootfsPropagation")
     if prop:
         if prop not in PROPAGATION:
@@ -270,7 +288,7 @@ def rootfs_records(spec: dict, bundle: Path, barrier: str | None, new_ns: set[st
             if cgroups is None:
                 raise invalid(f"mounts[{i}]", "a cgroup mount needs the container's cgroups")
             opts = parse_mount_options(_list(m, "options", f"mounts[{i}].options"))
-            more, more_links = cgroup_mount_records(dest, opts, cgroups, new_ns)
+            more, more_links = cgroup_mount_records(dest, opts, cgroups, new_ns, mount_label)
             out += more
             links += more_links
         else:
@@ -561,27 +579,36 @@ def sysctl_records(linux: dict, new_ns: set[str]) -> list[Record]:
     return out
 
 
-def seccomp_records(linux: dict) -> list[Record]:
+def seccomp_records(linux: dict, listener: ListenerState | None = None) -> list[Record]:
+    """The filter, plus (SCMP_ACT_NOTIFY) where its notify fd goes and what
+    the agent is told about the container: `listener`."""
     section = linux.get("seccomp")
     if not section:
         return []
     if not isinstance(section, dict):
         raise invalid("linux.seccomp", "must be an object")
     filt = seccomp_mod.compile_filter(section)
-    return [rec(Rec.SECCOMP, filt.flags, filt.bpf)]
+    out = [rec(Rec.SECCOMP, filt.flags, filt.bpf)]
+    if filt.listener_path is not None:
+        out.append(listener_record(filt.listener_path, filt.listener_metadata,
+                                   listener or ListenerState("", "")))
+    return out
 
 
 # ---- the plan ---------------------------------------------------------------
 
 def plan_records(spec: dict, bundle: Path, *, host: HostFacts, barrier: str | None = None,
                  cgroups: CgroupPlan | None = None, terminal: bool = False,
-                 console: bool = False, start_result: str | None = None) -> list[Record]:
+                 console: bool = False, start_result: str | None = None,
+                 container_id: str = "", no_pivot: bool = False) -> list[Record]:
     """The launch plan for `spec`, as records in the order the child walks them.
     `terminal`: stdin will be a pty slave (the monitor's --terminal), made
     the controlling tty of the container's session.  `console`: the child
     makes the pty itself from the container's /dev/ptmx and sends the
     master back (--console-socket).  `start_result`: the fifo startContainer
-    hook failures are reported on."""
+    hook failures are reported on.  `container_id`: what a seccomp agent
+    (linux.seccomp.listenerPath) is told the container is.  `no_pivot`:
+    MS_MOVE and chroot instead of pivot_root (runc's --no-pivot)."""
     unsupported(spec, terminal or console)
     hooks = parse_hooks(spec)
     create_hooks = any(hooks.get(k) for k in CREATE_KINDS)
@@ -593,26 +620,29 @@ def plan_records(spec: dict, bundle: Path, *, host: HostFacts, barrier: str | No
     tty = [rec(Rec.CONSOLE)] if console else [rec(Rec.CONTROLLING_TTY)] if terminal else []
     return (tty
             + ns + id_map_records(linux, new_ns) + hostname_records(spec, new_ns)
-            + rootfs_records(spec, bundle, barrier, new_ns, cgroups, mount_label)
+            + rootfs_records(spec, bundle, barrier, new_ns, cgroups, mount_label, no_pivot)
             + ([rec(Rec.HOOK_PAUSE)] if create_hooks else [])
             + sysctl_records(linux, new_ns)
             + personality_records(linux)
             + process_records(spec, host)
             + selinux_records(label)
             + start_hook_records(hooks.get("startContainer", []), start_result)
-            + seccomp_records(linux))
+            + seccomp_records(linux, ListenerState(container_id, str(bundle),
+                                                   spec.get("annotations") or {})))
 
 
 NS_PROC_FILES = {"mount": "mnt", "network": "net", "pid": "pid", "ipc": "ipc", "uts": "uts",
                  "user": "user", "cgroup": "cgroup", "time": "time"}
 
 
-def exec_records(spec: dict, process: dict, *, pid: int, host: HostFacts) -> list[Record]:
+def exec_records(spec: dict, process: dict, *, pid: int, host: HostFacts,
+                 container: dict | None = None) -> list[Record]:
     """Plan for an extra process in the running container whose init is
     `pid`: join each of its namespaces (user first), no mount tree of its
     own, the given process settings and the container's seccomp filter.
     Its SELinux label is its own `selinuxLabel`, else the container's (as
-    runc exec does)."""
+    runc exec does).  `container`: its OCI state (id, status, bundle), what
+    a seccomp agent is told along with the exec'd process's notify fd."""
     linux = _obj(spec, "linux", "linux")
     _ns, _new = namespace_records(linux)
     types = sorted((ns["type"] for ns in linux.get("namespaces") or []),
@@ -626,7 +656,14 @@ def exec_records(spec: dict, process: dict, *, pid: int, host: HostFacts) -> lis
     label = selinux_label(process.get("selinuxLabel") or own, "process.selinuxLabel", host)
     return (tty + [rec(Rec.NS_NEW, 0)] + joins + personality_records(linux)
             + process_records({"process": process}, host)
-            + selinux_records(label) + seccomp_records(linux))
+            + selinux_records(label) + seccomp_records(linux, _exec_listener_state(
+                spec, container or {}, pid)))
+
+
+def _exec_listener_state(spec: dict, container: dict, pid: int) -> ListenerState:
+    return ListenerState(str(container.get("id", "")), str(container.get("bundle", "")),
+                         spec.get("annotations") or {},
+                         str(container.get("status") or "running"), pid)
 
 
 def build_plan(spec: dict, bundle: Path, *, host: HostFacts | None = None,

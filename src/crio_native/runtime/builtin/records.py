@@ -45,6 +45,9 @@ class Rec(IntEnum):
     START_HOOK = 42
     START_RESULT = 43
     CONSOLE = 44
+    SECCOMP_LISTENER = 45
+    NO_PIVOT = 60               # rootfs/mount records: 60 and up
+    MOUNT_LABEL = 61
 
 
 # Field letters as in plan.h: I u32, i s32, Q u64, s string, b bytes, G u32 list.
@@ -58,6 +61,8 @@ LAYOUTS: dict[Rec, str] = {
     Rec.CGROUP_PROCS: "s", Rec.CGROUP_INTO: "s", Rec.SYSCTL: "ss", Rec.HOOK_PAUSE: "",
     Rec.CONTROLLING_TTY: "", Rec.SELINUX_LABEL: "s", Rec.PERSONALITY: "I",
     Rec.START_HOOK: "IIsb", Rec.START_RESULT: "s", Rec.CONSOLE: "",
+    Rec.SECCOMP_LISTENER: "sb",
+    Rec.NO_PIVOT: "", Rec.MOUNT_LABEL: "s",
 }
 
 # plan.h: CRN_HOOK_MAX_STRS, CRN_START_STATE_MAX
@@ -69,6 +74,10 @@ MOUNT_FS = 0
 MOUNT_BIND = 1
 MOUNT_DEST_FILE = 0x100
 MOUNT_RRO = 0x200
+MOUNT_LABEL_XATTR = 0x400
+
+# plan.h: CRN_LABEL_MAX
+LABEL_MAX = 4096
 
 
 class Record(NamedTuple):
