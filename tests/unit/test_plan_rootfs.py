@@ -10,24 +10,12 @@ from pathlib import Path
 import pytest
 
 from crio_native.runtime.builtin import records as r
-from crio_native.runtime.builtin.plan import HostFacts, plan_records
+from crio_native.runtime.builtin.plan import plan_records
 from crio_native.runtime.builtin.records import Rec
+from tests.unit.test_plan_build import BASE, HOST
+from tests.unit.test_plan_build import bundle  # noqa: F401  (fixture)
 
-HOST = HostFacts(last_cap=40, oom_score_adj=0, can_lower_oom=False)
-BASE = {
-    "ociVersion": "1.2.0",
-    "process": {"args": ["sh"], "env": ["PATH=/bin"], "cwd": "/"},
-    "root": {"path": "rootfs"},
-    "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
-    "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]},
-}
 NATIVE = Path(__file__).resolve().parents[2] / "src" / "_native"
-
-
-@pytest.fixture
-def bundle(tmp_path):
-    (tmp_path / "rootfs").mkdir()
-    return tmp_path
 
 
 def types(records):

@@ -47,6 +47,7 @@ from crio_native.runtime.builtin.process import (console_connect, descendants_of
                                                 start_time_of, undo_monitor, wait_monitor_gone)
 from crio_native.runtime.builtin.records import START_STATE_MAX, Rec, Record, encode, rec
 from crio_native.runtime.handler import Created, MonitorOptions
+from crio_native.state.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +174,9 @@ class BuiltinRuntime:
 
     def _read_state(self, container_id: str) -> dict[str, Any]:
         try:
-            fd = os.open(f"{self._dir(container_id)}/{STATE_FILE}", os.O_RDONLY | os.O_CLOEXEC)
+            return read_json(f"{self._dir(container_id)}/{STATE_FILE}")
         except FileNotFoundError:
             raise NotFound(f"container {container_id!r} does not exist") from None
-        try:
-            return json.loads(_read_all(fd))
-        finally:
-            os.close(fd)
 
     def _alive(self, state: dict[str, Any]) -> bool:
         pid = state.get("pid") or 0
@@ -588,13 +585,6 @@ def _create_hooks(state: dict[str, Any],
         for kind in CREATE_KINDS:
             run_hooks(kind, hooks.get(kind, []), hook_state)
     return on_hooks
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _public(state: dict[str, Any]) -> dict[str, Any]:
