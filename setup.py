@@ -24,7 +24,8 @@ NATIVE_MODULES = {
     "mount": (["mnt.c"], []),
     "seccomp": ([], ["seccomp"]),
     "selinux": ([], ["selinux"]),
-    "launch": (["plan.c", "launch.c", "mounts.c", "msmove.c", "caps.c", "process.c"], []),
+    "launch": (["plan.c", "launch.c", "mounts.c", "msmove.c", "caps.c", "process.c",
+                "launchspawn.c"], []),
     "bpf": (["bpf.c"], []),
 }
 
@@ -105,18 +106,27 @@ def build_executable(name: str, sources: list[Path], headers: list[Path],
     os.replace(tmp, target)
 
 
-# The monitor launches the built-in runtime's plans itself (--plan): it links
-# the same child path as the `launch` module.  The plan carries the seccomp
-# BPF already compiled, so neither libseccomp nor libselinux is linked.
-MONITOR_SHARED = ["error.c", "proc.c", *NATIVE_MODULES["launch"][0]]
+# The monitor (--plan) and the launcher clone the built-in runtime's
+# containers themselves: they link the same child path as the `launch`
+# module.  The plan carries the seccomp BPF already compiled, so neither
+# libseccomp nor libselinux is linked.
+LAUNCH_CORE = ["error.c", "proc.c", "plan.c", "launch.c", "mounts.c", "msmove.c", "caps.c",
+               "process.c"]
 
 
 def build_executables() -> None:
     monitor = HERE / C_DIR / "monitor"
     build_executable(
         "crio-native-monitor",
-        sorted(monitor.glob("*.c")) + [HERE / C_DIR / n for n in MONITOR_SHARED],
+        sorted(monitor.glob("*.c")) + [HERE / C_DIR / n for n in LAUNCH_CORE],
         sorted(monitor.glob("*.h")) + sorted((HERE / C_DIR).glob("*.h")))
+    # The launcher (launcher.h) is exec'd for every container and exec the
+    # daemon and the CLI start: static, so its exec costs no dynamic linking.
+    build_executable(
+        "crio-native-launch",
+        [HERE / C_DIR / "launcher" / "main.c", HERE / C_DIR / "launchspawn.c"]
+        + [HERE / C_DIR / n for n in LAUNCH_CORE],
+        sorted((HERE / C_DIR).glob("*.h")), ("-static",))
     # The pod infra process runs alone in an empty root: static.
     build_executable("crio-native-pause", [HERE / C_DIR / "pause" / "pause.c"], [],
                      ("-static",))

@@ -132,6 +132,16 @@ static void child_reset_signals(void)
 
 static int child_stdio(crn_child *c, crn_error *err)
 {
+    /* A caller fd below 3 that is not in its place yet (stdout and stderr
+     * crossed over, say) would be overwritten by an earlier dup2: copy it
+     * out of the way first.  The copies go with child_close_fds. */
+    for (int i = 0; i < 3; i++) {
+        if (c->stdio[i] >= 0 && c->stdio[i] < 3 && c->stdio[i] != i) {
+            c->stdio[i] = fcntl(c->stdio[i], F_DUPFD, 3);
+            if (c->stdio[i] < 0)
+                return crn_error_set(err, errno, "fcntl", "F_DUPFD");
+        }
+    }
     for (int i = 0; i < 3; i++) {
         if (c->stdio[i] < 0 || c->stdio[i] == i)
             continue;
@@ -300,13 +310,15 @@ static void leave_pid_ns(int *saved)
     crn_close_fdp(saved);   /* sets it to -1: the caller's auto-close skips it */
 }
 
-static int do_clone(uint32_t ns_flags, int cgroup_fd, int *pidfd)
+static int do_clone(uint64_t flags, int cgroup_fd, int *pidfd)
 {
     struct clone_args args;
     memset(&args, 0, sizeof(args));
-    args.flags = (uint64_t)ns_flags | CLONE_PIDFD;
+    args.flags = flags | CLONE_PIDFD;
     args.pidfd = (uint64_t)(uintptr_t)pidfd;
-    args.exit_signal = SIGCHLD;
+    /* clone3 refuses an exit signal with CLONE_PARENT: the child then gets
+     * ours (SIGCHLD, from the caller's posix_spawn) */
+    args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
     if (cgroup_fd >= 0) {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)cgroup_fd;
@@ -354,7 +366,8 @@ static int write_cgroup_procs(const void *plan, size_t len, int pid, crn_error *
     return 0;
 }
 
-/* Reap a child that failed or that we give up on. */
+/* Reap a child that failed or that we give up on.  A CLONE_PARENT child is
+ * our parent's to reap (waitpid fails with ECHILD here). */
 static void reap(int pid, int *pidfd)
 {
     kill(pid, SIGKILL);
@@ -449,6 +462,13 @@ static int parent_sync(const void *plan, size_t len, int sock, int pid, crn_hook
 int crn_launch(const void *plan, size_t len, const int stdio[3], crn_hook_fn on_hooks,
                void *ctx, crn_launch_result *res, crn_error *err)
 {
+    crn_launch_opts opts = {.on_hooks = on_hooks};
+    return crn_launch_ex(plan, len, stdio, &opts, ctx, res, err);
+}
+
+int crn_launch_ex(const void *plan, size_t len, const int stdio[3], const crn_launch_opts *opts,
+                  void *ctx, crn_launch_result *res, crn_error *err)
+{
     crn_auto_fd saved_pidns = -1;
     __attribute__((cleanup(free_vec))) char **argv = NULL;
     __attribute__((cleanup(free_vec))) char **envp = NULL;
@@ -475,7 +495,7 @@ int crn_launch(const void *plan, size_t len, const int stdio[3], crn_hook_fn on_
         leave_pid_ns(&saved_pidns);
         return -1;
     }
-    pid = do_clone(clone_ns_flags(plan, len), cgroup_fd, &pidfd);
+    pid = do_clone(clone_ns_flags(plan, len) | opts->clone_flags, cgroup_fd, &pidfd);
     if (pid == 0) {
         crn_child c = {
             .plan = plan, .len = len, .argv = argv, .envp = envp,
@@ -491,7 +511,9 @@ int crn_launch(const void *plan, size_t len, const int stdio[3], crn_hook_fn on_
         return crn_error_set(err, clone_errno, "clone3", NULL);
     crn_close_fdp(&child_end);
     child_end = -1;
-    if (parent_sync(plan, len, parent_end, pid, on_hooks, ctx, res, err) < 0) {
+    if (opts->on_clone != NULL)
+        opts->on_clone(ctx, pid);
+    if (parent_sync(plan, len, parent_end, pid, opts->on_hooks, ctx, res, err) < 0) {
         reap(pid, &pidfd);
         crn_close_fdp(&res->console_fd);
         return -1;

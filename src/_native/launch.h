@@ -61,6 +61,30 @@ typedef int (*crn_hook_fn)(void *ctx, int pid, crn_error *err);
 int crn_launch(const void *plan, size_t len, const int stdio[3], crn_hook_fn on_hooks,
                void *ctx, crn_launch_result *res, crn_error *err);
 
+/* What crn_launch_ex takes beyond crn_launch. */
+typedef struct crn_launch_opts {
+    crn_hook_fn on_hooks;           /* may be NULL */
+    /* Called right after clone with the child's pid, before anything can
+     * fail on its side; may be NULL. */
+    void (*on_clone)(void *ctx, int pid);
+    unsigned long long clone_flags; /* added to clone3's flags (CLONE_PARENT) */
+} crn_launch_opts;
+
+/* crn_launch with options.  With CLONE_PARENT the child is not ours: on a
+ * failure it is killed but not reaped, which is then the caller's (the
+ * launcher's parent) job. */
+int crn_launch_ex(const void *plan, size_t len, const int stdio[3], const crn_launch_opts *opts,
+                  void *ctx, crn_launch_result *res, crn_error *err);
+
+/* Launch through the small `launcher` executable (crio-native-launch)
+ * instead of cloning this process: it is spawned with vfork semantics
+ * (posix_spawn), so neither its start nor the container's clone costs in
+ * proportion to this process's memory, and it clones with CLONE_PARENT, so
+ * the container process is still our child.  Same contract as crn_launch;
+ * `on_hooks` runs here, in this process, while the child waits. */
+int crn_launch_spawn(const char *launcher, const void *plan, size_t len, const int stdio[3],
+                     crn_hook_fn on_hooks, void *ctx, crn_launch_result *res, crn_error *err);
+
 /* Release a created container: write one byte to its start fifo.  ENXIO
  * means no process is waiting at that barrier. */
 int crn_launch_release(const char *fifo_path, crn_error *err);

@@ -291,6 +291,10 @@ def test_exec_hands_its_own_fd_over(rt, make_bundle, agent, tmp_path):
     rt.create("e1", b.path)
     rt.start("e1")
     init = rt.state("e1")["pid"]
+    # `start` returns once the barrier is released, maybe before the execve
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{init}/comm").read_text() != "sleep\n" and time.monotonic() < deadline:
+        time.sleep(0.005)
     # the process sent its notify fd and closed it (and the socket): only the
     # agent holds it
     assert sorted(os.listdir(f"/proc/{init}/fd")) == ["0", "1", "2"]

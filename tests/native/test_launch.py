@@ -1,5 +1,7 @@
 """crio_native._native.launch: plan validation in C, launching a process from
-a plan, failures reported with their stage, the start barrier."""
+a plan, failures reported with their stage, the start barrier.  Every test
+runs twice: with this process cloning itself, and through the
+crio-native-launch executable (CLONE_PARENT), which the runtime uses."""
 from __future__ import annotations
 
 import errno
@@ -10,12 +12,25 @@ import pytest
 
 from crio_native._native import launch
 from crio_native.errors import NativeError
+from crio_native.monitor.paths import launcher_binary
 from crio_native.runtime.builtin import records as r
 from crio_native.runtime.builtin.records import Rec
 from tests.integration.conftest import make_rootfs
 
 pytestmark = pytest.mark.root
 NEWNS, NEWPID, NEWUTS = 0x00020000, 0x20000000, 0x04000000
+_MODE: dict[str, str | None] = {"launcher": None}
+
+
+@pytest.fixture(autouse=True, params=["direct", "launcher"])
+def launch_mode(request):
+    _MODE["launcher"] = str(launcher_binary()) if request.param == "launcher" else None
+    yield request.param
+    _MODE["launcher"] = None
+
+
+def start(buf, stdio=(-1, -1, -1), **kw):
+    return launch.launch(buf, stdio, launcher=_MODE["launcher"], **kw)
 
 
 @pytest.fixture
@@ -30,7 +45,7 @@ def plan(rootfs, args, *extra, flags=NEWNS | NEWPID):
 
 
 def run(buf, stdio=(-1, -1, -1)) -> int:
-    pid, pidfd = launch.launch(buf, stdio)
+    pid, pidfd = start(buf, stdio)
     os.close(pidfd)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
@@ -50,7 +65,7 @@ def test_validate_rejects(buf, what):
         launch.validate(buf)
     assert exc.value.errno == errno.EINVAL and what in str(exc.value)
     with pytest.raises(NativeError):
-        launch.launch(buf)
+        start(buf)
 
 
 def test_validate_accepts_every_layout():
@@ -72,7 +87,7 @@ def test_exit_code_and_stdio(rootfs, tmp_path):
 def test_failure_carries_stage_and_path(rootfs):
     buf = plan(rootfs, ["true"], r.rec(Rec.MOUNT, 0, 0, r.MOUNT_FS, "x", "/mnt", "nosuchfs", ""))
     with pytest.raises(NativeError) as exc:
-        launch.launch(buf)
+        start(buf)
     assert exc.value.stage == "mounts"
     assert exc.value.errno == errno.ENODEV
     assert "mount `/mnt`" in str(exc.value)
@@ -80,7 +95,7 @@ def test_failure_carries_stage_and_path(rootfs):
 
 def test_lookup_failure(rootfs):
     with pytest.raises(FileNotFoundError) as exc:
-        launch.launch(plan(rootfs, ["no-such-binary"]))
+        start(plan(rootfs, ["no-such-binary"]))
     assert exc.value.stage == "lookup" and "exec `no-such-binary`" in str(exc.value)
 
 
@@ -95,7 +110,7 @@ def test_hostname_needs_its_own_uts(rootfs, tmp_path):
 
 def test_pid_join_restores_callers_pid_for_children(rootfs):
     before = os.readlink("/proc/thread-self/ns/pid_for_children")
-    pid, pidfd = launch.launch(plan(rootfs, ["sleep", "30"]))
+    pid, pidfd = start(plan(rootfs, ["sleep", "30"]))
     try:
         target = f"/proc/{pid}/ns/pid"
         code = run(plan(rootfs, ["sh", "-c", "test $(ps -o pid,comm | grep -c sleep) = 1"],
@@ -114,7 +129,7 @@ def test_barrier_holds_until_release(rootfs, tmp_path):
     fifo = tmp_path / "exec.fifo"
     os.mkfifo(fifo, 0o600)
     buf = plan(rootfs, ["true"], r.rec(Rec.BARRIER, str(fifo)))
-    pid, pidfd = launch.launch(buf)
+    pid, pidfd = start(buf)
     try:
         assert os.waitpid(pid, os.WNOHANG) == (0, 0)
         launch.release(fifo)
@@ -142,3 +157,96 @@ def test_time_namespace_via_clone3(rootfs, tmp_path):
     assert code == 0
     theirs = out.read_text().strip()
     assert theirs.startswith("time:[") and theirs != mine
+
+
+# ---- through crio-native-launch -------------------------------------------
+
+def children() -> set[int]:
+    """This process's live and zombie children, all threads included."""
+    found: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            found.update(int(p) for p in f.read().split())
+    return found
+
+
+def ppid_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_process_is_our_child_and_nothing_else_is(rootfs, launch_mode):
+    before = children()
+    pid, pidfd = start(plan(rootfs, ["sleep", "30"]))
+    try:
+        assert ppid_of(pid) == os.getpid()
+        # the launcher is gone and reaped: the container is our only new child
+        assert children() - before == {pid}
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(pidfd)
+
+
+def test_failed_launch_leaves_no_child(rootfs, launch_mode):
+    before = children()
+    with pytest.raises(FileNotFoundError):
+        start(plan(rootfs, ["no-such-binary"]))
+    assert children() == before
+
+
+def test_hook_error_is_raised_and_the_child_reaped(rootfs, launch_mode):
+    before = children()
+    seen = []
+
+    def hooks(pid):
+        seen.append(ppid_of(pid))
+        raise RuntimeError("hook said no")
+
+    with pytest.raises(RuntimeError, match="hook said no"):
+        start(plan(rootfs, ["true"], r.rec(Rec.HOOK_PAUSE)), on_hooks=hooks)
+    assert seen == [os.getpid()]
+    assert children() == before
+
+
+def test_swapped_stdio_reaches_the_right_fds(rootfs, tmp_path, launch_mode):
+    """stdout and stderr crossed over (2 -> 1, 1 -> 2): the dup2 order of the
+    launcher's spawn must not let one overwrite the other first."""
+    out, err = tmp_path / "out", tmp_path / "err"
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(out, "w") as fo, open(err, "w") as fe:
+            os.dup2(fo.fileno(), 1)
+            os.dup2(fe.fileno(), 2)
+            code = run(plan(rootfs, ["sh", "-c", "echo to-out; echo to-err >&2"]), (-1, 2, 1))
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+    assert code == 0
+    assert out.read_text() == "to-err\n" and err.read_text() == "to-out\n"
+
+
+def test_launcher_killed_midway_fails_cleanly(rootfs):
+    """The launcher dies while the child waits for its hooks: the launch
+    fails with a clear error and the child is killed and reaped."""
+    before = children()
+
+    def hooks(pid):
+        for other in children() - before - {pid}:
+            os.kill(other, 9)   # the launcher
+            os.waitid(os.P_PID, other, os.WEXITED | os.WNOWAIT)
+
+    with pytest.raises(NativeError) as exc:
+        launch.launch(plan(rootfs, ["true"], r.rec(Rec.HOOK_PAUSE)), on_hooks=hooks,
+                      launcher=str(launcher_binary()))
+    assert exc.value.errno == errno.EPIPE
+    assert children() == before
+
+
+def test_missing_launcher_is_named(rootfs, tmp_path):
+    missing = tmp_path / "no-launcher"
+    with pytest.raises(FileNotFoundError) as exc:
+        launch.launch(plan(rootfs, ["true"]), launcher=str(missing))
+    assert str(missing) in str(exc.value)

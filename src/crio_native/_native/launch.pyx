@@ -44,8 +44,13 @@ cdef int _run_hooks(void *ctx, int pid, crn_error *err) noexcept nogil:
             return -1
 
 
-def launch(bytes plan, stdio=(-1, -1, -1), on_hooks=None, console=False):
+def launch(bytes plan, stdio=(-1, -1, -1), on_hooks=None, console=False, launcher=None):
     """Clone the container process and run it up to its start barrier.
+
+    With `launcher` (the path of crio-native-launch) the clone is done by
+    that small executable, spawned without copying this process, and the
+    process is still our child; without it, this process clones itself,
+    which costs in proportion to its memory.
 
     `on_hooks(pid)` runs while the child waits before pivot_root (plans with
     a HOOK_PAUSE record); an exception from it fails the launch and is
@@ -61,13 +66,20 @@ def launch(bytes plan, stdio=(-1, -1, -1), on_hooks=None, console=False):
     cdef int rc
     cdef list holder = [on_hooks, None]
     cdef c.crn_hook_fn fn = NULL
+    cdef bytes blauncher = os.fsencode(launcher) if launcher is not None else None
+    cdef const char *claunch = NULL
+    if blauncher is not None:
+        claunch = blauncher
     if on_hooks is not None:
         fn = _run_hooks
     for i in range(3):
         fds[i] = stdio[i]
     crn_error_clear(&err)
     with nogil:
-        rc = c.crn_launch(buf, n, fds, fn, <void *>holder, &res, &err)
+        if claunch != NULL:
+            rc = c.crn_launch_spawn(claunch, buf, n, fds, fn, <void *>holder, &res, &err)
+        else:
+            rc = c.crn_launch(buf, n, fds, fn, <void *>holder, &res, &err)
     if rc < 0:
         if holder[1] is not None:
             raise holder[1]

@@ -18,5 +18,11 @@ def monitor_binary() -> Path:
     return Path(crio_native.__file__).parent / "_bin" / "crio-native-monitor"
 
 
+def launcher_binary() -> Path:
+    """The crio-native-launch executable (src/_native/launcher.h): the
+    built-in runtime clones through it instead of forking its caller."""
+    return Path(crio_native.__file__).parent / "_bin" / "crio-native-launch"
+
+
 def attach_socket(state_dir: str | os.PathLike) -> Path:
     return Path(state_dir) / ATTACH_SOCKET_NAME

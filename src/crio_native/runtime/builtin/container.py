@@ -38,6 +38,7 @@ from crio_native.errors import (AlreadyExists, FailedPrecondition,
 from crio_native.linux import cgroups
 from crio_native.monitor.exitstatus import read_exit
 from crio_native.monitor.launch import launch_monitor
+from crio_native.monitor.paths import launcher_binary
 from crio_native.runtime.builtin.hooks import (CREATE_KINDS, Hook, hook_from_json, parse_hooks,
                                                run_hooks, start_hook_failure)
 from crio_native.runtime.builtin.plan import (HostFacts, exec_records, has_cgroup_mount, load_spec,
@@ -57,6 +58,8 @@ STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 PLAN_FILE = "plan"
 START_RESULT = "start.result"
+# clones for create and exec without copying the caller (launcher.h)
+LAUNCHER = str(launcher_binary())
 # Read when no cgroup root is given explicitly, so test harnesses and
 # benchmarks can move every runtime they start without plumbing a flag.
 CGROUP_ROOT_ENV = "CRIO_NATIVE_CGROUP_ROOT"
@@ -206,7 +209,7 @@ class BuiltinRuntime:
             try:
                 pid, pidfd, *master = native_launch.launch(
                     encode(p.records), stdio, _create_hooks(state, p.hooks),
-                    console=sock is not None)
+                    console=sock is not None, launcher=LAUNCHER)
             except NativeError as e:
                 raise launch_error(e, p.spec) from e
             undo.callback(kill_and_reap, pid, pidfd)
@@ -439,7 +442,8 @@ class BuiltinRuntime:
         # keeps the init (and its /proc/PID) pinned
         fd = self._pidfd(container_id, {"pid": pid, "_start_time": start_time})
         try:
-            pid, pidfd = native_launch.launch(encode(records), stdio)
+            pid, pidfd = native_launch.launch(encode(records), stdio,
+                                              launcher=LAUNCHER)
         except NativeError as e:
             raise launch_error(e, {"process": process}) from e
         finally:
