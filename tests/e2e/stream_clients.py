@@ -32,9 +32,10 @@ STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 
 
 class Refused(Exception):
-    def __init__(self, status: int, body: bytes):
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None):
         super().__init__(f"HTTP {status}: {body!r}")
         self.status, self.body = status, body
+        self.headers = headers or {}      # SPDY: the response's, names lower case
 
 
 def tls_context(ca_file: str) -> ssl.SSLContext:
@@ -217,6 +218,9 @@ class WsClient:
 # ---- SPDY --------------------------------------------------------------------------------
 
 class SpdyClient:
+    """`protocols` go out as X-Stream-Protocol-Version headers, one each
+    (none at all for an empty tuple)."""
+
     def __init__(self, url: str, protocols=(V4,), timeout: float = 10.0,
                  tls: ssl.SSLContext | None = None):
         self.sock, target = _connect(url, timeout, tls)
@@ -240,13 +244,14 @@ class SpdyClient:
             while chunk := self.sock.recv(65536):
                 rest += chunk
             self.sock.close()
-            raise Refused(status, rest)
+            raise Refused(status, rest, headers)
         self.protocol = headers.get("x-stream-protocol-version")
         self.conn = SpdyConnection(client=True, peer_flow_control=False)
         self.data: dict[int, bytearray] = {}
         self.counted: dict[int, int] = {}    # streams whose bytes are counted, not kept
         self.frames: dict[int, int] = {}     # DATA events on the counted streams
         self.ended: set[int] = set()
+        self.resets: set[int] = set()        # streams the server reset (also in `ended`)
         self.replied: set[int] = set()
         self.closed = False
         self._feed(rest)
@@ -268,6 +273,8 @@ class SpdyClient:
                 self.replied.add(event.stream_id)
             elif isinstance(event, StreamReset):
                 self.ended.add(event.stream_id)
+                if event.remote:
+                    self.resets.add(event.stream_id)
             elif isinstance(event, StreamOpened):
                 pass
         self._flush()

@@ -7,6 +7,7 @@ code survive this process; the one-line readiness report on a stream socket
 container's create hooks on the same socket."""
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -161,13 +162,34 @@ def _reap(pid: int | None, kill: bool, timeout: float = 2.0) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             return
-    deadline = time.monotonic() + timeout
-    while process_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.005)
+    _wait_gone(pid, timeout)
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait up to `timeout` for `pid` to exit (to be a zombie or gone).  A
+    pidfd turns readable at the exit, whether or not the process is our
+    child; only a kernel without pidfd_open (before 5.3) gets the poll."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        deadline = time.monotonic() + timeout
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(timeout * 1000)
+    finally:
+        os.close(fd)
 
 
 def _parse_report(container_id: str, report: bytes) -> tuple[int, int]:

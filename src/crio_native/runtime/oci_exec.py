@@ -18,10 +18,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from crio_native._native import proc as native_proc
 from crio_native.errors import CrioNativeError
+from crio_native.linux.procfs import children_of
 from crio_native.monitor import process_alive
 from crio_native.runtime.handler import ExecProcess, ExecResult
 from crio_native.runtime.oci_messages import runtime_log_messages, runtime_messages
@@ -62,7 +63,14 @@ def exec_sync(handler: OciCliHandler, container_id: str, process: dict[str, Any]
         with proc:
             deadline = time.monotonic() + timeout if timeout else None
             try:
-                out, err, timed_out = _collect(proc, deadline)
+                assert proc.stdout is not None and proc.stderr is not None
+                # the runtime's exit is the exec's (it is not detached)
+                exited = native_proc.pidfd_open(proc.pid)
+                try:
+                    (out, err), timed_out = collect_exec_output(
+                        [proc.stdout.fileno(), proc.stderr.fileno()], exited, deadline)
+                finally:
+                    os.close(exited)
             except BaseException:
                 kill_exec(handler, container_id, proc, pid_file)
                 raise
@@ -187,7 +195,8 @@ def reap_exec_orphans(handler: OciCliHandler, container_id: str) -> None:
     the container's pid namespace are touched; one still running is
     reaped by a thread once it ends."""
     own_ns = _pid_ns(os.getpid())
-    orphans = [pid for pid in _children() if _pid_ns(pid) not in (None, own_ns)]
+    orphans = [pid for pid in sorted(children_of(os.getpid(), complete=True))
+               if _pid_ns(pid) not in (None, own_ns)]
     if not orphans:
         return
     try:
@@ -205,29 +214,6 @@ def reap_exec_orphans(handler: OciCliHandler, container_id: str) -> None:
                              name=f"reap-exec-orphan-{pid}").start()
         else:
             _reap_quietly(pid, os.WNOHANG)
-
-
-def _children() -> list[int]:
-    """Our child processes (zombies included)."""
-    me, found = os.getpid(), set()
-    try:
-        tasks = os.listdir(f"/proc/{me}/task")
-        for tid in tasks:   # CONFIG_PROC_CHILDREN: one list per thread
-            found.update(int(p) for p in
-                         Path(f"/proc/{me}/task/{tid}/children").read_text().split())
-        return sorted(found)
-    except FileNotFoundError:
-        pass
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
-            found.add(int(entry))
-    return sorted(found)
 
 
 def _pid_ns(pid: int) -> str | None:
@@ -251,37 +237,52 @@ def _read_pid(path: Path) -> int | None:
     return pid if pid > 0 else None
 
 
-def _collect(proc: subprocess.Popen, deadline: float | None,
-             limit: int = EXEC_OUTPUT_LIMIT) -> tuple[bytes, bytes, bool]:
-    """Read the exec's stdout and stderr until both close, the deadline
-    passes (timed_out), or the runtime has exited and the output has been
-    quiet for a moment (a background child may keep the pipes open)."""
-    assert proc.stdout is not None and proc.stderr is not None
-    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+def collect_exec_output(fds: Sequence[int], exited_fd: int, deadline: float | None, *,
+                        on_exit: Callable[[], None] | None = None,
+                        limit: int = EXEC_OUTPUT_LIMIT) -> tuple[list[bytes], bool]:
+    """ExecSync's output, for the OCI and the shim handlers: read `fds`
+    (stdout, stderr) until the exec has ended (`exited_fd` readable: a
+    pidfd, or a pipe a waiter writes to), then on until they reach end of
+    file, or stay quiet _DRAIN_IDLE, or _DRAIN_MAX has passed since the end
+    (a background child may hold them open forever).  At most `limit` bytes
+    are kept per fd; `on_exit` runs once the end is seen (the shim handler
+    closes its own FIFO writers then, so the FIFOs can reach end of file).
+    Returns the output per fd and whether `deadline` passed before the end
+    (the output so far comes with it)."""
+    bufs = {fd: bytearray() for fd in fds}
+    exited_at: float | None = None
     with selectors.DefaultSelector() as sel:
-        for fd in bufs:
+        for fd in fds:
             sel.register(fd, selectors.EVENT_READ)
-        exited_at: float | None = None
-        while sel.get_map():
+        sel.register(exited_fd, selectors.EVENT_READ)
+        while True:
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), True
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if exited_at is not None and now - exited_at >= _DRAIN_MAX:
+            if exited_at is None:
+                if deadline is not None and now >= deadline:
+                    return [bytes(bufs[fd]) for fd in fds], True
+                wait = None if deadline is None else deadline - now
+            elif not sel.get_map() or now - exited_at >= _DRAIN_MAX:
                 break
-            wait = _DRAIN_IDLE if exited_at is not None else 0.2
-            if deadline is not None:
-                wait = min(wait, max(deadline - now, 0.0))
+            else:
+                wait = _DRAIN_IDLE
             ready = sel.select(wait)
             if not ready and exited_at is not None:
                 break
             for key, _ in ready:
-                chunk = os.read(key.fd, 65536)
+                if key.fd == exited_fd:
+                    exited_at = time.monotonic()
+                    sel.unregister(exited_fd)
+                    if on_exit is not None:
+                        on_exit()
+                    continue
+                try:
+                    chunk = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
                 if not chunk:
                     sel.unregister(key.fd)
                     continue
                 buf = bufs[key.fd]
                 if len(buf) < limit:
                     buf += chunk[:limit - len(buf)]
-    return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), False
+    return [bytes(bufs[fd]) for fd in fds], False

@@ -6,7 +6,8 @@ The status is the kubelet's (k8s.io/kubelet/pkg/cri/streaming/remotecommand):
 a metav1.Status as JSON for v4 and v5, whose failure for a non-zero exit
 carries the code as the cause of type (JSON "reason") ExitCode, which
 client-go turns into an exec.CodeExitError; v1 to v3 write only the error
-message, and nothing on success."""
+message, and nothing on success.  (Over SPDY the kubelet resets a v1
+error stream before the command even starts: spdy_session.py.)"""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,10 @@ V4 = "v4.channel.k8s.io"
 V3 = "v3.channel.k8s.io"
 V2 = "v2.channel.k8s.io"
 V1 = "channel.k8s.io"
-SPDY_PROTOCOLS = (V4, V3, V2)            # v5 exists only over WebSocket
+# What the kubelet's streaming server accepts over SPDY
+# (remotecommand.SupportedStreamingProtocols): v5 is v4 there, its CLOSE
+# signal being WebSocket's only; channel.k8s.io is the unnumbered first one.
+SPDY_PROTOCOLS = (V5, V4, V3, V2, V1)
 # (the WebSocket subprotocols, with their framings: ws_channels.py)
 PORTFORWARD_SPDY = "portforward.k8s.io"
 
@@ -49,8 +53,11 @@ def success() -> dict:
 
 
 def exit_failure(code: int, cmd: tuple[str, ...] | list[str] = ()) -> dict:
-    """A process that exited with a non-zero `code`."""
-    what = f"error executing command {list(cmd)}, exit code {code}" if cmd \
+    """A process that exited with a non-zero `code`.  The message is the
+    kubelet's around the runtime's CodeExitError, worded as containerd and
+    CRI-O word it (the command as Go prints a []string: `[sh -c exit 7]`);
+    it is all a v1-v3 client gets."""
+    what = f"error executing command [{' '.join(cmd)}], exit code {code}" if cmd \
         else f"exit code {code}"
     return {"metadata": {}, "status": "Failure",
             "message": f"command terminated with non-zero exit code: {what}",

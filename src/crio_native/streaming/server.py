@@ -240,12 +240,18 @@ class StreamingServer:
         offered = [p.strip() for v in headers.get("x-stream-protocol-version", [])
                    for p in v.split(",") if p.strip()]
         supported = (sp.PORTFORWARD_SPDY,) if stream.kind == PORTFORWARD else sp.SPDY_PROTOCOLS
+        if not offered:
+            # Kubernetes 1.0 clients sent none and got channel.k8s.io; the
+            # kubelet's handshake has required the header since (it answers
+            # nothing at all; a 400 says why)
+            return await _respond(conn, writer, 400,
+                                  "unable to upgrade: X-Stream-Protocol-Version is required")
         chosen = next((p for p in offered if p in supported), None)
         if chosen is None:
             return await _respond(
                 conn, writer, 403,
                 f"unable to upgrade: unable to negotiate protocol: client supports "
-                f"{offered}, server supports {list(supported)}",
+                f"{_go_list(offered)}, server accepts {_go_list(supported)}",
                 [(b"X-Accepted-Stream-Protocol-Versions", ", ".join(supported).encode())])
         trailing = await _switch(conn, writer, [
             (b"Connection", b"Upgrade"), (b"Upgrade", b"SPDY/3.1"),
@@ -288,6 +294,11 @@ def _headers(request: h11.Request) -> dict[str, list[str]]:
     for name, value in request.headers:
         out.setdefault(name.decode().lower(), []).append(value.decode("latin-1"))
     return out
+
+
+def _go_list(items) -> str:
+    """A list of strings as Go's %v prints it (the kubelet's messages)."""
+    return "[" + " ".join(items) + "]"
 
 
 def _query_ports(query: dict) -> list[int]:

@@ -6,9 +6,16 @@ replies to each at once.
 Remote command: error, stdin, stdout, stderr and resize streams; the
 server waits (STREAM_CREATION_TIMEOUT) for the ones the request implies,
 runs the session, writes the status on the error stream, closes its
-streams and the connection.  Port forward: a pair of streams (`streamtype`
-error, then data) per forwarded connection, matched by `requestid`, with
-the target in `port`; any number of pairs, at any time."""
+streams and the connection.  The versions differ as the kubelet's
+remotecommand handlers do: v3 and later take a resize stream (and wait for
+it with a tty); v1 and v2 ignore one; v4 and v5 write a JSON status, v2 and
+v3 the failure's text; v1 resets the error stream and closes its half of
+stdin as soon as the streams are in, so a v1 client gets no status at
+all.
+
+Port forward: a pair of streams (`streamtype` error, then data) per
+forwarded connection, matched by `requestid`, with the target in `port`;
+any number of pairs, at any time."""
 from __future__ import annotations
 
 import asyncio
@@ -198,6 +205,8 @@ class SpdySession:
             else:
                 self._early.pop(event.stream_id, None)
                 self.conn.reset(event.stream_id, RstStatus.REFUSED_STREAM)
+        if protocol == sp.V1:
+            await streams.v1_start()
         return streams
 
     # ---- port forward ---------------------------------------------------------------------
@@ -260,7 +269,7 @@ class SpdyCommandStreams(CommandStreams):
         take = self.session.take
         if kind == sp.STREAM_STDIN:
             await take(stream_id, self.feed_stdin, self.end_stdin, self.end_stdin)
-        elif kind == sp.STREAM_RESIZE:
+        elif kind == sp.STREAM_RESIZE and sp.has_resize(self.protocol):
             await take(stream_id, self._on_resize, _nothing, _nothing)
         elif kind == sp.STREAM_ERROR:
             # the client resetting the error stream is the client leaving
@@ -269,6 +278,21 @@ class SpdyCommandStreams(CommandStreams):
             await take(stream_id, _drop, _nothing, _nothing)
         if self.session.closed.is_set():
             self.lost()
+
+    async def v1_start(self) -> None:
+        """What the kubelet's v1 handler does once every stream is in (the
+        Kubernetes 1.0 behaviour it keeps): reset the error stream, so the
+        status is never sent (send_status then finds the stream gone), and
+        close the server's half of stdin.  The error stream's callbacks stay:
+        the connection closing still means the client left."""
+        conn = self.session.conn
+        conn.reset(self.ids[sp.STREAM_ERROR], RstStatus.CANCEL)
+        stdin = self.ids.get(sp.STREAM_STDIN)
+        if stdin is not None:
+            with contextlib.suppress(SpdyError):
+                conn.end_stream(stdin)
+        with contextlib.suppress(ConnectionError):
+            await self.session.flush()
 
     async def _on_resize(self, data: bytes) -> None:
         for size in self._resize.feed(data):
@@ -287,9 +311,11 @@ class SpdyCommandStreams(CommandStreams):
             await self.session.send(self.ids[sp.STREAM_ERROR], body, fin=True)
 
     async def close_all(self) -> None:
-        """FIN on every stream we write (the error stream's comes with the
-        status), so the client's copies end."""
-        for kind in (sp.STREAM_STDOUT, sp.STREAM_STDERR, sp.STREAM_ERROR):
+        """FIN on every stream (the error stream's comes with the status), so
+        the client's copies end; client-go (v2 on) also waits for the
+        server's FIN on stdin before it closes its own half."""
+        for kind in (sp.STREAM_STDOUT, sp.STREAM_STDERR, sp.STREAM_ERROR, sp.STREAM_STDIN,
+                     sp.STREAM_RESIZE):
             stream_id = self.ids.get(kind)
             if stream_id is not None and self.session.conn.is_open(stream_id):
                 with contextlib.suppress(SpdyError, ConnectionError):

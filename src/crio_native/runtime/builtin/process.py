@@ -13,11 +13,11 @@ import os
 import select
 import signal as signal_mod
 import socket
-from pathlib import Path
 from typing import Any
 
 from crio_native._native import proc as native_proc
 from crio_native.errors import FailedPrecondition, NativeError
+from crio_native.linux.procfs import children_of
 from crio_native.monitor.launch import Monitor, stop_monitor
 from crio_native.monitor.paths import CONTAINER_PID_FILE, EXIT_FILE, MONITOR_PID_FILE
 
@@ -43,18 +43,15 @@ def start_time_of(pid: int) -> int | None:
 
 
 def descendants_of(pid: int) -> set[int]:
-    """`pid` and every process below it, from /proc/PID/task/TID/children."""
+    """`pid` and every process below it, from /proc/PID/task/TID/children
+    (best effort: without CONFIG_PROC_CHILDREN, `pid` alone)."""
     found, todo = set(), [pid]
     while todo:
         p = todo.pop()
         if p in found:
             continue
         found.add(p)
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{p}/task"):
-                with contextlib.suppress(OSError):
-                    todo += [int(c) for c in
-                             Path(f"/proc/{p}/task/{task}/children").read_text().split()]
+        todo += children_of(p)
     return found
 
 

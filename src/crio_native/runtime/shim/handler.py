@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import selectors
 import shutil
 import signal as signal_mod
 import sys
@@ -36,8 +35,8 @@ from crio_native.monitor.launch import Monitor, stop_monitor
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
                                          MonitorOptions)
 from crio_native.runtime.oci_cli import process_cgroup_dirs
-from crio_native.runtime.oci_exec import (EXEC_OUTPUT_LIMIT, EXEC_TIMED_OUT_MESSAGE,
-                                          EXEC_TIMEOUT_EXIT_CODE)
+from crio_native.runtime.oci_exec import (EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE,
+                                          collect_exec_output)
 from crio_native.runtime.shim.process import (SHIM_LOG_FIFO, ShimCommand, ShimFiles,
                                               process_start_matches, wait_process_gone)
 from crio_native.runtime.shim.task import OCI_STATUS, TaskClient
@@ -49,7 +48,6 @@ PUBLISH_BINARY = "/bin/true"     # takes `publish ...` and discards the event
 SHIM_LOG_FILE = "shim.log"       # in <root>/<id>/: the shim's own log, via the relay
 RELAY_EXIT_WAIT = 10.0          # for the relay to get the exit and the monitor to end
 SHUTDOWN_GRACE = 1.0            # seconds a shim may take to exit after Shutdown
-_DRAIN_IDLE, _DRAIN_MAX = 0.1, 2.0
 
 
 class VmShimHandler:
@@ -332,8 +330,16 @@ class VmShimHandler:
                 raise self._where(container_id, "exec", e) from e
             waiter = _ExecWaiter(task, container_id, exec_id)
             deadline = time.monotonic() + timeout if timeout else None
+
+            def close_writers() -> None:
+                # ours: now the FIFOs end when the shim closes its ends
+                for fd in writers:
+                    os.close(fd)
+                writers.clear()
             try:
-                out, err, timed_out = _collect(readers, writers, waiter, deadline)
+                (out, err), timed_out = collect_exec_output(
+                    [readers["stdout"], readers["stderr"]], waiter.wake_r, deadline,
+                    on_exit=close_writers)
             finally:
                 if not waiter.done.is_set():
                     with contextlib.suppress(CrioNativeError):
@@ -384,7 +390,8 @@ class _ExecWaiter(threading.Thread):
         self.code = -1
         self.error: CrioNativeError | None = None
         self.done = threading.Event()
-        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)   # wakes _collect
+        # readable once the exec has ended: collect_exec_output's end signal
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.start()
 
     def run(self) -> None:
@@ -402,50 +409,6 @@ class _ExecWaiter(threading.Thread):
         for fd in (self.wake_r, self.wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def _collect(readers: dict[str, int], writers: list[int], waiter: _ExecWaiter,
-             deadline: float | None) -> tuple[bytes, bytes, bool]:
-    """Read the exec's FIFOs until its exit and then their EOF (or a quiet
-    moment: a background child may hold them); True if the deadline passed."""
-    bufs = {fd: bytearray() for fd in readers.values()}
-    exited_at: float | None = None
-    with selectors.DefaultSelector() as sel:
-        for fd in bufs:
-            sel.register(fd, selectors.EVENT_READ)
-        sel.register(waiter.wake_r, selectors.EVENT_READ)
-        while len(sel.get_map()) > (0 if exited_at is not None else 1):
-            now = time.monotonic()
-            if exited_at is None and waiter.done.is_set():
-                exited_at = now
-                sel.unregister(waiter.wake_r)
-                for w in writers:      # ours: now EOF comes when the shim closes its end
-                    os.close(w)
-                writers.clear()
-            if exited_at is None and deadline is not None and now >= deadline:
-                return b"", b"", True
-            if exited_at is not None and now - exited_at >= _DRAIN_MAX:
-                break
-            wait = _DRAIN_IDLE if exited_at is not None else None
-            if deadline is not None and exited_at is None:
-                wait = max(deadline - now, 0.0)
-            ready = sel.select(wait)
-            if not ready and exited_at is not None:
-                break
-            for key, _ in ready:
-                if key.fd == waiter.wake_r:
-                    continue       # handled at the top of the loop
-                try:
-                    chunk = os.read(key.fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    sel.unregister(key.fd)
-                    continue
-                buf = bufs[key.fd]
-                if len(buf) < EXEC_OUTPUT_LIMIT:
-                    buf += chunk[:EXEC_OUTPUT_LIMIT - len(buf)]
-    return bytes(bufs[readers["stdout"]]), bytes(bufs[readers["stderr"]]), False
 
 
 __all__ = ["NAMESPACE", "VmShimHandler"]
