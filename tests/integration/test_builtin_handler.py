@@ -317,6 +317,19 @@ def test_exec_sync_timeout_kills_the_process(handler, running):
     assert handler.state("e2")["status"] == "running"
 
 
+def test_exec_sync_ends_though_a_background_child_keeps_writing(handler, running):
+    """The exec'd shell exits at once; the loop it left behind holds the
+    pipes and never goes quiet.  ExecSync still answers, within the drain
+    limit after the exit, with what was written."""
+    spec = running("e3")
+    started = time.monotonic()
+    r = handler.exec_sync("e3", _process(spec, [
+        "sh", "-c", "(while :; do echo tick; sleep 0.02; done) & echo first"]), timeout=30)
+    assert time.monotonic() - started < 10
+    assert (r.exit_code, r.timed_out) == (0, False)
+    assert r.stdout.startswith(b"first\n")
+
+
 # ---- pause, update, kill, delete ------------------------------------------------------
 
 def test_pause_and_resume(handler, running):

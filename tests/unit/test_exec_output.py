@@ -1,5 +1,5 @@
-"""oci_exec.collect_exec_output, the ExecSync output loop of the OCI and shim
-handlers, on plain pipes: the exec's end comes on its own fd, then the
+"""exec_output.collect_exec_output, the ExecSync output loop of every
+runtime handler, on plain pipes: the exec's end comes on its own fd, then the
 output is drained until end of file, a quiet moment or _DRAIN_MAX."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from crio_native.runtime import oci_exec
+from crio_native.runtime import exec_output
 
 
 class Pipes:
@@ -56,7 +56,7 @@ def test_output_then_end_then_eof(pipes):
 
     later(0.05, finish)
     began = time.monotonic()
-    (out, err), timed_out = oci_exec.collect_exec_output([out_r, err_r], end_r, None,
+    (out, err), timed_out = exec_output.collect_exec_output([out_r, err_r], end_r, None,
                                                           on_exit=on_exit)
     assert (out, err, timed_out, ended) == (b"out", b"err", False, [True])
     assert time.monotonic() - began < 1.5      # EOF ends the drain, not a timer
@@ -66,7 +66,7 @@ def test_deadline_before_the_end(pipes):
     (out_r, out_w), (err_r, _), (end_r, _) = pipes(), pipes(), pipes()
     os.write(out_w, b"partial")
     began = time.monotonic()
-    (out, err), timed_out = oci_exec.collect_exec_output([out_r, err_r], end_r,
+    (out, err), timed_out = exec_output.collect_exec_output([out_r, err_r], end_r,
                                                           time.monotonic() + 0.3)
     assert (out, err, timed_out) == (b"partial", b"", True)
     assert 0.25 < time.monotonic() - began < 2
@@ -79,14 +79,14 @@ def test_a_quiet_holder_after_the_end(pipes):
     os.write(out_w, b"before")
     os.write(end_w, b"x")
     began = time.monotonic()
-    (out, _), timed_out = oci_exec.collect_exec_output([out_r, err_r], end_r,
+    (out, _), timed_out = exec_output.collect_exec_output([out_r, err_r], end_r,
                                                         time.monotonic() + 30)
     assert (out, timed_out) == (b"before", False)
     assert time.monotonic() - began < 1.5
 
 
 def test_a_chatty_holder_is_cut_at_drain_max(pipes, monkeypatch):
-    monkeypatch.setattr(oci_exec, "_DRAIN_MAX", 0.4)
+    monkeypatch.setattr(exec_output, "_DRAIN_MAX", 0.4)
     (out_r, out_w), (err_r, _), (end_r, end_w) = pipes(), pipes(), pipes()
     stop = threading.Event()
 
@@ -100,7 +100,7 @@ def test_a_chatty_holder_is_cut_at_drain_max(pipes, monkeypatch):
     try:
         os.write(end_w, b"x")
         began = time.monotonic()
-        (out, _), timed_out = oci_exec.collect_exec_output([out_r, err_r], end_r, None)
+        (out, _), timed_out = exec_output.collect_exec_output([out_r, err_r], end_r, None)
         took = time.monotonic() - began
     finally:
         stop.set()
@@ -116,7 +116,7 @@ def test_output_is_capped_per_fd(pipes):
     pipes.close(out_w)
     pipes.close(err_w)
     os.write(end_w, b"x")
-    (out, err), _ = oci_exec.collect_exec_output([out_r, err_r], end_r, None, limit=10)
+    (out, err), _ = exec_output.collect_exec_output([out_r, err_r], end_r, None, limit=10)
     assert (out, err) == (b"a" * 10, b"b" * 5)
 
 
@@ -127,5 +127,5 @@ def test_closed_output_does_not_end_the_wait(pipes):
     pipes.close(out_w)
     pipes.close(err_w)
     began = time.monotonic()
-    _, timed_out = oci_exec.collect_exec_output([out_r, err_r], end_r, time.monotonic() + 0.3)
+    _, timed_out = exec_output.collect_exec_output([out_r, err_r], end_r, time.monotonic() + 0.3)
     assert timed_out and 0.25 < time.monotonic() - began < 2

@@ -9,7 +9,6 @@ import contextlib
 import json
 import logging
 import os
-import selectors
 import shlex
 import shutil
 import signal as signal_mod
@@ -18,12 +17,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from crio_native._native import proc as native_proc
 from crio_native.errors import CrioNativeError
 from crio_native.linux.procfs import children_of
 from crio_native.monitor import process_alive
+from crio_native.runtime.exec_output import collect_exec_output
 from crio_native.runtime.handler import ExecProcess, ExecResult
 from crio_native.runtime.oci_messages import runtime_log_messages, runtime_messages
 
@@ -32,15 +32,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024  # per stream, as CRI-O's maxExecSyncSize
 # As CRI-O (internal/oci/runtime_oci.go ExecSyncContainer, conmon's
 # TimedOutMessage): a timed-out ExecSync answers exit code -1 and this text
 # on stderr rather than an error, since the kubelet's prober turns an error
 # into an Unknown result instead of a failed probe (cri-o PR 3065/3231).
 EXEC_TIMEOUT_EXIT_CODE = -1
 EXEC_TIMED_OUT_MESSAGE = b"command timed out"
-_DRAIN_IDLE = 0.1     # after the exec process ended: stop once output is quiet this long
-_DRAIN_MAX = 2.0      # ... or after this long (a background child may hold the pipes)
 
 
 def exec_sync(handler: OciCliHandler, container_id: str, process: dict[str, Any],
@@ -235,54 +232,3 @@ def _read_pid(path: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if pid > 0 else None
-
-
-def collect_exec_output(fds: Sequence[int], exited_fd: int, deadline: float | None, *,
-                        on_exit: Callable[[], None] | None = None,
-                        limit: int = EXEC_OUTPUT_LIMIT) -> tuple[list[bytes], bool]:
-    """ExecSync's output, for the OCI and the shim handlers: read `fds`
-    (stdout, stderr) until the exec has ended (`exited_fd` readable: a
-    pidfd, or a pipe a waiter writes to), then on until they reach end of
-    file, or stay quiet _DRAIN_IDLE, or _DRAIN_MAX has passed since the end
-    (a background child may hold them open forever).  At most `limit` bytes
-    are kept per fd; `on_exit` runs once the end is seen (the shim handler
-    closes its own FIFO writers then, so the FIFOs can reach end of file).
-    Returns the output per fd and whether `deadline` passed before the end
-    (the output so far comes with it)."""
-    bufs = {fd: bytearray() for fd in fds}
-    exited_at: float | None = None
-    with selectors.DefaultSelector() as sel:
-        for fd in fds:
-            sel.register(fd, selectors.EVENT_READ)
-        sel.register(exited_fd, selectors.EVENT_READ)
-        while True:
-            now = time.monotonic()
-            if exited_at is None:
-                if deadline is not None and now >= deadline:
-                    return [bytes(bufs[fd]) for fd in fds], True
-                wait = None if deadline is None else deadline - now
-            elif not sel.get_map() or now - exited_at >= _DRAIN_MAX:
-                break
-            else:
-                wait = _DRAIN_IDLE
-            ready = sel.select(wait)
-            if not ready and exited_at is not None:
-                break
-            for key, _ in ready:
-                if key.fd == exited_fd:
-                    exited_at = time.monotonic()
-                    sel.unregister(exited_fd)
-                    if on_exit is not None:
-                        on_exit()
-                    continue
-                try:
-                    chunk = os.read(key.fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    sel.unregister(key.fd)
-                    continue
-                buf = bufs[key.fd]
-                if len(buf) < limit:
-                    buf += chunk[:limit - len(buf)]
-    return [bytes(bufs[fd]) for fd in fds], False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal as signal_mod
 import time
 from pathlib import Path
@@ -19,15 +18,9 @@ from crio_native._native import proc as native_proc
 from crio_native.errors import FailedPrecondition, NotFound
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.runtime.builtin.container import BuiltinRuntime
+from crio_native.runtime.exec_output import collect_exec_output
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
                                          MonitorOptions)
-
-# ExecSync output beyond this is read and dropped (CRI-O caps it likewise),
-# so a chatty command cannot grow the daemon without bound.
-EXEC_OUTPUT_MAX = 16 << 20
-# Once the exec'd process is gone, output still buffered or written by
-# processes it left behind is collected until the pipes are quiet this long.
-EXEC_DRAIN_IDLE = 0.1
 
 
 class BuiltinHandler:
@@ -135,44 +128,19 @@ class BuiltinHandler:
 
 
 def _collect(pid: int, out_r: int, err_r: int, timeout: float | None) -> ExecResult:
-    """Read the exec'd process's stdout and stderr until it has exited and
-    its pipes are drained (or quiet), SIGKILLing it at the deadline; then
-    reap it.  `pid` is our unreaped child, so its pid cannot be recycled."""
+    """Collect the exec'd process's stdout and stderr (exec_output), then
+    reap it; at the deadline it is SIGKILLed first.  `pid` is our unreaped
+    child, so its pid cannot be recycled."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    bufs: dict[int, bytearray] = {out_r: bytearray(), err_r: bytearray()}
-    open_fds = [out_r, err_r]
     pidfd = native_proc.pidfd_open(pid)
-    timed_out = exited = False
+    timed_out = True    # until the collector says otherwise: a failure kills too
     try:
-        while open_fds or not exited:
-            if exited:
-                wait = EXEC_DRAIN_IDLE
-            elif deadline is not None:
-                wait = max(0.0, deadline - time.monotonic())
-            else:
-                wait = None
-            ready = select.select(open_fds + ([] if exited else [pidfd]), [], [], wait)[0]
-            if not ready:
-                if exited:
-                    break  # quiet: whatever still holds the pipes is not ours to wait for
-                timed_out = True
-                os.kill(pid, signal_mod.SIGKILL)
-                exited = True
-                continue
-            for fd in ready:
-                if fd == pidfd:
-                    exited = True
-                    continue
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    open_fds.remove(fd)
-                elif len(bufs[fd]) < EXEC_OUTPUT_MAX:
-                    bufs[fd] += chunk[:EXEC_OUTPUT_MAX - len(bufs[fd])]
+        (out, err), timed_out = collect_exec_output([out_r, err_r], pidfd, deadline)
     finally:
         os.close(pidfd)
-        if not exited:
+        if timed_out:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal_mod.SIGKILL)
         _, status = os.waitpid(pid, 0)
     code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    return ExecResult(code, bytes(bufs[out_r]), bytes(bufs[err_r]), timed_out)
+    return ExecResult(code, out, err, timed_out)

@@ -35,8 +35,8 @@ from crio_native.monitor.launch import Monitor, stop_monitor
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
                                          MonitorOptions)
 from crio_native.runtime.oci_cli import process_cgroup_dirs
-from crio_native.runtime.oci_exec import (EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE,
-                                          collect_exec_output)
+from crio_native.runtime.exec_output import collect_exec_output
+from crio_native.runtime.oci_exec import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
 from crio_native.runtime.shim.process import (SHIM_LOG_FIFO, ShimCommand, ShimFiles,
                                               process_start_matches, wait_process_gone)
 from crio_native.runtime.shim.task import OCI_STATUS, TaskClient

@@ -1,0 +1,64 @@
+"""ExecSync's output loop, shared by every runtime handler: read the exec'd
+process's stdout and stderr until it has ended and they are drained, with
+the caller's deadline applying until the end."""
+from __future__ import annotations
+
+import os
+import selectors
+import time
+from typing import Callable, Sequence
+
+EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024  # per stream, as CRI-O's maxExecSyncSize
+_DRAIN_IDLE = 0.1     # after the exec process ended: stop once output is quiet this long
+_DRAIN_MAX = 2.0      # ... or after this long (a background child may hold the pipes)
+
+
+def collect_exec_output(fds: Sequence[int], exited_fd: int, deadline: float | None, *,
+                        on_exit: Callable[[], None] | None = None,
+                        limit: int = EXEC_OUTPUT_LIMIT) -> tuple[list[bytes], bool]:
+    """ExecSync's output, for the OCI and the shim handlers: read `fds`
+    (stdout, stderr) until the exec has ended (`exited_fd` readable: a
+    pidfd, or a pipe a waiter writes to), then on until they reach end of
+    file, or stay quiet _DRAIN_IDLE, or _DRAIN_MAX has passed since the end
+    (a background child may hold them open forever).  At most `limit` bytes
+    are kept per fd; `on_exit` runs once the end is seen (the shim handler
+    closes its own FIFO writers then, so the FIFOs can reach end of file).
+    Returns the output per fd and whether `deadline` passed before the end
+    (the output so far comes with it)."""
+    bufs = {fd: bytearray() for fd in fds}
+    exited_at: float | None = None
+    with selectors.DefaultSelector() as sel:
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+        sel.register(exited_fd, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            if exited_at is None:
+                if deadline is not None and now >= deadline:
+                    return [bytes(bufs[fd]) for fd in fds], True
+                wait = None if deadline is None else deadline - now
+            elif not sel.get_map() or now - exited_at >= _DRAIN_MAX:
+                break
+            else:
+                wait = _DRAIN_IDLE
+            ready = sel.select(wait)
+            if not ready and exited_at is not None:
+                break
+            for key, _ in ready:
+                if key.fd == exited_fd:
+                    exited_at = time.monotonic()
+                    sel.unregister(exited_fd)
+                    if on_exit is not None:
+                        on_exit()
+                    continue
+                try:
+                    chunk = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                buf = bufs[key.fd]
+                if len(buf) < limit:
+                    buf += chunk[:limit - len(buf)]
+    return [bytes(bufs[fd]) for fd in fds], False
