@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from crio_native.errors import FailedPrecondition
+from crio_native.errors import FailedPrecondition, InvalidArgument
 from crio_native.monitor import (
     launch_monitor, monitor_binary, process_alive, read_exit,
     reopen_log, wait_exit,
@@ -358,6 +358,18 @@ def test_missing_executable_fails_the_launch_and_leaves_nothing(monitors):
 def test_missing_state_dir_fails_the_launch(tmp_path):
     with pytest.raises(FileNotFoundError, match="open `"):
         launch_monitor("c", [BB, "true"], tmp_path / "nope", tmp_path / "log")
+
+
+def test_bad_arguments_are_invalid_argument_and_leave_no_child(monitors):
+    """The first process refuses its arguments on the sync socket (its
+    stderr is /dev/null) and is reaped."""
+    d = monitors.state_dir("c")
+    children = Path(f"/proc/self/task/{os.getpid()}/children")
+    before = children.read_text()
+    with pytest.raises(InvalidArgument, match="--stdin-once needs `--stdin`"):
+        launch_monitor("c", [BB, "true"], d, d / "ctr.log", stdin_once=True)
+    assert children.read_text() == before
+    assert not (d / "pid").exists()
 
 
 def test_monitor_rss_is_small(monitors):

@@ -1,5 +1,8 @@
 /* What the monitor leaves in its state dir for the daemon, each file written
- * to a temp name, fsynced and renamed so a reader never sees half of one:
+ * to a temp name and renamed so a reader never sees half of one.  None is
+ * fsynced: they describe processes, which a crash of the machine ends too,
+ * and the state dir is under runroot, a tmpfs on a usual host (runc and
+ * the daemon's state.json skip it likewise).  The files:
  *
  *   monitor.pid   the monitor's pid
  *   pid           the container process's pid
@@ -43,7 +46,7 @@ int crn_write_file_atomic(int dirfd, const char *name, const char *data, size_t 
     cleanup_fd int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return crn_error_set(err, errno, "open", tmp);
-    if (crn_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+    if (crn_write_all(fd, data, len) < 0) {
         crn_error_set(err, errno, "write", tmp);
         unlinkat(dirfd, tmp, 0);
         return -1;
@@ -53,7 +56,6 @@ int crn_write_file_atomic(int dirfd, const char *name, const char *data, size_t 
         unlinkat(dirfd, tmp, 0);
         return -1;
     }
-    fsync(dirfd);
     return 0;
 }
 

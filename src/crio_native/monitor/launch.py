@@ -12,7 +12,6 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,9 +247,20 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
                               stdin=stdin, stdin_once=stdin_once, terminal=terminal,
                               cgroup_path=cgroup_path, container_pid_file=container_pid_file,
                               plan_file=plan_file, binary=binary)
-        _run_launcher(container_id, cmd, theirs, env, timeout)
-        line = reader.final_line(deadline)
-    except (TimeoutError, subprocess.TimeoutExpired) as e:
+        first = _spawn_first(cmd, theirs, env)
+        try:
+            line = reader.final_line(deadline)
+        except TimeoutError:
+            _kill_quietly(first)     # still checking its arguments or loading the plan
+            raise
+        finally:
+            code = _wait_exit_code(first)
+        if code == 2:    # it refused its arguments, and said why on the socket
+            said = parse_report_line(line) if line else None
+            raise InvalidArgument(f"monitor for container {container_id}: "
+                                  + (said.message if said is not None and not said.ok
+                                     else f"bad arguments {cmd[1:]!r}"))
+    except TimeoutError as e:
         _reap(reader.monitor_pid, kill=True)
         raise DeadlineExceeded(f"monitor for container {container_id}: not ready after "
                                f"{timeout}s") from e
@@ -278,25 +288,44 @@ def stop_monitor(mon: Monitor, timeout: float = 5.0) -> None:
     _reap(mon.pid, kill=False, timeout=timeout)
 
 
-def _run_launcher(container_id: str, cmd: list[str], theirs: socket.socket,
-                  env: Mapping[str, str] | None, timeout: float) -> None:
-    """Run the monitor's first process, which only checks its arguments and
-    forks the daemonized monitor; closes our copy of its end of the socket."""
+def _spawn_first(cmd: list[str], theirs: socket.socket, env: Mapping[str, str] | None) -> int:
+    """Start the monitor's first process, which checks its arguments, loads
+    the plan and forks the daemonized monitor, then exits; its findings,
+    argument errors included, come on the sync socket.  posix_spawn, not
+    subprocess: nothing of this (large) process is copied, and none of
+    Popen's pipes and threads are needed.  Closes our copy of `theirs`."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
-        proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env=dict(env) if env is not None else None)
+        sync = theirs.fileno()
+        # a dup2 onto the same number clears close-on-exec (glibc >= 2.29)
+        return os.posix_spawn(cmd[0], cmd, os.environ if env is None else env,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, null, 0),
+                                            (os.POSIX_SPAWN_DUP2, null, 1),
+                                            (os.POSIX_SPAWN_DUP2, null, 2),
+                                            (os.POSIX_SPAWN_DUP2, sync, sync)])
     finally:
+        os.close(null)
         theirs.close()
+
+
+def _kill_quietly(pid: int) -> None:
     try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
-    if proc.returncode == 2:
-        raise InvalidArgument(f"monitor for container {container_id}: "
-                              f"{err.decode(errors='replace').strip()}")
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_exit_code(pid: int) -> int:
+    """Reap our child `pid` (the monitor's first process exits as soon as
+    it has forked) and return its exit code."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return -1
+        except InterruptedError:
+            continue
+        return os.waitstatus_to_exitcode(status)
 
 
 def process_alive(pid: int) -> bool:
