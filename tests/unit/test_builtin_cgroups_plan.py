@@ -321,8 +321,8 @@ def test_missing_root_is_not_created(fakefs):
 
 
 def test_unsupported_resource_section():
-    with pytest.raises(Unimplemented, match="linux.resources.network"):
-        cg.plan_cgroups("c", {"network": {"classID": 1}}, hybrid(), {})
+    with pytest.raises(Unimplemented, match="linux.resources.fromTheFuture"):
+        cg.plan_cgroups("c", {"fromTheFuture": {"x": 1}}, hybrid(), {})
 
 
 def with_io(layout):

@@ -3,7 +3,10 @@
 
 Hosts are either pure cgroup v2 (the child is cloned straight into its group
 with CLONE_INTO_CGROUP) or hybrid/v1 (the parent writes the child's pid to
-each hierarchy's cgroup.procs while the child waits).
+each hierarchy's cgroup.procs while the child waits).  A v2 host may also
+have v1 hierarchies mounted for what v2 lacks (net_cls/net_prio, or a named
+one): it stays a v2 host, and a container joins such a hierarchy only for a
+limit set there (then by cgroup.procs, in all its groups).
 
 Every group lives at or below the *cgroup root*: a configured path inside
 the hierarchy, or by default this process's own cgroup in each hierarchy.
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from crio_native.errors import FailedPrecondition, InvalidArgument, Unimplemented
-from crio_native.linux import cgroup_io, devfilter
+from crio_native.linux import cgroup_io, cgroup_net, devfilter
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +150,13 @@ def _warn_device_rules_once() -> None:
 
 
 def pure_v2(hierarchies: list[tuple[Hierarchy, str]]) -> bool:
-    return len(hierarchies) == 1 and hierarchies[0][0].version == 2
+    """A cgroup v2 host: one v2 hierarchy, and v1 ones (if any) only with
+    controllers v2 does not have (net_cls, net_prio) or none at all (a
+    named hierarchy).  A v1 controller that v2 also has makes it hybrid."""
+    if sum(h.version == 2 for h, _ in hierarchies) != 1:
+        return False
+    return all(c in cgroup_net.V1_ONLY or c.startswith("name=")
+               for h, _ in hierarchies if h.version == 1 for c in h.controllers)
 
 
 # ---- resources -> files -------------------------------------------------------
@@ -200,7 +209,7 @@ def resource_files(resources: dict[str, Any],
     (see plan_cgroups and devfilter)."""
     out = []
     unsupported = set(resources) - {"memory", "cpu", "pids", "hugepageLimits", "devices",
-                                    "blockIO", "rdma", "unified"}
+                                    "blockIO", "rdma", "network", "unified"}
     if unsupported:
         name = sorted(unsupported)[0]
         raise Unimplemented(f"config.json: linux.resources.{name}: not supported yet")
@@ -243,6 +252,7 @@ def resource_files(resources: dict[str, Any],
                     f"hugetlb.{size}.max", str(int(h.get("limit", 0)))))
     out += cgroup_io.blockio_files(resources.get("blockIO") or {})
     out += cgroup_io.rdma_files(resources.get("rdma") or {})
+    out += cgroup_net.network_files(resources.get("network"))
     out += cgroup_io.unified_files(resources.get("unified") or {}, pure_v2_host)
     return out
 
@@ -255,6 +265,9 @@ class CgroupPlan:
     writes: list[tuple[Path, str]] = field(default_factory=list)
     procs: list[Path] = field(default_factory=list)
     into: Path | None = None
+    # on a v2 host: (the cgroup root's dir, the container's dir) in the v2
+    # hierarchy, where controllers are delegated and the device filter goes
+    v2: tuple[Path, Path] | None = None
     # (name of the hierarchy's mountpoint, the container's dir in it, version)
     # for a `cgroup` mount inside the container
     views: list[tuple[str, Path, int]] = field(default_factory=list)
@@ -329,50 +342,54 @@ def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
                  hierarchies: list[tuple[Hierarchy, str]] | None = None,
                  own: dict[str, str] | None = None, root: str | None = None) -> CgroupPlan:
     """Where the container's groups go and what is written there (no I/O
-    beyond reading the host's layout when not given).  `root` is the
-    configured cgroup root; empty or None means this process's own cgroup."""
+    beyond reading the host's layout when not given, and on a v2 host
+    whether the container's group exists in a v1 hierarchy beside it).
+    `root` is the configured cgroup root; empty or None means this
+    process's own cgroup."""
     parts = _check_cgroups_path(cgroups_path)
     root = check_root(root or "")
     hierarchies = host_hierarchies() if hierarchies is None else hierarchies
     own = own_cgroups() if own is None else own
     v2_only = pure_v2(hierarchies)
+    by_ctrl: dict[str, Hierarchy] = {}
+    for h, _mount_root in hierarchies:
+        for c in h.controllers:
+            by_ctrl.setdefault(c, h)
+    files = _placed_files(resources, v2_only, by_ctrl)
     plan = CgroupPlan()
-    by_ctrl: dict[str, tuple[Hierarchy, Path]] = {}
+    dir_of: dict[Hierarchy, Path] = {}
     for h, mount_root in hierarchies:
-        base, d = _group_dir(h, mount_root, cgroups_path, parts, own, root)
+        if v2_only and h.version == 1 and not any(fh == h for fh, *_rest in files):
+            group = _beside_v2(h, mount_root, cgroups_path, parts, own, root)
+            if group is None:
+                continue
+            base, d = group
+        else:
+            base, d = _group_dir(h, mount_root, cgroups_path, parts, own, root)
+        dir_of[h] = d
         plan.bases.append(base)
         plan.dirs.append(d)
-        plan.views.append((h.mountpoint.name, d, h.version))
-        for c in h.controllers:
-            by_ctrl.setdefault(c, (h, d))
-        if v2_only:
-            plan.into = d
+        # a v2 host's containers see cgroup2 alone (runc's too)
+        if not v2_only or h.version == 2:
+            plan.views.append((h.mountpoint.name, d, h.version))
+        if v2_only and h.version == 2:
+            plan.v2 = (base, d)
+        plan.procs.append(d / "cgroup.procs")
+    if v2_only and len(plan.dirs) == 1:
+        # cloned straight into the one group.  With v1 groups beside it the
+        # parent places the child in all of them, the v2 one included, by
+        # cgroup.procs: a launch plan takes one or the other
+        plan.into, plan.procs = plan.dirs[0], []
+    for h, _ctrl, name, value in files:
+        if h is None:           # unified's cgroup.* files (v2 hosts only)
+            assert plan.v2 is not None
+            plan.writes.append((plan.v2[1] / name, value))
         else:
-            plan.procs.append(d / "cgroup.procs")
-    needed = set()
-    v1_devices = "devices" in by_ctrl and by_ctrl["devices"][0].version == 1
-    for fieldname, ctrl, v1, v2, value in resource_files(resources, v2_only):
-        if ctrl == "devices" and not v1_devices:
-            continue
-        if not ctrl:            # unified's cgroup.* files (pure v2: the one group)
-            plan.writes.append((plan.dirs[-1] / v2, value))
-            continue
-        # the controller's name in each version ("blkio|io"), v1's first
-        names = ctrl.split("|")
-        ctrl = next((c for c in names if c in by_ctrl), names[-1])
-        if ctrl not in by_ctrl:
-            raise FailedPrecondition(f"config.json: linux.resources.{fieldname}: this host has "
-                                     f"no {ctrl} cgroup controller to enforce it")
-        h, d = by_ctrl[ctrl]
-        name = v1 if h.version == 1 else v2
-        if not name:
-            continue
-        if "|" in value:
-            value = value.split("|")[0 if h.version == 1 else 1]
-        plan.writes.append((d / name, value))
-        needed.add(ctrl)
+            plan.writes.append((dir_of[h] / name, value))
     if v2_only:
-        plan.controllers = frozenset(needed)
+        plan.controllers = frozenset(ctrl for h, ctrl, _name, _value in files
+                                     if h is not None and h.version == 2)
+    v1_devices = "devices" in by_ctrl and by_ctrl["devices"].version == 1
     rules = device_rules(resources)
     if rules and not v1_devices:
         if v2_only:
@@ -380,6 +397,50 @@ def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
         else:
             _warn_device_rules_once()
     return plan
+
+
+def _placed_files(resources: dict[str, Any], v2_only: bool, by_ctrl: dict[str, Hierarchy]
+                  ) -> list[tuple[Hierarchy | None, str, str, str]]:
+    """(hierarchy, controller, file name, value) for each limit of
+    `resources` (no hierarchy for unified's cgroup.* files); a limit no
+    hierarchy can take is an error."""
+    out: list[tuple[Hierarchy | None, str, str, str]] = []
+    v1_devices = "devices" in by_ctrl and by_ctrl["devices"].version == 1
+    for fieldname, ctrl, v1, v2, value in resource_files(resources, v2_only):
+        if ctrl == "devices" and not v1_devices:
+            continue
+        if not ctrl:
+            out.append((None, "", v2, value))
+            continue
+        # the controller's name in each version ("blkio|io"), v1's first
+        names = ctrl.split("|")
+        ctrl = next((c for c in names if c in by_ctrl), names[-1])
+        if ctrl not in by_ctrl:
+            why = (f": it is a cgroup v1 controller (v2 has none) and no v1 hierarchy with {ctrl} "
+                   "is mounted") if ctrl in cgroup_net.V1_ONLY else ""
+            raise FailedPrecondition(f"config.json: linux.resources.{fieldname}: this host has "
+                                     f"no {ctrl} cgroup controller to enforce it{why}")
+        h = by_ctrl[ctrl]
+        name = v1 if h.version == 1 else v2
+        if not name:
+            continue
+        if "|" in value:
+            value = value.split("|")[0 if h.version == 1 else 1]
+        out.append((h, ctrl, name, value))
+    return out
+
+
+def _beside_v2(h: Hierarchy, mount_root: str, cgroups_path: str, parts: list[str],
+               own: dict[str, str], root: str) -> tuple[Path, Path] | None:
+    """A v1 hierarchy beside a v2 root that the spec sets nothing in: the
+    container joins it only where its group is already there (made by the
+    create that set a limit in it: `update` must find the same groups).
+    Otherwise it stays out, as runc and crun leave such hierarchies alone."""
+    try:
+        base, d = _group_dir(h, mount_root, cgroups_path, parts, own, root)
+    except (FailedPrecondition, InvalidArgument):
+        return None
+    return (base, d) if d != base and d.is_dir() else None
 
 
 # ---- side effects -------------------------------------------------------------
@@ -506,6 +567,17 @@ def write_limits(writes: list[tuple[Path, str]]) -> None:
             except FileNotFoundError:
                 raise FailedPrecondition(f"cgroup file {path} is missing: the host cannot "
                                          "enforce this limit") from None
+            except OSError as e:
+                raise _refused_value(path.parent / fallback[0], value, e) from e
+        except OSError as e:
+            raise _refused_value(path, value, e) from e
+
+
+def _refused_value(path: Path, value: str, e: OSError) -> FailedPrecondition:
+    # e.g. a memory limit below what the group already uses (EBUSY), or a
+    # net_prio.ifpriomap line for an interface the host lacks (ENODEV)
+    return FailedPrecondition(f"cgroup file {path}: the kernel refused {value!r}: "
+                              f"{e.strerror or e}")
 
 
 # ---- the v2 device filter -----------------------------------------------------
@@ -558,8 +630,8 @@ def apply_limits(plan: CgroupPlan) -> None:
     """Write the limits into groups that exist (`update`) and replace the
     device filter when the resources give device rules."""
     write_limits(plan.writes)
-    if plan.device_program is not None and plan.into is not None:
-        replace_device_filter(plan.into, plan.device_program)
+    if plan.device_program is not None and plan.v2 is not None:
+        replace_device_filter(plan.v2[1], plan.device_program)
 
 
 def create(plan: CgroupPlan) -> list[Path]:
@@ -574,12 +646,11 @@ def create(plan: CgroupPlan) -> list[Path]:
     try:
         for d in plan.dirs:
             _make_dirs(d, made)
-        if plan.into is not None:
-            for base, d in zip(plan.bases, plan.dirs):
-                enable_controllers(delegation_chain(base, d), plan.controllers)
+        if plan.v2 is not None:
+            enable_controllers(delegation_chain(*plan.v2), plan.controllers)
         write_limits(plan.writes)
-        if plan.device_program is not None and plan.into is not None:
-            replace_device_filter(plan.into, plan.device_program)
+        if plan.device_program is not None and plan.v2 is not None:
+            replace_device_filter(plan.v2[1], plan.device_program)
     except BaseException:
         remove(made)  # rmdir also detaches a filter attached to the group
         raise

@@ -8,10 +8,15 @@ not have are skipped, and a rule whose action equals the default is dropped
 SCMP_ACT_NOTIFY (SECCOMP_RET_USER_NOTIF) rules make the filter a listener
 one: it is loaded with SECCOMP_FILTER_FLAG_NEW_LISTENER and the notify fd
 goes to the agent at `listenerPath` (runtime/builtin/seccomp_listener.py
-builds what it is told; docs/runtime.md says when)."""
+builds what it is told; docs/runtime.md says when).
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV only means something for such a
+filter (the kernel refuses it without NEW_LISTENER): it is passed on with a
+listener and ignored without one, as runc (libseccomp) and crun do."""
 from __future__ import annotations
 
+import ctypes
 import errno as errno_mod
+import functools
 import json
 import logging
 import threading
@@ -19,7 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from crio_native.errors import InvalidArgument
+from crio_native.errors import FailedPrecondition, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +43,17 @@ FIXED_ACTIONS = {"SCMP_ACT_KILL": ACT_KILL_THREAD, "SCMP_ACT_KILL_THREAD": ACT_K
                  "SCMP_ACT_NOTIFY": ACT_NOTIFY}
 OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
        "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
-FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
-         "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
 FLAG_TSYNC = 1
 FLAG_NEW_LISTENER = 8
+# Linux 5.19: once the agent has received a notification, the waiting
+# process ignores non-fatal signals until it is answered (a signal before
+# the receive still interrupts the call as usual).  Only with NEW_LISTENER.
+FLAG_WAIT_KILLABLE_RECV = 32
+FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": FLAG_TSYNC, "SECCOMP_FILTER_FLAG_LOG": 2,
+         "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
+         "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": FLAG_WAIT_KILLABLE_RECV}
+# seccomp(2) operation
+_SET_MODE_FILTER = 1
 # sun_path holds 108 bytes, the NUL included.
 LISTENER_PATH_MAX = 107
 # The container process itself makes these calls once its filter is loaded
@@ -165,22 +177,76 @@ def _compile_filter(seccomp: dict) -> Filter:
         if not token:
             raise _invalid(f"linux.seccomp.architectures[{i}]", f"unknown architecture {name!r}")
         arches.append(token)
-    flags = 0
-    for i, name in enumerate(seccomp.get("flags") or []):
-        if name not in FLAGS:
-            raise _invalid(f"linux.seccomp.flags[{i}]", f"unknown flag {name!r}")
-        flags |= FLAGS[name]
+    flags = flags_from_spec(seccomp)
     rules = rules_from_spec(seccomp, default, native.syscall_number)
     listener_path, metadata = listener_from_spec(seccomp)
-    if listener_path is not None:
-        # TSYNC and NEW_LISTENER are exclusive (EINVAL); the child is a
-        # single thread, so there is nothing to synchronise anyway
-        flags = (flags & ~FLAG_TSYNC) | FLAG_NEW_LISTENER
+    flags = listener_flags(flags, listener_path is not None, seccomp)
     try:
         bpf = native.compile_bpf(default, arches, rules)
     except OSError as e:
         raise _invalid("linux.seccomp", f"libseccomp refused the filter: {e}") from e
     return Filter(bpf, flags, listener_path, metadata)
+
+
+def flags_from_spec(seccomp: dict) -> int:
+    flags = 0
+    for i, name in enumerate(seccomp.get("flags") or []):
+        if not isinstance(name, str) or name not in FLAGS:
+            raise _invalid(f"linux.seccomp.flags[{i}]", f"unknown flag {name!r}")
+        flags |= FLAGS[name]
+    return flags
+
+
+def listener_flags(flags: int, listener: bool, seccomp: dict) -> int:
+    """The flags as the kernel takes them for a filter with or without a
+    listener."""
+    if not listener:
+        if flags & FLAG_WAIT_KILLABLE_RECV:
+            # there is never a notification to wait for (and the kernel
+            # refuses the flag alone); runc and crun load the filter anyway
+            log.debug("linux.seccomp.flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ignored: "
+                      "no rule uses SCMP_ACT_NOTIFY")
+        return flags & ~FLAG_WAIT_KILLABLE_RECV
+    # TSYNC and NEW_LISTENER are exclusive (EINVAL); the child is a single
+    # thread, so there is nothing to synchronise anyway
+    flags = (flags & ~FLAG_TSYNC) | FLAG_NEW_LISTENER
+    if flags & FLAG_WAIT_KILLABLE_RECV \
+            and not kernel_supports_flags(FLAG_NEW_LISTENER | FLAG_WAIT_KILLABLE_RECV):
+        i = (seccomp.get("flags") or []).index("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
+        raise FailedPrecondition(f"config.json: linux.seccomp.flags[{i}]: "
+                                 "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs Linux 5.19 or "
+                                 "later; this kernel refuses it")
+    return flags
+
+
+@functools.cache
+def kernel_supports_flags(flags: int) -> bool:
+    """Whether seccomp(SECCOMP_SET_MODE_FILTER) takes these flags, asked as
+    libseccomp asks: with no program, the kernel checks the flags first
+    (EINVAL for one it lacks or a combination it refuses) and only then
+    reads the program (EFAULT).  Nothing is loaded either way."""
+    from crio_native._native import seccomp as native
+
+    nr = native.syscall_number("seccomp")
+    if nr is None:
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    rc = libc.syscall(ctypes.c_long(nr), ctypes.c_uint(_SET_MODE_FILTER), ctypes.c_uint(flags),
+                      ctypes.c_void_p(None))
+    return rc < 0 and ctypes.get_errno() == errno_mod.EFAULT
+
+
+def supported_flags() -> list[str]:
+    """The flag names this kernel takes (WAIT_KILLABLE_RECV with
+    NEW_LISTENER, the only way it is ever used), for `features`."""
+    out = []
+    for name, bit in FLAGS.items():
+        if bit == FLAG_WAIT_KILLABLE_RECV:
+            bit |= FLAG_NEW_LISTENER
+        if kernel_supports_flags(bit):
+            out.append(name)
+    return sorted(out)
 
 
 def notify_field(seccomp: dict) -> str | None:

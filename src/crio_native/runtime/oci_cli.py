@@ -70,7 +70,7 @@ def memory_cgroup_dir(cgroups_path: str | None, container_id: str,
     own = cgroups.own_cgroups() if own is None else own
     v2_only = cgroups.pure_v2(hierarchies)
     for h, mount_root in hierarchies:
-        if not (v2_only or (h.version == 1 and "memory" in h.controllers)):
+        if not (h.version == 2 if v2_only else (h.version == 1 and "memory" in h.controllers)):
             continue
         parts = [p for p in path.split("/") if p not in ("", ".")]
         if path.startswith("/"):
