@@ -27,7 +27,7 @@ VM_TIMEOUT ?= 1200
 SELINUX_POLICY := build/selinux/policy.33
 VM_SELINUX_TIMEOUT ?= 600
 # where vm_selinux tests live: collecting the whole suite costs ~20 s in the VM
-VM_SELINUX_TESTS ?= tests/integration
+VM_SELINUX_TESTS ?= tests/integration tests/e2e/test_cri_selinux.py
 
 .PHONY: all install-deps build run test test-selinux bench clean
 

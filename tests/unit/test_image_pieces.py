@@ -159,6 +159,19 @@ def test_rootfs_mounts_layers_uppermost_first(tmp_path):
     assert not merged.parent.exists() and rootfs.users_of(D1) == []
 
 
+def test_rootfs_mount_label_is_a_quoted_context_option(tmp_path):
+    from crio_native.storage.layers import LayerStore
+    from crio_native.storage.rootfs import RootfsStore
+
+    calls = []
+    rootfs = RootfsStore(tmp_path / "containers", LayerStore(tmp_path / "layers"),
+                         mount=lambda *a: calls.append(a), unmount=lambda t: None)
+    record = ImageRecord(id=D1, manifest_digest=D2, config_digest=D1, layers=chain_ids([D1]),
+                         size=0)
+    rootfs.create("c1", record, "system_u:object_r:container_file_t:s0:c1,c2")
+    assert calls[0][-1].endswith(',context="system_u:object_r:container_file_t:s0:c1,c2"')
+
+
 def test_rootfs_refuses_what_does_not_fit(tmp_path):
     from crio_native.errors import AlreadyExists, InvalidArgument
     from crio_native.storage.layers import LayerStore

@@ -73,3 +73,28 @@ def test_request_annotations_pass_but_cannot_forge_ours():
     assert got["team"] == "a"
     assert got["io.kubernetes.cri.container-type"] == "container"
     assert got["io.kubernetes.cri.image-name"] == "docker.io/library/busybox:latest"
+
+
+@pytest.mark.parametrize("level, ok", [
+    ("s0", True), ("s0:c1,c2", True), ("s0-s0:c0.c1023", True),
+    ("s0\n", False), ('s0",nodev', False), ("c1,c2", False), ("", False),
+])
+def test_level_problem(level, ok):
+    assert (selinux.level_problem(level) is None) == ok
+
+
+def test_identifiers_with_a_trailing_newline_are_refused():
+    opts = api_pb2.SELinuxOption(type="spc_t\n")
+    with pytest.raises(InvalidArgument, match="selinux_options.type"):
+        selinux.container_mount_label(opts, "s0:c1,c2")
+
+
+def test_container_mount_label_prefers_the_container_level():
+    assert selinux.file_label("s0:c1,c2") == "system_u:object_r:container_file_t:s0:c1,c2"
+    assert selinux.file_label("") == "system_u:object_r:container_file_t:s0"
+    assert (selinux.container_mount_label(api_pb2.SELinuxOption(), "s0:c1,c2")
+            == "system_u:object_r:container_file_t:s0:c1,c2")
+    assert (selinux.container_mount_label(api_pb2.SELinuxOption(level="s0:c7,c8"), "s0:c1,c2")
+            == "system_u:object_r:container_file_t:s0:c7,c8")
+    with pytest.raises(InvalidArgument, match="selinux_options.level"):
+        selinux.container_mount_label(api_pb2.SELinuxOption(level='s0",nodev'), "s0:c1,c2")

@@ -165,7 +165,8 @@ class ContainerManager:
                                f"{config.image.image!r} not found; pull it first")
             record.image_id = image.id
             record.image_ref = image.repo_digests[0] if image.repo_digests else image.id
-            record.rootfs = str(images.create_rootfs(record.id, image.id))
+            record.rootfs = str(images.create_rootfs(
+                record.id, image.id, prepare.rootfs_mount_label(config, sandbox)))
             undo.callback(undo_step, failed, "remove rootfs",
                           lambda: images.remove_rootfs(record.id))
             inputs = prepare.inputs_for(

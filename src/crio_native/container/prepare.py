@@ -16,6 +16,7 @@ from crio_native.errors import InvalidArgument
 from crio_native.linux import capabilities
 from crio_native.sandbox.record import SandboxRecord
 from crio_native.spec import devices
+from crio_native.spec import selinux as selinux_spec
 from crio_native.spec.builder import build_container_spec
 from crio_native.spec.inputs import SpecBuild, SpecInputs
 from crio_native.state.files import atomic_write_json
@@ -56,6 +57,17 @@ def inputs_for(record: ContainerRecord, config: api_pb2.ContainerConfig,
         machine=os.uname().machine,
         host_capabilities=capabilities.names_in_mask(capabilities.bounding_caps())
         if privileged else None)
+
+
+def rootfs_mount_label(config: api_pb2.ContainerConfig, sandbox: SandboxRecord) -> str:
+    """The SELinux label the container's rootfs is mounted with: its mount
+    label, known before the spec is built; "" where SELinux is off."""
+    from crio_native._native import selinux
+
+    if not selinux.enabled():
+        return ""
+    return selinux_spec.container_mount_label(
+        config.linux.security_context.selinux_options, sandbox.selinux_level)
 
 
 def build_spec(inputs: SpecInputs) -> SpecBuild:

@@ -106,11 +106,12 @@ class ImageService:
             self.store.remove_image(record)
             return record
 
-    def create_rootfs(self, container_id: str, image: str) -> Path:
-        """Mount a container's overlay rootfs from `image`; returns its path."""
+    def create_rootfs(self, container_id: str, image: str, mount_label: str = "") -> Path:
+        """Mount a container's overlay rootfs from `image` (with the SELinux
+        `mount_label`, if any); returns its path."""
         with self.store.lock:  # so RemoveImage cannot slip in between
             record = lookup_or_not_found(self, image, "CreateContainer: config.image.image")
-            merged = self.rootfs.create(container_id, record)
+            merged = self.rootfs.create(container_id, record, mount_label)
         self.store.invalidate_usage()
         return merged
 

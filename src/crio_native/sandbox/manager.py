@@ -24,6 +24,7 @@ from crio_native.runtime.builtin.container import BuiltinRuntime
 from crio_native.sandbox import infra, mcs, podcgroup, setup, validate
 from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
 from crio_native.sandbox.store import SandboxStore
+from crio_native.spec import selinux as selinux_spec
 from crio_native.state.rollback import forget_unless_failed, undo_step
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,15 @@ class SandboxManager:
             done.set()
             self._done.pop(record.id, None)
 
+    def _check_selinux_level(self, level: str) -> None:
+        """The pod's level goes into mount options (its /dev/shm): a
+        malformed one is refused before anything is made.  Without SELinux
+        it is ignored, as the containers' SELinuxOptions are."""
+        problem = selinux_spec.level_problem(level) if level else None
+        if problem and self.selinux_enabled():
+            raise InvalidArgument("RunPodSandbox: config.linux.security_context."
+                                  f"selinux_options.level: {problem}")
+
     def _assign_selinux_level(self, record: SandboxRecord, request) -> None:
         """The pod's MCS level on an SELinux host: the request's, else a
         category pair no other pod holds (chosen under the store lock, after
@@ -158,6 +168,7 @@ class SandboxManager:
             raise InvalidArgument(f"RunPodSandbox: runtime_handler: no handler {handler!r} "
                                   f"configured (have {', '.join(sorted(self.config.runtime.runtimes))})")
         validate.check_hostname(config.hostname)
+        self._check_selinux_level(config.linux.security_context.selinux_options.level)
         opts = config.linux.security_context.namespace_options
         sandbox_id = secrets.token_hex(32)
         record = SandboxRecord(

@@ -12,6 +12,7 @@ from crio_native._native import ns
 from crio_native.errors import Internal, InvalidArgument
 from crio_native.linux.nsthread import run_joined
 from crio_native.sandbox.record import SandboxRecord
+from crio_native.spec import selinux as selinux_spec
 
 NODE = 2
 
@@ -81,6 +82,20 @@ def write_pod_files(record: SandboxRecord, host_resolv: str = "/etc/resolv.conf"
     (directory / "hostname").write_text(hostname + "\n")
     (directory / "resolv.conf").write_text(resolv_conf(record.dns, host_resolv))
     (directory / "hosts").write_text(hosts_file(hostname, record.ips))
+    label = pod_file_label(record)
+    if label:
+        # bound into each container: under the runroot's own label an
+        # MCS-constrained container could not read them
+        from crio_native.linux.selinux import relabel
+
+        for name in ("hostname", "resolv.conf", "hosts"):
+            relabel(directory / name, label)
+
+
+def pod_file_label(record: SandboxRecord) -> str:
+    """The file label of what the pod shares with its containers, at the
+    pod's MCS level; "" where SELinux is off (the pod then has no level)."""
+    return selinux_spec.file_label(record.selinux_level) if record.selinux_level else ""
 
 
 def resolv_conf(dns: dict[str, list[str]], host_resolv: str) -> str:
@@ -111,8 +126,12 @@ def mount_shm(record: SandboxRecord) -> None:
     path.mkdir(parents=True, exist_ok=True)
     from crio_native._native import mount
 
+    data = f"mode=1777,size={record.shm_size}"
+    label = pod_file_label(record)
+    if label:
+        data += f',context="{label}"'   # quoted: a level holds commas
     mount.mount("shm", str(path), "tmpfs", mount.MS_NOSUID | mount.MS_NODEV | mount.MS_NOEXEC,
-                f"mode=1777,size={record.shm_size}")
+                data)
     record.shm_path = str(path)
 
 

@@ -6,7 +6,10 @@ system_u:object_r:container_file_t, both at the pod's MCS level so pods
 cannot read each other's files.  Each SELinuxOption field the request sets
 replaces its part of the process label; a level replaces the pod's level in
 both labels.  Privileged containers run as spc_t (unconfined) unless the
-request names a type."""
+request names a type.  The same file label goes on what the daemon mounts
+and writes itself: the container's overlay rootfs (container_mount_label),
+the pod's /dev/shm and its hostname, hosts and resolv.conf (file_label at
+the pod's level)."""
 from __future__ import annotations
 
 import re
@@ -22,13 +25,34 @@ _PART = re.compile(r"^[A-Za-z0-9_.-]+$")
 _LEVEL = re.compile(r"^s\d+(-s\d+)?(:c\d+([.,]c\d+)*)?$")
 
 
+def level_problem(level: str) -> str | None:
+    """Why `level` is not an MLS/MCS level, or None.  A level also ends up
+    inside a `context="..."` mount option, so nothing else may pass."""
+    return None if _LEVEL.fullmatch(level) else f"not an MLS/MCS level: {level!r}"
+
+
 def _check(opts) -> None:
     for name in ("user", "role", "type"):
         value = getattr(opts, name)
-        if value and not _PART.match(value):
+        if value and not _PART.fullmatch(value):
             raise invalid(f"{FIELD}.{name}", f"not an SELinux identifier: {value!r}")
-    if opts.level and not _LEVEL.match(opts.level):
-        raise invalid(f"{FIELD}.level", f"not an MLS/MCS level: {opts.level!r}")
+    problem = level_problem(opts.level) if opts.level else None
+    if problem:
+        raise invalid(f"{FIELD}.level", problem)
+
+
+def file_label(level: str) -> str:
+    """The file label at `level`: what a pod's or container's files and
+    mounts carry."""
+    return ":".join((FILE_USER, FILE_ROLE, FILE_TYPE, level or DEFAULT_LEVEL))
+
+
+def container_mount_label(opts, pod_level: str) -> str:
+    """The mount label of a container whose request has SELinuxOptions
+    `opts`, in a pod at `pod_level`: before the spec is built, the daemon
+    mounts the container's rootfs with it."""
+    _check(opts)
+    return file_label(opts.level or pod_level)
 
 
 def labels(inputs: SpecInputs) -> tuple[str, str]:
@@ -39,8 +63,7 @@ def labels(inputs: SpecInputs) -> tuple[str, str]:
     default_type = PRIVILEGED_TYPE if inputs.privileged else PROCESS_TYPE
     process = ":".join((opts.user or PROCESS_USER, opts.role or PROCESS_ROLE,
                         opts.type or default_type, level))
-    mount = ":".join((FILE_USER, FILE_ROLE, FILE_TYPE, level))
-    return process, mount
+    return process, file_label(level)
 
 
 def with_selinux(build: SpecBuild, inputs: SpecInputs) -> None:

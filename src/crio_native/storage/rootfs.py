@@ -35,9 +35,14 @@ def _native_unmount(target: str) -> None:
     native.unmount(target)
 
 
-def overlay_options(lowers: list[Path], upper: Path, work: Path) -> str:
-    """Options for an overlay mount; `lowers` uppermost first."""
+def overlay_options(lowers: list[Path], upper: Path, work: Path, mount_label: str = "") -> str:
+    """Options for an overlay mount; `lowers` uppermost first.  With an
+    SELinux `mount_label`, every file of the rootfs shows that label (as
+    containers/storage mounts CRI-O's), whatever the layer store's own
+    labels are: a container's MCS level then covers its whole rootfs."""
     options = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work}"
+    if mount_label:
+        options += f',context="{mount_label}"'   # quoted: a level holds commas
     if len(options) > MAX_MOUNT_OPTIONS:
         raise InvalidArgument(f"image has too many layers ({len(lowers)}) for one overlay mount")
     return options
@@ -57,7 +62,7 @@ class RootfsStore:
             raise InvalidArgument(f"rootfs: bad container id {container_id!r}")
         return self.root / container_id
 
-    def create(self, container_id: str, image: ImageRecord) -> Path:
+    def create(self, container_id: str, image: ImageRecord, mount_label: str = "") -> Path:
         """Mount the container's rootfs and return the merged directory."""
         d = self.path(container_id)
         try:
@@ -69,7 +74,7 @@ class RootfsStore:
             for sub in ("upper", "work", "merged"):
                 (d / sub).mkdir(mode=0o755)
             lowers = [self.layers.short_link(c) for c in reversed(image.layers)]
-            options = overlay_options(lowers, d / "upper", d / "work")
+            options = overlay_options(lowers, d / "upper", d / "work", mount_label)
             self._mount("overlay", str(d / "merged"), "overlay", 0, options)
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
