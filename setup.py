@@ -132,6 +132,12 @@ def build_executables() -> None:
     # The pod infra process runs alone in an empty root: static.
     build_executable("crio-native-pause", [HERE / C_DIR / "pause" / "pause.c"], [],
                      ("-static",))
+    # One relay per vm-handler container, beside its monitor: static for the
+    # same reasons as the monitor (docs/containers.md, "vm handlers").
+    relay = HERE / C_DIR / "shimrelay"
+    build_executable(
+        "crio-native-shim-relay", sorted(relay.glob("*.c")) + [HERE / C_DIR / "error.c"],
+        sorted(relay.glob("*.h")) + [HERE / C_DIR / "error.h"], ("-static",))
 
 
 def native_extensions():

@@ -24,5 +24,11 @@ def launcher_binary() -> Path:
     return Path(crio_native.__file__).parent / "_bin" / "crio-native-launch"
 
 
+def shim_relay_binary() -> Path:
+    """The crio-native-shim-relay executable (src/_native/shimrelay/): what
+    the monitor of a vm-handler container runs in place of the container."""
+    return Path(crio_native.__file__).parent / "_bin" / "crio-native-shim-relay"
+
+
 def attach_socket(state_dir: str | os.PathLike) -> Path:
     return Path(state_dir) / ATTACH_SOCKET_NAME

@@ -4,12 +4,13 @@ containerd-shim-runc-v2) driven over ttrpc.
 
 One shim per container.  Create: FIFOs for the task's stdio, `shim start`
 (runtime/shim/process.py), then a crio-native-monitor in spawn mode whose
-"container process" is the relay (runtime/shim/relay.py): it copies the
-FIFOs into the monitor, so the CRI log is written as for every handler,
-and exits with the task's status from `Wait`, so the monitor's exit file
-holds the container's exit code.  Then the task is created; `Created.pid`
-is the task's pid as the shim reports it (for kata, a process of the VM
-side, not one in the container), `monitor_pid` the monitor's.
+"container process" is the relay (crio-native-shim-relay, a small static C
+program: src/_native/shimrelay/): it copies the FIFOs into the monitor, so
+the CRI log is written as for every handler, and exits with the task's
+status from `Wait`, so the monitor's exit file holds the container's exit
+code.  Then the task is created; `Created.pid` is the task's pid as the
+shim reports it (for kata, a process of the VM side, not one in the
+container), `monitor_pid` the monitor's.
 
 Per container, <runtime_root>/<id>/ keeps the shim's address and pid, the
 FIFOs and the shim's log; a new handler object (a restarted daemon) finds
@@ -21,7 +22,6 @@ import logging
 import os
 import shutil
 import signal as signal_mod
-import sys
 import threading
 import time
 import uuid
@@ -32,6 +32,7 @@ from crio_native.errors import (CrioNativeError, FailedPrecondition, NotFound,
                                 Unavailable, Unimplemented)
 from crio_native.monitor import launch_monitor
 from crio_native.monitor.launch import Monitor, stop_monitor
+from crio_native.monitor.paths import shim_relay_binary
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
                                          MonitorOptions)
 from crio_native.runtime.oci_cli import process_cgroup_dirs
@@ -57,14 +58,14 @@ class VmShimHandler:
                  runtime_root: str | os.PathLike[str], *, address: str | None = None,
                  namespace: str = NAMESPACE, timeout: float = 30.0,
                  create_timeout: float = 120.0, monitor_binary: Path | None = None,
-                 python: str = sys.executable):
+                 relay_binary: Path | None = None):
         self.name = name
         self.runtime_path = str(shim_path)
         self.runtime_root = Path(runtime_root)
         self.timeout = timeout
         self.create_timeout = create_timeout
         self.monitor_binary = monitor_binary
-        self.python = python
+        self.relay_binary = relay_binary or shim_relay_binary()
         self.shim = ShimCommand(self.runtime_path, namespace,
                                 address or str(self.runtime_root / "crio-native.sock"),
                                 PUBLISH_BINARY)
@@ -172,9 +173,9 @@ class VmShimHandler:
 
     def _launch_relay(self, container_id: str, address: str, monitor: MonitorOptions,
                       fifos: dict[str, Path], shim_log: Path, files: ShimFiles) -> Monitor:
-        argv = [self.python, "-m", "crio_native.runtime.shim.relay", "--address", address,
-                "--id", container_id, "--stdout", str(fifos["stdout"]),
-                "--stderr", str(fifos["stderr"]), "--shim-log", str(shim_log),
+        argv = [str(self.relay_binary), "--address", address, "--id", container_id,
+                "--stdout", str(fifos["stdout"]), "--stderr", str(fifos["stderr"]),
+                "--shim-log", str(shim_log),
                 "--shim-log-file", str(files.dir / SHIM_LOG_FILE),
                 "--appear-timeout", str(self.create_timeout)]
         if "stdin" in fifos:
