@@ -20,6 +20,7 @@
 
 #include "child.h"
 #include "cleanup.h"
+#include "fdpass.h"
 #include "launch.h"
 #include "syscalls.h"
 
@@ -391,14 +392,6 @@ static int send_go(int sock, int pid, crn_error *err)
 static int read_msg(int sock, crn_sync_msg *msg, int *fd, crn_error *err)
 {
     struct pollfd pfd = {.fd = sock, .events = POLLIN};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct iovec iov = {.iov_base = msg, .iov_len = sizeof(*msg)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = control.buf, .msg_controllen = sizeof(control.buf)};
-    struct cmsghdr *cm;
     ssize_t n;
     int ready;
     *fd = -1;
@@ -407,17 +400,9 @@ static int read_msg(int sock, crn_sync_msg *msg, int *fd, crn_error *err)
     while (ready < 0 && errno == EINTR);
     if (ready == 0)
         return crn_error_set(err, ETIMEDOUT, "wait for child", NULL);
-    do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
-    if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS
-        && cm->cmsg_len == CMSG_LEN(sizeof(int)))
-        memcpy(fd, CMSG_DATA(cm), sizeof(int));
-    if (n != (ssize_t)sizeof(*msg)) {
-        crn_close_fdp(fd);
+    n = crn_fd_recv(sock, msg, sizeof(*msg), fd);
+    if (n != (ssize_t)sizeof(*msg))
         return crn_error_set(err, n < 0 ? errno : EPIPE, "read sync", NULL);
-    }
     return 0;
 }
 

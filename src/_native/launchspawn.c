@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fdpass.h"
 #include "launch.h"
 #include "launcher.h"
 
@@ -29,24 +30,12 @@
 
 int crn_launcher_send(int sock, const crn_launcher_msg *msg, int fd, crn_error *err)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
+    crn_fd_control ctl;
     struct iovec iov = {.iov_base = (void *)msg, .iov_len = sizeof(*msg)};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     ssize_t n;
-    if (fd >= 0) {
-        struct cmsghdr *cm;
-        memset(&control, 0, sizeof(control));
-        mh.msg_control = control.buf;
-        mh.msg_controllen = sizeof(control.buf);
-        cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    }
+    if (fd >= 0)
+        crn_fd_attach(&mh, &ctl, fd);
     do
         n = sendmsg(sock, &mh, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
@@ -57,27 +46,9 @@ int crn_launcher_send(int sock, const crn_launcher_msg *msg, int fd, crn_error *
 
 int crn_launcher_recv(int sock, crn_launcher_msg *msg, int *fd, crn_error *err)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct iovec iov = {.iov_base = msg, .iov_len = sizeof(*msg)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = control.buf, .msg_controllen = sizeof(control.buf)};
-    struct cmsghdr *cm;
-    ssize_t n;
-    *fd = -1;
-    do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
-    if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS
-        && cm->cmsg_len == CMSG_LEN(sizeof(int)))
-        memcpy(fd, CMSG_DATA(cm), sizeof(int));
-    if (n != (ssize_t)sizeof(*msg)) {
-        crn_close_fdp(fd);
+    ssize_t n = crn_fd_recv(sock, msg, sizeof(*msg), fd);
+    if (n != (ssize_t)sizeof(*msg))
         return crn_error_set(err, n < 0 ? errno : EPIPE, "recvmsg", "launcher socket");
-    }
     msg->err.msg[CRN_ERROR_MSG_MAX - 1] = '\0';
     return 0;
 }

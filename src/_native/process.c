@@ -26,6 +26,7 @@
 
 #include "child.h"
 #include "cleanup.h"
+#include "fdpass.h"
 #include "syscalls.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -561,22 +562,12 @@ int crn_proc_personality(crn_child *c, crn_error *err)
 static int send_fd(int sock, int fd, crn_error *err)
 {
     crn_sync_msg msg;
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
+    crn_fd_control ctl;
     struct iovec iov = {.iov_base = &msg, .iov_len = sizeof(msg)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = control.buf, .msg_controllen = sizeof(control.buf)};
-    struct cmsghdr *cm;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     memset(&msg, 0, sizeof(msg));
-    memset(&control, 0, sizeof(control));
     msg.kind = CRN_SYNC_CONSOLE;
-    cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    crn_fd_attach(&mh, &ctl, fd);
     if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(msg))
         return crn_error_set(err, errno, "sendmsg", "console");
     return 0;
@@ -674,12 +665,8 @@ static void iov_advance(struct iovec **iov, int *cnt, size_t n)
 static int send_listener_state(crn_child *c, int notify_fd, crn_error *err)
 {
     struct iovec vec[2 * CRN_LISTENER_MAX_PARTS], *iov = vec;
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
+    crn_fd_control ctl;
     struct msghdr mh;
-    struct cmsghdr *cm;
     crn_plan_rec rec;
     crn_plan_cur cur;
     char pid[24];
@@ -701,15 +688,8 @@ static int send_listener_state(crn_child *c, int notify_fd, crn_error *err)
         vec[cnt++] = (struct iovec){.iov_base = (void *)p, .iov_len = (size_t)(nul - p)};
         p = nul + 1;
     }
-    memset(&control, 0, sizeof(control));
     memset(&mh, 0, sizeof(mh));
-    mh.msg_control = control.buf;
-    mh.msg_controllen = sizeof(control.buf);
-    cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &notify_fd, sizeof(int));
+    crn_fd_attach(&mh, &ctl, notify_fd);
     while (cnt > 0) {
         mh.msg_iov = iov;
         mh.msg_iovlen = (size_t)cnt;
