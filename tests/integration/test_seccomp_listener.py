@@ -58,6 +58,33 @@ ANSWERS: dict[str, Answer] = {
 }
 
 
+def receive_state(srv: socket.socket) -> tuple[dict | None, list[int]]:
+    """Accept one runtime connection on the listener socket `srv` and read
+    the container process state JSON and the fds sent with it; (None, [])
+    when the runtime gave up before sending anything."""
+    conn, _ = srv.accept()
+    data, fds = b"", array.array("i")
+    state = None
+    with conn:
+        conn.settimeout(10)
+        while True:
+            msg, anc, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+            if not msg:
+                break
+            data += msg
+            try:    # runc keeps the connection open a while: stop at a whole document
+                state = json.loads(data)
+                break
+            except ValueError:
+                continue
+    if data and state is None:
+        raise AssertionError(f"the runtime sent a partial state: {data!r}")
+    return state, list(fds)
+
+
 class Agent:
     """Accepts connections at `path`, takes one container process state and
     its fds from each, and answers every notification on those fds."""
@@ -97,27 +124,11 @@ class Agent:
             self.errors.append(e)
 
     def _accept(self) -> None:
-        conn, _ = self.srv.accept()
-        data, fds = b"", array.array("i")
-        with conn:
-            conn.settimeout(10)
-            while True:
-                msg, anc, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
-                for level, kind, payload in anc:
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                        fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
-                if not msg:
-                    break
-                data += msg
-                try:    # runc keeps the connection open a while: stop at a whole document
-                    state = json.loads(data)
-                    break
-                except ValueError:
-                    continue
-        if not data:
+        state, fds = receive_state(self.srv)
+        if state is None:
             return      # a runtime that gave up before sending (crun connects early too)
         with self._lock:
-            self._fds += list(fds)
+            self._fds += fds
             self.states.append(state)
             self.fd_counts.append(len(fds))
             self._lock.notify_all()

@@ -9,10 +9,8 @@ chdir(2) in the shell itself; chdir notifies the agent here, which receives
 the notification, sends SIGUSR1 to the caller, and only then answers."""
 from __future__ import annotations
 
-import array
 import errno
 import fcntl
-import json
 import os
 import select
 import signal
@@ -26,7 +24,7 @@ import pytest
 from crio_native.linux import seccomp as sc
 from tests.integration.test_seccomp_listener import (NOTIF, NOTIF_RESP,
                                                      SECCOMP_IOCTL_NOTIF_RECV,
-                                                     SECCOMP_IOCTL_NOTIF_SEND)
+                                                     SECCOMP_IOCTL_NOTIF_SEND, receive_state)
 
 # Also run inside the pure cgroup v2 VM by `make test`.
 pytestmark = [pytest.mark.root, pytest.mark.vm]
@@ -74,25 +72,10 @@ class SignallingAgent:
         self._thread.start()
 
     def _take_fd(self) -> bool:
-        conn, _ = self.srv.accept()
-        data, fds = b"", array.array("i")
-        with conn:
-            conn.settimeout(10)
-            while True:
-                msg, anc, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(4))
-                for level, kind, payload in anc:
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                        fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
-                if not msg:
-                    break
-                data += msg
-                try:    # runc keeps the connection open a while: stop at a whole document
-                    self.seen["state"] = json.loads(data)
-                    break
-                except ValueError:
-                    continue
-        if not data:
+        state, fds = receive_state(self.srv)
+        if state is None:
             return False    # abandon()
+        self.seen["state"] = state
         [self.fd] = fds
         return True
 
