@@ -367,9 +367,7 @@ static int write_cgroup_procs(const void *plan, size_t len, int pid, crn_error *
     return 0;
 }
 
-/* Reap a child that failed or that we give up on.  A CLONE_PARENT child is
- * our parent's to reap (waitpid fails with ECHILD here). */
-static void reap(int pid, int *pidfd)
+void crn_launch_kill_reap(int pid, int *pidfd)
 {
     kill(pid, SIGKILL);
     while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
@@ -499,7 +497,7 @@ int crn_launch_ex(const void *plan, size_t len, const int stdio[3], const crn_la
     if (opts->on_clone != NULL)
         opts->on_clone(ctx, pid);
     if (parent_sync(plan, len, parent_end, pid, opts->on_hooks, ctx, res, err) < 0) {
-        reap(pid, &pidfd);
+        crn_launch_kill_reap(pid, &pidfd);
         crn_close_fdp(&res->console_fd);
         return -1;
     }

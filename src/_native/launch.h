@@ -76,6 +76,11 @@ typedef struct crn_launch_opts {
 int crn_launch_ex(const void *plan, size_t len, const int stdio[3], const crn_launch_opts *opts,
                   void *ctx, crn_launch_result *res, crn_error *err);
 
+/* SIGKILL a child that failed or that the caller gives up on, reap it and
+ * close its pidfd (-1 skips that).  A CLONE_PARENT child is not ours to
+ * reap: waitpid fails with ECHILD, and our parent reaps it. */
+void crn_launch_kill_reap(int pid, int *pidfd);
+
 /* Launch through the small `launcher` executable (crio-native-launch)
  * instead of cloning this process: it is spawned with vfork semantics
  * (posix_spawn), so neither its start nor the container's clone costs in

@@ -157,11 +157,8 @@ static void wait_pid(pid_t pid)
  * killed and reaped. */
 static void drop_child(crn_launch_result *res, int pid)
 {
-    if (pid > 0) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
-            ;
-    }
+    if (pid > 0)
+        crn_launch_kill_reap(pid, &res->pidfd);
     crn_close_fdp(&res->pidfd);
     crn_close_fdp(&res->console_fd);
 }

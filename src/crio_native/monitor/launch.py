@@ -318,14 +318,11 @@ def _kill_quietly(pid: int) -> None:
 def _wait_exit_code(pid: int) -> int:
     """Reap our child `pid` (the monitor's first process exits as soon as
     it has forked) and return its exit code."""
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            return -1
-        except InterruptedError:
-            continue
-        return os.waitstatus_to_exitcode(status)
+    try:
+        _, status = os.waitpid(pid, 0)     # retried on EINTR by Python itself
+    except ChildProcessError:
+        return -1
+    return os.waitstatus_to_exitcode(status)
 
 
 def process_alive(pid: int) -> bool:
