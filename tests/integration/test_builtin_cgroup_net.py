@@ -173,7 +173,8 @@ def test_a_container_without_network_resources_stays_out(rt, make_bundle, net_hi
         assert _line(pid, "net_cls") == "/" and _line(pid, "").endswith(f"/{name}")
         assert not any(d.is_relative_to(net_hierarchy)
                        for d in cgroups.plan_cgroups(name, {}, root=rt.cgroup_root).dirs)
-        with pytest.raises(FailedPrecondition):
+        with pytest.raises(FailedPrecondition, match="created without a group in the hierarchy"
+                           ".*can only be set when the container is created"):
             rt.update("nn", {"network": {"classID": 42}})
     finally:
         rt.delete("nn", force=True)

@@ -477,7 +477,15 @@ class BuiltinRuntime:
             raise FailedPrecondition(f"container {container_id!r} has no cgroups of its own: "
                                      "its resources cannot be updated")
         plan = cgroups.plan_cgroups(path, resources or {}, root=self.cgroup_root)
-        if [str(d) for d in plan.dirs] != record.get("_cgroup_dirs"):
+        have, want = record.get("_cgroup_dirs") or [], [str(d) for d in plan.dirs]
+        added = [d for d in want if d not in have]
+        if added and all(d in want for d in have):
+            # a limit in a hierarchy the container joined nothing in (v1
+            # net_cls/net_prio): as with runc and crun, only create joins one
+            raise FailedPrecondition(f"container {container_id!r} was created without a group "
+                                     f"in the hierarchy of {', '.join(added)}: these resources "
+                                     "can only be set when the container is created")
+        if want != have:
             raise FailedPrecondition(f"container {container_id!r}: its cgroups are no longer "
                                      f"where {path!r} resolves (cgroup root changed?)")
         cgroups.apply_limits(plan)
