@@ -1,6 +1,6 @@
 """crio-native-shim-relay (src/_native/shimrelay/) run as the real binary
-against a fake shim: a ttrpc server made here from the Python client's own
-framing (runtime/shim/ttrpc.py), answering Task/Wait as each test needs.
+against a fake shim: the fake ttrpc server of tests/fixtures/fake_ttrpc.py,
+answering Task/Wait as each test needs.
 The relay's stdin/stdout/stderr are pipes of the test, standing in for the
 monitor's.  What a real shim adds (containerd-shim-runc-v2 driving a
 container) is in test_shim_handler.py.  No root needed."""
@@ -10,7 +10,6 @@ import contextlib
 import errno
 import os
 import select
-import socket
 import subprocess
 import threading
 import time
@@ -19,100 +18,25 @@ from pathlib import Path
 import pytest
 from google.protobuf import timestamp_pb2
 
-from crio_native._proto.shim import ttrpc_pb2
 from crio_native._proto.shim.v2 import task_pb2
 from crio_native.monitor.paths import shim_relay_binary
 from crio_native.runtime.shim.task import SERVICE
-from crio_native.runtime.shim.ttrpc import TYPE_REQUEST, TYPE_RESPONSE, encode_frame, read_frame
+from crio_native.runtime.shim.ttrpc import TYPE_REQUEST, TYPE_RESPONSE, encode_frame
+from tests.fixtures.fake_ttrpc import HANGUP, FakeTtrpcServer, Raw, response
 
 RELAY = shim_relay_binary()
 GRACE = 2.0          # the relay's SHIM_LOST_GRACE
 DRAIN_MAX = 2.0
 MESSAGE_PREFIX = b"crio-native shim relay: Wait for task-1: "
 
-HANGUP = object()    # an answer: close the connection without a word
-
-
-class Raw(bytes):
-    """An answer sent as it is, header and all."""
-
 
 def wait_answer(exit_status: int = 0, code: int = 0, message: str = "") -> bytes:
     """A ttrpc.Response to Wait: the exit status, or a non-OK status."""
-    response = ttrpc_pb2.Response()
     if code:
-        response.status.code, response.status.message = code, message
-    else:
-        response.payload = task_pb2.WaitResponse(
-            exit_status=exit_status,
-            exited_at=timestamp_pb2.Timestamp(seconds=1700000000, nanos=5)).SerializeToString()
-    return response.SerializeToString()
-
-
-class FakeShim:
-    """Serves Task/Wait on `path`: `answer(n, request)` for the n-th call
-    returns the Response data, a Raw frame, HANGUP, or None to leave the
-    call pending (it may also block, until close())."""
-
-    def __init__(self, path: Path, answer):
-        self.path, self.answer = path, answer
-        self.requests: list[tuple[int, int, ttrpc_pb2.Request]] = []
-        self.closed = threading.Event()
-        self.conns: list[socket.socket] = []
-        self.threads: list[threading.Thread] = []
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        self.listener.listen(16)
-        self._spawn(self._accept)
-
-    def _spawn(self, target, *args):
-        t = threading.Thread(target=target, args=args, daemon=True)
-        self.threads.append(t)
-        t.start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.closed.is_set():
-                conn.close()
-                return
-            self.conns.append(conn)
-            self._spawn(self._serve, conn)
-
-    def _serve(self, conn: socket.socket):
-        with contextlib.suppress(OSError):
-            while True:
-                stream_id, mtype, _flags, data = read_frame(conn)
-                request = ttrpc_pb2.Request.FromString(data)
-                n = len(self.requests)
-                self.requests.append((stream_id, mtype, request))
-                out = self.answer(n, request)
-                if out is HANGUP:
-                    conn.shutdown(socket.SHUT_RDWR)
-                    return
-                if out is None or self.closed.is_set():
-                    continue
-                conn.sendall(out if isinstance(out, Raw)
-                             else encode_frame(stream_id, TYPE_RESPONSE, out))
-
-    def close(self):
-        """The shim goes away: connections cut, socket gone."""
-        self.closed.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        for c in self.conns:
-            with contextlib.suppress(OSError):
-                c.shutdown(socket.SHUT_RDWR)
-        for t in self.threads:
-            t.join(5)
-        for c in self.conns:
-            c.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        return response(code=code, message=message)
+    return response(task_pb2.WaitResponse(
+        exit_status=exit_status,
+        exited_at=timestamp_pb2.Timestamp(seconds=1700000000, nanos=5)).SerializeToString())
 
 
 class Env:
@@ -121,22 +45,23 @@ class Env:
     def __init__(self, tmp: Path):
         self.tmp = tmp
         self.address = tmp / "shim.sock"
-        self.shims: list[FakeShim] = []
+        self.shims: list[FakeTtrpcServer] = []
         self.relays: list[subprocess.Popen] = []
         self.release = threading.Event()     # lets held Wait calls answer
         self.fds: list[int] = []
 
-    def shim(self, answer) -> FakeShim:
-        s = FakeShim(self.address, answer)
+    def shim(self, handler, *, address: str | None = None,
+             byte_by_byte: bool = False) -> FakeTtrpcServer:
+        s = FakeTtrpcServer(address or self.address, handler, byte_by_byte=byte_by_byte)
         self.shims.append(s)
         return s
 
     def held(self, exit_status: int = 0):
-        """An answer that waits for `release` (the task runs until then)."""
-        def answer(n, request):
+        """A handler that waits for `release` (the task runs until then)."""
+        def handler(call):
             self.release.wait(30)
             return wait_answer(exit_status)
-        return answer
+        return handler
 
     def fifo(self, name: str) -> Path:
         path = self.tmp / name
@@ -215,16 +140,17 @@ def read_until(fd: int, want: int, timeout: float = 5) -> bytes:
 @pytest.mark.parametrize("status, code", [(0, 0), (3, 3), (137, 137), (255, 255),
                                           (256, 255), (2**32 - 1, 255)])
 def test_exits_with_the_task_status(env, status, code):
-    shim = env.shim(lambda n, r: wait_answer(status))
+    shim = env.shim(lambda call: wait_answer(status))
     assert finish(env.relay()) == (code, b"", b"")
-    assert len(shim.requests) == 1
+    assert len(shim.calls) == 1
 
 
 def test_wait_request_envelope(env):
-    shim = env.shim(lambda n, r: wait_answer(0))
+    shim = env.shim(lambda call: wait_answer(0))
     assert finish(env.relay(task_id="ctr-abc"))[0] == 0
-    [(stream_id, mtype, request)] = shim.requests
-    assert (stream_id, mtype) == (1, TYPE_REQUEST)
+    [call] = shim.calls
+    assert (call.stream_id, call.frame_type) == (1, TYPE_REQUEST)
+    request = call.request
     assert (request.service, request.method, request.timeout_nano) == (SERVICE, "Wait", 0)
     assert not request.metadata
     wait = task_pb2.WaitRequest.FromString(request.payload)
@@ -232,16 +158,16 @@ def test_wait_request_envelope(env):
 
 
 def test_not_found_is_retried_until_the_task_appears(env):
-    shim = env.shim(lambda n, r: wait_answer(code=5, message="container not created")
-                    if n < 5 else wait_answer(7))
+    shim = env.shim(lambda call: wait_answer(code=5, message="container not created")
+                    if call.index < 5 else wait_answer(7))
     assert finish(env.relay()) == (7, b"", b"")
-    assert len(shim.requests) == 6
+    assert len(shim.calls) == 6
     # one call per connection, so every one is stream 1
-    assert {sid for sid, _, _ in shim.requests} == {1}
+    assert {call.stream_id for call in shim.calls} == {1}
 
 
 def test_not_found_past_the_appear_timeout_is_unknown(env):
-    env.shim(lambda n, r: wait_answer(code=5, message="container not created"))
+    env.shim(lambda call: wait_answer(code=5, message="container not created"))
     started = time.monotonic()
     code, out, err = finish(env.relay("--appear-timeout", "0.3"))
     assert code == 255 and 0.25 < time.monotonic() - started < 3
@@ -257,12 +183,12 @@ def test_no_shim_is_unknown_after_the_grace(env):
 
 
 def test_shim_dying_during_wait_is_unknown_after_the_grace(env):
-    shim = env.shim(lambda n, r: None)
+    shim = env.shim(lambda call: None)
     p = env.relay()
     deadline = time.monotonic() + 5
-    while not shim.requests and time.monotonic() < deadline:
+    while not shim.calls and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert shim.requests and p.poll() is None
+    assert shim.calls and p.poll() is None
     time.sleep(GRACE + 0.2)     # a Wait pending this long is no part of the grace
     shim.close()
     lost = time.monotonic()
@@ -272,57 +198,49 @@ def test_shim_dying_during_wait_is_unknown_after_the_grace(env):
 
 
 def test_shim_back_within_the_grace(env):
-    first = env.shim(lambda n, r: None)
+    first = env.shim(lambda call: None)
     p = env.relay()
     deadline = time.monotonic() + 5
-    while not first.requests and time.monotonic() < deadline:
+    while not first.calls and time.monotonic() < deadline:
         time.sleep(0.01)
     first.close()
     time.sleep(0.5)
-    env.shim(lambda n, r: wait_answer(5))
+    env.shim(lambda call: wait_answer(5))
     assert finish(p) == (5, b"", b"")
 
 
 def test_shim_that_hangs_up_at_once_is_given_up_on(env):
-    shim = env.shim(lambda n, r: HANGUP)
+    shim = env.shim(lambda call: HANGUP)
     started = time.monotonic()
     code, out, err = finish(env.relay())
     assert code == 255 and time.monotonic() - started < GRACE + 2
-    assert len(shim.requests) > 1 and b"connection lost" in err
+    assert len(shim.calls) > 1 and b"connection lost" in err
 
 
 def test_status_unavailable_counts_as_a_lost_shim(env):
-    env.shim(lambda n, r: wait_answer(code=14, message="shutting down"))
+    env.shim(lambda call: wait_answer(code=14, message="shutting down"))
     code, out, err = finish(env.relay())
     assert code == 255 and b"shutting down" in err
 
 
 def test_other_errors_are_unknown_at_once(env):
-    shim = env.shim(lambda n, r: wait_answer(code=2, message="boom\nbang"))
+    shim = env.shim(lambda call: wait_answer(code=2, message="boom\nbang"))
     started = time.monotonic()
     code, out, err = finish(env.relay())
-    assert code == 255 and time.monotonic() - started < 1.5 and len(shim.requests) == 1
+    assert code == 255 and time.monotonic() - started < 1.5 and len(shim.calls) == 1
     assert err == MESSAGE_PREFIX + b"ttrpc containerd.task.v2.Task/Wait: status code 2: boom?bang\n"
 
 
 def test_frames_of_other_streams_and_types_are_skipped(env):
-    def answer(n, request):
+    def handler(call):
         noise = encode_frame(3, TYPE_RESPONSE, wait_answer(9)) + encode_frame(1, 3, b"data")
         return Raw(noise + encode_frame(1, TYPE_RESPONSE, wait_answer(4)))
-    env.shim(answer)
+    env.shim(handler)
     assert finish(env.relay()) == (4, b"", b"")
 
 
 def test_answer_in_pieces(env):
-    frame = encode_frame(1, TYPE_RESPONSE, wait_answer(6))
-
-    def answer(n, request):
-        conn = env.shims[0].conns[-1]
-        for i in range(len(frame)):
-            conn.sendall(frame[i:i + 1])
-            time.sleep(0.005)
-        return None
-    env.shim(answer)
+    env.shim(lambda call: wait_answer(6), byte_by_byte=True)
     assert finish(env.relay()) == (6, b"", b"")
 
 
@@ -337,8 +255,8 @@ MALFORMED = {
     "varint over 10 bytes": _frame(b"\x10" + b"\xff" * 11),
     "group wire type": _frame(b"\x0b\x0c"),
     "field number 0": _frame(b"\x02\x00"),
-    "bad WaitResponse": _frame(ttrpc_pb2.Response(payload=b"\x08" + b"\x80" * 10).SerializeToString()),
-    "bad exited_at": _frame(ttrpc_pb2.Response(payload=b"\x08\x01\x12\x01\x08").SerializeToString()),
+    "bad WaitResponse": _frame(response(b"\x08" + b"\x80" * 10)),
+    "bad exited_at": _frame(response(b"\x08\x01\x12\x01\x08")),
     "frame over the 4 MiB limit": _frame(b"", length=(4 << 20) + 1),
     "answer over 64 KiB": _frame(b"\x12\x80\x80\x04" + b"\0" * 65536),
 }
@@ -346,9 +264,9 @@ MALFORMED = {
 
 @pytest.mark.parametrize("frame", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_answer_is_unknown_with_a_message(env, frame):
-    shim = env.shim(lambda n, r: frame)
+    shim = env.shim(lambda call: frame)
     code, out, err = finish(env.relay())
-    assert code == 255 and len(shim.requests) == 1
+    assert code == 255 and len(shim.calls) == 1
     assert err.startswith(MESSAGE_PREFIX) and err.endswith(b"\n") and err.count(b"\n") == 1
     assert b"malformed" in err or b"exceeds" in err or b"more than" in err
 
@@ -416,7 +334,7 @@ def test_drain_ends_at_its_limit(env):
 
 def test_fifos_never_opened_by_a_shim_end_with_the_exit(env):
     out_fifo, err_fifo = env.fifo("stdout"), env.fifo("stderr")
-    env.shim(lambda n, r: wait_answer(3))
+    env.shim(lambda call: wait_answer(3))
     started = time.monotonic()
     assert finish(env.relay("--stdout", str(out_fifo), "--stderr", str(err_fifo))) == (3, b"", b"")
     assert time.monotonic() - started < 1
@@ -513,7 +431,7 @@ def test_bad_command_line_exits_2(args, says):
 
 
 def test_equals_form_and_a_bare_path_address(env):
-    env.shim(lambda n, r: wait_answer(12))
+    env.shim(lambda call: wait_answer(12))
     p = subprocess.Popen([str(RELAY), f"--address={env.address}", "--id=task-1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     env.relays.append(p)
@@ -521,22 +439,12 @@ def test_equals_form_and_a_bare_path_address(env):
 
 
 def test_abstract_socket_address(env):
-    name = f"crn-relay-test-{os.getpid()}-{time.monotonic_ns()}"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind("\0" + name)
-    listener.listen(1)
-    try:
-        p = env.relay(address=f"unix://@{name}")
-        conn, _ = listener.accept()
-        with conn:
-            stream_id, _, _, data = read_frame(conn)
-            conn.sendall(encode_frame(stream_id, TYPE_RESPONSE, wait_answer(21)))
-            assert finish(p) == (21, b"", b"")
-    finally:
-        listener.close()
+    name = f"@crn-relay-test-{os.getpid()}-{time.monotonic_ns()}"
+    env.shim(lambda call: wait_answer(21), address=name)
+    assert finish(env.relay(address=f"unix://{name}")) == (21, b"", b"")
 
 
 def test_missing_fifo_is_unknown_with_a_message(env):
-    env.shim(lambda n, r: wait_answer(0))
+    env.shim(lambda call: wait_answer(0))
     code, out, err = finish(env.relay("--stdout", str(env.tmp / "nope")))
     assert code == 255 and b"nope" in err
