@@ -62,9 +62,9 @@ def start_services(ctx: DaemonContext) -> None:
     from crio_native.sandbox.manager import SandboxManager
 
     load_pod_cidr(ctx)
-    ctx.sandboxes = SandboxManager(ctx.config)
-    ctx.sandboxes.recover()
     ctx.handlers = HandlerSet(ctx.config)
+    ctx.sandboxes = SandboxManager(ctx.config, ctx.handlers)
+    ctx.sandboxes.recover()
     ctx.containers = ContainerManager(ctx.config, ctx.sandboxes, lambda: images_of(ctx),
                                       ctx.handlers)
     ctx.containers.recover()

@@ -49,12 +49,13 @@ class Harness:
         self.make_bundle, self.cgroups_path = make_bundle, cgroups_path
         self.made: list[Container] = []
 
-    def create(self, args: list[str]) -> Container:
+    def create(self, args: list[str], annotations: dict[str, str] | None = None) -> Container:
         cid = f"vm-{uuid.uuid4().hex[:12]}"
         path = self.cgroups_path(f"crn-vm-{cid}")
 
         def with_cgroup(spec):
             spec["linux"]["cgroupsPath"] = path
+            spec["annotations"] = annotations or {}
         bundle = self.make_bundle(args, with_cgroup).path
         state_dir = self.tmp / "monitors" / cid
         state_dir.mkdir(parents=True)
@@ -196,3 +197,34 @@ def test_unknown_container(vm):
         vm.handler.start("vm-nope")
     with pytest.raises((NotFound, DeadlineExceeded)):
         vm.handler.exec_sync("vm-nope", exec_process("true"), timeout=1)
+
+
+def test_a_pods_containers_share_one_shim_until_the_last_is_deleted(vm):
+    """containerd-shim-runc-v2 groups containers by the CRI sandbox-id
+    annotation, as kata groups them into one VM: the second container's
+    `start` gets the first one's shim.  Deleting one container must leave
+    the shim serving the others."""
+    pod = {"io.kubernetes.cri.sandbox-id": f"pod-{uuid.uuid4().hex[:12]}"}
+    sandbox = vm.create(["sleep", "60"], {**pod, "io.kubernetes.cri.container-type": "sandbox"})
+    first = vm.create(["sh", "-c", "echo first; sleep 60"],
+                      {**pod, "io.kubernetes.cri.container-type": "container"})
+    second = vm.create(["sh", "-c", "echo second; sleep 60"],
+                       {**pod, "io.kubernetes.cri.container-type": "container"})
+    assert sandbox.address == first.address == second.address
+    assert sandbox.shim_pid == first.shim_pid == second.shim_pid
+    for c in (sandbox, first, second):
+        vm.handler.start(c.id)
+    vm.handler.delete(first.id, force=True)
+    assert vm.finish(first).exit_code == 137
+    assert process_alive(second.shim_pid), "the shared shim went with its first container"
+    assert vm.handler.state(second.id)["status"] == "running"
+    assert vm.handler.exec_sync(second.id, exec_process("echo", "still"), 10).stdout == b"still\n"
+    vm.handler.delete(sandbox.id, force=True)
+    assert vm.handler.state(second.id)["status"] == "running"
+    vm.handler.kill(second.id, signal.SIGKILL)
+    assert vm.finish(second).exit_code == 137
+    assert joined(log_entries(second.log_path), "stdout") == ["second"]
+    vm.handler.delete(second.id)
+    assert_shim_gone(second, vm.handler)
+    assert not (vm.handler.runtime_root / sandbox.id).exists()
+    assert not (vm.handler.runtime_root / first.id).exists()

@@ -35,11 +35,13 @@ def infra_spec(record: SandboxRecord) -> dict:
     }
 
 
-def write_bundle(record: SandboxRecord) -> Path:
+def write_bundle(record: SandboxRecord, spec: dict | None = None) -> Path:
+    """The infra bundle in the pod's directory: `spec` (infra_spec's by
+    default) and an empty root holding the mount point of /pause."""
     bundle = Path(record.directory) / "infra"
     (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
     (bundle / "rootfs" / "pause").touch()
-    (bundle / "config.json").write_text(json.dumps(infra_spec(record)))
+    (bundle / "config.json").write_text(json.dumps(spec or infra_spec(record)))
     return bundle
 
 

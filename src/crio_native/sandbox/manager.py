@@ -21,7 +21,8 @@ from crio_native.network.cni import CNI, Attachment, NetworkList, ip_ranges_from
 from crio_native.network.cni_config import NoNetworkConfig
 from crio_native.network.watch import NetworkConfigWatcher
 from crio_native.runtime.builtin.container import BuiltinRuntime
-from crio_native.sandbox import infra, mcs, podcgroup, setup, validate
+from crio_native.runtime.handlers import HandlerSet
+from crio_native.sandbox import infra, mcs, podcgroup, setup, validate, vm_task
 from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
 from crio_native.sandbox.store import SandboxStore
 from crio_native.spec import selinux as selinux_spec
@@ -38,8 +39,10 @@ POD = 0  # NamespaceMode POD   # a retried RunPodSandbox waits this long for the
 
 
 class SandboxManager:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, handlers: HandlerSet | None = None):
         self.config = config
+        # the runtime handlers, for the sandbox task of pods on vm handlers
+        self.handlers = handlers or HandlerSet(config)
         self.store = SandboxStore(Path(config.root) / "sandboxes")
         self.pin_root = Path(config.runroot) / "ns"
         self.pod_root = Path(config.runroot) / "pods"
@@ -209,18 +212,33 @@ class SandboxManager:
             setup.apply_sysctls_and_hostname(record)
             setup.mount_shm(record)
             undo.callback(undo_step, failed, "unmount shm", lambda: setup.unmount_shm(record))
-            if record.pid_mode == POD:
+            vm = vm_task.uses_sandbox_task(self.config, record.runtime_handler)
+            if record.pid_mode == POD and not vm:
                 infra.start_infra(self.infra_runtime, record, self.pin_root)
                 undo.callback(undo_step, failed, "stop infra",
                               lambda: infra.stop_infra(self.infra_runtime, record))
                 self.store.save(record)
             self._attach_network(record, undo, failed)
+            if vm:
+                self._start_sandbox_task(record, undo, failed)
             setup.write_pod_files(record)
             record.state = READY
             self.store.save(record)
             undo.pop_all()
         log.info("pod sandbox ready", extra=fields(id=record.id, pod=record.name_key,
                                                   ips=",".join(record.ips)))
+
+    def _start_sandbox_task(self, record: SandboxRecord, undo: ExitStack,
+                            failed: list[str]) -> None:
+        handler = self.handlers.get(record.runtime_handler)
+        vm_task.start_sandbox_task(handler, record, self.config, self.pin_root)
+        undo.callback(undo_step, failed, "stop sandbox task",
+                      lambda: self._stop_sandbox_task(record))
+        self.store.save(record)
+
+    def _stop_sandbox_task(self, record: SandboxRecord) -> None:
+        if record.sandbox_task:
+            vm_task.stop_sandbox_task(self.handlers.get(record.runtime_handler), record)
 
     def _attach_network(self, record: SandboxRecord, undo: ExitStack, failed: list[str]) -> None:
         if record.host_network:
@@ -246,6 +264,9 @@ class SandboxManager:
         if record is None:
             return  # CRI: stopping an unknown sandbox succeeds
         with self._lock(record.id):
+            if record.sandbox_task:
+                self._stop_sandbox_task(record)
+                self.store.save(record)
             self._detach_network(record)
             if record.infra:
                 infra.stop_infra(self.infra_runtime, record)
@@ -265,6 +286,7 @@ class SandboxManager:
         log.info("pod sandbox removed", extra=fields(id=record.id, pod=record.name_key))
 
     def _teardown(self, record: SandboxRecord) -> None:
+        self._stop_sandbox_task(record)
         self._detach_network(record)
         infra.stop_infra(self.infra_runtime, record)
         setup.unmount_shm(record)

@@ -2,7 +2,12 @@
 containerd-shim-kata-v2, or any shim speaking the same task API, such as
 containerd-shim-runc-v2) driven over ttrpc.
 
-One shim per container.  Create: FIFOs for the task's stdio, `shim start`
+One shim per container, or per pod: a shim may serve several containers.
+containerd's shims group the containers of a pod into one shim process
+(containerd-shim-runc-v2 by the `io.kubernetes.cri.sandbox-id` annotation,
+kata into the pod's VM): `start` for a second container of the pod prints
+the address of the shim already serving it.  A shared shim is shut down
+and reaped only with the last container that uses it.  Create: FIFOs for the task's stdio, `shim start`
 (runtime/shim/process.py), then a crio-native-monitor in spawn mode whose
 "container process" is the relay (crio-native-shim-relay, a small static C
 program: src/_native/shimrelay/): it copies the FIFOs into the monitor, so
@@ -231,14 +236,19 @@ class VmShimHandler:
             task = self._task(container_id)
         except NotFound:
             task = None
+        shared = bool(address) and self._sharing(container_id, address)
         if task is not None:
             self._delete_task(container_id, task, force, files.monitor_pid())
-            with contextlib.suppress(CrioNativeError):
-                task.shutdown(container_id)   # the shim exits once it has no task
+            if not shared:
+                with contextlib.suppress(CrioNativeError):
+                    task.shutdown(container_id)   # the shim exits once it has no task
             self._forget_client(container_id)
         elif bundle is not None and address:
             self.shim.cleanup(container_id, bundle, self.timeout)   # the shim died
-        if not wait_process_gone(pid, address, SHUTDOWN_GRACE):
+        if shared:
+            log.debug("runtime handler %s: shim %s of container %s still serves other "
+                      "containers: left running", self.name, address, container_id)
+        elif not wait_process_gone(pid, address, SHUTDOWN_GRACE):
             # containerd-shim-runc-v2 1.6 lingers ~10 s after Shutdown,
             # retrying to publish its events to TTRPC_ADDRESS, which nobody
             # serves here; its task is deleted, so nothing is lost.
@@ -250,6 +260,15 @@ class VmShimHandler:
                 log.warning("runtime handler %s: shim %d of container %s survived SIGKILL",
                             self.name, pid, container_id)
         files.remove()
+
+    def _sharing(self, container_id: str, address: str) -> list[str]:
+        """The other containers of ours whose shim is at `address`."""
+        try:
+            names = os.listdir(self.runtime_root)
+        except FileNotFoundError:
+            return []
+        return [name for name in names
+                if name != container_id and ShimFiles(self.runtime_root, name).address() == address]
 
     def _delete_task(self, container_id: str, task: TaskClient, force: bool,
                      monitor_pid: int | None) -> None:

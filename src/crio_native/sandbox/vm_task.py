@@ -1,0 +1,110 @@
+"""The pod's sandbox task on a `vm` (shim v2) runtime handler.
+
+A shim v2 runtime wants to see the pod before its containers: kata boots
+the pod's VM when it is asked to create the task whose spec says
+`io.kubernetes.cri.container-type: sandbox`, and puts every later task
+carrying `io.kubernetes.cri.sandbox-id: <pod>` into that VM; the runc shim
+serves them from one shim process.  So for a pod on such a handler,
+RunPodSandbox creates and starts the pause process as that sandbox task,
+through the pod's handler, once the pod's network is attached (kata reads
+the interfaces from the pod's network namespace when the VM boots).  Its
+spec is the builtin infra's (our static pause in an empty read-only root,
+joining the pod's network, IPC and UTS namespaces, in a PID namespace of its
+own) plus /proc and /dev, with the pod's cgroup path and containerd's
+sandbox annotations.
+
+With a pod-level PID namespace, the task's namespace is pinned like the
+others so the pod's containers join it, when the task is a host process
+(runc shim); a VM's task has no host namespace to pin, and the pod's
+containers then cannot be given one."""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import ExitStack
+from pathlib import Path
+
+from crio_native._native import ns
+from crio_native.config import Config
+from crio_native.runtime.handler import MonitorOptions, RuntimeHandler
+from crio_native.sandbox import infra
+from crio_native.sandbox.record import SandboxRecord
+from crio_native.spec import annotations as ann
+from crio_native.spec.resources import cgroups_path
+
+log = logging.getLogger(__name__)
+
+POD = 0   # NamespaceMode POD
+MONITOR_DIR = "sandbox-task"   # in the pod's directory: the task's monitor files
+
+
+def uses_sandbox_task(config: Config, handler_name: str) -> bool:
+    """Whether pods of this handler get a sandbox task (shim v2 handlers)."""
+    entry = config.runtime.runtimes.get(handler_name or config.runtime.default_runtime)
+    return entry is not None and entry.runtime_type == "vm"
+
+
+def sandbox_task_spec(record: SandboxRecord, config: Config) -> dict:
+    spec = infra.infra_spec(record)
+    # runc and kata's agent want /proc (runc closes the fds it leaves open
+    # by reading /proc/self/fd) and make the default device nodes in /dev
+    spec["mounts"] += [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    ]
+    spec["linux"]["cgroupsPath"] = cgroups_path(config.runtime.cgroup_manager,
+                                                record.cgroup_parent, record.id)
+    spec["annotations"].update({
+        ann.SANDBOX_NAME: record.name,
+        ann.SANDBOX_NAMESPACE: record.namespace,
+        ann.SANDBOX_UID: record.uid,
+    })
+    return spec
+
+
+def start_sandbox_task(handler: RuntimeHandler, record: SandboxRecord, config: Config,
+                       pin_root: Path) -> None:
+    """Create and start the pod's sandbox task (and pin its PID namespace
+    for a pod-level one).  On failure nothing of it is left."""
+    bundle = infra.write_bundle(record, sandbox_task_spec(record, config))
+    state_dir = Path(record.directory) / MONITOR_DIR
+    state_dir.mkdir(exist_ok=True)
+    with ExitStack() as undo:
+        created = handler.create(record.id, bundle, MonitorOptions(state_dir, None))
+        undo.callback(handler.delete, record.id, True)
+        handler.start(record.id)
+        if record.pid_mode == POD:
+            _pin_pid_namespace(record, created.pid, pin_root)
+        record.sandbox_task = True
+        undo.pop_all()
+
+
+def _pin_pid_namespace(record: SandboxRecord, pid: int, pin_root: Path) -> None:
+    try:
+        theirs = os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        theirs = None
+    if theirs is None or theirs == os.readlink("/proc/self/ns/pid"):
+        log.warning("pod %s: the sandbox task (pid %d) of handler %s has no PID namespace of "
+                    "its own on this host; the pod's containers get none to share",
+                    record.id, pid, record.runtime_handler)
+        return
+    pin = pin_root / "pid" / record.id
+    pin.parent.mkdir(parents=True, exist_ok=True)
+    ns.pin(f"/proc/{pid}/ns/pid", pin)
+    record.pins["pid"] = str(pin)
+
+
+def stop_sandbox_task(handler: RuntimeHandler, record: SandboxRecord) -> None:
+    """Kill and delete the sandbox task, unpin its PID namespace (both
+    idempotent: a retried stop or a rollback may call this again).  The
+    shim itself ends with the pod's last task."""
+    if not record.sandbox_task:
+        return
+    handler.delete(record.id, force=True)
+    pin = record.pins.pop("pid", None)
+    if pin:
+        ns.unpin(pin)
+    record.sandbox_task = False
