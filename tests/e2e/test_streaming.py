@@ -168,6 +168,40 @@ def test_exec_tty_resize_is_seen_by_stty(sdaemon, handler):
     spdy.close()
 
 
+SHIM = "/usr/bin/containerd-shim-runc-v2"
+
+
+@pytest.mark.skipif(not os.access(SHIM, os.X_OK), reason=f"{SHIM} is not installed")
+def test_exec_through_a_shim_v2_handler(daemon_factory, stream_image, tmp_path):
+    """The vm handler's exec (kata's path; here the runc shim): FIFOs the
+    shim copies, stdin ended with CloseIO, a terminal the shim holds and
+    resizes with ResizePty."""
+    d = make_daemon(daemon_factory, stream_image, tmp_path,
+                    f'[runtime.runtimes.shimvm]\nruntime_type = "vm"\nruntime_path = "{SHIM}"\n')
+    try:
+        cid = run_container(d, start_pod(d, "shimvm"))
+        out = WsClient(exec_url(d, cid, EXIT7, stderr=True), protocols=(V5,)).run()
+        assert out[STDOUT] == b"out\n" and out[STDERR] == b"err\n", out
+        assert_exit7(json.loads(out[ERROR]))
+
+        ws = WsClient(exec_url(d, cid, ["cat"], stdin=True), protocols=(V5,))
+        ws.send(STDIN, b"through the shim\n")
+        ws.wait_for(STDOUT, b"through the shim\n")
+        ws.close_stdin()
+        assert json.loads(ws.run()[ERROR])["status"] == "Success"
+
+        ws = WsClient(exec_url(d, cid, ["sh", "-c", "read go; stty size"], stdin=True,
+                               tty=True), protocols=(V5,))
+        ws.resize(99, 31)
+        time.sleep(0.2)
+        ws.send(STDIN, b"go\n")
+        out = ws.run()
+        assert b"31 99" in out[STDOUT], out
+        assert json.loads(out[ERROR])["status"] == "Success"
+    finally:
+        remove_all_pods(d)
+
+
 def daemon_resources(d) -> tuple[int, int]:
     pid = d.proc.pid
     return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))

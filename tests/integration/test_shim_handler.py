@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import time
 import uuid
@@ -228,3 +229,74 @@ def test_a_pods_containers_share_one_shim_until_the_last_is_deleted(vm):
     assert_shim_gone(second, vm.handler)
     assert not (vm.handler.runtime_root / sandbox.id).exists()
     assert not (vm.handler.runtime_root / first.id).exists()
+
+
+def _read_to_eof(fd: int, timeout: float = 10.0) -> bytes:
+    out, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        select.select([fd], [], [], 0.2)
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return out
+        out += chunk
+    raise AssertionError(f"no end of file in {timeout}s; got {out!r}")
+
+
+def _exited(proc, timeout: float = 10.0) -> int:
+    assert select.select([proc.wait_fd], [], [], timeout)[0], "the exec did not end"
+    return proc.reap()
+
+
+def test_interactive_exec_through_fifos(vm):
+    c = vm.create(["sleep", "60"])
+    vm.handler.start(c.id)
+    proc = vm.handler.exec_interactive(
+        c.id, exec_process("sh", "-c", "cat; echo to-err >&2; exit 4"), tty=False,
+        stdin=True, stdout=True, stderr=True)
+    try:
+        assert proc.pty is None and proc.resize_fn is None
+        assert proc.close_stdin_fn is not None
+        os.write(proc.stdin, b"line one\nline two\n")
+        fd, proc.stdin = proc.stdin, None
+        proc.close_stdin_fn(fd)          # as the streaming server ends stdin
+        assert _read_to_eof(proc.stdout) == b"line one\nline two\n"
+        assert _read_to_eof(proc.stderr) == b"to-err\n"
+        assert _exited(proc) == 4
+    finally:
+        proc.close()
+    assert [p.name for p in (vm.handler.runtime_root / c.id).iterdir()
+            if p.name.startswith("exec-")] == []
+
+
+def test_interactive_exec_with_a_terminal_and_a_resize(vm):
+    c = vm.create(["sleep", "60"])
+    vm.handler.start(c.id)
+    proc = vm.handler.exec_interactive(
+        c.id, exec_process("sh", "-c", "read go; stty size; tty"), tty=True, stdin=True,
+        stdout=True, stderr=True)
+    try:
+        assert proc.terminal and proc.stderr is None and proc.resize_fn is not None
+        proc.resize_fn(123, 45)
+        os.write(proc.stdin, b"go\n")
+        out = _read_to_eof(proc.stdout)
+        # the terminal echoes the input and ends lines with CR LF
+        assert b"45 123\r\n" in out and b"/dev/pts/" in out, out
+        assert _exited(proc) == 0
+    finally:
+        proc.close()
+
+
+def test_interactive_exec_killed_when_the_client_goes(vm):
+    c = vm.create(["sleep", "60"])
+    vm.handler.start(c.id)
+    proc = vm.handler.exec_interactive(c.id, exec_process("sleep", "100"), tty=False,
+                                       stdin=False, stdout=True, stderr=True)
+    try:
+        proc.kill()
+        assert _exited(proc) == 137
+    finally:
+        proc.close()
+    assert vm.handler.state(c.id)["status"] == "running"

@@ -63,6 +63,14 @@ class ExecProcess:
     kill_fn: Callable[[], None] | None = None
     cleanup: Callable[[], None] | None = None
     resized: Callable[[], None] | None = None   # after a TIOCSWINSZ on `pty`
+    # A terminal held by someone else (a shim v2 runtime): no local `pty`;
+    # stdin/stdout carry the terminal's bytes and a new window size goes
+    # to resize_fn(width, height).
+    terminal: bool = False
+    resize_fn: Callable[[int, int], None] | None = None
+    # End of input: close_stdin_fn(fd) takes over `stdin` (and closes it)
+    # where closing our end alone would not reach the process.
+    close_stdin_fn: Callable[[int], None] | None = None
     exit_code: int | None = None
 
     def reap(self) -> int:

@@ -93,7 +93,7 @@ async def _relay_process(backend: Backend, proc, streams: CommandStreams) -> int
     helpers = []
     if proc.stdin is not None:
         helpers.append(asyncio.ensure_future(_pump_in(proc, streams)))
-    if proc.pty is not None:
+    if proc.pty is not None or proc.resize_fn is not None:
         helpers.append(asyncio.ensure_future(_pump_resize(proc, streams)))
     exited = asyncio.ensure_future(aio.wait_readable(proc.wait_fd))
     gone = asyncio.ensure_future(streams.gone.wait())
@@ -138,8 +138,14 @@ async def _pump_in(proc, streams: CommandStreams) -> None:
         await aio.write_all(proc.stdin, data)
     if proc.pty is not None:
         await aio.write_all(proc.pty, EOT)
+    elif proc.terminal:
+        # end of input on a terminal someone else holds: EOT through it
+        await aio.write_all(proc.stdin, EOT)
     else:
         fd, proc.stdin = proc.stdin, None
+        if proc.close_stdin_fn is not None:
+            await asyncio.get_running_loop().run_in_executor(None, proc.close_stdin_fn, fd)
+            return
         with contextlib.suppress(OSError):
             os.close(fd)
 
@@ -147,6 +153,10 @@ async def _pump_in(proc, streams: CommandStreams) -> None:
 async def _pump_resize(proc, streams: CommandStreams) -> None:
     while True:
         size = await streams.resizes.get()
+        if proc.pty is None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, proc.resize_fn, size.width, size.height)
+            continue
         set_window_size(proc.pty, size)
         if proc.resized is not None:
             proc.resized()

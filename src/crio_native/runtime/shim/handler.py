@@ -23,15 +23,18 @@ the shim from there."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import signal as signal_mod
+import struct
+import termios
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from crio_native.errors import (CrioNativeError, FailedPrecondition, NotFound,
                                 Unavailable, Unimplemented)
@@ -54,6 +57,7 @@ PUBLISH_BINARY = "/bin/true"     # takes `publish ...` and discards the event
 SHIM_LOG_FILE = "shim.log"       # in <root>/<id>/: the shim's own log, via the relay
 RELAY_EXIT_WAIT = 10.0          # for the relay to get the exit and the monitor to end
 SHUTDOWN_GRACE = 1.0            # seconds a shim may take to exit after Shutdown
+STDIN_DRAIN_WAIT = 2.0          # for the shim to read an exec's stdin before CloseIO
 
 
 class VmShimHandler:
@@ -383,8 +387,102 @@ class VmShimHandler:
 
     def exec_interactive(self, container_id: str, process: dict[str, Any], *, tty: bool,
                          stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
-        raise Unimplemented(f"runtime handler {self.name}: streaming exec is not supported "
-                            "with shim v2 runtimes yet")
+        """Exec + Start with FIFOs whose other ends the caller gets; with
+        `tty` the shim makes the terminal and copies it to the stdout FIFO
+        (stdin goes into it), and a resize becomes ResizePty.  Our own
+        writer of each output FIFO is closed once the exec has ended, so
+        the caller reads to end of file without a gap before the shim has
+        opened its end."""
+        task = self._task(container_id)
+        exec_id = f"exec-{uuid.uuid4().hex[:16]}"
+        tmp = self._files(container_id).dir / exec_id
+        tmp.mkdir(mode=0o700)
+        wanted = [name for name, on in (("stdin", stdin), ("stdout", stdout),
+                                        ("stderr", stderr and not tty)) if on]
+        ours: dict[str, int] = {}
+        writers: list[int] = []
+        started = False
+        try:
+            for name in wanted:
+                os.mkfifo(tmp / name, 0o600)
+                if name == "stdin":
+                    # read-write: opens without a reader; the shim reads it
+                    ours[name] = os.open(tmp / name, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+                else:
+                    ours[name] = os.open(tmp / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                    writers.append(os.open(tmp / name,
+                                           os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+            # an output nobody wants still needs a path (the runc shim opens
+            # "" and fails): /dev/null, which the shims open as a file
+            unwanted = ("stdout",) if tty else ("stdout", "stderr")
+            paths = {**{name: os.devnull for name in unwanted},
+                     **{name: str(tmp / name) for name in wanted}}
+            try:
+                task.exec(container_id, exec_id, {**process, "terminal": tty}, terminal=tty,
+                          **paths)
+                started = True
+                pid = task.start(container_id, exec_id).pid
+            except CrioNativeError as e:
+                raise self._where(container_id, "exec", e) from e
+        except BaseException:
+            for fd in (*ours.values(), *writers):
+                os.close(fd)
+            if started:
+                with contextlib.suppress(CrioNativeError):
+                    task.delete(container_id, exec_id)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+        def close_writers() -> None:
+            while writers:
+                with contextlib.suppress(OSError):
+                    os.close(writers.pop())
+        waiter = _ExecWaiter(task, container_id, exec_id, before_wake=close_writers)
+
+        def reap() -> int:
+            waiter.join()
+            if waiter.error is not None:
+                log.warning("runtime handler %s: exec %s in %s: %s", self.name, exec_id,
+                            container_id, waiter.error)
+                return 255
+            return waiter.code
+
+        def kill() -> None:
+            with contextlib.suppress(CrioNativeError):
+                task.kill(container_id, signal_mod.SIGKILL, exec_id=exec_id)
+
+        def resize(width: int, height: int) -> None:
+            with contextlib.suppress(CrioNativeError):
+                task.resize_pty(container_id, exec_id, width, height)
+
+        def close_stdin(fd: int) -> None:
+            # The shim may hold its end of the FIFO open for writing too, so
+            # our close is no end of file: once it has read what we wrote
+            # (the pipe's unread count is 0), CloseIO closes the process's
+            # stdin.
+            deadline = time.monotonic() + STDIN_DRAIN_WAIT
+            while _unread(fd) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            os.close(fd)
+            with contextlib.suppress(CrioNativeError):
+                task.close_io(container_id, exec_id)
+
+        def cleanup() -> None:
+            if not waiter.done.is_set():
+                kill()
+                waiter.join(self.timeout)
+            close_writers()
+            with contextlib.suppress(OSError):
+                os.close(waiter.wake_w)      # wake_r is the ExecProcess's wait_fd
+            with contextlib.suppress(CrioNativeError):
+                task.delete(container_id, exec_id)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+        for fd in ours.values():
+            os.set_blocking(fd, False)
+        return ExecProcess(pid=pid, wait_fd=waiter.wake_r, reap_fn=reap, kill_fn=kill,
+                           cleanup=cleanup, terminal=tty, resize_fn=resize if tty else None,
+                           close_stdin_fn=None if tty else close_stdin, **ours)
 
     # ---- features ----------------------------------------------------------------------
 
@@ -392,6 +490,14 @@ class VmShimHandler:
         # Nothing is promised: kata's VM mounts and user namespaces are not
         # verified here.
         return HandlerFeatures()
+
+
+def _unread(fd: int) -> int:
+    """Bytes in the pipe behind `fd` that nobody has read yet."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+    except OSError:
+        return 0
 
 
 def _is_monitor_of(pid: int, container_id: str) -> bool:
@@ -404,9 +510,11 @@ def _is_monitor_of(pid: int, container_id: str) -> bool:
 
 
 class _ExecWaiter(threading.Thread):
-    def __init__(self, task: TaskClient, container_id: str, exec_id: str):
+    def __init__(self, task: TaskClient, container_id: str, exec_id: str,
+                 before_wake: Callable[[], None] | None = None):
         super().__init__(daemon=True, name=f"exec-wait {exec_id}")
         self.task, self.container_id, self.exec_id = task, container_id, exec_id
+        self.before_wake = before_wake
         self.code = -1
         self.error: CrioNativeError | None = None
         self.done = threading.Event()
@@ -420,6 +528,8 @@ class _ExecWaiter(threading.Thread):
         except CrioNativeError as e:
             self.error = e
         finally:
+            if self.before_wake is not None:
+                self.before_wake()
             self.done.set()
             with contextlib.suppress(OSError):
                 os.write(self.wake_w, b"x")
