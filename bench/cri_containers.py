@@ -13,7 +13,8 @@ the same CNI bridge network (issue #6):
     per pod.
 
 Environment: CRN_BENCH_PODS (N, default 50), CRN_BENCH_CYCLES (default 30),
-CRN_BENCH_EXECS (default 200)."""
+CRN_BENCH_EXECS (default 200), CRN_BENCH_SECCOMP (RuntimeDefault or
+Unconfined, every peer's containers; default RuntimeDefault)."""
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ from bench.cri_setup import (DAEMON_LOG_MARKERS, RPC_TIMEOUT, Helpers, Peer,  # 
                              bench_run, check_cgroups, crio_native_daemon, log_problems,
                              measure_guarded, percentile, pod_config, print_load_at_end,
                              print_machine, print_ratios, pull_images, remove_pod, report,
-                             run_containerd, start_pod)
+                             run_containerd, seccomp_profile, start_pod)
 from bench.peers import Containerd, cgroup_dirs  # noqa: E402
 from crio_native._proto import api_pb2  # noqa: E402
 from tests.e2e.daemon import Daemon  # noqa: E402
@@ -279,7 +280,7 @@ def run() -> int:
         print("  skipped: needs root")
         return 0
     print_machine(f"N={PODS} pods, {CYCLES} cycles (+{WARMUP_CYCLES} warm-up),"
-                  f" {EXECS} ExecSync (+{WARMUP_EXECS})")
+                  f" {EXECS} ExecSync (+{WARMUP_EXECS}); seccomp {seccomp_profile()} for all")
     with bench_run("crn-bench-ctr-") as bench:
         bench.pusher.push_image("bench/busybox", "1", ImageBuilder().busybox().build())
         image = bench.image("bench/busybox")

@@ -79,10 +79,31 @@ def pod_config(peer: Peer, name: str, logs: Path) -> api_pb2.PodSandboxConfig:
     return config
 
 
+# The seccomp profile every peer's containers get, named in the request:
+# an empty field means RuntimeDefault to crio-native (as CRI-O's
+# seccomp_use_default_when_empty) but unconfined to containerd, and runc
+# compiles and loads a RuntimeDefault filter at every create and exec, so
+# leaving it empty would compare unequal work.
+SECCOMP_PROFILES = {"RuntimeDefault": api_pb2.SecurityProfile.RuntimeDefault,
+                    "Unconfined": api_pb2.SecurityProfile.Unconfined}
+
+
+def seccomp_profile() -> str:
+    """CRN_BENCH_SECCOMP: RuntimeDefault (the default: what a kubelet with
+    SeccompDefault asks for) or Unconfined."""
+    name = os.environ.get("CRN_BENCH_SECCOMP", "RuntimeDefault")
+    if name not in SECCOMP_PROFILES:
+        raise SystemExit(f"CRN_BENCH_SECCOMP: want one of {sorted(SECCOMP_PROFILES)}, "
+                         f"got {name!r}")
+    return name
+
+
 def container_config(image: str, command: Sequence[str]) -> api_pb2.ContainerConfig:
-    return api_pb2.ContainerConfig(
+    config = api_pb2.ContainerConfig(
         metadata=api_pb2.ContainerMetadata(name="c", attempt=0),
         image=api_pb2.ImageSpec(image=image), command=list(command), log_path="c.log")
+    config.linux.security_context.seccomp.profile_type = SECCOMP_PROFILES[seccomp_profile()]
+    return config
 
 
 def start_pod(peer: Peer, config: api_pb2.PodSandboxConfig,

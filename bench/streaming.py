@@ -35,7 +35,7 @@ from bench.cri_setup import (DAEMON_LOG_MARKERS, RPC_TIMEOUT, Peer, bench_run,  
                              check_cgroups, crio_native_daemon, log_problems, measure_guarded,
                              percentile, pod_config, print_load_at_end, print_machine,
                              print_ratios, pull_images, remove_pod, report, run_containerd,
-                             start_pod)
+                             seccomp_profile, start_pod)
 from bench.peers import cgroup_dirs  # noqa: E402
 from crio_native._proto import api_pb2  # noqa: E402
 from tests.e2e.stream_clients import SpdyClient  # noqa: E402
@@ -209,7 +209,8 @@ def run() -> int:
     if os.geteuid() != 0:
         print("  skipped: needs root")
         return 0
-    print_machine(f"{EXECS} execs (+{WARMUP_EXECS}), port-forward {PF_MB} MiB x {PF_RUNS} (+1)")
+    print_machine(f"{EXECS} execs (+{WARMUP_EXECS}), port-forward {PF_MB} MiB x {PF_RUNS} (+1);"
+                  f" seccomp {seccomp_profile()} for all")
     with bench_run("crn-bench-stream-") as bench:
         bench.pusher.push_image("bench/streambox", "1", ImageBuilder().busybox().add_layer(
             [symlink(f"bin/{a}", "busybox") for a in APPLETS]).build())
