@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import selectors
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024  # per stream, as CRI-O's maxExecSyncSize
 _DRAIN_IDLE = 0.1     # after the exec process ended: stop once output is quiet this long
@@ -14,15 +14,13 @@ _DRAIN_MAX = 2.0      # ... or after this long (a background child may hold the 
 
 
 def collect_exec_output(fds: Sequence[int], exited_fd: int, deadline: float | None, *,
-                        on_exit: Callable[[], None] | None = None,
                         limit: int = EXEC_OUTPUT_LIMIT) -> tuple[list[bytes], bool]:
     """ExecSync's output, for the OCI and the shim handlers: read `fds`
     (stdout, stderr) until the exec has ended (`exited_fd` readable: a
     pidfd, or a pipe a waiter writes to), then on until they reach end of
     file, or stay quiet _DRAIN_IDLE, or _DRAIN_MAX has passed since the end
     (a background child may hold them open forever).  At most `limit` bytes
-    are kept per fd; `on_exit` runs once the end is seen (the shim handler
-    closes its own FIFO writers then, so the FIFOs can reach end of file).
+    are kept per fd.
     Returns the output per fd and whether `deadline` passed before the end
     (the output so far comes with it)."""
     bufs = {fd: bytearray() for fd in fds}
@@ -48,8 +46,6 @@ def collect_exec_output(fds: Sequence[int], exited_fd: int, deadline: float | No
                 if key.fd == exited_fd:
                     exited_at = time.monotonic()
                     sel.unregister(exited_fd)
-                    if on_exit is not None:
-                        on_exit()
                     continue
                 try:
                     chunk = os.read(key.fd, 65536)

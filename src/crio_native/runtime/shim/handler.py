@@ -7,7 +7,9 @@ containerd's shims group the containers of a pod into one shim process
 (containerd-shim-runc-v2 by the `io.kubernetes.cri.sandbox-id` annotation,
 kata into the pod's VM): `start` for a second container of the pod prints
 the address of the shim already serving it.  A shared shim is shut down
-and reaped only with the last container that uses it.  Create: FIFOs for the task's stdio, `shim start`
+and reaped only with the last container that uses it.
+
+Create: FIFOs for the task's stdio, `shim start`
 (runtime/shim/process.py), then a crio-native-monitor in spawn mode whose
 "container process" is the relay (crio-native-shim-relay, a small static C
 program: src/_native/shimrelay/): it copies the FIFOs into the monitor, so
@@ -333,60 +335,30 @@ class VmShimHandler:
                   timeout: float | None) -> ExecResult:
         """Exec + Start + Wait with FIFOs we read; at the timeout the exec
         is SIGKILLed and answered as the OCI handlers do."""
-        task = self._task(container_id)
-        exec_id = f"exec-{uuid.uuid4().hex[:16]}"
-        tmp = self._files(container_id).dir / exec_id
-        tmp.mkdir(mode=0o700)
-        readers: dict[str, int] = {}
-        writers: list[int] = []
-        started = False
+        proc, waiter = self._start_exec(container_id, process, tty=False, stdin=False,
+                                        stdout=True, stderr=True)
         try:
-            for name in ("stdout", "stderr"):
-                os.mkfifo(tmp / name, 0o600)
-                readers[name] = os.open(tmp / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                writers.append(os.open(tmp / name, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
-            try:
-                task.exec(container_id, exec_id, {**process, "terminal": False},
-                          stdout=str(tmp / "stdout"), stderr=str(tmp / "stderr"))
-                started = True
-                task.start(container_id, exec_id)
-            except CrioNativeError as e:
-                raise self._where(container_id, "exec", e) from e
-            waiter = _ExecWaiter(task, container_id, exec_id)
+            assert proc.stdout is not None and proc.stderr is not None
             deadline = time.monotonic() + timeout if timeout else None
-
-            def close_writers() -> None:
-                # ours: now the FIFOs end when the shim closes its ends
-                for fd in writers:
-                    os.close(fd)
-                writers.clear()
-            try:
-                (out, err), timed_out = collect_exec_output(
-                    [readers["stdout"], readers["stderr"]], waiter.wake_r, deadline,
-                    on_exit=close_writers)
-            finally:
-                if not waiter.done.is_set():
-                    with contextlib.suppress(CrioNativeError):
-                        task.kill(container_id, signal_mod.SIGKILL, exec_id=exec_id)
-                    waiter.join(self.timeout)
-                waiter.close()
-            if timed_out:
-                return ExecResult(EXEC_TIMEOUT_EXIT_CODE, b"", EXEC_TIMED_OUT_MESSAGE,
-                                  timed_out=True)
-            if waiter.error is not None:
-                raise self._where(container_id, "exec wait", waiter.error)
-            return ExecResult(waiter.code, out, err)
+            (out, err), timed_out = collect_exec_output([proc.stdout, proc.stderr],
+                                                        proc.wait_fd, deadline)
         finally:
-            for fd in (*readers.values(), *writers):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            if started:
-                with contextlib.suppress(CrioNativeError):
-                    task.delete(container_id, exec_id)
-            shutil.rmtree(tmp, ignore_errors=True)
+            proc.close()     # an exec still running is killed; it is deleted
+        if timed_out:
+            return ExecResult(EXEC_TIMEOUT_EXIT_CODE, b"", EXEC_TIMED_OUT_MESSAGE,
+                              timed_out=True)
+        if waiter.error is not None:
+            raise self._where(container_id, "exec wait", waiter.error)
+        return ExecResult(waiter.code, out, err)
 
     def exec_interactive(self, container_id: str, process: dict[str, Any], *, tty: bool,
                          stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
+        return self._start_exec(container_id, process, tty=tty, stdin=stdin, stdout=stdout,
+                                stderr=stderr)[0]
+
+    def _start_exec(self, container_id: str, process: dict[str, Any], *, tty: bool,
+                    stdin: bool, stdout: bool, stderr: bool
+                    ) -> tuple[ExecProcess, _ExecWaiter]:
         """Exec + Start with FIFOs whose other ends the caller gets; with
         `tty` the shim makes the terminal and copies it to the stdout FIFO
         (stdin goes into it), and a resize becomes ResizePty.  Our own
@@ -482,7 +454,7 @@ class VmShimHandler:
             os.set_blocking(fd, False)
         return ExecProcess(pid=pid, wait_fd=waiter.wake_r, reap_fn=reap, kill_fn=kill,
                            cleanup=cleanup, terminal=tty, resize_fn=resize if tty else None,
-                           close_stdin_fn=None if tty else close_stdin, **ours)
+                           close_stdin_fn=None if tty else close_stdin, **ours), waiter
 
     # ---- features ----------------------------------------------------------------------
 
@@ -511,7 +483,7 @@ def _is_monitor_of(pid: int, container_id: str) -> bool:
 
 class _ExecWaiter(threading.Thread):
     def __init__(self, task: TaskClient, container_id: str, exec_id: str,
-                 before_wake: Callable[[], None] | None = None):
+                 before_wake: Callable[[], None]):
         super().__init__(daemon=True, name=f"exec-wait {exec_id}")
         self.task, self.container_id, self.exec_id = task, container_id, exec_id
         self.before_wake = before_wake
@@ -528,17 +500,10 @@ class _ExecWaiter(threading.Thread):
         except CrioNativeError as e:
             self.error = e
         finally:
-            if self.before_wake is not None:
-                self.before_wake()
+            self.before_wake()
             self.done.set()
             with contextlib.suppress(OSError):
                 os.write(self.wake_w, b"x")
-
-    def close(self) -> None:
-        """After the thread ended (or was given up on: it ends with the call)."""
-        for fd in (self.wake_r, self.wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 __all__ = ["NAMESPACE", "VmShimHandler"]
