@@ -21,6 +21,7 @@ from crio_native._proto import api_pb2
 from tests.e2e.test_containers import (busybox_image, container_config, create,  # noqa: F401
                                        cstatus, log_entries, serving_image, wait_exited)
 from tests.fixtures.registry import registry  # noqa: F401
+from tests.integration.test_oci_cli_handler import processes_mentioning
 
 pytestmark = pytest.mark.root
 
@@ -44,17 +45,7 @@ def vmdaemon(daemon_factory, busybox_image, tmp_path):  # noqa: F811
 def shims_of(d) -> list[int]:
     """The shim processes serving this daemon (started with its socket as
     their -address)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv[0].endswith(b"containerd-shim-runc-v2") and str(d.socket).encode() in argv:
-            found.append(int(name))
-    return found
+    return processes_mentioning(f"-address {d.socket} ")
 
 
 def run_vm_pod(d, name: str, handler: str = HANDLER) -> str:

@@ -53,13 +53,24 @@ def start_infra(runtime: BuiltinRuntime, record: SandboxRecord, pin_root: Path) 
         runtime.create(record.id, bundle, (null.fileno(), null.fileno(), null.fileno()))
         undo.callback(runtime.delete, record.id, True)
         runtime.start(record.id)
-        pid = runtime.state(record.id)["pid"]
-        pin = pin_root / "pid" / record.id
-        pin.parent.mkdir(parents=True, exist_ok=True)
-        ns.pin(f"/proc/{pid}/ns/pid", pin)
-        record.pins["pid"] = str(pin)
+        pin_pid_namespace(record, runtime.state(record.id)["pid"], pin_root)
         record.infra = True
         undo.pop_all()
+
+
+def pin_pid_namespace(record: SandboxRecord, pid: int, pin_root: Path) -> None:
+    """Pin the PID namespace of `pid` (the pod's infra process) for the
+    pod's containers to join."""
+    pin = pin_root / "pid" / record.id
+    pin.parent.mkdir(parents=True, exist_ok=True)
+    ns.pin(f"/proc/{pid}/ns/pid", pin)
+    record.pins["pid"] = str(pin)
+
+
+def unpin_pid_namespace(record: SandboxRecord) -> None:
+    pin = record.pins.pop("pid", None)
+    if pin:
+        ns.unpin(pin)
 
 
 def stop_infra(runtime: BuiltinRuntime, record: SandboxRecord) -> None:
@@ -69,7 +80,5 @@ def stop_infra(runtime: BuiltinRuntime, record: SandboxRecord) -> None:
         return
     if record.id in runtime.list():
         runtime.delete(record.id, force=True)
-    pin = record.pins.pop("pid", None)
-    if pin:
-        ns.unpin(pin)
+    unpin_pid_namespace(record)
     record.infra = False

@@ -24,7 +24,6 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
-from crio_native._native import ns
 from crio_native.config import Config
 from crio_native.runtime.handler import MonitorOptions, RuntimeHandler
 from crio_native.sandbox import infra
@@ -91,10 +90,7 @@ def _pin_pid_namespace(record: SandboxRecord, pid: int, pin_root: Path) -> None:
                     "its own on this host; the pod's containers get none to share",
                     record.id, pid, record.runtime_handler)
         return
-    pin = pin_root / "pid" / record.id
-    pin.parent.mkdir(parents=True, exist_ok=True)
-    ns.pin(f"/proc/{pid}/ns/pid", pin)
-    record.pins["pid"] = str(pin)
+    infra.pin_pid_namespace(record, pid, pin_root)
 
 
 def stop_sandbox_task(handler: RuntimeHandler, record: SandboxRecord) -> None:
@@ -104,7 +100,5 @@ def stop_sandbox_task(handler: RuntimeHandler, record: SandboxRecord) -> None:
     if not record.sandbox_task:
         return
     handler.delete(record.id, force=True)
-    pin = record.pins.pop("pid", None)
-    if pin:
-        ns.unpin(pin)
+    infra.unpin_pid_namespace(record)
     record.sandbox_task = False
