@@ -52,15 +52,19 @@ def generate_cri_stubs():
 
 
 SHIM_PROTO = HERE / "proto" / "shim"
-SHIM_PROTOS = ["ttrpc.proto", "v2/task.proto"]
+SHIM_PROTOS = ["ttrpc.proto", "v2/task.proto", "cgroups/v1/metrics.proto",
+               "cgroups/v2/metrics.proto"]
 
 
 def generate_shim_stubs():
     """The ttrpc envelope and the shim v2 task messages (proto/shim/), the
-    same way: importable as crio_native._proto.shim.ttrpc_pb2 and
-    crio_native._proto.shim.v2.task_pb2.  Messages only (ttrpc, not gRPC)."""
+    same way: importable as crio_native._proto.shim.ttrpc_pb2,
+    crio_native._proto.shim.v2.task_pb2 and the cgroups metrics the task's
+    Stats answers with, crio_native._proto.shim.cgroups.v1.metrics_pb2 (and
+    v2).  Messages only (ttrpc, not gRPC)."""
     out = PROTO_OUT / "shim"
-    for pkg in (out, out / "v2"):
+    for pkg in (out, out / "v2", out / "cgroups", out / "cgroups" / "v1",
+                out / "cgroups" / "v2"):
         pkg.mkdir(parents=True, exist_ok=True)
         if not (pkg / "__init__.py").exists():
             (pkg / "__init__.py").write_text('"""Generated shim v2 stubs (build output)."""\n')

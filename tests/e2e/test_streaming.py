@@ -19,7 +19,7 @@ from crio_native._proto import api_pb2
 from tests.e2e.stream_clients import (ERROR, STDERR, STDIN, STDOUT, V4, V5,
                                       Refused, SpdyClient, WsClient, http_get, tls_context)
 from tests.e2e.test_containers import (container_config, create, remove_all_pods, rpc_code,
-                                       serving_image)
+                                       serving_image, wait_exited)
 from tests.fixtures.oci_builder import ImageBuilder, Pusher, symlink
 from tests.fixtures.pki import make_server_pki
 from tests.fixtures.registry import registry  # noqa: F401
@@ -175,7 +175,8 @@ SHIM = "/usr/bin/containerd-shim-runc-v2"
 def test_exec_through_a_shim_v2_handler(daemon_factory, stream_image, tmp_path):
     """The vm handler's exec (kata's path; here the runc shim): FIFOs the
     shim copies, stdin ended with CloseIO, a terminal the shim holds and
-    resizes with ResizePty."""
+    resizes with ResizePty; and attach to a container whose terminal the
+    shim holds (its window size sent as ResizePty, ^D through the relay)."""
     d = make_daemon(daemon_factory, stream_image, tmp_path,
                     f'[runtime.runtimes.shimvm]\nruntime_type = "vm"\nruntime_path = "{SHIM}"\n')
     try:
@@ -198,6 +199,8 @@ def test_exec_through_a_shim_v2_handler(daemon_factory, stream_image, tmp_path):
         out = ws.run()
         assert b"31 99" in out[STDOUT], out
         assert json.loads(out[ERROR])["status"] == "Success"
+
+        check_attach_to_a_tty_container(d, start_pod(d, "shimvm", name="tty"))
     finally:
         remove_all_pods(d)
 
@@ -280,6 +283,39 @@ def test_attach_gets_output_and_sends_stdin(sdaemon, handler):
     # the container outlives its clients
     st = d.runtime.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=echo)).status
     assert st.state == api_pb2.CONTAINER_RUNNING
+
+
+def check_attach_to_a_tty_container(d, pod: str) -> None:
+    """`kubectl run -it`: a container with a terminal and stdin.  Attach
+    sets its window size, types into it and reads it, and closing its stdin
+    is ^D; the log has the same output as one stream."""
+    cid = run_container(d, pod, ["sh", "-c", "read go; tty; stty size; read x; echo bye $x; "
+                                             "cat; echo cat ended"],
+                        name="tty", tty=True, stdin=True)
+    ws = WsClient(d.runtime.Attach(api_pb2.AttachRequest(
+        container_id=cid, stdin=True, stdout=True, tty=True)).url, protocols=(V5,))
+    ws.resize(90, 30)
+    time.sleep(0.2)
+    ws.send(STDIN, b"go\n")
+    got = ws.wait_for(STDOUT, b"30 90")
+    assert b"/dev/pts/" in got, got      # the pty is the container's own
+    ws.send(STDIN, b"now\n")
+    ws.wait_for(STDOUT, b"bye now")
+    ws.close_stdin()                     # ^D at the start of a line: cat's end of file
+    ws.wait_for(STDOUT, b"cat ended")
+    ws.close()
+    st = wait_exited(d, cid)
+    assert (st.exit_code, st.reason) == (0, "Completed")
+    log = Path(st.log_path).read_text().splitlines()
+    assert all(" stdout " in line for line in log), log
+    assert any("bye now" in line for line in log) and any("cat ended" in line for line in log)
+
+
+def test_attach_to_a_tty_container(sdaemon, handler):
+    """The builtin runtime makes the pty from the container's /dev/ptmx and
+    runc through its console socket; both hand the master to the monitor.
+    (The vm handler's, held by the shim: test_exec_through_a_shim_v2_handler.)"""
+    check_attach_to_a_tty_container(sdaemon, start_pod(sdaemon, handler))
 
 
 # ---- port forward --------------------------------------------------------------------------

@@ -5,7 +5,7 @@ containerd-shim-runc-v2, which serves the same task API and groups a pod's
 tasks into one shim by the CRI sandbox-id annotation, as kata groups them
 into one VM.  Checked: RunPodSandbox starts the pod's sandbox task (our
 pause) through the handler, the pod's containers join that shim and the
-task's PID namespace, removing one container leaves the shim serving the
+task's PID namespace, their stats come through the shim, removing one container leaves the shim serving the
 others, a daemon killed and restarted finds them again, and removing the
 pod ends the shim and leaves nothing behind."""
 from __future__ import annotations
@@ -88,6 +88,11 @@ def test_a_pod_is_one_shim_with_its_sandbox_task(vmdaemon):
     # and see each other: pause, two sleeps and the shell that lists them
     # (echo is built in: no other process)
     assert len(exec_out(d, first, "sh", "-c", "echo /proc/[0-9]*").split()) == 4
+    # stats come from the shim's Task/Stats (kata's cgroups are in its VM)
+    stats = d.runtime.ContainerStats(api_pb2.ContainerStatsRequest(container_id=first)).stats
+    assert stats.attributes.id == first
+    assert stats.cpu.usage_core_nano_seconds.value > 0
+    assert stats.memory.working_set_bytes.value > 0 and stats.memory.rss_bytes.value > 0
 
     d.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=first))
     assert shims_of(d) == [shim]

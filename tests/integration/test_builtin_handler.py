@@ -151,10 +151,12 @@ def test_container_survives_without_us_as_parent(handler, make_bundle, mon_opts)
 
 
 def test_terminal_is_the_controlling_tty(handler, make_bundle, mon_opts):
+    """The pty comes from the container's own devpts (as runc makes it), so
+    `tty` finds its name there; it is the controlling terminal."""
     def edit(spec):
         spec["process"]["terminal"] = True
     script = "read -r pid comm st ppid pgrp sid tty rest < /proc/self/stat; echo tty=$tty; " \
-             "[ -t 0 ] && [ -t 1 ] && echo isatty"
+             "[ -t 0 ] && [ -t 1 ] && echo isatty; echo name=$(tty)"
     opts = mon_opts("t1", terminal=True)
     handler.create("t1", make_bundle(["sh", "-c", script], edit).path, opts)
     handler.start("t1")
@@ -162,6 +164,7 @@ def test_terminal_is_the_controlling_tty(handler, make_bundle, mon_opts):
     text = "".join(t for *_, t in log_entries(opts.log_path))
     assert "isatty" in text
     assert "tty=" in text and "tty=0" not in text   # a controlling terminal is set
+    assert "name=/dev/pts/0" in text, text
 
 
 def test_terminal_in_spec_needs_a_monitor_terminal(handler, make_bundle, mon_opts):

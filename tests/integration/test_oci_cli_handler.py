@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import tempfile
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from crio_native.errors import DeadlineExceeded, FailedPrecondition, NotFound
-from crio_native.monitor import process_alive, wait_exit
+from crio_native.monitor import AttachClient, process_alive, wait_exit
 from crio_native.runtime.handler import Created, MonitorOptions
 from crio_native.runtime.oci_cli import (EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE,
                                          OciCliHandler, memory_cgroup_dir)
@@ -75,14 +76,16 @@ class Harness:
         d.mkdir(parents=True)
         return d
 
-    def create(self, args: list[str], edit=None, stdin: bool = False) -> Container:
+    def create(self, args: list[str], edit=None, stdin: bool = False,
+               terminal: bool = False) -> Container:
         self.count += 1
         cid = f"{self.handler.name}-{self.count}"
         bundle, cgroups_path = self.bundle(args, edit, cid)
         state_dir = self.state_dir(cid)
         log_path = state_dir / "ctr.log"
         created = self.handler.create(cid, bundle, MonitorOptions(state_dir, log_path,
-                                                                  stdin=stdin))
+                                                                  stdin=stdin,
+                                                                  terminal=terminal))
         c = Container(cid, created, state_dir, log_path, cgroups_path)
         self.made.append(c)
         return c
@@ -197,6 +200,58 @@ def test_missing_executable_fails_create_and_leaves_nothing(oci):
     assert not left, f"the failed create left {left} in the state dir"
     memory_dir = memory_cgroup_dir(cgroups_path, cid)
     assert memory_dir is None or not memory_dir.exists()
+
+
+def with_terminal(spec: dict) -> None:
+    spec["process"]["terminal"] = True
+    # busybox lets COLUMNS/LINES override the tty's size: none here
+    spec["process"]["env"] = ["PATH=/bin", "TERM=xterm"]
+
+
+def console_dirs() -> set[str]:
+    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("crn-tty-")}
+
+
+def test_a_terminal_container_gets_the_runtimes_pty(oci):
+    """The runtime makes the pty in the container and sends its master to
+    the monitor's console socket: stdin, resize and ^D work through the
+    monitor, the log has one stream, the socket's temp dir is gone."""
+    before = console_dirs()
+    c = oci.create(["sh", "-c", "read x; tty; stty size; read y; echo bye"], with_terminal,
+                   stdin=True, terminal=True)
+    assert console_dirs() == before
+    assert ppid(c.created.pid) == c.created.monitor_pid
+    oci.handler.start(c.id)
+    with AttachClient.connect(c.state_dir, stdin=True) as client:
+        client.resize(33, 77)
+        client.write_stdin(b"go\n")
+        got = b""
+        while b"33 77" not in got:
+            frame = client.recv(10)
+            assert frame is not None, got
+            got += frame.data
+        assert re.search(rb"/dev/pts/\d+", got), got
+        client.close_stdin()
+    assert oci.finish(c).exit_code == 0
+    entries = log_entries(c.log_path)
+    assert {stream for _, stream, _, _ in entries} == {"stdout"}
+    text = "".join(t for *_, t in entries)
+    assert "33 77" in text and "bye" in text
+
+
+def test_a_failed_terminal_create_leaves_nothing(oci):
+    before = console_dirs()
+    cid = f"{oci.handler.name}-tty-missing"
+    bundle, _ = oci.bundle(["no-such-binary"], with_terminal, cid=cid)
+    state_dir = oci.state_dir(cid)
+    with pytest.raises(FailedPrecondition, match="no-such-binary"):
+        oci.handler.create(cid, bundle, MonitorOptions(state_dir, state_dir / "ctr.log",
+                                                       stdin=True, terminal=True))
+    with pytest.raises(NotFound):
+        oci.handler.state(cid)
+    assert console_dirs() == before
+    assert not processes_mentioning(str(state_dir))
+    assert {p.name for p in state_dir.iterdir()} <= {"ctr.log"}
 
 
 # ---- kill, delete, state --------------------------------------------------------

@@ -21,14 +21,16 @@ import pytest
 from crio_native.config import Config
 from crio_native.config.sections import RuntimeHandlerConfig
 from crio_native.errors import DeadlineExceeded, FailedPrecondition, NotFound
-from crio_native.monitor import process_alive, wait_exit
+from crio_native.monitor import AttachClient, process_alive, wait_exit
 from crio_native.runtime.handler import Created, MonitorOptions
 from crio_native.runtime.handlers import make_handler
 from crio_native.runtime.oci_cli import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
 from crio_native.runtime.shim.handler import VmShimHandler
 from crio_native.runtime.shim.process import ShimFiles
+from crio_native.stats import read_cgroup
 
 from tests.integration.test_monitor import joined, log_entries, wait_gone
+from tests.integration.test_monitor_attach import read_until, rest
 from tests.integration.test_oci_cli_handler import exec_process
 
 pytestmark = [pytest.mark.root]
@@ -50,18 +52,23 @@ class Harness:
         self.make_bundle, self.cgroups_path = make_bundle, cgroups_path
         self.made: list[Container] = []
 
-    def create(self, args: list[str], annotations: dict[str, str] | None = None) -> Container:
+    def create(self, args: list[str], annotations: dict[str, str] | None = None, *,
+               stdin: bool = False, terminal: bool = False) -> Container:
         cid = f"vm-{uuid.uuid4().hex[:12]}"
         path = self.cgroups_path(f"crn-vm-{cid}")
 
         def with_cgroup(spec):
             spec["linux"]["cgroupsPath"] = path
             spec["annotations"] = annotations or {}
+            if terminal:
+                spec["process"]["terminal"] = True
+                spec["process"]["env"] = ["PATH=/bin", "TERM=xterm"]
         bundle = self.make_bundle(args, with_cgroup).path
         state_dir = self.tmp / "monitors" / cid
         state_dir.mkdir(parents=True)
         log_path = state_dir / "ctr.log"
-        created = self.handler.create(cid, bundle, MonitorOptions(state_dir, log_path))
+        created = self.handler.create(cid, bundle, MonitorOptions(
+            state_dir, log_path, stdin=stdin, terminal=terminal))
         files = ShimFiles(self.handler.runtime_root, cid)
         c = Container(cid, created, state_dir, log_path, files.shim_pid(), files.address())
         self.made.append(c)
@@ -118,6 +125,63 @@ def test_create_start_exit_code_and_log(vm):
     with pytest.raises(NotFound):
         vm.handler.state(c.id)
     vm.handler.delete(c.id)          # unknown now: fine
+
+
+def test_container_stdin_through_attach_and_its_end(vm):
+    c = vm.create(["sh", "-c", "cat; echo cat ended"], stdin=True)
+    vm.handler.start(c.id)
+    with AttachClient.connect(c.state_dir, stdin=True) as client:
+        client.write_stdin(b"typed\n")
+        read_until(client, b"typed\n")
+        client.close_stdin()
+        out, code = rest(client, timeout=15)
+    assert code == 0 and b"cat ended" in out["stdout"], out
+    assert vm.finish(c).exit_code == 0
+
+
+def test_container_with_a_terminal(vm):
+    """The shim makes the pty (kata's is in the VM) and copies it to the
+    stdout FIFO; the window size goes to it as ResizePty, the end of stdin
+    as ^D typed through the relay."""
+    c = vm.create(["sh", "-c", "read x; tty; stty size; read y; echo bye"], stdin=True,
+                  terminal=True)
+    vm.handler.start(c.id)
+    vm.handler.resize_terminal(c.id, 77, 33)
+    with AttachClient.connect(c.state_dir, stdin=True) as client:
+        client.write_stdin(b"go\n")
+        got = read_until(client, b"33 77")
+        assert b"/dev/pts/" in got, got
+        client.close_stdin()
+        out, code = rest(client, timeout=15)
+    assert code == 0 and b"bye" in out["stdout"], out
+    assert vm.finish(c).exit_code == 0
+    entries = log_entries(c.log_path)
+    assert {stream for _, stream, _, _ in entries} == {"stdout"}
+    assert "bye" in "".join(t for *_, t in entries)
+
+
+def test_stats_come_from_the_shim_and_match_the_hosts_cgroup(vm):
+    """Task/Stats (kata's only way: its cgroups are in the VM) read here
+    against the runc shim, whose group is on this host: the same counts."""
+    c = vm.create(["sh", "-c", "sleep 30 & sleep 30 & echo up; wait"])
+    vm.handler.start(c.id)
+    host = read_cgroup(c.created.cgroup_dirs)
+    deadline = time.monotonic() + 5
+    while read_cgroup(c.created.cgroup_dirs).pids_current != 3:
+        assert time.monotonic() < deadline, "the sleeps did not start"
+        time.sleep(0.01)
+    before = read_cgroup(c.created.cgroup_dirs)
+    st = vm.handler.cgroup_stats(c.id)
+    after = read_cgroup(c.created.cgroup_dirs)
+    assert st.pids_current == 3
+    assert 0 < before.cpu_usage_ns <= st.cpu_usage_ns <= after.cpu_usage_ns
+    assert st.memory_usage_bytes and st.working_set_bytes is not None
+    # memory moves a little between reads: the same group, within a page or so
+    assert abs(st.memory_usage_bytes - after.memory_usage_bytes) <= 256 << 10
+    assert st.memory_limit_bytes == host.memory_limit_bytes
+    assert st.oom_kills == (host.oom_kills or 0)
+    vm.handler.kill(c.id, signal.SIGKILL, all_processes=True)
+    vm.finish(c)
 
 
 def test_kill_all_ends_the_container_with_the_signal(vm):

@@ -372,6 +372,73 @@ def test_stdin_is_forwarded_and_closed(env):
     assert finish(p)[0] == 0
 
 
+def close_io_or_held(env, close_io_answer: bytes = b""):
+    """CloseIO answered at once (with `close_io_answer`, else OK); Wait held."""
+    held = env.held(0)
+
+    def handler(call):
+        if call.request.method == "CloseIO":
+            return close_io_answer or response()
+        return held(call)
+    return handler
+
+
+def test_end_of_stdin_closes_the_fifo_and_calls_close_io(env):
+    """A shim may hold a writer of the FIFO itself (the runc shim does), so
+    the end of stdin also goes to it as CloseIO(id, stdin=true)."""
+    in_fifo = env.fifo("stdin")
+    task_in = os.open(in_fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    env.fds.append(task_in)
+    shim = env.shim(close_io_or_held(env))
+    p = env.relay("--stdin", str(in_fifo), stdin=subprocess.PIPE)
+    p.stdin.write(b"last words\n")
+    p.stdin.close()
+    assert read_until(task_in, 11) == b"last words\n"
+    deadline = time.monotonic() + 5
+    while not [c for c in shim.calls if c.request.method == "CloseIO"]:
+        assert time.monotonic() < deadline, "no CloseIO call"
+        time.sleep(0.01)
+    [call] = [c for c in shim.calls if c.request.method == "CloseIO"]
+    assert (call.request.service, call.frame_type) == (SERVICE, TYPE_REQUEST)
+    close_io = task_pb2.CloseIORequest.FromString(call.request.payload)
+    assert (close_io.id, close_io.exec_id, close_io.stdin) == ("task-1", "", True)
+    assert os.read(task_in, 10) == b""     # our writer is gone: end of file
+    env.release.set()
+    assert finish(p) == (0, b"", b"")
+
+
+def test_a_failed_close_io_is_said_in_the_log(env):
+    in_fifo = env.fifo("stdin")
+    env.shim(close_io_or_held(env, response(code=2, message="boom")))
+    p = env.relay("--stdin", str(in_fifo), stdin=subprocess.PIPE)
+    p.stdin.close()
+    time.sleep(0.5)
+    env.release.set()
+    code, _, err = finish(p)
+    assert code == 0
+    assert err == b"crio-native shim relay: CloseIO of the stdin of task-1: status code 2: boom\n"
+
+
+def test_end_of_stdin_of_a_terminal_is_ctrl_d(env):
+    """With --terminal the FIFO feeds a pty (the shim's): the end of stdin
+    is ^D typed into it, as the monitor types it into its own, and the FIFO
+    and the shim's stdin stay open."""
+    in_fifo = env.fifo("stdin")
+    task_in = os.open(in_fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    env.fds.append(task_in)
+    shim = env.shim(close_io_or_held(env))
+    p = env.relay("--stdin", str(in_fifo), "--terminal", stdin=subprocess.PIPE)
+    p.stdin.write(b"ls\n")
+    p.stdin.close()
+    assert read_until(task_in, 4) == b"ls\n\x04"
+    time.sleep(0.3)
+    with pytest.raises(BlockingIOError):
+        os.read(task_in, 10)                # no end of file: the relay still writes
+    assert [c.request.method for c in shim.calls] == ["Wait"]
+    env.release.set()
+    assert finish(p) == (0, b"", b"")
+
+
 def test_stdin_the_task_does_not_read_does_not_hold_up_its_output(env):
     in_fifo, out_fifo = env.fifo("stdin"), env.fifo("stdout")
     env.shim(env.held(0))
@@ -424,6 +491,7 @@ def test_shim_log_is_drained_without_its_file(env):
     (["--address", "unix:///x", "--id", "a", "--appear-timeout", "soon"], b"not a number"),
     (["--address", "unix:///x", "--id"], b"expected a value"),
     (["--address", "unix:///x", "--id", "a", "stray"], b"stray"),
+    (["--address", "unix:///x", "--id", "a", "--terminal"], b"--terminal needs --stdin"),
 ])
 def test_bad_command_line_exits_2(args, says):
     r = subprocess.run([str(RELAY), *args], capture_output=True, timeout=10)

@@ -2,12 +2,15 @@
  *
  *   crio-native-monitor --state-dir DIR [--id ID] [--log-path FILE]
  *       [--cgroup-path DIR] [--sync-fd N] [--stdin] [--stdin-once]
- *       [--terminal] [--container-pid-file FILE] -- COMMAND [ARG...]
+ *       [--terminal] [--container-pid-file FILE [--console-socket PATH]]
+ *       -- COMMAND [ARG...]
  *   crio-native-monitor --state-dir DIR [...] --plan FILE
  *
  * With --container-pid-file, COMMAND is an OCI runtime's `create` (runc,
  * crun): it makes the container process and exits, the process is
- * reparented to us (we are a child subreaper) and FILE names it.  With
+ * reparented to us (we are a child subreaper) and FILE names it; for a
+ * container with a terminal the runtime sends the pty master to the socket
+ * we listen on at PATH (its --console-socket; console.c).  With
  * --plan there is no COMMAND: FILE is the built-in runtime's launch plan.
  */
 #define _GNU_SOURCE
@@ -18,7 +21,7 @@
 #include "monitor.h"
 
 enum { OPT_ID = 256, OPT_STATE_DIR, OPT_LOG_PATH, OPT_CGROUP, OPT_SYNC_FD, OPT_STDIN,
-       OPT_STDIN_ONCE, OPT_TERMINAL, OPT_PID_FILE, OPT_PLAN };
+       OPT_STDIN_ONCE, OPT_TERMINAL, OPT_PID_FILE, OPT_PLAN, OPT_CONSOLE };
 
 static const struct option long_opts[] = {
     {"id", required_argument, NULL, OPT_ID},
@@ -31,6 +34,7 @@ static const struct option long_opts[] = {
     {"terminal", no_argument, NULL, OPT_TERMINAL},
     {"container-pid-file", required_argument, NULL, OPT_PID_FILE},
     {"plan", required_argument, NULL, OPT_PLAN},
+    {"console-socket", required_argument, NULL, OPT_CONSOLE},
     {NULL, 0, NULL, 0},
 };
 
@@ -58,6 +62,7 @@ static int apply(struct crn_monitor_opts *o, int opt, const char *arg, crn_error
     case OPT_TERMINAL: o->terminal = true; return 0;
     case OPT_PID_FILE: o->container_pid_file = arg; return 0;
     case OPT_PLAN: o->plan_path = arg; return 0;
+    case OPT_CONSOLE: o->console_socket = arg; return 0;
     default: return crn_error_set(err, EINVAL, "unknown option", NULL);
     }
 }
@@ -89,10 +94,14 @@ int crn_monitor_parse_args(struct crn_monitor_opts *o, int argc, char **argv, cr
         return crn_error_set(err, EINVAL, "missing container command after", "--");
     if (o->stdin_once && !o->stdin_open)
         return crn_error_set(err, EINVAL, "--stdin-once needs", "--stdin");
-    /* an OCI runtime wants a --console-socket to hand back the pty master */
-    if (o->terminal && o->container_pid_file)
-        return crn_error_set(err, EINVAL, "--terminal with --container-pid-file is not supported",
-                             NULL);
+    /* an OCI runtime makes the pty itself and hands the master back */
+    if (o->console_socket && !o->container_pid_file)
+        return crn_error_set(err, EINVAL, "--console-socket needs", "--container-pid-file");
+    if (o->terminal && o->container_pid_file && !o->console_socket)
+        return crn_error_set(err, EINVAL, "--terminal with --container-pid-file needs",
+                             "--console-socket");
+    if (o->console_socket)
+        o->terminal = true;
     o->argv = o->plan_path ? NULL : &argv[optind];
     return 0;
 }

@@ -11,7 +11,10 @@
  *   monitor -> launcher   hooks <container-pid>\n
  *   launcher -> monitor   go\n   or   fail <message>\n
  *
- * A launcher that closes the socket instead of answering fails the launch. */
+ * A launcher that closes the socket instead of answering fails the launch.
+ *
+ * With --terminal the plan has a console record: the child makes the pty
+ * from the container's /dev/ptmx and the launch hands us the master. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -124,5 +127,14 @@ int crn_plan_spawn(struct crn_monitor *m, const int stdio[3], crn_error *err)
     /* we reap through SIGCHLD like any child of ours; the pidfd adds nothing */
     close(res.pidfd);
     m->child = res.pid;
-    return 0;
+    if (!m->opts.terminal) {
+        if (res.console_fd >= 0)
+            close(res.console_fd);
+        return 0;
+    }
+    /* --terminal: the plan's console record had the child make the pty */
+    if (res.console_fd < 0)
+        return crn_error_set(err, EINVAL, "--terminal: the plan made no terminal (no console "
+                             "record)", NULL);
+    return crn_console_use(m, res.console_fd, err);
 }

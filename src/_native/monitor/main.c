@@ -39,7 +39,7 @@
  * pages of its big buffers untouched until used, which keeps RSS down. */
 static void init(struct crn_monitor *m)
 {
-    m->state_dirfd = m->epfd = m->sigfd = m->listen_fd = m->pty_master = -1;
+    m->state_dirfd = m->epfd = m->sigfd = m->listen_fd = m->pty_master = m->console_fd = -1;
     m->out[0] = (struct crn_output){.fd = -1, .stream = CRN_STREAM_STDOUT};
     m->out[1] = (struct crn_output){.fd = -1, .stream = CRN_STREAM_STDERR};
     m->log.fd = m->in.fd = -1;
@@ -96,7 +96,8 @@ static int daemonize(int sync_fd, crn_error *err)
 static int start_container(struct crn_monitor *m, crn_error *err)
 {
     struct crn_spawn_req req = {.argv = m->opts.argv, .stdio = {-1, -1, -1},
-                                .controlling_tty = m->opts.terminal};
+                                .controlling_tty = m->opts.terminal &&
+                                                   !crn_pty_from_container(&m->opts)};
     int rc = crn_stdio_setup(m, req.stdio, err);
 
     if (rc == 0 && m->opts.plan_path)
@@ -127,9 +128,13 @@ static int setup(struct crn_monitor *m, crn_error *err)
     m->oom_base = crn_oom_kill_count(m->opts.cgroup_path);
     if (crn_log_open(&m->log, m->opts.log_path, err) < 0 || crn_attach_listen(m, err) < 0)
         return -1;
+    if (m->opts.console_socket && crn_console_listen(m, err) < 0)
+        return -1;
     if (start_container(m, err) < 0)
         return -1;
     if (m->opts.container_pid_file && crn_adopt_created(m, err) < 0)
+        return -1;
+    if (m->opts.console_socket && crn_console_receive(m, err) < 0)
         return -1;
     return crn_write_pid_files(m, err);
 }
@@ -142,6 +147,7 @@ static void undo_setup(struct crn_monitor *m)
         waitpid(m->child, NULL, 0);
     }
     crn_attach_shutdown(m);
+    crn_console_shutdown(m);
 }
 
 static int finish(struct crn_monitor *m)

@@ -35,6 +35,8 @@ struct crn_monitor_opts {
     bool stdin_open;             /* keep a stdin pipe the attach clients feed */
     bool stdin_once;             /* close stdin when the stdin client leaves */
     bool terminal;               /* a pty instead of pipes */
+    const char *console_socket;  /* with container_pid_file and terminal: where
+                                    the runtime sends the pty master */
     char **argv;                 /* what to exec as the container process;
                                     NULL with plan_path */
 };
@@ -71,6 +73,7 @@ struct crn_monitor {
     int sigfd;
     int listen_fd;
     int pty_master;              /* -1 unless opts.terminal */
+    int console_fd;              /* --console-socket's listener until the create */
     pid_t child;                 /* the container process */
     bool exited;
     int wait_status;
@@ -89,6 +92,13 @@ struct crn_monitor {
     char frame[CRN_MSG_MAX];
 };
 
+/* The container's pty is made in the container, by the runtime or the
+ * launch, and its master handed to us (console.c), rather than by us. */
+static inline bool crn_pty_from_container(const struct crn_monitor_opts *o)
+{
+    return o->console_socket != NULL || (o->terminal && o->plan_path != NULL);
+}
+
 /* epoll_event.data.u64 = kind << 32 | index */
 enum crn_ev_kind { CRN_EV_SIGNAL = 1, CRN_EV_OUTPUT, CRN_EV_LISTEN, CRN_EV_CLIENT, CRN_EV_STDIN };
 #define CRN_EV(kind, idx) (((uint64_t)(kind) << 32) | (uint32_t)(idx))
@@ -98,6 +108,12 @@ int crn_monitor_parse_args(struct crn_monitor_opts *o, int argc, char **argv, cr
 
 /* adopt.c: wait for the runtime's create, take the pid from its pid file */
 int crn_adopt_created(struct crn_monitor *m, crn_error *err);
+
+/* console.c: --console-socket, the pty master an OCI runtime sends */
+int crn_console_listen(struct crn_monitor *m, crn_error *err);
+int crn_console_receive(struct crn_monitor *m, crn_error *err);
+int crn_console_use(struct crn_monitor *m, int master, crn_error *err);
+void crn_console_shutdown(struct crn_monitor *m);
 
 /* launchplan.c: --plan, the built-in runtime's launch under the monitor */
 int crn_plan_load(struct crn_monitor *m, crn_error *err);

@@ -1,4 +1,6 @@
-/* The container's stdio: pipes (stdout, stderr, optional stdin) or one pty.
+/* The container's stdio: pipes (stdout, stderr, optional stdin) or one pty
+ * (or, when the pty is made in the container, pipes until console.c swaps
+ * in the master the runtime or the launch handed over).
  * Our ends are non-blocking and close-on-exec; the child's ends are handed
  * to the spawn and closed here once it has them. */
 #define _GNU_SOURCE
@@ -43,7 +45,8 @@ static int setup_pipes(struct crn_monitor *m, int child[3], crn_error *err)
 {
     int p[2];
 
-    if (m->opts.stdin_open) {
+    /* with a console socket, stdin comes from the pty master (console.c) */
+    if (m->opts.stdin_open && !crn_pty_from_container(&m->opts)) {
         if (make_pipe(p, 1, err) < 0)
             return -1;
         child[0] = p[0];
@@ -110,7 +113,8 @@ static int setup_pty(struct crn_monitor *m, int child[3], crn_error *err)
 
 int crn_stdio_setup(struct crn_monitor *m, int child[3], crn_error *err)
 {
-    int rc = m->opts.terminal ? setup_pty(m, child, err) : setup_pipes(m, child, err);
+    int rc = m->opts.terminal && !crn_pty_from_container(&m->opts)
+                 ? setup_pty(m, child, err) : setup_pipes(m, child, err);
 
     if (rc < 0)
         return -1;

@@ -2,11 +2,14 @@
  * crio-native-monitor runs in place of the container (spawn mode).
  *
  *   crio-native-shim-relay --address A --id ID [--stdout FIFO] [--stderr FIFO]
- *       [--stdin FIFO] [--shim-log FIFO --shim-log-file F] [--appear-timeout S]
+ *       [--stdin FIFO [--terminal]] [--shim-log FIFO --shim-log-file F]
+ *       [--appear-timeout S]
  *
  * It copies the task's stdout/stderr FIFOs to its own fds 1 and 2, which
  * the monitor writes into the CRI log; feeds its fd 0 (the monitor's stdin
- * pipe) into the task's stdin FIFO; drains the shim's own log FIFO into a
+ * pipe) into the task's stdin FIFO, and at its end closes the FIFO and calls
+ * CloseIO (closer.c), or, for a task with a terminal, types ^D into it as
+ * the monitor does into a pty of its own; drains the shim's own log FIFO into a
  * file (a FIFO nobody read would, once full, block the shim), keeping the
  * first MiB; and exits with the task's exit status from the shim's Wait
  * (128+signal for a signal), or 255 when the shim could not say.  So the
@@ -36,6 +39,7 @@ struct args {
     const char *address, *id, *stdout_fifo, *stderr_fifo, *stdin_fifo, *shim_log,
         *shim_log_file;
     double appear_timeout;      /* how long the task may take to be created */
+    int terminal;               /* the task has a terminal: the end of stdin is ^D */
 };
 
 /* One of the task's output FIFOs and where it goes. */
@@ -52,6 +56,9 @@ struct relay {
     size_t shim_log_written;
     int stdin_fifo;                    /* -1 without stdin, or once closed */
     int stdin_eof;                     /* fd 0 ended: close the FIFO once flushed */
+    int terminal;                      /* ... or, with a terminal, type ^D into it */
+    const char *address, *id;
+    struct crn_stdin_closer closer;    /* CloseIO once the FIFO is closed */
     size_t stdin_off, stdin_len;       /* what fd 0 gave and the FIFO has not taken yet */
     struct crn_waiter waiter;
     double exited_at;                  /* < 0 until Wait answered */
@@ -64,7 +71,7 @@ static uint8_t stdin_pending[CHUNK];
 
 static const char USAGE[] =
     "usage: crio-native-shim-relay --address A --id ID [--stdout FIFO] [--stderr FIFO]\n"
-    "           [--stdin FIFO] [--shim-log FIFO] [--shim-log-file FILE]\n"
+    "           [--stdin FIFO [--terminal]] [--shim-log FIFO] [--shim-log-file FILE]\n"
     "           [--appear-timeout SECONDS]\n";
 
 __attribute__((noreturn)) static void usage_error(const char *what, const char *arg)
@@ -99,7 +106,7 @@ static const char **string_option(struct args *a, const char *name, size_t len)
  * `--name=value`; exit 2 with the usage on stderr otherwise. */
 static void parse_args(int argc, char **argv, struct args *a)
 {
-    *a = (struct args){NULL, NULL, "", "", "", "", "", 120.0};
+    *a = (struct args){NULL, NULL, "", "", "", "", "", 120.0, 0};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *name, *value, *eq;
         const char **field;
@@ -111,6 +118,10 @@ static void parse_args(int argc, char **argv, struct args *a)
         }
         if (strncmp(arg, "--", 2) != 0)
             usage_error("unrecognized argument: ", arg);
+        if (strcmp(arg, "--terminal") == 0) {
+            a->terminal = 1;
+            continue;
+        }
         name = arg + 2;
         eq = strchr(name, '=');
         len = eq ? (size_t)(eq - name) : strlen(name);
@@ -135,6 +146,8 @@ static void parse_args(int argc, char **argv, struct args *a)
     }
     if (a->address == NULL || a->id == NULL)
         usage_error("the following arguments are required: --address, --id", NULL);
+    if (a->terminal && a->stdin_fifo[0] == '\0')
+        usage_error("--terminal needs --stdin", NULL);
 }
 
 /* ---- setup ------------------------------------------------------------------------- */
@@ -291,8 +304,10 @@ static void flush_stdin(struct relay *r)
             r->stdin_len = 0;    /* the task cannot get it */
         }
     }
-    if (r->stdin_eof)
-        close_fd(&r->stdin_fifo);      /* EOF for the task */
+    if (r->stdin_eof && !r->terminal && r->stdin_fifo >= 0) {
+        close_fd(&r->stdin_fifo);      /* EOF for the task, where nobody else writes */
+        crn_closer_start(&r->closer, r->address, r->id, crn_relay_now());
+    }
 }
 
 static void on_stdin(struct relay *r)
@@ -303,6 +318,10 @@ static void on_stdin(struct relay *r)
     if (n <= 0) {
         r->stdin_eof = 1;
         n = 0;
+        if (r->terminal) {
+            stdin_pending[0] = 4;   /* ^D: EOF for a canonical-mode terminal */
+            n = 1;
+        }
     }
     r->stdin_off = 0;
     r->stdin_len = (size_t)n;
@@ -311,7 +330,7 @@ static void on_stdin(struct relay *r)
 
 /* ---- the loop ----------------------------------------------------------------------- */
 
-enum { P_OUT0, P_OUT1, P_SHIM_LOG, P_STDIN, P_WAIT, P_COUNT };
+enum { P_OUT0, P_OUT1, P_SHIM_LOG, P_STDIN, P_WAIT, P_CLOSE_IO, P_COUNT };
 
 static int outputs_open(const struct relay *r)
 {
@@ -339,6 +358,7 @@ static void fill_pollfds(const struct relay *r, struct pollfd *p)
         p[P_STDIN] = (struct pollfd){0, POLLIN, 0};
     if (r->exited_at < 0)
         p[P_WAIT] = (struct pollfd){crn_waiter_fd(&r->waiter), POLLIN, 0};
+    p[P_CLOSE_IO] = (struct pollfd){r->closer.fd, POLLIN, 0};
 }
 
 static void on_exit_known(struct relay *r, double now)
@@ -365,6 +385,10 @@ static int relay(struct relay *r)
         } else if (r->waiter.next_try >= 0) {
             timeout = ms_until(r->waiter.next_try, now);
         }
+        if (r->closer.fd >= 0 && r->exited_at < 0) {    /* after the exit, the drain rules */
+            int t = ms_until(r->closer.deadline, now);
+            timeout = timeout < 0 || t < timeout ? t : timeout;
+        }
         fill_pollfds(r, p);
         int n = poll(p, P_COUNT, timeout);
         if (n < 0 && errno != EINTR) {
@@ -385,6 +409,9 @@ static int relay(struct relay *r)
             else
                 flush_stdin(r);
         }
+        if (n > 0 && p[P_CLOSE_IO].revents)
+            crn_closer_on_input(&r->closer);
+        crn_closer_tick(&r->closer, now);
         if (r->exited_at < 0) {
             if (n > 0 && p[P_WAIT].revents)
                 crn_waiter_on_input(&r->waiter, now);
@@ -409,6 +436,10 @@ int main(int argc, char **argv)
     open_output(&r.out[1], a.stderr_fifo, 2);
     open_shim_log(&r, &a);
     open_stdin(&r, a.stdin_fifo);
+    r.terminal = a.terminal;
+    r.address = a.address;
+    r.id = a.id;
+    r.closer.fd = -1;
     r.exited_at = -1;
     if (crn_waiter_init(&r.waiter, a.address, a.id, a.appear_timeout, &err) < 0) {
         fprintf(stderr, "crio-native shim relay: Wait for %s: %s\n", a.id, err.msg);

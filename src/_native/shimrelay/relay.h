@@ -18,6 +18,10 @@
 /* Seconds on CLOCK_MONOTONIC. */
 double crn_relay_now(void);
 
+/* A nonblocking stream socket connected to the shim's `address`
+ * ("unix:///x", "/x" or "@abstract"); -1 with errno. */
+int crn_relay_connect(const char *address);
+
 struct crn_waiter {
     const char *address;       /* as the shim printed it: unix:///path, /path or @abstract */
     const char *task_id;
@@ -52,5 +56,18 @@ void crn_waiter_tick(struct crn_waiter *w, double now);
 
 /* The connection is readable (or hung up). */
 void crn_waiter_on_input(struct crn_waiter *w, double now);
+
+/* closer.c: Task/CloseIO of the task's stdin once its FIFO is closed. */
+struct crn_stdin_closer {
+    const char *task_id;
+    int fd;                    /* the call's connection while it is pending, else -1 */
+    double deadline;
+    struct crn_ttrpc_reader reader;
+};
+
+void crn_closer_start(struct crn_stdin_closer *c, const char *address, const char *task_id,
+                      double now);
+void crn_closer_on_input(struct crn_stdin_closer *c);
+void crn_closer_tick(struct crn_stdin_closer *c, double now);
 
 #endif

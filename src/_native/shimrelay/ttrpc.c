@@ -1,4 +1,4 @@
-/* ttrpc frames and the few protobuf messages of a Wait call (ttrpc.h). */
+/* ttrpc frames and the few protobuf messages of the relay's calls (ttrpc.h). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -8,7 +8,6 @@
 #include "ttrpc.h"
 
 #define SERVICE "containerd.task.v2.Task"
-#define METHOD "Wait"
 
 /* Protobuf wire types (the ones a decoder can skip without a schema). */
 #define WIRE_VARINT 0
@@ -163,34 +162,72 @@ static uint32_t get_be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-int crn_ttrpc_wait_request(uint8_t *buf, size_t cap, uint32_t stream_id, const char *task_id,
-                           const char *exec_id, crn_error *err)
+/* The request frame for Task/<method> whose message the caller put in
+ * `msg`, into buf.  The message goes at the end of buf first, then the
+ * envelope (which embeds a copy of it) after the header. */
+typedef void (*put_message_fn)(struct pb_out *msg, const void *ctx);
+
+static int task_request(uint8_t *buf, size_t cap, uint32_t stream_id, const char *method,
+                        put_message_fn put, const void *ctx, crn_error *err)
 {
     struct pb_out msg, req;
+    char what[64];
 
+    snprintf(what, sizeof(what), "ttrpc: %s request too large", method);
     if (cap < CRN_TTRPC_HEADER_LEN)
-        return crn_error_set(err, EMSGSIZE, "ttrpc: Wait request too large", NULL);
-    /* The WaitRequest goes at the end of buf first, then the envelope
-     * (which embeds a copy of it) after the header. */
+        return crn_error_set(err, EMSGSIZE, what, NULL);
     size_t room = (cap - CRN_TTRPC_HEADER_LEN) / 2;
     msg = (struct pb_out){buf + CRN_TTRPC_HEADER_LEN + room, 0, room, 0};
-    pb_put_bytes(&msg, 1, task_id, strlen(task_id));                  /* id */
-    pb_put_bytes(&msg, 2, exec_id, strlen(exec_id));                  /* exec_id */
+    put(&msg, ctx);
     req = (struct pb_out){buf + CRN_TTRPC_HEADER_LEN, 0, room, 0};
     pb_put_bytes(&req, 1, SERVICE, sizeof(SERVICE) - 1);              /* service */
-    pb_put_bytes(&req, 2, METHOD, sizeof(METHOD) - 1);                /* method */
+    pb_put_bytes(&req, 2, method, strlen(method));                    /* method */
     /* payload (3); timeout_nano (4) and metadata (5) stay unset, as the
-     * Python client sends them for a Wait without a timeout: the call
-     * lasts as long as the task. */
+     * Python client sends them for a call without a timeout (a Wait lasts
+     * as long as the task). */
     if (!msg.full)
         pb_put_bytes(&req, 3, msg.p, msg.len);
     if (msg.full || req.full || req.len > CRN_TTRPC_MESSAGE_MAX)
-        return crn_error_set(err, EMSGSIZE, "ttrpc: Wait request too large", NULL);
+        return crn_error_set(err, EMSGSIZE, what, NULL);
     put_be32(buf, (uint32_t)req.len);
     put_be32(buf + 4, stream_id);
     buf[8] = CRN_TTRPC_TYPE_REQUEST;
     buf[9] = 0;
     return (int)(CRN_TTRPC_HEADER_LEN + req.len);
+}
+
+struct ids {
+    const char *task_id, *exec_id;
+};
+
+static void put_wait_request(struct pb_out *msg, const void *ctx)
+{
+    const struct ids *ids = ctx;
+    pb_put_bytes(msg, 1, ids->task_id, strlen(ids->task_id));         /* id */
+    pb_put_bytes(msg, 2, ids->exec_id, strlen(ids->exec_id));         /* exec_id */
+}
+
+int crn_ttrpc_wait_request(uint8_t *buf, size_t cap, uint32_t stream_id, const char *task_id,
+                           const char *exec_id, crn_error *err)
+{
+    struct ids ids = {task_id, exec_id};
+    return task_request(buf, cap, stream_id, "Wait", put_wait_request, &ids, err);
+}
+
+static void put_close_stdin_request(struct pb_out *msg, const void *ctx)
+{
+    const struct ids *ids = ctx;
+    pb_put_bytes(msg, 1, ids->task_id, strlen(ids->task_id));         /* id */
+    pb_put_bytes(msg, 2, ids->exec_id, strlen(ids->exec_id));         /* exec_id */
+    pb_put_varint(msg, (3u << 3) | WIRE_VARINT);                      /* stdin = true */
+    pb_put_varint(msg, 1);
+}
+
+int crn_ttrpc_close_stdin_request(uint8_t *buf, size_t cap, uint32_t stream_id,
+                                  const char *task_id, crn_error *err)
+{
+    struct ids ids = {task_id, ""};
+    return task_request(buf, cap, stream_id, "CloseIO", put_close_stdin_request, &ids, err);
 }
 
 /* ---- frames --------------------------------------------------------------------- */

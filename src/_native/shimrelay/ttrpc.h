@@ -1,10 +1,12 @@
 /* Just enough of ttrpc (github.com/containerd/ttrpc) and protobuf to make
- * one unary call, containerd.task.v2.Task/Wait, and read its answer.
+ * the relay's two unary calls, containerd.task.v2.Task/Wait and CloseIO
+ * (of stdin), and read their answers.
  *
  * Frame: u32 BE data length, u32 BE stream id, u8 type (1 request, 2
  * response), u8 flags, then the data: a ttrpc.Request or ttrpc.Response
  * (proto/shim/ttrpc.proto) carrying the method's own message
- * (proto/shim/v2/task.proto: WaitRequest, WaitResponse).  The Python client
+ * (proto/shim/v2/task.proto: WaitRequest, WaitResponse, CloseIORequest;
+ * CloseIO answers google.protobuf.Empty).  The Python client
  * (crio_native/runtime/shim/ttrpc.py) is the reference.
  *
  * Decoding never trusts the peer: every length is checked against what is
@@ -55,6 +57,10 @@ struct crn_ttrpc_reader {
  * buf; its length, or -1 (EMSGSIZE) when it does not fit in `cap`. */
 int crn_ttrpc_wait_request(uint8_t *buf, size_t cap, uint32_t stream_id, const char *task_id,
                            const char *exec_id, crn_error *err);
+
+/* The same for Task/CloseIO(id, stdin=true): the end of the task's stdin. */
+int crn_ttrpc_close_stdin_request(uint8_t *buf, size_t cap, uint32_t stream_id,
+                                  const char *task_id, crn_error *err);
 
 void crn_ttrpc_reader_init(struct crn_ttrpc_reader *r, uint32_t stream_id);
 

@@ -119,25 +119,35 @@ static int socket_address(const char *address, struct sockaddr_un *sa, socklen_t
     return 0;
 }
 
-static void attempt(struct crn_waiter *w, double now)
+int crn_relay_connect(const char *address)
 {
     struct sockaddr_un sa;
     socklen_t salen;
+    int fd, e;
+
+    if (socket_address(address, &sa, &salen) < 0)
+        return -1;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    /* A unix connect does not go on in the background: it is made, or
+     * refused, or the backlog is full (EAGAIN), which counts as a refusal. */
+    if (connect(fd, (struct sockaddr *)&sa, salen) < 0) {
+        e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static void attempt(struct crn_waiter *w, double now)
+{
     ssize_t sent;
 
     w->next_try = -1;
-    if (socket_address(w->address, &sa, &salen) < 0) {
-        unavailable_errno(w, now, "cannot connect", errno);
-        return;
-    }
-    w->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    w->fd = crn_relay_connect(w->address);
     if (w->fd < 0) {
-        unavailable_errno(w, now, "socket", errno);
-        return;
-    }
-    /* A unix connect does not go on in the background: it is made, or
-     * refused, or the backlog is full (EAGAIN), which counts as a refusal. */
-    if (connect(w->fd, (struct sockaddr *)&sa, salen) < 0) {
         unavailable_errno(w, now, "cannot connect", errno);
         return;
     }

@@ -8,6 +8,7 @@ STOPPED event even while no RPC is looking."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
@@ -16,6 +17,7 @@ import signal as signal_mod
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,15 +28,15 @@ from crio_native.container.events import EventBus
 from crio_native.container.record import CREATED, CREATING, EXITED, RUNNING, ContainerRecord
 from crio_native.container.store import ContainerStore
 from crio_native.container.watcher import ExitWatcher
-from crio_native.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition,
-                                InvalidArgument, NotFound)
+from crio_native.errors import (AlreadyExists, CrioNativeError, DeadlineExceeded,
+                                FailedPrecondition, InvalidArgument, NotFound)
 from crio_native.logsetup import fields
 from crio_native.state.rollback import forget_unless_failed, undo_step
 from crio_native.monitor import process_alive, read_exit, reopen_log
 from crio_native.runtime.handler import MonitorOptions
 from crio_native.sandbox.record import READY
 from crio_native.spec.process import signal_number
-from crio_native.stats import CpuSampler
+from crio_native.stats import CgroupStats, CpuSampler
 from crio_native.state.files import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,13 @@ def monitor_running(record: ContainerRecord) -> bool:
         return False
     return bool(argv) and argv[0].endswith(b"crio-native-monitor") \
         and record.id.encode() in argv
+
+
+@dataclass(frozen=True)
+class RuntimeStats:
+    """What a runtime said of a container's cgroup (None: it could not say)."""
+
+    stats: CgroupStats | None
 
 
 class ContainerManager:
@@ -359,6 +368,29 @@ class ContainerManager:
         handler = self.handlers.get(record.runtime_handler)
         return handler.exec_interactive(record.id, process, tty=tty, stdin=stdin,
                                         stdout=stdout, stderr=stderr)
+
+    def terminal_resizer(self, record: ContainerRecord) -> Callable[[int, int], None] | None:
+        """resize(width, height) for a container with a terminal its runtime
+        holds (a `vm` handler's); None where the monitor holds the pty, as
+        for every other handler, and for a container without a terminal."""
+        if not record.tty:
+            return None
+        resize = getattr(self.handlers.get(record.runtime_handler), "resize_terminal", None)
+        return None if resize is None else functools.partial(resize, record.id)
+
+    def runtime_cgroup_stats(self, record: ContainerRecord) -> RuntimeStats | None:
+        """The container's cgroup usage as its runtime reports it, for a
+        handler that does (`vm`: the shim's Task/Stats); None for the
+        others, whose groups the daemon reads on the host.  A runtime that
+        cannot say gives RuntimeStats(None): cpu and memory stay unset."""
+        read = getattr(self.handlers.get(record.runtime_handler), "cgroup_stats", None)
+        if read is None:
+            return None
+        try:
+            return RuntimeStats(read(record.id))
+        except CrioNativeError as e:
+            log.warning("stats of container %s: %s", record.id, e)
+            return RuntimeStats(None)
 
     def reopen_log(self, container_id: str) -> None:
         record = self.running(container_id, "ReopenContainerLog")

@@ -44,6 +44,7 @@ def monitor_command(container_id: str, argv: Sequence[str], state_dir: Path,
                     terminal: bool, cgroup_path: str | None,
                     container_pid_file: str | os.PathLike | None = None,
                     plan_file: str | os.PathLike | None = None,
+                    console_socket: str | os.PathLike | None = None,
                     binary: Path | None = None) -> list[str]:
     cmd = [str(binary or monitor_binary()), "--id", container_id,
            "--state-dir", str(state_dir), "--sync-fd", str(sync_fd)]
@@ -56,6 +57,8 @@ def monitor_command(container_id: str, argv: Sequence[str], state_dir: Path,
     cmd += ["--terminal"] if terminal else []
     if container_pid_file is not None:
         cmd += ["--container-pid-file", str(container_pid_file)]
+    if console_socket is not None:
+        cmd += ["--console-socket", str(console_socket)]
     if plan_file is not None:
         cmd += ["--plan", str(plan_file)]
     return cmd + (["--", *argv] if argv else [])
@@ -217,6 +220,7 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
                    cgroup_path: str | None = None, env: Mapping[str, str] | None = None,
                    container_pid_file: str | os.PathLike | None = None,
                    plan_file: str | os.PathLike | None = None,
+                   console_socket: str | os.PathLike | None = None,
                    on_hooks: HookCallback | None = None,
                    timeout: float = 10.0, binary: Path | None = None) -> Monitor:
     """Start `argv` as a container process under a new monitor.
@@ -229,6 +233,11 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
     With `container_pid_file`, `argv` is an OCI runtime's create (`runc
     create --pid-file FILE ...`): the monitor waits for it and then watches
     the container process named in FILE; the caller runs `start` itself.
+    For a container with a terminal the create also has `--console-socket
+    PATH` and `console_socket` is that PATH (a short one: a socket path has
+    at most 107 bytes, in a directory only we can write): the monitor
+    listens there and takes the pty master the runtime sends as the
+    container's stdio.
     `cgroup_path` is the container's cgroup directory (v2, or the v1 memory
     controller's), read for the oom_kill count.
 
@@ -246,7 +255,8 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
         cmd = monitor_command(container_id, argv, state_dir, log, sync_fd=theirs.fileno(),
                               stdin=stdin, stdin_once=stdin_once, terminal=terminal,
                               cgroup_path=cgroup_path, container_pid_file=container_pid_file,
-                              plan_file=plan_file, binary=binary)
+                              plan_file=plan_file, console_socket=console_socket,
+                              binary=binary)
         first = _spawn_first(cmd, theirs, env)
         try:
             line = reader.final_line(deadline)

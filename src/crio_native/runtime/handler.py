@@ -152,3 +152,17 @@ class RuntimeHandler(Protocol):
         """Apply OCI linux.resources to the running container."""
 
     def features(self) -> HandlerFeatures: ...
+
+    # A handler whose runtime holds a container's terminal itself (`vm`:
+    # the shim makes the pty) also has
+    #
+    #     def resize_terminal(self, container_id: str, width: int, height: int) -> None
+    #
+    # for attach's window sizes.  Elsewhere the monitor holds the pty's
+    # master and resizes it (docs/monitor.md).  One whose runtime keeps the
+    # container's cgroups out of the daemon's reach (`vm`: kata's are in
+    # its VM) also has
+    #
+    #     def cgroup_stats(self, container_id: str) -> stats.cgroup.CgroupStats
+    #
+    # for the CRI stats; elsewhere the daemon reads Created.cgroup_dirs.

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from crio_native.errors import (CrioNativeError, DeadlineExceeded, FailedPrecondition, Internal,
-                                NotFound, Unimplemented)
+                                NotFound)
 from crio_native.linux import cgroups
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.monitor import launch_monitor
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 PID_FILE = "container.pid"          # in the monitor's state dir: written by `create`
 CREATE_LOG = "runtime-create.log"   # in the monitor's state dir: the runtime's create log
+CONSOLE_SOCKET = "console.sock"     # in a private temp dir, for a tty container's create
 _UNKNOWN_MARKERS = ("container does not exist",)   # runc; crun: no <root>/<id>, see _unknown
 
 
@@ -179,26 +181,38 @@ class OciCliHandler:
     # ---- create ------------------------------------------------------------------
 
     def create(self, container_id: str, bundle: Path, monitor: MonitorOptions) -> Created:
-        if monitor.terminal:
-            raise Unimplemented(f"runtime handler {self.name}: containers with a terminal "
-                                "(tty) are not supported with OCI runtimes yet")
         if not os.access(self.runtime_path, os.X_OK):
             raise self._missing_binary()
-        bundle = Path(bundle)
+        if not monitor.terminal:
+            return self._create(container_id, Path(bundle), monitor, None)
+        # The runtime makes the pty in the container and sends its master
+        # to --console-socket, where the monitor takes it.  A socket path
+        # has at most 107 bytes, so it goes in a short private temp dir
+        # (as conmon's does) rather than the container's state dir.
+        console_dir = Path(tempfile.mkdtemp(prefix="crn-tty-"))
+        try:
+            return self._create(container_id, Path(bundle), monitor,
+                                console_dir / CONSOLE_SOCKET)
+        finally:
+            shutil.rmtree(console_dir, ignore_errors=True)
+
+    def _create(self, container_id: str, bundle: Path, monitor: MonitorOptions,
+                console_socket: Path | None) -> Created:
         state_dir = Path(monitor.state_dir)
         pid_file, create_log = state_dir / PID_FILE, state_dir / CREATE_LOG
         for stale in (pid_file, create_log):
             stale.unlink(missing_ok=True)
         cgroup_dir = memory_cgroup_dir(cgroups_path_of(bundle), container_id)
+        console_args = ("--console-socket", str(console_socket)) if console_socket else ()
         argv = self._argv("create", "--bundle", str(bundle), "--pid-file", str(pid_file),
-                          container_id, log_file=create_log)
+                          *console_args, container_id, log_file=create_log)
         log.debug("runtime handler %s: monitor runs %s", self.name, shlex.join(argv))
         try:
             mon = launch_monitor(container_id, argv, state_dir, monitor.log_path,
                                  stdin=monitor.stdin, stdin_once=monitor.stdin_once,
                                  cgroup_path=str(cgroup_dir) if cgroup_dir else None,
-                                 container_pid_file=pid_file, timeout=self.create_timeout,
-                                 binary=self.monitor_binary)
+                                 container_pid_file=pid_file, console_socket=console_socket,
+                                 timeout=self.create_timeout, binary=self.monitor_binary)
         except Internal as e:
             said = runtime_log_messages(create_log)
             self._undo_create(container_id, pid_file, create_log)

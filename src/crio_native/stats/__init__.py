@@ -25,12 +25,14 @@ __all__ = ["CgroupStats", "CpuSampler", "DiskUsage", "InterfaceStats", "collect_
 def collect_container(sampler: CpuSampler, id: str, metadata: api_pb2.ContainerMetadata | None,
                       labels: Mapping[str, str], annotations: Mapping[str, str],
                       cgroup_dirs: Iterable[Path] = (),
-                      upper_dir: str | os.PathLike[str] | None = None) -> api_pb2.ContainerStats:
+                      upper_dir: str | os.PathLike[str] | None = None, *,
+                      cgroup: CgroupStats | None = None) -> api_pb2.ContainerStats:
     """ContainerStats of one container: its cgroup (no dirs, e.g. a stopped
     container: cpu/memory unset) and its writable layer (`upper_dir`, the
-    overlay upper dir; None: unset)."""
+    overlay upper dir; None: unset).  `cgroup`: the group's usage as the
+    runtime reported it (a `vm` handler's shim), read instead of dirs."""
     dirs = list(cgroup_dirs)
-    cg = read_cgroup(dirs) if dirs else None
+    cg = cgroup if cgroup is not None else read_cgroup(dirs) if dirs else None
     nano = sampler.nano_cores(id, cg.cpu_usage_ns) if cg is not None else None
     usage = disk_usage(upper_dir) if upper_dir is not None else None
     mountpoint = fs_mountpoint(upper_dir) if usage is not None else ""

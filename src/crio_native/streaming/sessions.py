@@ -179,8 +179,10 @@ async def run_attach(backend: Backend, request: StreamRequest, streams: CommandS
     except CrioNativeError as e:
         await streams.finish(sp.internal_error(f"error attaching to container: {e}"))
         return
+    resizer = backend.containers.terminal_resizer(record)
+    resize = None if resizer is None else partial(_resize_by_runtime, backend, resizer)
     try:
-        ended = await _relay_attach(sock, early, streams)
+        ended = await _relay_attach(sock, early, streams, resize)
     finally:
         sock.close()
     if ended:
@@ -198,9 +200,18 @@ def _attach_connect(state_dir: str, flags: int) -> tuple[socket.socket, list[byt
     return sock, early
 
 
-async def _relay_attach(sock: socket.socket, early: list[bytes], streams: CommandStreams) -> bool:
+async def _resize_by_runtime(backend: Backend, resizer, size: sp.TerminalSize) -> None:
+    try:
+        await backend.blocking(resizer, size.width, size.height)
+    except CrioNativeError as e:      # the session goes on at the old size
+        log.info("attach: window size %dx%d not set: %s", size.width, size.height, e)
+
+
+async def _relay_attach(sock: socket.socket, early: list[bytes], streams: CommandStreams,
+                        resize_by_runtime=None) -> bool:
     """True when the container's output ended (it exited), False when the
-    client went away first."""
+    client went away first.  Window sizes go to the monitor, which holds
+    the pty, or to `resize_by_runtime(size)` where the runtime holds it."""
     loop = asyncio.get_running_loop()
 
     async def output() -> None:
@@ -222,7 +233,10 @@ async def _relay_attach(sock: socket.socket, early: list[bytes], streams: Comman
     async def resize() -> None:
         while True:
             size = await streams.resizes.get()
-            await loop.sock_sendall(sock, mp.encode_resize(size.height, size.width))
+            if resize_by_runtime is not None:
+                await resize_by_runtime(size)
+            else:
+                await loop.sock_sendall(sock, mp.encode_resize(size.height, size.width))
 
     out = asyncio.ensure_future(output())
     gone = asyncio.ensure_future(streams.gone.wait())

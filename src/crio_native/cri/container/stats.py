@@ -1,6 +1,8 @@
 """ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats:
-cpu and memory from the cgroup files that exist on this host, the writable
-layer from the overlay upper dir, pod network counters from its netns.
+cpu and memory from the cgroup files that exist on this host (or, for a
+`vm` handler's container, from its shim's Task/Stats: kata's cgroups are
+in its VM), the writable layer from the overlay upper dir, pod network
+counters from its netns.
 Exited containers report their writable layer only."""
 from __future__ import annotations
 
@@ -26,9 +28,12 @@ def _labels_match(labels: dict[str, str], selector) -> bool:
 def container_stats_of(ctx: DaemonContext, record: ContainerRecord) -> api_pb2.ContainerStats:
     running = record.state == RUNNING
     upper = Path(record.rootfs).parent / "upper" if record.rootfs else None
+    from_runtime = ctx.containers.runtime_cgroup_stats(record) if running else None
+    dirs = [Path(d) for d in record.cgroup_dirs] if running and from_runtime is None else ()
     return collect_container(
         ctx.containers.sampler, record.id, convert.metadata(record), record.labels,
-        record.annotations, [Path(d) for d in record.cgroup_dirs] if running else (), upper)
+        record.annotations, dirs, upper,
+        cgroup=from_runtime.stats if from_runtime is not None else None)
 
 
 def pod_stats_of(ctx: DaemonContext, record: SandboxRecord) -> api_pb2.PodSandboxStats:

@@ -229,7 +229,10 @@ class BuiltinRuntime:
         stdio, writes the CRI log and records the exit, so the container
         outlives this process.  The create hooks still run here, while the
         process waits (the monitor asks for them on the sync socket)."""
-        p = self._prepare(container_id, bundle, terminal=monitor.terminal)
+        # a terminal is made from the container's own /dev/ptmx (as runc
+        # makes it for its console socket) and the launch hands the master
+        # to the monitor: `tty` inside names /dev/pts/0 of its devpts
+        p = self._prepare(container_id, bundle, console=monitor.terminal)
         with contextlib.ExitStack() as undo:
             state = self._make(p, undo)
             plan_file = p.dir / PLAN_FILE
@@ -257,21 +260,20 @@ class BuiltinRuntime:
     # ---- the steps of a create ------------------------------------------------
 
     def _prepare(self, container_id: str, bundle: str | os.PathLike[str],
-                 terminal: bool = False, console: bool = False,
-                 no_pivot: bool = False) -> _Prepared:
+                 console: bool = False, no_pivot: bool = False) -> _Prepared:
         """Everything decided, nothing made: the spec, its cgroups, hooks and
         the launch plan.  Every invalid field fails here."""
         d = self._dir(container_id)
         bundle = Path(bundle).resolve()
         spec = load_spec(bundle)
         if console and not (spec.get("process") or {}).get("terminal"):
-            raise InvalidArgument("--console-socket: config.json: process.terminal is false; "
-                                  "a console socket is only for a terminal")
+            raise InvalidArgument("config.json: process.terminal is false, but a terminal "
+                                  "(--console-socket, or the monitor's) was asked for")
         cg_plan = container_cgroups(spec, container_id, self.cgroup_root)
         hooks = parse_hooks(spec)
         start_result = str(d / START_RESULT) if hooks.get("startContainer") else None
         records = plan_records(spec, bundle, host=HostFacts.current(), barrier=str(d / FIFO),
-                               cgroups=cg_plan, terminal=terminal, console=console,
+                               cgroups=cg_plan, console=console,
                                start_result=start_result, container_id=container_id,
                                no_pivot=no_pivot)
         if cg_plan is not None:

@@ -38,8 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from crio_native.errors import (CrioNativeError, FailedPrecondition, NotFound,
-                                Unavailable, Unimplemented)
+from crio_native.errors import CrioNativeError, FailedPrecondition, NotFound, Unavailable
 from crio_native.monitor import launch_monitor
 from crio_native.monitor.launch import Monitor, stop_monitor
 from crio_native.monitor.paths import shim_relay_binary
@@ -50,7 +49,9 @@ from crio_native.runtime.exec_output import collect_exec_output
 from crio_native.runtime.oci_exec import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
 from crio_native.runtime.shim.process import (SHIM_LOG_FIFO, ShimCommand, ShimFiles,
                                               process_start_matches, wait_process_gone)
+from crio_native.runtime.shim.metrics import cgroup_stats_from_any
 from crio_native.runtime.shim.task import OCI_STATUS, TaskClient
+from crio_native.stats.cgroup import CgroupStats
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,6 @@ class VmShimHandler:
     # ---- create --------------------------------------------------------------------
 
     def create(self, container_id: str, bundle: Path, monitor: MonitorOptions) -> Created:
-        if monitor.terminal:
-            raise Unimplemented(f"runtime handler {self.name}: containers with a terminal "
-                                "(tty) are not supported with shim v2 runtimes yet")
         if not os.access(self.runtime_path, os.X_OK):
             raise FailedPrecondition(f"runtime handler {self.name}: {self.shim.missing()}")
         bundle = Path(bundle).resolve()
@@ -144,7 +142,10 @@ class VmShimHandler:
 
     def _create(self, container_id: str, bundle: Path, monitor: MonitorOptions,
                 files: ShimFiles) -> Created:
-        fifos = {name: files.dir / name for name in ("stdout", "stderr")}
+        # With a terminal the shim owns the pty (kata's is in the VM) and
+        # copies it to the stdout FIFO: no stderr, as containerd asks for.
+        outputs = ("stdout",) if monitor.terminal else ("stdout", "stderr")
+        fifos = {name: files.dir / name for name in outputs}
         if monitor.stdin:
             fifos["stdin"] = files.dir / "stdin"
         shim_log = bundle / SHIM_LOG_FIFO
@@ -167,8 +168,8 @@ class VmShimHandler:
             os.close(log_reader)
         try:
             created = task.create(container_id, str(bundle), stdin=str(fifos.get("stdin", "")),
-                                  stdout=str(fifos["stdout"]), stderr=str(fifos["stderr"]),
-                                  timeout=self.create_timeout)
+                                  stdout=str(fifos["stdout"]), stderr=str(fifos.get("stderr", "")),
+                                  terminal=monitor.terminal, timeout=self.create_timeout)
         except CrioNativeError as e:
             stop_monitor(mon)
             raise FailedPrecondition(f"container {container_id}: {self.name} create: "
@@ -185,12 +186,16 @@ class VmShimHandler:
     def _launch_relay(self, container_id: str, address: str, monitor: MonitorOptions,
                       fifos: dict[str, Path], shim_log: Path, files: ShimFiles) -> Monitor:
         argv = [str(self.relay_binary), "--address", address, "--id", container_id,
-                "--stdout", str(fifos["stdout"]), "--stderr", str(fifos["stderr"]),
                 "--shim-log", str(shim_log),
                 "--shim-log-file", str(files.dir / SHIM_LOG_FILE),
                 "--appear-timeout", str(self.create_timeout)]
-        if "stdin" in fifos:
-            argv += ["--stdin", str(fifos["stdin"])]
+        for name in ("stdout", "stderr", "stdin"):
+            if name in fifos:
+                argv += [f"--{name}", str(fifos[name])]
+        if monitor.terminal and "stdin" in fifos:
+            argv.append("--terminal")      # the end of stdin is ^D typed into the pty
+        # The monitor sees pipes either way: the pty is the shim's, so a
+        # resize goes to the shim (resize_terminal), not to the monitor.
         return launch_monitor(container_id, argv, monitor.state_dir, monitor.log_path,
                               stdin=monitor.stdin, stdin_once=monitor.stdin_once,
                               timeout=self.create_timeout, binary=self.monitor_binary)
@@ -328,6 +333,22 @@ class VmShimHandler:
             self._task(container_id).update(container_id, resources)
         except CrioNativeError as e:
             raise self._where(container_id, "update", e) from e
+
+    def resize_terminal(self, container_id: str, width: int, height: int) -> None:
+        """The window size of the container's terminal, which the shim holds
+        (for attach: the monitor only sees the pty's bytes)."""
+        try:
+            self._task(container_id).resize_pty(container_id, "", width, height)
+        except CrioNativeError as e:
+            raise self._where(container_id, "resize", e) from e
+
+    def cgroup_stats(self, container_id: str) -> CgroupStats:
+        """The task's cgroup usage from the shim (Task/Stats): kata's
+        cgroups are inside its VM, out of the daemon's reach."""
+        try:
+            return cgroup_stats_from_any(self._task(container_id).stats(container_id))
+        except CrioNativeError as e:
+            raise self._where(container_id, "stats", e) from e
 
     # ---- exec ------------------------------------------------------------------------
 

@@ -95,6 +95,10 @@ class TaskClient:
     def close_io(self, task_id: str, exec_id: str = "", stdin: bool = True) -> None:
         self._call("CloseIO", pb.CloseIORequest(id=task_id, exec_id=exec_id, stdin=stdin))
 
+    def stats(self, task_id: str) -> any_pb2.Any:
+        """The task's cgroup metrics (runtime/shim/metrics.py decodes them)."""
+        return self._call("Stats", pb.StatsRequest(id=task_id), pb.StatsResponse).stats
+
     def pids(self, task_id: str) -> list[int]:
         return [p.pid for p in self._call("Pids", pb.PidsRequest(id=task_id),
                                           pb.PidsResponse).processes]
