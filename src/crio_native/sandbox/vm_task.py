@@ -10,8 +10,8 @@ through the pod's handler, once the pod's network is attached (kata reads
 the interfaces from the pod's network namespace when the VM boots).  Its
 spec is the builtin infra's (our static pause in an empty read-only root,
 joining the pod's network, IPC and UTS namespaces, in a PID namespace of its
-own) plus /proc and /dev, with the pod's cgroup path and containerd's
-sandbox annotations.
+own) plus /proc and /dev, with the pod's cgroup path, the pod's
+annotations and containerd's sandbox annotations.
 
 With a pod-level PID namespace, the task's namespace is pinned like the
 others so the pod's containers join it, when the task is a host process
@@ -55,11 +55,16 @@ def sandbox_task_spec(record: SandboxRecord, config: Config) -> dict:
     ]
     spec["linux"]["cgroupsPath"] = cgroups_path(config.runtime.cgroup_manager,
                                                 record.cgroup_parent, record.id)
-    spec["annotations"].update({
+    # The pod's own annotations, as CRI-O gives them to its infra spec:
+    # kata reads io.katacontainers.* ones (those its configuration's
+    # enable_annotations allows) when it boots the pod's VM.  Ours on top.
+    spec["annotations"] = {
+        **{k: v for k, v in record.annotations.items() if not k.startswith(ann.PREFIX)},
+        **spec["annotations"],
         ann.SANDBOX_NAME: record.name,
         ann.SANDBOX_NAMESPACE: record.namespace,
         ann.SANDBOX_UID: record.uid,
-    })
+    }
     return spec
 
 
