@@ -56,13 +56,15 @@ def test_plain_errors_keep_their_form():
         _parse_report("c1", b"")
 
 
-def test_terminal_plan_makes_stdin_the_controlling_tty(bundle):
+def test_terminal_plan_makes_the_pty_in_the_container(bundle):
+    """The monitor's --terminal with --plan takes the master the child
+    sends: the plan's first record has the child make the pty."""
     spec = copy.deepcopy(BASE)
-    assert Rec.CONTROLLING_TTY not in {r.type for r in plan_records(spec, bundle, host=HOST)}
+    assert Rec.CONSOLE not in {r.type for r in plan_records(spec, bundle, host=HOST)}
     spec["process"]["terminal"] = True
     with pytest.raises(Unimplemented, match="process.terminal"):
         plan_records(spec, bundle, host=HOST)
-    recs = plan_records(spec, bundle, host=HOST, terminal=True)
-    assert recs[0].type == Rec.CONTROLLING_TTY
-    assert decode(encode(recs))[0].type == Rec.CONTROLLING_TTY
+    recs = plan_records(spec, bundle, host=HOST, console=True)
+    assert recs[0].type == Rec.CONSOLE
+    assert decode(encode(recs))[0].type == Rec.CONSOLE
     launch.validate(encode(recs))   # the C side knows the record

@@ -598,18 +598,17 @@ def seccomp_records(linux: dict, listener: ListenerState | None = None) -> list[
 # ---- the plan ---------------------------------------------------------------
 
 def plan_records(spec: dict, bundle: Path, *, host: HostFacts, barrier: str | None = None,
-                 cgroups: CgroupPlan | None = None, terminal: bool = False,
-                 console: bool = False, start_result: str | None = None,
+                 cgroups: CgroupPlan | None = None, console: bool = False,
+                 start_result: str | None = None,
                  container_id: str = "", no_pivot: bool = False) -> list[Record]:
     """The launch plan for `spec`, as records in the order the child walks them.
-    `terminal`: stdin will be a pty slave (the monitor's --terminal), made
-    the controlling tty of the container's session.  `console`: the child
-    makes the pty itself from the container's /dev/ptmx and sends the
-    master back (--console-socket).  `start_result`: the fifo startContainer
+    `console`: the child makes the pty itself from the container's
+    /dev/ptmx, takes its slave as stdio and controlling tty, and sends the
+    master back (to a --console-socket, or to the monitor's --terminal).  `start_result`: the fifo startContainer
     hook failures are reported on.  `container_id`: what a seccomp agent
     (linux.seccomp.listenerPath) is told the container is.  `no_pivot`:
     MS_MOVE and chroot instead of pivot_root (runc's --no-pivot)."""
-    unsupported(spec, terminal or console)
+    unsupported(spec, console)
     hooks = parse_hooks(spec)
     create_hooks = any(hooks.get(k) for k in CREATE_KINDS)
     linux = _obj(spec, "linux", "linux")
@@ -617,8 +616,7 @@ def plan_records(spec: dict, bundle: Path, *, host: HostFacts, barrier: str | No
     label = selinux_label(process.get("selinuxLabel"), "process.selinuxLabel", host)
     mount_label = selinux_label(linux.get("mountLabel"), "linux.mountLabel", host)
     ns, new_ns = namespace_records(linux)
-    tty = [rec(Rec.CONSOLE)] if console else [rec(Rec.CONTROLLING_TTY)] if terminal else []
-    return (tty
+    return (([rec(Rec.CONSOLE)] if console else [])
             + ns + id_map_records(linux, new_ns) + hostname_records(spec, new_ns)
             + rootfs_records(spec, bundle, barrier, new_ns, cgroups, mount_label, no_pivot)
             + ([rec(Rec.HOOK_PAUSE)] if create_hooks else [])
