@@ -17,7 +17,6 @@ import signal as signal_mod
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +35,7 @@ from crio_native.monitor import process_alive, read_exit, reopen_log
 from crio_native.runtime.handler import MonitorOptions
 from crio_native.sandbox.record import READY
 from crio_native.spec.process import signal_number
-from crio_native.stats import CgroupStats, CpuSampler
+from crio_native.stats import CgroupStats, CpuSampler, read_cgroup
 from crio_native.state.files import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -60,13 +59,6 @@ def monitor_running(record: ContainerRecord) -> bool:
         return False
     return bool(argv) and argv[0].endswith(b"crio-native-monitor") \
         and record.id.encode() in argv
-
-
-@dataclass(frozen=True)
-class RuntimeStats:
-    """What a runtime said of a container's cgroup (None: it could not say)."""
-
-    stats: CgroupStats | None
 
 
 class ContainerManager:
@@ -378,19 +370,21 @@ class ContainerManager:
         resize = getattr(self.handlers.get(record.runtime_handler), "resize_terminal", None)
         return None if resize is None else functools.partial(resize, record.id)
 
-    def runtime_cgroup_stats(self, record: ContainerRecord) -> RuntimeStats | None:
-        """The container's cgroup usage as its runtime reports it, for a
-        handler that does (`vm`: the shim's Task/Stats); None for the
-        others, whose groups the daemon reads on the host.  A runtime that
-        cannot say gives RuntimeStats(None): cpu and memory stay unset."""
+    def cgroup_stats(self, record: ContainerRecord) -> CgroupStats | None:
+        """A running container's cgroup usage: as its runtime reports it
+        where the handler does (`vm`: the shim's Task/Stats, kata's cgroups
+        being in its VM), else read from the host's files of its groups.
+        None when there is nothing to read or the runtime could not say
+        (logged): cpu and memory stay unset."""
         read = getattr(self.handlers.get(record.runtime_handler), "cgroup_stats", None)
-        if read is None:
-            return None
-        try:
-            return RuntimeStats(read(record.id))
-        except CrioNativeError as e:
-            log.warning("stats of container %s: %s", record.id, e)
-            return RuntimeStats(None)
+        if read is not None:
+            try:
+                return read(record.id)
+            except CrioNativeError as e:
+                log.warning("stats of container %s: %s", record.id, e)
+                return None
+        dirs = [Path(d) for d in record.cgroup_dirs]
+        return read_cgroup(dirs) if dirs else None
 
     def reopen_log(self, container_id: str) -> None:
         record = self.running(container_id, "ReopenContainerLog")

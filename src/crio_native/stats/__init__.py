@@ -29,8 +29,9 @@ def collect_container(sampler: CpuSampler, id: str, metadata: api_pb2.ContainerM
                       cgroup: CgroupStats | None = None) -> api_pb2.ContainerStats:
     """ContainerStats of one container: its cgroup (no dirs, e.g. a stopped
     container: cpu/memory unset) and its writable layer (`upper_dir`, the
-    overlay upper dir; None: unset).  `cgroup`: the group's usage as the
-    runtime reported it (a `vm` handler's shim), read instead of dirs."""
+    overlay upper dir; None: unset).  `cgroup`: the group's usage read
+    already (ContainerManager.cgroup_stats: from the host, or from a `vm`
+    handler's shim), used instead of dirs."""
     dirs = list(cgroup_dirs)
     cg = cgroup if cgroup is not None else read_cgroup(dirs) if dirs else None
     nano = sampler.nano_cores(id, cg.cpu_usage_ns) if cg is not None else None

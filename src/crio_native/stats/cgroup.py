@@ -162,12 +162,17 @@ def _cpu(lay: Layout) -> int | None:
     return usec * 1000 if usec is not None else None
 
 
-def _working_set(usage: int | None, inactive_file: int | None) -> int | None:
+def working_set(usage: int | None, inactive_file: int | None) -> int | None:
     """usage minus inactive file cache, floored at 0 (cadvisor's definition,
     which the kubelet's eviction uses)."""
     if usage is None:
         return None
     return max(usage - (inactive_file or 0), 0)
+
+
+def available(limit: int | None, used: int | None) -> int | None:
+    """What is left below a limit, floored at 0; None without a limit."""
+    return max(limit - used, 0) if limit is not None and used is not None else None
 
 
 def _memory_v2(d: Path) -> dict[str, int | None]:
@@ -176,7 +181,7 @@ def _memory_v2(d: Path) -> dict[str, int | None]:
     events = read_keyed(d / "memory.events")
     swap_limit = read_limit(d / "memory.swap.max")
     return dict(memory_usage_bytes=usage,
-                working_set_bytes=_working_set(usage, stat.get("inactive_file")),
+                working_set_bytes=working_set(usage, stat.get("inactive_file")),
                 rss_bytes=stat.get("anon"), page_faults=stat.get("pgfault"),
                 major_page_faults=stat.get("pgmajfault"),
                 memory_limit_bytes=read_limit(d / "memory.max"),
@@ -200,7 +205,7 @@ def _memory_v1(d: Path) -> dict[str, int | None]:
     if memsw is None:
         swap = None
     return dict(memory_usage_bytes=usage,
-                working_set_bytes=_working_set(usage, stat.get("total_inactive_file")),
+                working_set_bytes=working_set(usage, stat.get("total_inactive_file")),
                 rss_bytes=stat.get("total_rss"), page_faults=stat.get("total_pgfault"),
                 major_page_faults=stat.get("total_pgmajfault"),
                 memory_limit_bytes=limit, swap_usage_bytes=swap, swap_limit_bytes=swap_limit,
@@ -215,11 +220,8 @@ def _memory(lay: Layout) -> dict[str, int | None]:
         if f is None:
             return {}
         out = _memory_v1(f.parent)
-    limit, ws = out["memory_limit_bytes"], out["working_set_bytes"]
-    out["available_bytes"] = max(limit - ws, 0) if limit is not None and ws is not None else None
-    swap, swap_limit = out["swap_usage_bytes"], out["swap_limit_bytes"]
-    out["swap_available_bytes"] = (max(swap_limit - swap, 0)
-                                   if swap is not None and swap_limit is not None else None)
+    out["available_bytes"] = available(out["memory_limit_bytes"], out["working_set_bytes"])
+    out["swap_available_bytes"] = available(out["swap_limit_bytes"], out["swap_usage_bytes"])
     return out
 
 

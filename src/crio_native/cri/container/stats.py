@@ -28,12 +28,10 @@ def _labels_match(labels: dict[str, str], selector) -> bool:
 def container_stats_of(ctx: DaemonContext, record: ContainerRecord) -> api_pb2.ContainerStats:
     running = record.state == RUNNING
     upper = Path(record.rootfs).parent / "upper" if record.rootfs else None
-    from_runtime = ctx.containers.runtime_cgroup_stats(record) if running else None
-    dirs = [Path(d) for d in record.cgroup_dirs] if running and from_runtime is None else ()
     return collect_container(
         ctx.containers.sampler, record.id, convert.metadata(record), record.labels,
-        record.annotations, dirs, upper,
-        cgroup=from_runtime.stats if from_runtime is not None else None)
+        record.annotations, upper_dir=upper,
+        cgroup=ctx.containers.cgroup_stats(record) if running else None)
 
 
 def pod_stats_of(ctx: DaemonContext, record: SandboxRecord) -> api_pb2.PodSandboxStats:

@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError
 from crio_native._proto.shim.cgroups.v1 import metrics_pb2 as v1
 from crio_native._proto.shim.cgroups.v2 import metrics_pb2 as v2
 from crio_native.errors import Internal
-from crio_native.stats.cgroup import V1_UNLIMITED, CgroupStats
+from crio_native.stats.cgroup import V1_UNLIMITED, CgroupStats, available, working_set
 
 V1_TYPE = "io.containerd.cgroups.v1.Metrics"
 V2_TYPE = "io.containerd.cgroups.v2.Metrics"
@@ -25,59 +25,58 @@ def _limit(value: int) -> int | None:
     return value if 0 < value < V1_UNLIMITED else None
 
 
-def _working_set(usage: int, inactive_file: int) -> int:
-    return max(usage - inactive_file, 0)
-
-
-def _available(limit: int | None, used: int | None) -> int | None:
-    return max(limit - used, 0) if limit is not None and used is not None else None
+def _stats(now_ns: int, *, cpu_ns: int | None, pids: int | None, oom_kills: int | None,
+           usage: int | None = None, inactive_file: int | None = None, rss: int | None = None,
+           page_faults: int | None = None, major_page_faults: int | None = None,
+           limit: int | None = None, swap: int | None = None,
+           swap_limit: int | None = None) -> CgroupStats:
+    """One version's figures with what follows from them, as read_cgroup
+    derives it."""
+    ws = working_set(usage, inactive_file)
+    return CgroupStats(
+        timestamp_ns=now_ns, cpu_usage_ns=cpu_ns, memory_usage_bytes=usage,
+        working_set_bytes=ws, rss_bytes=rss, page_faults=page_faults,
+        major_page_faults=major_page_faults, memory_limit_bytes=limit,
+        available_bytes=available(limit, ws), swap_usage_bytes=swap,
+        swap_limit_bytes=swap_limit, swap_available_bytes=available(swap_limit, swap),
+        pids_current=pids, oom_kills=oom_kills)
 
 
 def _from_v1(m: v1.Metrics, now_ns: int) -> CgroupStats:
-    memory = m.memory if m.HasField("memory") else None
-    usage = memory.usage.usage if memory is not None and memory.HasField("usage") else None
-    working_set = _working_set(usage, memory.total_inactive_file) if usage is not None else None
-    limit = _limit(memory.usage.limit) if usage is not None else None
-    swap = swap_limit = None
-    if memory is not None and memory.HasField("swap") and memory.swap.usage and usage is not None:
+    common = dict(
+        cpu_ns=m.cpu.usage.total if m.HasField("cpu") and m.cpu.HasField("usage") else None,
+        pids=m.pids.current if m.HasField("pids") else None,
+        oom_kills=m.memory_oom_control.oom_kill if m.HasField("memory_oom_control") else None)
+    if not m.HasField("memory"):
+        return _stats(now_ns, **common)
+    memory = m.memory
+    usage = limit = swap = swap_limit = None
+    if memory.HasField("usage"):
+        usage, limit = memory.usage.usage, _limit(memory.usage.limit)
+    if memory.HasField("swap") and memory.swap.usage and usage is not None:
         # memory.memsw.* counts memory and swap together
         swap = max(memory.swap.usage - usage, 0)
         memsw_limit = _limit(memory.swap.limit)
         if memsw_limit is not None and limit is not None:
             swap_limit = max(memsw_limit - limit, 0)
-    return CgroupStats(
-        timestamp_ns=now_ns,
-        cpu_usage_ns=m.cpu.usage.total if m.HasField("cpu") and m.cpu.HasField("usage") else None,
-        memory_usage_bytes=usage, working_set_bytes=working_set,
-        rss_bytes=memory.total_rss if memory is not None else None,
-        page_faults=memory.total_pg_fault if memory is not None else None,
-        major_page_faults=memory.total_pg_maj_fault if memory is not None else None,
-        memory_limit_bytes=limit, available_bytes=_available(limit, working_set),
-        swap_usage_bytes=swap, swap_limit_bytes=swap_limit,
-        swap_available_bytes=_available(swap_limit, swap),
-        pids_current=m.pids.current if m.HasField("pids") else None,
-        oom_kills=m.memory_oom_control.oom_kill if m.HasField("memory_oom_control") else None)
+    return _stats(now_ns, **common, usage=usage, inactive_file=memory.total_inactive_file,
+                  rss=memory.total_rss, page_faults=memory.total_pg_fault,
+                  major_page_faults=memory.total_pg_maj_fault, limit=limit, swap=swap,
+                  swap_limit=swap_limit)
 
 
 def _from_v2(m: v2.Metrics, now_ns: int) -> CgroupStats:
-    memory = m.memory if m.HasField("memory") else None
-    usage = memory.usage if memory is not None else None
-    working_set = _working_set(usage, memory.inactive_file) if memory is not None else None
-    limit = _limit(memory.usage_limit) if memory is not None else None
-    swap = memory.swap_usage if memory is not None else None
-    swap_limit = _limit(memory.swap_limit) if memory is not None else None
-    return CgroupStats(
-        timestamp_ns=now_ns,
-        cpu_usage_ns=m.cpu.usage_usec * 1000 if m.HasField("cpu") else None,
-        memory_usage_bytes=usage, working_set_bytes=working_set,
-        rss_bytes=memory.anon if memory is not None else None,
-        page_faults=memory.pgfault if memory is not None else None,
-        major_page_faults=memory.pgmajfault if memory is not None else None,
-        memory_limit_bytes=limit, available_bytes=_available(limit, working_set),
-        swap_usage_bytes=swap, swap_limit_bytes=swap_limit,
-        swap_available_bytes=_available(swap_limit, swap),
-        pids_current=m.pids.current if m.HasField("pids") else None,
+    common = dict(
+        cpu_ns=m.cpu.usage_usec * 1000 if m.HasField("cpu") else None,
+        pids=m.pids.current if m.HasField("pids") else None,
         oom_kills=m.memory_events.oom_kill if m.HasField("memory_events") else None)
+    if not m.HasField("memory"):
+        return _stats(now_ns, **common)
+    memory = m.memory
+    return _stats(now_ns, **common, usage=memory.usage, inactive_file=memory.inactive_file,
+                  rss=memory.anon, page_faults=memory.pgfault,
+                  major_page_faults=memory.pgmajfault, limit=_limit(memory.usage_limit),
+                  swap=memory.swap_usage, swap_limit=_limit(memory.swap_limit))
 
 
 def cgroup_stats_from_any(stats: any_pb2.Any, now_ns: int | None = None) -> CgroupStats:
