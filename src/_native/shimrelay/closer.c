@@ -72,14 +72,10 @@ void crn_closer_on_input(struct crn_stdin_closer *c)
 
     if (c->fd < 0)
         return;
-    r = crn_ttrpc_read(c->fd, &c->reader, &err);
+    r = crn_ttrpc_receive(c->fd, &c->reader, &answer, &err);
     if (r == 0)
         return;
     if (r < 0) {
-        failed(c, err.msg);
-        return;
-    }
-    if (crn_ttrpc_answer_decode(c->reader.body, c->reader.body_len, &answer, &err) < 0) {
         failed(c, err.msg);
         return;
     }

@@ -366,6 +366,18 @@ int crn_ttrpc_answer_decode(const uint8_t *data, size_t len, struct crn_ttrpc_an
     return 0;
 }
 
+int crn_ttrpc_receive(int fd, struct crn_ttrpc_reader *r, struct crn_ttrpc_answer *out,
+                      crn_error *err)
+{
+    int got = crn_ttrpc_read(fd, r, err);
+
+    if (got <= 0)
+        return got;
+    if (crn_ttrpc_answer_decode(r->body, r->body_len, out, err) < 0)
+        return -1;
+    return 1;
+}
+
 int crn_ttrpc_wait_response_decode(const uint8_t *data, size_t len, uint32_t *exit_status,
                                    crn_error *err)
 {

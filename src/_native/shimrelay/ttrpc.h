@@ -74,6 +74,12 @@ int crn_ttrpc_read(int fd, struct crn_ttrpc_reader *r, crn_error *err);
 int crn_ttrpc_answer_decode(const uint8_t *data, size_t len, struct crn_ttrpc_answer *out,
                             crn_error *err);
 
+/* crn_ttrpc_read, and once our response frame is complete its decoded
+ * answer: 1 with `out` filled, 0 while more is to come, -1 as
+ * crn_ttrpc_read fails or (EBADMSG) for a malformed answer. */
+int crn_ttrpc_receive(int fd, struct crn_ttrpc_reader *r, struct crn_ttrpc_answer *out,
+                      crn_error *err);
+
 /* WaitResponse.exit_status.  -1 (EBADMSG) when malformed. */
 int crn_ttrpc_wait_response_decode(const uint8_t *data, size_t len, uint32_t *exit_status,
                                    crn_error *err);

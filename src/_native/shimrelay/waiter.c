@@ -217,7 +217,7 @@ void crn_waiter_on_input(struct crn_waiter *w, double now)
 
     if (w->fd < 0)
         return;
-    r = crn_ttrpc_read(w->fd, &w->reader, &err);
+    r = crn_ttrpc_receive(w->fd, &w->reader, &answer, &err);
     if (r == 0)
         return;
     if (r < 0) {
@@ -229,10 +229,6 @@ void crn_waiter_on_input(struct crn_waiter *w, double now)
         char why[CRN_ERROR_MSG_MAX + 256];
         snprintf(why, sizeof(why), "ttrpc %s: connection lost: %s", w->address, err.msg);
         unavailable(w, now, why);
-        return;
-    }
-    if (crn_ttrpc_answer_decode(w->reader.body, w->reader.body_len, &answer, &err) < 0) {
-        give_up(w, err.msg);
         return;
     }
     answered(w, now, &answer);
