@@ -144,17 +144,22 @@ def test_exec_stdin_is_relayed_and_closed(sdaemon):
     spdy.close()
 
 
-def test_exec_tty_resize_is_seen_by_stty(sdaemon, handler):
-    d = sdaemon
-    cid = run_container(d, start_pod(d, handler))
-    url = exec_url(d, cid, ["sh", "-c", "read go; stty size"], stdin=True, tty=True)
-    ws = WsClient(url, protocols=(V5,))
-    ws.resize(101, 33)
+def check_exec_tty_size(d, cid: str, width: int, height: int) -> None:
+    """A tty exec over WebSocket sees the window size the client set."""
+    ws = WsClient(exec_url(d, cid, ["sh", "-c", "read go; stty size"], stdin=True, tty=True),
+                  protocols=(V5,))
+    ws.resize(width, height)
     time.sleep(0.2)
     ws.send(STDIN, b"go\n")
     out = ws.run()
-    assert b"33 101" in out[STDOUT], out
+    assert f"{height} {width}".encode() in out[STDOUT], out
     assert json.loads(out[ERROR])["status"] == "Success"
+
+
+def test_exec_tty_resize_is_seen_by_stty(sdaemon, handler):
+    d = sdaemon
+    cid = run_container(d, start_pod(d, handler))
+    check_exec_tty_size(d, cid, 101, 33)
     spdy = SpdyClient(exec_url(d, cid, ["sh", "-c", "read go; stty size; exit 3"], stdin=True,
                                tty=True))
     err, stdin, stdout = spdy.open("error"), spdy.open("stdin"), spdy.open("stdout")
@@ -191,14 +196,7 @@ def test_exec_through_a_shim_v2_handler(daemon_factory, stream_image, tmp_path):
         ws.close_stdin()
         assert json.loads(ws.run()[ERROR])["status"] == "Success"
 
-        ws = WsClient(exec_url(d, cid, ["sh", "-c", "read go; stty size"], stdin=True,
-                               tty=True), protocols=(V5,))
-        ws.resize(99, 31)
-        time.sleep(0.2)
-        ws.send(STDIN, b"go\n")
-        out = ws.run()
-        assert b"31 99" in out[STDOUT], out
-        assert json.loads(out[ERROR])["status"] == "Success"
+        check_exec_tty_size(d, cid, 99, 31)
 
         check_attach_to_a_tty_container(d, start_pod(d, "shimvm", name="tty"))
     finally:

@@ -115,6 +115,15 @@ def env(tmp_path):
     e.cleanup()
 
 
+def wait_call(shim: FakeTtrpcServer, method: str = "Wait", timeout: float = 5):
+    """The first call of `method` the shim has read, once it has one."""
+    deadline = time.monotonic() + timeout
+    while not (calls := [c for c in shim.calls if c.request.method == method]):
+        assert time.monotonic() < deadline, f"no {method} call"
+        time.sleep(0.01)
+    return calls[0]
+
+
 def finish(p: subprocess.Popen, timeout: float = 10) -> tuple[int, bytes, bytes]:
     if p.stdin is not None and p.stdin.closed:
         p.stdin = None        # else communicate() would flush it
@@ -185,10 +194,8 @@ def test_no_shim_is_unknown_after_the_grace(env):
 def test_shim_dying_during_wait_is_unknown_after_the_grace(env):
     shim = env.shim(lambda call: None)
     p = env.relay()
-    deadline = time.monotonic() + 5
-    while not shim.calls and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert shim.calls and p.poll() is None
+    wait_call(shim)
+    assert p.poll() is None
     time.sleep(GRACE + 0.2)     # a Wait pending this long is no part of the grace
     shim.close()
     lost = time.monotonic()
@@ -200,9 +207,7 @@ def test_shim_dying_during_wait_is_unknown_after_the_grace(env):
 def test_shim_back_within_the_grace(env):
     first = env.shim(lambda call: None)
     p = env.relay()
-    deadline = time.monotonic() + 5
-    while not first.calls and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_call(first)
     first.close()
     time.sleep(0.5)
     env.shim(lambda call: wait_answer(5))
@@ -394,10 +399,7 @@ def test_end_of_stdin_closes_the_fifo_and_calls_close_io(env):
     p.stdin.write(b"last words\n")
     p.stdin.close()
     assert read_until(task_in, 11) == b"last words\n"
-    deadline = time.monotonic() + 5
-    while not [c for c in shim.calls if c.request.method == "CloseIO"]:
-        assert time.monotonic() < deadline, "no CloseIO call"
-        time.sleep(0.01)
+    wait_call(shim, "CloseIO")
     [call] = [c for c in shim.calls if c.request.method == "CloseIO"]
     assert (call.request.service, call.frame_type) == (SERVICE, TYPE_REQUEST)
     close_io = task_pb2.CloseIORequest.FromString(call.request.payload)
