@@ -12,7 +12,7 @@ APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev runc crun \
 	conmon policycoreutils selinux-policy-default
 PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" \
 	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7" \
-	"urllib3>=2.0" "zstandard>=0.22"
+	"urllib3>=2.0" "zstandard>=0.22" "ruff>=0.6" "mypy>=1.10"
 
 # Peers the benchmarks measure against, installed by `make bench` only.
 BENCH_APT_PACKAGES := containerd
@@ -29,7 +29,7 @@ VM_SELINUX_TIMEOUT ?= 600
 # where vm_selinux tests live: collecting the whole suite costs ~20 s in the VM
 VM_SELINUX_TESTS ?= tests/integration tests/e2e/test_cri_selinux.py
 
-.PHONY: all install-deps build run test test-selinux bench clean
+.PHONY: all install-deps build run lint test test-selinux bench clean
 
 all: build
 
@@ -60,7 +60,12 @@ build: install-deps
 run: build
 	$(VENV)/bin/crio-native daemon
 
-test: build
+# pyproject.toml's [tool.ruff] and [tool.mypy] say what is checked.
+lint: build
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+test: build lint
 	$(VPY) -m pytest $(PYTEST_ARGS)
 	@if [ -x "$(VMRUN)" ] && [ -z "$(NO_VM)" ]; then \
 		echo "== tests marked vm, inside the pure cgroup v2 VM"; \

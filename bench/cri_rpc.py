@@ -38,7 +38,8 @@ def run() -> int:
         daemon = Daemon(Path(tmp))
         started = time.perf_counter()
         daemon.start()
-        print(f"  start-up to first answer          {(time.perf_counter() - started) * 1000:8.1f} ms")
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        print(f"  start-up to first answer          {elapsed_ms:8.1f} ms")
         try:
             print("crio-native:")
             ours = round_trips(daemon.channel)

@@ -8,13 +8,17 @@ import signal
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crio_native import __version__
 from crio_native.config import LoadedConfig
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, containers_of, sandboxes_of
 from crio_native.cri.server import bind_unix_socket, build_server
 from crio_native.locking import InstanceLock
 from crio_native.logsetup import fields
+
+if TYPE_CHECKING:
+    from crio_native.streaming.server import StreamingServer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ def start_services(ctx: DaemonContext) -> None:
     from crio_native.container.manager import ContainerManager
     from crio_native.cri.image import images_of
     from crio_native.cri.runtime_info import load_pod_cidr
-    from crio_native.runtime.handlers import HandlerSet
+    from crio_native.runtime.registry import HandlerSet
     from crio_native.sandbox.manager import SandboxManager
 
     load_pod_cidr(ctx)
@@ -70,7 +74,7 @@ def start_services(ctx: DaemonContext) -> None:
     ctx.containers.recover()
 
 
-def start_streaming(ctx: DaemonContext) -> None:
+def start_streaming(ctx: DaemonContext) -> StreamingServer:
     """The exec/attach/port-forward server on api.stream_address:stream_port."""
     from crio_native.config.sections import parse_duration
     from crio_native.streaming.server import StreamingServer
@@ -82,6 +86,7 @@ def start_streaming(ctx: DaemonContext) -> None:
                                     tls_key=api.stream_tls_key,
                                     tokens=TokenCache(ttl=ttl_from_env()),
                                     idle_timeout=parse_duration(api.stream_idle_timeout)).start()
+    return ctx.streaming
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
@@ -106,9 +111,8 @@ def serve(loaded: LoadedConfig) -> int:
             undo.callback(lock.release)
         remove_stale_socket(listen)
         start_services(ctx)
-        undo.callback(ctx.sandboxes.networks.start().stop)   # NetworkReady via inotify
-        start_streaming(ctx)
-        undo.callback(ctx.streaming.stop)
+        undo.callback(sandboxes_of(ctx).networks.start().stop)   # NetworkReady via inotify
+        undo.callback(start_streaming(ctx).stop)
         server = build_server(ctx)
         bind_unix_socket(server, listen)
         undo.callback(remove_stale_socket, listen)
@@ -118,7 +122,7 @@ def serve(loaded: LoadedConfig) -> int:
             version=__version__, listen=listen, root=ctx.config.root,
             runroot=ctx.config.runroot, config_files=",".join(loaded.sources) or "none"))
         stop.wait()
-        ctx.containers.close()   # ends the GetContainerEvents streams
+        containers_of(ctx).close()   # ends the GetContainerEvents streams
         server.stop(SHUTDOWN_GRACE_SECONDS).wait()
     log.info("crio-native stopped")
     return 0

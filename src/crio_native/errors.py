@@ -1,55 +1,75 @@
-"""Typed errors, each carrying the gRPC status code the CRI edge answers with.
+"""Typed errors, each carrying the kind of failure it is.
 
-Only crio_native.cri.edge turns these into gRPC statuses; everything below the
-edge raises them (with `raise ... from e` for context)."""
+Only crio_native.cri.edge turns a kind into a gRPC status code; everything
+below the edge raises these (with `raise ... from e` for context) and knows
+nothing of gRPC."""
 from __future__ import annotations
 
+import enum
 import errno as errno_mod
 import os
 
-import grpc
+
+class ErrorKind(enum.Enum):
+    """What went wrong, in the terms a caller can act on.  The edge maps each
+    kind to the gRPC status code of the same name."""
+
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    INVALID_ARGUMENT = "invalid_argument"
+    FAILED_PRECONDITION = "failed_precondition"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    UNAVAILABLE = "unavailable"
+    UNIMPLEMENTED = "unimplemented"
+    UNAUTHENTICATED = "unauthenticated"
+    INTERNAL = "internal"
 
 
 class CrioNativeError(Exception):
-    """Base of every error the daemon answers with a definite gRPC code."""
+    """Base of every error the daemon answers with a definite status."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    kind: ErrorKind = ErrorKind.INTERNAL
 
 
 class NotFound(CrioNativeError):
-    code = grpc.StatusCode.NOT_FOUND
+    kind = ErrorKind.NOT_FOUND
 
 
 class AlreadyExists(CrioNativeError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    kind = ErrorKind.ALREADY_EXISTS
 
 
 class InvalidArgument(CrioNativeError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    kind = ErrorKind.INVALID_ARGUMENT
 
 
 class FailedPrecondition(CrioNativeError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = ErrorKind.FAILED_PRECONDITION
 
 
 class ResourceExhausted(CrioNativeError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    kind = ErrorKind.RESOURCE_EXHAUSTED
 
 
 class DeadlineExceeded(CrioNativeError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    kind = ErrorKind.DEADLINE_EXCEEDED
 
 
 class Unavailable(CrioNativeError):
-    code = grpc.StatusCode.UNAVAILABLE
+    kind = ErrorKind.UNAVAILABLE
 
 
 class Unimplemented(CrioNativeError):
-    code = grpc.StatusCode.UNIMPLEMENTED
+    kind = ErrorKind.UNIMPLEMENTED
+
+
+class Unauthenticated(CrioNativeError):
+    kind = ErrorKind.UNAUTHENTICATED
 
 
 class Internal(CrioNativeError):
-    code = grpc.StatusCode.INTERNAL
+    kind = ErrorKind.INTERNAL
 
 
 class ConfigError(Exception):
@@ -69,6 +89,9 @@ class NativeError(OSError):
     `strerror` carries the C side's "syscall `path`" message.  Instances are
     made by native_error(), which also mixes in the builtin OSError subclass
     for the errno, so `except FileNotFoundError` still matches."""
+
+    # set only on launch failures: the step of the child that failed
+    stage: str
 
 
 # errno -> the builtin OSError subclass Python itself would pick.

@@ -457,6 +457,63 @@ def test_pod_cgroup_is_made_with_the_pod_resources_and_removed_with_it(cdaemon):
     assert not any(Path(p).exists() for p in dirs)
 
 
+def _pod_with_parent(d, name: str, parent: str, memory: int = 0) -> str:
+    config = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=name, namespace="default", uid=f"uid-{name}"),
+        hostname=name, log_directory=str(d.pod_logs / name))
+    config.linux.cgroup_parent = parent
+    config.linux.resources.memory_limit_in_bytes = memory
+    opts = config.linux.security_context.namespace_options
+    opts.network, opts.pid = HOST, api_pb2.CONTAINER
+    return d.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config),
+                                   timeout=60).pod_sandbox_id
+
+
+def _pod_cgroup_dirs(d, pod: str) -> list[str]:
+    return json.loads(d.runtime.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(
+        pod_sandbox_id=pod, verbose=True)).info["info"])["cgroupDirs"]
+
+
+def test_kubelet_pod_cgroups_with_the_default_configuration(cdaemon):
+    """The cgroupfs driver's parents as a kubelet names them, at the top of
+    the hierarchy and so outside the daemon's own cgroup, with no cgroup
+    root configured (the default): two pods under one new parent, which
+    goes with the last of them; a group the kubelet made is used as it is,
+    neither written to nor removed."""
+    from crio_native.linux import cgroups
+
+    if os.environ.get("CRIO_NATIVE_CGROUP_ROOT"):
+        pytest.skip("this run confines every runtime to $CRIO_NATIVE_CGROUP_ROOT (a populated "
+                    "v2 cgroup); the default without a root runs on the other hosts")
+    d = cdaemon
+    top = f"/crn-e2e-kubepods-{os.getpid()}"
+    kubelet_plan = cgroups.plan_cgroups(f"{top}/pod-k", {"memory": {"limit": 64 << 20}})
+    cgroups.create(kubelet_plan)     # the kubelet's own pod group, with its own limit
+    try:
+        a = _pod_with_parent(d, "kube-a", f"{top}/burstable/pod-a")
+        b = _pod_with_parent(d, "kube-b", f"{top}/burstable/pod-b")
+        dirs_a, dirs_b = _pod_cgroup_dirs(d, a), _pod_cgroup_dirs(d, b)
+        assert dirs_a and all(Path(p).is_dir() and p.endswith(f"{top}/burstable/pod-a")
+                              for p in dirs_a)
+        cid = create(d, a, container_config(d))
+        d.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+        assert all(p.startswith(tuple(dirs_a)) for p in verbose_info(d, cid)["cgroupDirs"])
+        d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=a))
+        assert not any(Path(p).exists() for p in dirs_a)
+        assert all(Path(p).parent.is_dir() for p in dirs_b)      # still pod b's
+        d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=b))
+        assert not any(Path(p).parent.exists() for p in dirs_b)  # gone with the last pod
+
+        k = _pod_with_parent(d, "kube-k", f"{top}/pod-k", memory=96 << 20)
+        dirs_k = [str(p) for p in kubelet_plan.dirs]
+        assert _pod_cgroup_dirs(d, k) == dirs_k
+        assert _memory_limit(dirs_k) == 64 << 20                  # the kubelet's, untouched
+        d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=k))
+        assert all(Path(p).is_dir() for p in dirs_k)              # the kubelet's to remove
+    finally:
+        cgroups.remove([*kubelet_plan.dirs, *(p.parent for p in kubelet_plan.dirs)])
+
+
 def test_stream_list_rpcs_answer_what_the_list_rpcs_do(cdaemon):
     d = cdaemon
     pod = run_pod(d)

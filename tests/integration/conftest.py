@@ -17,7 +17,8 @@ from typing import Callable
 import pytest
 
 from crio_native.linux import cgroups
-from crio_native.runtime.builtin.container import CGROUP_ROOT_ENV, BuiltinRuntime
+from crio_native.runtime.builtin.container import BuiltinRuntime
+from crio_native.runtime.cgroup_root import CGROUP_ROOT_ENV
 
 BUSYBOX = "/bin/busybox"
 RUNC = "/usr/sbin/runc"

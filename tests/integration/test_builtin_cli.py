@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.root
-CLI = [sys.executable, "-m", "crio_native.runtime.cli"]
+CLI = [sys.executable, "-m", "crio_native.runtime.builtin.cli"]
 
 
 @pytest.fixture
@@ -319,7 +319,7 @@ def test_update_via_cli(cli, make_bundle, tmp_path):
 
 def test_parse_bytes_like_runc():
     from crio_native.errors import InvalidArgument
-    from crio_native.runtime.cli import parse_bytes
+    from crio_native.runtime.builtin.cli import parse_bytes
 
     assert parse_bytes("1024") == 1024
     assert parse_bytes("64m") == parse_bytes("64MB") == parse_bytes("64MiB") == 64 << 20

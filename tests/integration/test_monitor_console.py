@@ -100,8 +100,8 @@ def test_a_console_socket_without_a_pty_master_is_refused(monitors, tmp_path, wh
                                                           message):
     state = monitors.state_dir("t3")
     console = tmp_path / "console.sock"
-    send = (f"import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
-            f"s.send(b'x')" if fd is None else SEND_FD.format(fd=fd))
+    send = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+            "s.send(b'x')" if fd is None else SEND_FD.format(fd=fd))
     script = f"{sys.executable} -c \"{send}\" {console}"
     with pytest.raises(Internal, match=message):
         launch_monitor("t3", fake_create(script, state / "ctr.pid"), state,

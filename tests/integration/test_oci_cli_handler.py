@@ -1,4 +1,4 @@
-"""The `oci` runtime handler (runtime/oci_cli.py) with real runc, and crun
+"""The `oci` runtime handler (runtime/oci/) with real runc, and crun
 where it runs (Debian's crun 1.8.1 refuses this host's hybrid cgroup layout;
 it runs in the pure cgroup v2 VM): busybox containers under their own
 crio-native-monitor, driven through the RuntimeHandler interface."""
@@ -17,9 +17,10 @@ import pytest
 
 from crio_native.errors import DeadlineExceeded, FailedPrecondition, NotFound
 from crio_native.monitor import AttachClient, process_alive, wait_exit
+from crio_native.runtime.exec_output import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
 from crio_native.runtime.handler import Created, MonitorOptions
-from crio_native.runtime.oci_cli import (EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE,
-                                         OciCliHandler, memory_cgroup_dir)
+from crio_native.runtime.oci.cgroups import memory_cgroup_dir
+from crio_native.runtime.oci.handler import OciCliHandler
 
 from tests.integration.conftest import CRUN, RUNC
 from tests.integration.test_monitor import joined, log_entries, wait_gone

@@ -23,8 +23,8 @@ from crio_native.config.sections import RuntimeHandlerConfig
 from crio_native.errors import DeadlineExceeded, FailedPrecondition, NotFound
 from crio_native.monitor import AttachClient, process_alive, wait_exit
 from crio_native.runtime.handler import Created, MonitorOptions
-from crio_native.runtime.handlers import make_handler
-from crio_native.runtime.oci_cli import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
+from crio_native.runtime.registry import make_handler
+from crio_native.runtime.exec_output import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
 from crio_native.runtime.shim.handler import VmShimHandler
 from crio_native.runtime.shim.process import ShimFiles
 from crio_native.stats import read_cgroup

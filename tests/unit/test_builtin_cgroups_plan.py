@@ -10,6 +10,8 @@ import pytest
 
 from crio_native.errors import FailedPrecondition, InvalidArgument, Unimplemented
 from crio_native.linux import cgroups as cg
+# the modules that read the control-file writers tests replace
+from crio_native.linux.cgroups import delegation, group
 
 HYBRID_MOUNTINFO = """\
 30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
@@ -107,10 +109,15 @@ V2_PLACEMENT = [
     ("c1", "/crio-native", "/user.slice", "/sys/fs/cgroup/crio-native/c1"),
     ("c1", "/crio-native/", "/", "/sys/fs/cgroup/crio-native/c1"),
     ("./pod//c1", "/crio-native", "/", "/sys/fs/cgroup/crio-native/pod/c1"),
+    # no root configured: an absolute path goes where it says, as with runc
     ("/user.slice/c1", None, "/user.slice", "/sys/fs/cgroup/user.slice/c1"),
     ("/user.slice", None, "/user.slice", "/sys/fs/cgroup/user.slice"),
-    ("/other/c1", None, "/user.slice", None),
-    ("/user.slicex/c1", None, "/user.slice", None),
+    ("/other/c1", None, "/user.slice", "/sys/fs/cgroup/other/c1"),
+    ("/kubepods/burstable/pod1/crio-x", None, "/system.slice/crio-native.service",
+     "/sys/fs/cgroup/kubepods/burstable/pod1/crio-x"),
+    ("/user.slice/c1", "/user.slice", "/", "/sys/fs/cgroup/user.slice/c1"),
+    ("/other/c1", "/user.slice", "/", None),
+    ("/user.slicex/c1", "/user.slice", "/system.slice", None),
     ("/kubepods/pod1/crio-x", None, "/", "/sys/fs/cgroup/kubepods/pod1/crio-x"),
     ("/crio-native/kubepods/pod1/crio-x", "/crio-native", "/",
      "/sys/fs/cgroup/crio-native/kubepods/pod1/crio-x"),
@@ -131,7 +138,10 @@ def test_placement_pure_v2(path, root, own, want):
         return
     plan = cg.plan_cgroups(path, {}, pure(), {"": own}, root=root)
     assert plan.dirs == [Path(want)] and plan.into == Path(want)
-    assert plan.bases == [Path("/sys/fs/cgroup") / (root or own).strip("/")]
+    # the base: the configured root, else the hierarchy's root for an
+    # absolute path and our own cgroup for a relative one
+    base = root or ("/" if path.startswith("/") else own)
+    assert plan.bases == [Path("/sys/fs/cgroup") / base.strip("/")]
 
 
 def test_hybrid_placement_below_configured_root():
@@ -142,14 +152,30 @@ def test_hybrid_placement_below_configured_root():
     assert len(plan.procs) == 5 and plan.into is None
 
 
-def test_hybrid_absolute_must_be_below_own_cgroup_in_every_hierarchy():
+def test_hybrid_absolute_goes_anywhere_without_a_root():
     own = cg.own_cgroups(OWN_HYBRID)  # memory in /job/x, the rest in /
-    plan = cg.plan_cgroups("/job/x/c", {}, hybrid(), own)
+    for path in ("/job/x/c", "/kubepods/burstable/pod1/c"):
+        plan = cg.plan_cgroups(path, {}, hybrid(), own)
+        assert Path("/sys/fs/cgroup/memory" + path) in plan.dirs
+        assert Path("/sys/fs/cgroup/pids" + path) in plan.dirs
+    # a relative one still goes below our own group, per hierarchy
+    plan = cg.plan_cgroups("c", {}, hybrid(), own)
     assert Path("/sys/fs/cgroup/memory/job/x/c") in plan.dirs
-    assert Path("/sys/fs/cgroup/pids/job/x/c") in plan.dirs
-    with pytest.raises(InvalidArgument, match=r"outside the cgroup root '/job/x' \(the "
-                                              r"runtime's own cgroup in the memory hierarchy\)"):
-        cg.plan_cgroups("/c", {}, hybrid(), own)
+    assert Path("/sys/fs/cgroup/pids/c") in plan.dirs
+
+
+def test_hybrid_absolute_must_be_below_a_configured_root():
+    own = cg.own_cgroups(OWN_HYBRID)
+    with pytest.raises(InvalidArgument, match=r"outside the cgroup root '/job'"):
+        cg.plan_cgroups("/c", {}, hybrid(), own, root="/job")
+
+
+def test_absolute_path_the_mount_does_not_show():
+    mounted_at_sub = [(cg.Hierarchy(Path("/sys/fs/cgroup"), 2, frozenset({"pids"})), "/sub")]
+    with pytest.raises(FailedPrecondition, match="'/elsewhere/c' is not visible"):
+        cg.plan_cgroups("/elsewhere/c", {}, mounted_at_sub, {"": "/sub"})
+    plan = cg.plan_cgroups("/sub/c", {}, mounted_at_sub, {"": "/sub"})
+    assert plan.dirs == [Path("/sys/fs/cgroup/c")]
 
 
 @pytest.mark.parametrize("root", ["relative", "/a/../b", "/.."])
@@ -229,10 +255,10 @@ class FakeCgroupfs:
 @pytest.fixture
 def fakefs(tmp_path, monkeypatch):
     fs = FakeCgroupfs(tmp_path / "cg", "cpu memory pids")
-    monkeypatch.setattr(cg, "_write_control", fs.write)
+    monkeypatch.setattr(delegation, "_write_control", fs.write)
     # cgroupfs makes every control file with its group; the stand-in does
     # not, so limits are written as new files here
-    monkeypatch.setattr(cg, "_write_existing", lambda path, value: path.write_text(value))
+    monkeypatch.setattr(group, "_write_existing", lambda path, value: path.write_text(value))
     return fs
 
 
@@ -299,7 +325,7 @@ def test_kernel_refusal_of_a_needed_controller(fakefs, monkeypatch):
 
     def refuse(path, text):
         raise OSError(errno.EINVAL, "Invalid argument")
-    monkeypatch.setattr(cg, "_write_control", refuse)
+    monkeypatch.setattr(delegation, "_write_control", refuse)
     with pytest.raises(FailedPrecondition, match=r"cannot enable cpu for its child groups: "
                                                   r"Invalid argument"):
         cg.create(_plan(fakefs, "c", {"cpu": {"shares": 512}}, "/r"))

@@ -11,6 +11,8 @@ import pytest
 from crio_native.errors import FailedPrecondition, InvalidArgument
 from crio_native.linux import cgroup_net
 from crio_native.linux import cgroups as cg
+# the modules that read the control-file writers tests replace
+from crio_native.linux.cgroups import delegation, group
 from tests.unit.test_builtin_cgroups_plan import OWN_HYBRID, FakeCgroupfs, hybrid, pure
 
 NETWORK = {"classID": 0x100001,
@@ -144,8 +146,8 @@ def test_an_existing_group_beside_v2_is_kept(tmp_path):
 
 def test_create_delegates_in_v2_only(tmp_path, monkeypatch):
     fs = FakeCgroupfs(tmp_path / "v2", "cpu memory pids")
-    monkeypatch.setattr(cg, "_write_control", fs.write)
-    monkeypatch.setattr(cg, "_write_existing", lambda path, value: path.write_text(value))
+    monkeypatch.setattr(delegation, "_write_control", fs.write)
+    monkeypatch.setattr(group, "_write_existing", lambda path, value: path.write_text(value))
     net_top = tmp_path / "net"
     net_top.mkdir()
     layout = [(cg.Hierarchy(fs.top, 2, frozenset({"cpu", "memory", "pids"})), "/"),
@@ -162,7 +164,7 @@ def test_create_delegates_in_v2_only(tmp_path, monkeypatch):
 def test_a_value_the_kernel_refuses_is_named(tmp_path, monkeypatch):
     def refuse(path, value):
         raise OSError(errno.ENODEV, "No such device")
-    monkeypatch.setattr(cg, "_write_existing", refuse)
+    monkeypatch.setattr(group, "_write_existing", refuse)
     f = tmp_path / "net_prio.ifpriomap"
     with pytest.raises(FailedPrecondition) as exc:
         cg.write_limits([(f, "nosuch0 3")])

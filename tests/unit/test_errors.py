@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import errno
+import inspect
 
 import grpc
 import pytest
 
 from crio_native import errors
 from crio_native.cri import edge
+from crio_native.image import errors as image_errors
 
 
 class Aborted(Exception):
@@ -26,17 +28,64 @@ class RecordingContext:
         raise Aborted()
 
 
-@pytest.mark.parametrize("cls, code", [
-    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
-    (errors.Internal, grpc.StatusCode.INTERNAL),
-])
+# Every typed error class of errors.py and image/errors.py, with the code the
+# CRI edge answers it with.
+CODES = {
+    errors.CrioNativeError: grpc.StatusCode.INTERNAL,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.Internal: grpc.StatusCode.INTERNAL,
+    image_errors.RegistryUnavailable: grpc.StatusCode.UNAVAILABLE,
+    image_errors.PullTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+    image_errors.ManifestUnknown: grpc.StatusCode.NOT_FOUND,
+    image_errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    image_errors.ContentMismatch: grpc.StatusCode.FAILED_PRECONDITION,
+    image_errors.UnsafeLayer: grpc.StatusCode.FAILED_PRECONDITION,
+    image_errors.PolicyRejected: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def _id(value) -> str:
+    if isinstance(value, grpc.StatusCode):
+        return value.name
+    return f"{value.__module__.removeprefix('crio_native.')}.{value.__qualname__}"
+
+
+def _typed_error_classes(module) -> set[type]:
+    return {cls for _, cls in inspect.getmembers(module, inspect.isclass)
+            if issubclass(cls, errors.CrioNativeError) and cls.__module__ == module.__name__}
+
+
+def test_every_kind_has_a_status_code():
+    assert set(edge.STATUS_CODES) == set(errors.ErrorKind)
+    assert all(isinstance(code, grpc.StatusCode) for code in edge.STATUS_CODES.values())
+
+
+def test_every_typed_error_class_is_in_the_table():
+    assert _typed_error_classes(errors) | _typed_error_classes(image_errors) == set(CODES)
+
+
+@pytest.mark.parametrize("cls, code", CODES.items(), ids=_id)
+def test_status_code_of_typed_error(cls, code):
+    assert edge.status_code_of(cls("x")) == code
+
+
+def test_status_code_of_other_exceptions_is_internal():
+    assert edge.status_code_of(KeyError("x")) == grpc.StatusCode.INTERNAL
+
+
+def test_image_unauthenticated_is_the_base_kind():
+    assert issubclass(image_errors.Unauthenticated, errors.Unauthenticated)
+
+
+@pytest.mark.parametrize("cls, code", CODES.items(), ids=_id)
 @pytest.mark.parametrize("streaming", [False, True])
 def test_typed_errors_map_to_their_code(cls, code, streaming):
     def impl(request, context):

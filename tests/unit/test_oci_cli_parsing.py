@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from crio_native.linux.cgroups import Hierarchy
-from crio_native.runtime.oci_cli import features_from_json, memory_cgroup_dir, runtime_messages
+from crio_native.runtime.oci.cgroups import memory_cgroup_dir
+from crio_native.runtime.oci.handler import features_from_json
+from crio_native.runtime.oci.messages import runtime_messages
 
 HYBRID = [
     (Hierarchy(Path("/sys/fs/cgroup/cpu"), 1, frozenset({"cpu"})), "/"),

@@ -3,39 +3,23 @@ gives, where its state goes, and the errors for names and types it cannot
 serve.  No root, no runtime is run."""
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
-import grpc
 import pytest
 
 from crio_native.config import Config
 from crio_native.config.sections import RuntimeHandlerConfig
-from crio_native.errors import FailedPrecondition, InvalidArgument
-from crio_native.runtime.handlers import HandlerSet, make_handler, runtime_root_of
-from crio_native.runtime.oci_cli import OciCliHandler
+from crio_native.errors import ErrorKind, FailedPrecondition, InvalidArgument
+from crio_native.runtime.handler import RuntimeHandler
+from crio_native.runtime.registry import (HANDLER_TYPES, HandlerSet, handler_class, make_handler,
+                                         runtime_root_of)
+from crio_native.runtime.oci.handler import OciCliHandler
 
 
 def config(**runtimes: RuntimeHandlerConfig) -> Config:
     c = Config(runroot="/run/crn-test")
     c.runtime.runtimes.update(runtimes)
     return c
-
-
-class FakeBuiltin:
-    def __init__(self, name, root, cgroup_root):
-        self.name, self.root, self.cgroup_root = name, root, cgroup_root
-
-
-@pytest.fixture
-def fake_builtin(monkeypatch):
-    """Stands in for crio_native.runtime.builtin.handler (the real one needs
-    the compiled core and is tested on its own)."""
-    module = types.ModuleType("crio_native.runtime.builtin.handler")
-    module.BuiltinHandler = FakeBuiltin
-    monkeypatch.setitem(sys.modules, "crio_native.runtime.builtin.handler", module)
-    return FakeBuiltin
 
 
 @pytest.mark.parametrize("name, path", [("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")])
@@ -71,14 +55,29 @@ def test_empty_runtime_path_not_in_path(tmp_path, monkeypatch):
         make_handler("nort", config(nort=RuntimeHandlerConfig()))
 
 
-def test_builtin_handler(fake_builtin):
+def test_builtin_handler():
+    from crio_native.runtime.builtin.handler import BuiltinHandler
+
     c = config()
     h = make_handler("builtin", c)
-    assert isinstance(h, fake_builtin)
-    assert (h.name, h.root, h.cgroup_root) == ("builtin", Path("/run/crn-test/runtimes/builtin"),
-                                               None)
+    assert isinstance(h, BuiltinHandler)
+    assert h.runtime.root == Path("/run/crn-test/runtimes/builtin")
+    assert h.pod is not None and h.pod.runtime.root == Path("/run/crn-test/infra")
     c.runtime.cgroup_root = "/crn"
-    assert make_handler("builtin", c).cgroup_root == "/crn"
+    made = make_handler("builtin", c)
+    assert made.runtime.cgroup_root == "/crn" and made.pod.cgroup.cgroup_root == "/crn"
+
+
+@pytest.mark.parametrize("runtime_type", sorted(HANDLER_TYPES))
+def test_every_runtime_type_is_a_runtime_handler(runtime_type):
+    cls = handler_class(runtime_type)
+    assert issubclass(cls, RuntimeHandler) and not cls.__abstractmethods__
+    assert callable(cls.from_config)
+
+
+def test_unknown_runtime_type():
+    with pytest.raises(FailedPrecondition, match="unknown runtime_type 'wasm'"):
+        handler_class("wasm")
 
 
 def test_vm_handlers_drive_a_shim_v2_binary(monkeypatch):
@@ -90,7 +89,7 @@ def test_vm_handlers_drive_a_shim_v2_binary(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(FailedPrecondition, match="containerd-shim-kata-v2") as info:
         make_handler("kata", config(kata=RuntimeHandlerConfig(runtime_type="vm")))
-    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.kind is ErrorKind.FAILED_PRECONDITION
 
 
 def test_unknown_name():
@@ -116,10 +115,10 @@ def test_handler_set_empty_name_is_the_default():
 def test_handler_set_unknown_name():
     with pytest.raises(InvalidArgument, match="runtime_handler") as info:
         HandlerSet(config()).get("nope")
-    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.kind is ErrorKind.INVALID_ARGUMENT
 
 
-def test_handler_set_does_not_cache_failures(fake_builtin):
+def test_handler_set_does_not_cache_failures():
     c = config(kata=RuntimeHandlerConfig(runtime_type="vm"))
     handlers = HandlerSet(c)
     for _ in range(2):

@@ -1,6 +1,8 @@
 """linux.resources (v1-shaped, per the runtime spec) and linux.cgroupsPath."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from crio_native._proto import api_pb2
@@ -38,7 +40,7 @@ def test_resources(fields, key, want):
     assert res(**fields).get(key) == want
 
 
-@pytest.mark.parametrize("fields, field, reason", [
+RESOURCE_ERRORS = [
     ({"cpu_shares": 1}, "cpu_shares", r"\[2, 262144\]"),
     ({"cpu_shares": 300000}, "cpu_shares", r"\[2, 262144\]"),
     ({"cpu_period": 999}, "cpu_period", "microseconds"),
@@ -55,11 +57,28 @@ def test_resources(fields, key, want):
     ({"unified": {"../escape": "1"}}, r"unified\['../escape'\]", "controller file"),
     ({"unified": {"cgroup.procs": "1"}}, r"unified\['cgroup.procs'\]", "controller file"),
     ({"unified": {"memory.max": "1\n2"}}, r"unified\['memory.max'\]", "one line"),
-])
+]
+
+
+@pytest.mark.parametrize("fields, field, reason", RESOURCE_ERRORS)
 def test_resource_errors(fields, field, reason):
     with pytest.raises(InvalidArgument,
                        match=rf"CreateContainer: config\.linux\.resources\.{field}: .*{reason}"):
         res(**fields)
+
+
+@pytest.mark.parametrize("prefix", ["UpdateContainerResources: linux",
+                                    "RunPodSandbox: config.linux.resources"])
+@pytest.mark.parametrize("fields, field, reason", RESOURCE_ERRORS)
+def test_resource_errors_name_the_callers_field(prefix, fields, field, reason):
+    msg = api_pb2.LinuxContainerResources(**fields)
+    with pytest.raises(InvalidArgument) as create:
+        resources.oci_resources(msg)
+    want = rf"^{re.escape(prefix)}\.{field}: .*{reason}"
+    with pytest.raises(InvalidArgument, match=want) as other:
+        resources.oci_resources(msg, field_prefix=prefix)
+    # the text the callers used to make by rewriting CreateContainer's
+    assert str(other.value) == str(create.value).replace(resources.CREATE_FIELD, prefix)
 
 
 @pytest.mark.parametrize("shares, weight", [(0, 0), (2, 1), (1024, 39), (262144, 10000)])

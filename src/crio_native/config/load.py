@@ -109,7 +109,7 @@ def _type_name(tp: Any) -> str:
 
 def _check_value(tp: Any, value: Any, key: str, source: str) -> None:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(key, f"must be {_type_name(tp)}", source)
         _check(tp, value, key + ".", source)
@@ -138,7 +138,8 @@ def _check(cls: type, raw: dict[str, Any], prefix: str, source: str) -> None:
         _check_value(hints[key], value, f"{prefix}{key}", source)
 
 
-def _merge(dst: dict, src: dict, prefix: str, source: str, origins: dict[str, str]) -> None:
+def _merge(dst: dict[str, Any], src: dict[str, Any], prefix: str, source: str,
+           origins: dict[str, str]) -> None:
     """Tables merge key by key; scalars and lists replace."""
     for key, value in src.items():
         dotted = f"{prefix}{key}"
@@ -155,13 +156,13 @@ def _build(cls: type, raw: dict[str, Any], base: Any = None) -> Any:
     hints = typing.get_type_hints(cls)
     for key, value in raw.items():
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             value = _build(tp, value, getattr(obj, key))
         elif typing.get_origin(tp) is dict:
             _, value_tp = typing.get_args(tp)
             table = dict(getattr(obj, key))
             for name, item in value.items():
-                if dataclasses.is_dataclass(value_tp):
+                if isinstance(value_tp, type) and dataclasses.is_dataclass(value_tp):
                     item = _build(value_tp, item, table.get(name))
                 table[name] = item
             value = table

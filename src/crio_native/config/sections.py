@@ -99,7 +99,8 @@ class ApiConfig:
         require_absolute("api.stream_tls_cert", self.stream_tls_cert, allow_empty=True)
         require_absolute("api.stream_tls_key", self.stream_tls_key, allow_empty=True)
         if bool(self.stream_tls_cert) != bool(self.stream_tls_key):
-            raise ConfigError("api.stream_tls_cert", "stream_tls_cert and stream_tls_key go together")
+            raise ConfigError("api.stream_tls_cert",
+                              "stream_tls_cert and stream_tls_key go together")
         for key in ("grpc_max_send_msg_size", "grpc_max_recv_msg_size"):
             if getattr(self, key) < 16 * MIB:
                 raise ConfigError(f"api.{key}", f"must be at least {16 * MIB} bytes (16 MiB)")

@@ -67,7 +67,7 @@ class ContainerManager:
         self.config = config
         self.sandboxes = sandboxes            # SandboxManager
         self.images = images                  # () -> ImageService, made on first use
-        self.handlers = handlers              # runtime.handlers.HandlerSet
+        self.handlers = handlers              # runtime.registry.HandlerSet
         self.events = bus or EventBus()
         self.store = ContainerStore(Path(config.root) / "containers")
         self.run_root = Path(config.runroot) / "containers"
@@ -365,10 +365,10 @@ class ContainerManager:
         """resize(width, height) for a container with a terminal its runtime
         holds (a `vm` handler's); None where the monitor holds the pty, as
         for every other handler, and for a container without a terminal."""
-        if not record.tty:
+        handler = self.handlers.get(record.runtime_handler)
+        if not record.tty or not handler.holds_terminal:
             return None
-        resize = getattr(self.handlers.get(record.runtime_handler), "resize_terminal", None)
-        return None if resize is None else functools.partial(resize, record.id)
+        return functools.partial(handler.resize_terminal, record.id)
 
     def cgroup_stats(self, record: ContainerRecord) -> CgroupStats | None:
         """A running container's cgroup usage: as its runtime reports it
@@ -376,10 +376,10 @@ class ContainerManager:
         being in its VM), else read from the host's files of its groups.
         None when there is nothing to read or the runtime could not say
         (logged): cpu and memory stay unset."""
-        read = getattr(self.handlers.get(record.runtime_handler), "cgroup_stats", None)
-        if read is not None:
+        handler = self.handlers.get(record.runtime_handler)
+        if handler.reports_cgroup_stats:
             try:
-                return read(record.id)
+                return handler.cgroup_stats(record.id)
             except CrioNativeError as e:
                 log.warning("stats of container %s: %s", record.id, e)
                 return None

@@ -15,7 +15,7 @@ def chunked(items: Sequence, make: Callable[[list], T]) -> Iterator[T]:
         yield make(list(items[start:start + CHUNK]))
 
 
-def streamed(list_call: Callable[[Any], Any], list_request: type, response: type
+def streamed(list_call: Callable[[Any], Any], list_request: type[Any], response: type[Any]
              ) -> Callable[[Any, Any], Iterator[Any]]:
     """The handler of a Stream* RPC from its List* counterpart: the same
     filter, the list answer's items in chunks.  Each of these messages has

@@ -2,8 +2,9 @@
 
 Every CRI method is registered here from the service descriptor, so an RPC the
 daemon does not implement yet answers UNIMPLEMENTED naming itself.  Typed
-errors map to their gRPC code; anything else becomes INTERNAL with the
-traceback logged.  At debug level each call logs method, duration and code."""
+errors map to a gRPC code by their kind (STATUS_CODES, the only place kinds
+meet gRPC); anything else becomes INTERNAL with the traceback logged.  At
+debug level each call logs method, duration and code."""
 from __future__ import annotations
 
 import logging
@@ -13,12 +14,33 @@ from typing import Any, Callable, Iterator
 import grpc
 
 from crio_native._proto import api_pb2
-from crio_native.errors import CrioNativeError, Unimplemented
+from crio_native.errors import CrioNativeError, ErrorKind, Unimplemented
 from crio_native.logsetup import fields
 
 log = logging.getLogger("crio_native.cri")
 
 Handler = Callable[[Any, grpc.ServicerContext], Any]
+
+STATUS_CODES: dict[ErrorKind, grpc.StatusCode] = {
+    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorKind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorKind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorKind.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
+    ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+
+def status_code_of(exc: BaseException) -> grpc.StatusCode:
+    """The gRPC code the edge answers `exc` with: its kind's code for our
+    typed errors, INTERNAL for anything else."""
+    if isinstance(exc, CrioNativeError):
+        return STATUS_CODES[exc.kind]
+    return grpc.StatusCode.INTERNAL
 
 
 def service_handler(service_name: str, impls: dict[str, Handler]) -> grpc.GenericRpcHandler:
@@ -49,7 +71,7 @@ def service_handler(service_name: str, impls: dict[str, Handler]) -> grpc.Generi
 
 def _status_of(rpc: str, exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, CrioNativeError):
-        return exc.code, str(exc)
+        return status_code_of(exc), str(exc)
     log.error("unexpected error", exc_info=exc, extra=fields(method=rpc))
     return grpc.StatusCode.INTERNAL, f"{rpc}: internal error: {type(exc).__name__}: {exc}"
 

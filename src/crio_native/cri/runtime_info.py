@@ -11,7 +11,7 @@ from pathlib import Path
 from crio_native import __version__
 from crio_native._native import seccomp, selinux
 from crio_native._proto import api_pb2
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, handlers_of
 from crio_native.errors import InvalidArgument
 from crio_native.logsetup import fields
 from crio_native.network.cni_config import NoNetworkConfig, find_network_config
@@ -76,7 +76,7 @@ def runtime_handlers(ctx: DaemonContext) -> list[api_pb2.RuntimeHandler]:
     for i, name in enumerate([default, *sorted(ctx.config.runtime.runtimes)]):
         entry = api_pb2.RuntimeHandler(name="" if i == 0 else name)
         try:
-            features = ctx.handlers.get(name).features()
+            features = handlers_of(ctx).get(name).features()
         except Exception:  # noqa: BLE001 - a broken handler is listed without features
             log.warning("runtime handler features unavailable", exc_info=True,
                         extra=fields(handler=name))

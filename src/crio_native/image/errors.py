@@ -1,11 +1,9 @@
-"""Pull and storage failures, as typed errors of crio_native.errors with the
-gRPC code the edge answers with."""
+"""Pull and storage failures, as typed errors of crio_native.errors; each
+inherits its kind, which the edge (cri/edge.py) maps to a gRPC code."""
 from __future__ import annotations
 
-import grpc
-
-from crio_native.errors import (CrioNativeError, DeadlineExceeded, FailedPrecondition, NotFound,
-                                Unavailable)
+from crio_native import errors
+from crio_native.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
 
 
 class RegistryUnavailable(Unavailable):
@@ -20,10 +18,8 @@ class ManifestUnknown(NotFound):
     """The registry has no such tag or digest."""
 
 
-class Unauthenticated(CrioNativeError):
+class Unauthenticated(errors.Unauthenticated):
     """The registry refused our credentials (or wanted some)."""
-
-    code = grpc.StatusCode.UNAUTHENTICATED
 
 
 class ContentMismatch(FailedPrecondition):

@@ -8,6 +8,7 @@ import errno
 import logging
 import zlib
 from dataclasses import dataclass
+from typing import BinaryIO, cast
 
 import zstandard
 
@@ -55,7 +56,7 @@ def _fetch_once(client: RegistryClient, layers: LayerStore, job: LayerJob) -> No
         compressed = HashingReader(raw, desc.digest.split(":", 1)[0])
         tar = HashingReader(decompressed(compressed, compression_of(raw.peek(4))))
         try:
-            size = unpack_layer(tar, str(staged / "diff"), job.what)
+            size = unpack_layer(cast(BinaryIO, tar), str(staged / "diff"), job.what)
             tar.drain()
             compressed.drain()
         except (OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError) as e:

@@ -20,8 +20,8 @@ from crio_native.image.auth_file import credentials_from_file
 from crio_native.image.distribution import INDEX_TYPES, Credentials, RegistryClient
 from crio_native.image.errors import ContentMismatch, PolicyRejected, UnsafeLayer
 from crio_native.image.layer_fetch import LayerJob, fetch_layer
-from crio_native.image.manifest import (ImageManifest, Platform, diff_ids_of, host, load_json, parse_manifest,
-                                        select_platform)
+from crio_native.image.manifest import (ImageManifest, Platform, diff_ids_of, host, load_json,
+                                        parse_manifest, select_platform)
 from crio_native.image.policy import load_policy
 from crio_native.image.reference import Reference, parse_reference
 from crio_native.image.registries import Source, load_registries
@@ -82,6 +82,7 @@ class Puller:
             owner = future is None
             if owner:
                 future = self._images[key] = Future()
+        assert future is not None
         if not owner:
             return future.result()
         try:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import ssl
 import threading
 from pathlib import Path
+from typing import Any
 
 import urllib3
 
-POOL_OPTIONS = dict(num_pools=32, maxsize=16, retries=False)
+POOL_OPTIONS: dict[str, Any] = dict(num_pools=32, maxsize=16, retries=False)
 
 # Unverified TLS happens only for registries the admin marked insecure.
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)

@@ -1,8 +1,11 @@
 """Processes as /proc shows them, for the runtime handlers: which processes
-are the children of a given one."""
+are the children of a given one, and which cgroups one is in."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from crio_native.linux import cgroups
 
 # one file per thread, each listing the children that thread forked;
 # present only with CONFIG_PROC_CHILDREN
@@ -45,3 +48,15 @@ def _children_by_scan(pid: int) -> set[int]:
         if int(stat[stat.rindex(b")") + 2:].split()[1]) == pid:
             found.add(int(entry))
     return found
+
+
+def process_cgroup_dirs(pid: int) -> tuple[Path, ...]:
+    """The cgroup directories `pid` is in, one per mounted hierarchy,
+    leaving out hierarchy roots (groups the container does not own)."""
+    own = cgroups.own_cgroups(Path(f"/proc/{pid}/cgroup").read_text())
+    out: list[Path] = []
+    for h, mount_root in cgroups.host_hierarchies():
+        d = h.dir_of(h.own_path(own), mount_root)
+        if d is not None and d != h.mountpoint and d not in out:
+            out.append(d)
+    return tuple(out)

@@ -92,7 +92,8 @@ def _conditions(args: list, field: str) -> list[tuple[int, int, int, int]]:
     for i, a in enumerate(args):
         f = f"{field}[{i}]"
         if not isinstance(a, dict) or a.get("op") not in OPS:
-            raise _invalid(f"{f}.op", f"unknown comparison {a.get('op') if isinstance(a, dict) else a!r}")
+            raise _invalid(f"{f}.op",
+                           f"unknown comparison {a.get('op') if isinstance(a, dict) else a!r}")
         index = a.get("index")
         if not isinstance(index, int) or not 0 <= index < 6:
             raise _invalid(f"{f}.index", f"must be in [0, 5], got {index!r}")

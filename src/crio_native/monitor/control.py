@@ -49,7 +49,7 @@ def request(sock: socket.socket, message: bytes, where: str) -> list[bytes]:
     """Send one request and wait for its reply.  Returns the output packets
     that arrived before the reply, in order, for the caller to keep."""
     sock.send(message)
-    early = []
+    early: list[bytes] = []
     while True:
         packet = sock.recv(p.MSG_MAX)
         if not packet:

@@ -24,6 +24,11 @@ def launcher_binary() -> Path:
     return Path(crio_native.__file__).parent / "_bin" / "crio-native-launch"
 
 
+def pause_binary() -> Path:
+    """The crio-native-pause executable: the pod infra process."""
+    return Path(crio_native.__file__).parent / "_bin" / "crio-native-pause"
+
+
 def shim_relay_binary() -> Path:
     """The crio-native-shim-relay executable (src/_native/shimrelay/): what
     the monitor of a vm-handler container runs in place of the container."""

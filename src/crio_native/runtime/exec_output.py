@@ -1,6 +1,7 @@
-"""ExecSync's output loop, shared by every runtime handler: read the exec'd
-process's stdout and stderr until it has ended and they are drained, with
-the caller's deadline applying until the end."""
+"""ExecSync's output, shared by every runtime handler: the loop that reads
+the exec'd process's stdout and stderr until it has ended and they are
+drained, with the caller's deadline applying until the end, and the answer
+to an exec that ran past that deadline."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,13 @@ from typing import Sequence
 EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024  # per stream, as CRI-O's maxExecSyncSize
 _DRAIN_IDLE = 0.1     # after the exec process ended: stop once output is quiet this long
 _DRAIN_MAX = 2.0      # ... or after this long (a background child may hold the pipes)
+
+# As CRI-O (internal/oci/runtime_oci.go ExecSyncContainer, conmon's
+# TimedOutMessage): a timed-out ExecSync answers exit code -1 and this text
+# on stderr rather than an error, since the kubelet's prober turns an error
+# into an Unknown result instead of a failed probe (cri-o PR 3065/3231).
+EXEC_TIMEOUT_EXIT_CODE = -1
+EXEC_TIMED_OUT_MESSAGE = b"command timed out"
 
 
 def collect_exec_output(fds: Sequence[int], exited_fd: int, deadline: float | None, *,

@@ -1,20 +1,30 @@
 """The one interface every runtime handler implements (DESIGN.md invariant 5).
 
-A handler turns an OCI bundle into a running container whose process is a
-child of its own crio-native-monitor, so the container, its log and its exit
-code outlive the daemon.  `builtin` (runtime/builtin/handler.py) has the
-monitor launch the plan itself; `oci` handlers (runtime/oci_cli.py: runc,
-crun) have the monitor run `<runtime> create` and adopt the process it
-leaves.  Everything above this interface (the container manager, the CRI
+A handler has two halves.  Its pod half makes what the runtime needs of a pod
+once the daemon has pinned the pod's namespaces and attached its network:
+the pod cgroup, and the process that holds a pod-level PID namespace (the
+builtin infra, runtime/builtin/pod.py) or the runtime's own sandbox task
+(`vm`, runtime/shim/pod.py).  Its container half turns an OCI bundle into a
+running container whose process is a child of its own crio-native-monitor,
+so the container, its log and its exit code outlive the daemon.  `builtin`
+(runtime/builtin/handler.py) has the monitor launch the plan itself; `oci`
+handlers (runtime/oci/: runc, crun) have the monitor run `<runtime> create`
+and adopt the process it leaves.  Everything above this interface (the container manager, the CRI
 RPCs) is the same for all of them."""
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import signal as signal_mod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from crio_native.errors import Unimplemented
+
+if TYPE_CHECKING:
+    from crio_native.stats.cgroup import CgroupStats
 
 
 @dataclass(frozen=True)
@@ -88,10 +98,12 @@ class ExecProcess:
                 os.kill(self.pid, signal_mod.SIGKILL)   # our unreaped child: not recycled
 
     def close(self) -> None:
-        for fd in {self.wait_fd, self.stdin, self.stdout, self.stderr, self.pty} - {None}:
+        fds = {self.wait_fd, self.stdin, self.stdout, self.stderr, self.pty}
+        for fd in {fd for fd in fds if fd is not None}:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self.wait_fd = self.stdin = self.stdout = self.stderr = self.pty = None
+        self.stdin = self.stdout = self.stderr = self.pty = None
+        self.wait_fd = None  # type: ignore[assignment]  # closed: no fd to wait on
         if self.cleanup is not None:
             self.cleanup()
             self.cleanup = None
@@ -111,58 +123,127 @@ class HandlerFeatures:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class RuntimeHandler(Protocol):
-    name: str
+class PodSandbox(Protocol):
+    """What a handler's pod half reads of a pod, and where it records what
+    it made for it (sandbox/record.py's SandboxRecord is one).  The caller
+    persists the pod whenever the handler calls its `journal`, so a crash
+    after that point finds the new fields and can undo them."""
 
+    id: str
+    name: str
+    namespace: str
+    uid: str
+    runtime_handler: str
+    directory: str              # the pod's own directory under the runroot
+    cgroup_parent: str          # the request's linux.cgroup_parent
+    annotations: dict[str, str]
+    pid_mode: int               # NamespaceMode of the pod's PID namespace (0: POD)
+    pins: dict[str, str]        # pinned namespaces; the pod half may add "pid"
+    infra: bool                 # an infra process holds the pod's PID namespace
+    sandbox_task: bool          # the handler's runtime runs the pod's sandbox task
+    cgroup_dirs: list[str]      # the pod cgroup, one directory per hierarchy
+    cgroups_made: list[str]     # the part of it that was created for this pod
+
+
+class RuntimeHandler(abc.ABC):
+    """A runtime as the orchestrators see it: a pod half, a container half,
+    and optional capabilities, each declared here with what a handler that
+    lacks it does."""
+
+    name: str
+    # The runtime keeps a container's terminal itself (`vm`: the shim makes
+    # the pty), so attach's window sizes go to resize_terminal; elsewhere the
+    # monitor holds the pty's master and resizes it (docs/monitor.md).
+    holds_terminal: bool = False
+    # The runtime reports a container's cgroup usage itself (`vm`: kata's
+    # cgroups are in its VM), through cgroup_stats; elsewhere the daemon
+    # reads the host files of Created.cgroup_dirs.
+    reports_cgroup_stats: bool = False
+
+    # ---- the pod half -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def start_sandbox(self, pod: PodSandbox, resources: dict[str, Any],
+                      journal: Callable[[], None]) -> None:
+        """Make what this runtime needs of a pod whose namespaces are pinned
+        and whose network is attached: the pod cgroup (with `resources`, OCI
+        linux.resources), and the process that holds a pod-level PID
+        namespace or the runtime's sandbox task.  Each thing made is recorded
+        on `pod` and followed by `journal()`.  A failure leaves nothing."""
+
+    @abc.abstractmethod
+    def stop_sandbox(self, pod: PodSandbox) -> None:
+        """Stop the pod's own processes (infra, sandbox task) and unpin what
+        start_sandbox pinned.  Idempotent: a retried stop or a rollback may
+        call it again."""
+
+    @abc.abstractmethod
+    def remove_sandbox(self, pod: PodSandbox) -> None:
+        """Stop the pod (as stop_sandbox) and remove what start_sandbox made
+        for it (the pod cgroup, never a group someone else made).  Idempotent."""
+
+    # ---- the container half -----------------------------------------------------
+
+    @abc.abstractmethod
     def create(self, container_id: str, bundle: Path, monitor: MonitorOptions) -> Created:
         """Create the container under a new monitor; the process waits at
         the start barrier.  A failure leaves nothing behind."""
 
+    @abc.abstractmethod
     def start(self, container_id: str) -> None:
         """Release the barrier."""
 
+    @abc.abstractmethod
     def state(self, container_id: str) -> dict[str, Any]:
         """The OCI state (status creating|created|running|paused|stopped, pid).
         NotFound when the runtime does not know the container."""
 
+    @abc.abstractmethod
     def kill(self, container_id: str, signal: int, all_processes: bool = False) -> None:
         """Signal the init process (or every process of the container).
         A container that is already gone is not an error."""
 
+    @abc.abstractmethod
     def delete(self, container_id: str, force: bool = False) -> None:
         """Forget the container (force: kill it first).  Unknown ids succeed."""
 
+    @abc.abstractmethod
     def exec_sync(self, container_id: str, process: dict[str, Any],
                   timeout: float | None) -> ExecResult:
         """Run `process` (an OCI process object) in the running container and
         collect its output; at the timeout the process is killed and the
         result has timed_out set."""
 
+    @abc.abstractmethod
     def exec_interactive(self, container_id: str, process: dict[str, Any], *, tty: bool,
                          stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
         """Start `process` in the running container with its stdio for the
         caller to relay: pipes for the streams asked for (/dev/null for the
         others), or one pty for all of them with `tty`."""
 
+    @abc.abstractmethod
     def pause(self, container_id: str) -> None: ...
 
+    @abc.abstractmethod
     def resume(self, container_id: str) -> None: ...
 
+    @abc.abstractmethod
     def update(self, container_id: str, resources: dict[str, Any]) -> None:
         """Apply OCI linux.resources to the running container."""
 
+    @abc.abstractmethod
     def features(self) -> HandlerFeatures: ...
 
-    # A handler whose runtime holds a container's terminal itself (`vm`:
-    # the shim makes the pty) also has
-    #
-    #     def resize_terminal(self, container_id: str, width: int, height: int) -> None
-    #
-    # for attach's window sizes.  Elsewhere the monitor holds the pty's
-    # master and resizes it (docs/monitor.md).  One whose runtime keeps the
-    # container's cgroups out of the daemon's reach (`vm`: kata's are in
-    # its VM) also has
-    #
-    #     def cgroup_stats(self, container_id: str) -> stats.cgroup.CgroupStats
-    #
-    # for the CRI stats; elsewhere the daemon reads Created.cgroup_dirs.
+    # ---- optional capabilities -------------------------------------------------
+
+    def resize_terminal(self, container_id: str, width: int, height: int) -> None:
+        """A new window size for the container's terminal, where the runtime
+        holds it (`holds_terminal`).  Unsupported elsewhere."""
+        raise Unimplemented(f"runtime handler {self.name}: the container's terminal is "
+                            "resized by its monitor, not by the runtime")
+
+    def cgroup_stats(self, container_id: str) -> CgroupStats:
+        """The container's cgroup usage as the runtime reports it, where it
+        does (`reports_cgroup_stats`).  Unsupported elsewhere."""
+        raise Unimplemented(f"runtime handler {self.name}: cgroup usage is read from the "
+                            "host's cgroup files, not reported by the runtime")

@@ -9,9 +9,9 @@ import logging
 import secrets
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-
+from typing import Iterator
 
 from crio_native._native import selinux
 from crio_native.config import Config
@@ -20,12 +20,13 @@ from crio_native.logsetup import fields
 from crio_native.network.cni import CNI, Attachment, NetworkList, ip_ranges_from_cidr, pod_ips
 from crio_native.network.cni_config import NoNetworkConfig
 from crio_native.network.watch import NetworkConfigWatcher
-from crio_native.runtime.builtin.container import BuiltinRuntime
-from crio_native.runtime.handlers import HandlerSet
-from crio_native.sandbox import infra, mcs, podcgroup, setup, validate, vm_task
+from crio_native.runtime.handler import RuntimeHandler
+from crio_native.runtime.registry import HandlerSet
+from crio_native.sandbox import mcs, setup, validate
 from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
 from crio_native.sandbox.store import SandboxStore
 from crio_native.spec import selinux as selinux_spec
+from crio_native.spec.pod_resources import pod_resources
 from crio_native.state.rollback import forget_unless_failed, undo_step
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,17 @@ log = logging.getLogger(__name__)
 # as a network of its own before the configured one.
 LOOPBACK = NetworkList(name="cni-loopback", cni_version="1.0.0", plugins=[{"type": "loopback"}],
                        source="built in")
-RETRY_WAIT_SECONDS = 240.0
-POD = 0  # NamespaceMode POD   # a retried RunPodSandbox waits this long for the first try
+RETRY_WAIT_SECONDS = 240.0   # a retried RunPodSandbox waits this long for the first try
 
 
 class SandboxManager:
-    def __init__(self, config: Config, handlers: HandlerSet | None = None):
+    def __init__(self, config: Config, handlers: HandlerSet | None = None,
+                 host: setup.PodHost = setup):
         self.config = config
-        # the runtime handlers, for the sandbox task of pods on vm handlers
+        # what is made on this host for a pod (namespaces, /dev/shm, files):
+        # the setup module, or a fake in the fast tests of this manager
+        self.host = host
+        # the runtime handlers: each pod's handler does the runtime's part of it
         self.handlers = handlers or HandlerSet(config)
         self.store = SandboxStore(Path(config.root) / "sandboxes")
         self.pin_root = Path(config.runroot) / "ns"
@@ -51,9 +55,6 @@ class SandboxManager:
         self.networks = NetworkConfigWatcher(
             config.network.network_dir, config.network.cni_default_network,
             status_probe=lambda found: self.cni.status(NetworkList.from_file(found)))
-        # Infra processes exist only for pods with a pod-level PID namespace.
-        self.infra_runtime = BuiltinRuntime(Path(config.runroot) / "infra",
-                                            cgroup_root=config.runtime.cgroup_root or None)
         # whether this host runs SELinux (a callable, so tests can say yes)
         self.selinux_enabled = selinux.enabled
         self._done: dict[str, threading.Event] = {}
@@ -91,7 +92,7 @@ class SandboxManager:
                 valid[LOOPBACK.name].add((record.id, "lo"))
         names = set(valid) | self.cni.cached_network_names()
         state = self.networks.current()
-        if state.ready:
+        if state.ready and state.config is not None:
             names.add(state.config.name)
         for name in sorted(names):
             try:
@@ -151,8 +152,8 @@ class SandboxManager:
         same name; None if that attempt failed and this one should try again."""
         event = self._done.get(holder.id)
         if event is not None and not event.wait(RETRY_WAIT_SECONDS):
-            raise DeadlineExceeded(
-                f"RunPodSandbox: pod {holder.name_key} is still being created by an earlier request")
+            raise DeadlineExceeded(f"RunPodSandbox: pod {holder.name_key} is still being "
+                                   "created by an earlier request")
         current = self.store.find(holder.id)
         if current is not None and current.state == CREATING and event is None:
             # Nobody is making it: an earlier attempt whose rollback failed.
@@ -168,8 +169,9 @@ class SandboxManager:
         validate.check_metadata(config)
         handler = request.runtime_handler or self.config.runtime.default_runtime
         if handler not in self.config.runtime.runtimes:
+            have = ", ".join(sorted(self.config.runtime.runtimes))
             raise InvalidArgument(f"RunPodSandbox: runtime_handler: no handler {handler!r} "
-                                  f"configured (have {', '.join(sorted(self.config.runtime.runtimes))})")
+                                  f"configured (have {have})")
         validate.check_hostname(config.hostname)
         self._check_selinux_level(config.linux.security_context.selinux_options.level)
         opts = config.linux.security_context.namespace_options
@@ -197,54 +199,36 @@ class SandboxManager:
         with ExitStack() as undo:
             undo.callback(forget_unless_failed, self.store, record, failed)
             self.store.save(record)
+            handler = self.handlers.get(record.runtime_handler)
+            resources = pod_resources(request.config.linux)
             Path(record.directory).mkdir(parents=True, exist_ok=True)
             undo.callback(undo_step, failed, "remove pod directory",
-                          lambda: setup.remove_directory(record))
-            setup.pin_namespaces(record, self.pin_root)
+                          lambda: self.host.remove_directory(record))
+            self.host.pin_namespaces(record, self.pin_root)
             undo.callback(undo_step, failed, "unpin namespaces",
-                          lambda: setup.unpin_namespaces(record))
+                          lambda: self.host.unpin_namespaces(record))
             self.store.save(record)  # the pins are on disk before anything uses them
-            podcgroup.create_pod_cgroup(record, request.config.linux, self.config)
-            undo.callback(undo_step, failed, "remove pod cgroup",
-                          lambda: podcgroup.remove_pod_cgroup(record))
-            if record.cgroups_made:
-                self.store.save(record)  # so a restart after a crash removes them
-            setup.apply_sysctls_and_hostname(record)
-            setup.mount_shm(record)
-            undo.callback(undo_step, failed, "unmount shm", lambda: setup.unmount_shm(record))
-            vm = vm_task.uses_sandbox_task(self.config, record.runtime_handler)
-            if record.pid_mode == POD and not vm:
-                infra.start_infra(self.infra_runtime, record, self.pin_root)
-                undo.callback(undo_step, failed, "stop infra",
-                              lambda: infra.stop_infra(self.infra_runtime, record))
-                self.store.save(record)
+            self.host.apply_sysctls_and_hostname(record)
+            self.host.mount_shm(record)
+            undo.callback(undo_step, failed, "unmount shm", lambda: self.host.unmount_shm(record))
             self._attach_network(record, undo, failed)
-            if vm:
-                self._start_sandbox_task(record, undo, failed)
-            setup.write_pod_files(record)
+            # After the network: kata boots the pod's VM with the interfaces
+            # it finds in the pod's network namespace.
+            handler.start_sandbox(record, resources, lambda: self.store.save(record))
+            undo.callback(undo_step, failed, "remove the runtime's part of the pod",
+                          lambda: handler.remove_sandbox(record))
+            self.host.write_pod_files(record)
             record.state = READY
             self.store.save(record)
             undo.pop_all()
         log.info("pod sandbox ready", extra=fields(id=record.id, pod=record.name_key,
                                                   ips=",".join(record.ips)))
 
-    def _start_sandbox_task(self, record: SandboxRecord, undo: ExitStack,
-                            failed: list[str]) -> None:
-        handler = self.handlers.get(record.runtime_handler)
-        vm_task.start_sandbox_task(handler, record, self.config, self.pin_root)
-        undo.callback(undo_step, failed, "stop sandbox task",
-                      lambda: self._stop_sandbox_task(record))
-        self.store.save(record)
-
-    def _stop_sandbox_task(self, record: SandboxRecord) -> None:
-        if record.sandbox_task:
-            vm_task.stop_sandbox_task(self.handlers.get(record.runtime_handler), record)
-
     def _attach_network(self, record: SandboxRecord, undo: ExitStack, failed: list[str]) -> None:
         if record.host_network:
             return
         state = self.networks.current()   # the same answer NetworkReady gives
-        if not state.ready:
+        if not state.ready or state.config is None:
             raise FailedPrecondition(f"RunPodSandbox: network not ready: {state.problem}")
         net = NetworkList.from_file(state.config)
         record.network_name = net.name
@@ -264,13 +248,9 @@ class SandboxManager:
         if record is None:
             return  # CRI: stopping an unknown sandbox succeeds
         with self._lock(record.id):
-            if record.sandbox_task:
-                self._stop_sandbox_task(record)
-                self.store.save(record)
+            with self._saved_if_changed(record):
+                self._handler_of(record).stop_sandbox(record)
             self._detach_network(record)
-            if record.infra:
-                infra.stop_infra(self.infra_runtime, record)
-                self.store.save(record)
             if record.state != NOTREADY:
                 record.state = NOTREADY
                 self.store.save(record)
@@ -286,13 +266,52 @@ class SandboxManager:
         log.info("pod sandbox removed", extra=fields(id=record.id, pod=record.name_key))
 
     def _teardown(self, record: SandboxRecord) -> None:
-        self._stop_sandbox_task(record)
+        self._hand_over_shared_cgroups(record)
+        handler = self._handler_of(record)
+        with self._saved_if_changed(record):
+            handler.stop_sandbox(record)
         self._detach_network(record)
-        infra.stop_infra(self.infra_runtime, record)
-        setup.unmount_shm(record)
-        setup.unpin_namespaces(record)
-        podcgroup.remove_pod_cgroup(record)
-        setup.remove_directory(record)
+        self.host.unmount_shm(record)
+        self.host.unpin_namespaces(record)
+        handler.remove_sandbox(record)
+        self.host.remove_directory(record)
+
+    def _hand_over_shared_cgroups(self, record: SandboxRecord) -> None:
+        """A parent group this pod made that another pod's group lies in
+        (two pods under one new /kubepods/burstable) becomes that pod's to
+        remove, so it goes with the last pod that needs it."""
+        keep = []
+        with self.store.lock:
+            for made in record.cgroups_made:
+                heir = next((other for other in self.store.all() if other.id != record.id and any(
+                    d.startswith(made.rstrip("/") + "/") for d in other.cgroup_dirs)), None)
+                if heir is None:
+                    keep.append(made)
+                    continue
+                # saved before this record drops it: a crash in between leaves
+                # it listed twice, and the next teardown hands it over again
+                if made not in heir.cgroups_made:
+                    heir.cgroups_made = [*heir.cgroups_made, made]
+                    self.store.save(heir)
+                log.info("pod cgroup handed over", extra=fields(id=record.id, heir=heir.id,
+                                                                 cgroup=made))
+        if keep != record.cgroups_made:
+            record.cgroups_made = keep
+            self.store.save(record)
+
+    def _handler_of(self, record: SandboxRecord) -> RuntimeHandler:
+        return self.handlers.get(record.runtime_handler)
+
+    @contextmanager
+    def _saved_if_changed(self, record: SandboxRecord) -> Iterator[None]:
+        """Save the record after a step that may have changed it (even when
+        the step failed part-way), and only then."""
+        before = record.to_dict()
+        try:
+            yield
+        finally:
+            if record.to_dict() != before:
+                self.store.save(record)
 
     def _detach_network(self, record: SandboxRecord) -> None:
         if not record.network_attached:
@@ -300,8 +319,8 @@ class SandboxManager:
         try:
             net = NetworkList.load(self.config.network.network_dir, record.network_name)
         except NoNetworkConfig as e:
-            raise FailedPrecondition(
-                f"pod {record.id}: cannot detach from network {record.network_name!r}: {e}") from None
+            raise FailedPrecondition(f"pod {record.id}: cannot detach from network "
+                                     f"{record.network_name!r}: {e}") from None
         self.cni.delete(net, self._attachment(record))
         self.cni.delete(LOOPBACK, self._attachment(record, "lo"))
         record.network_attached = False

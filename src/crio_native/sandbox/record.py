@@ -32,7 +32,7 @@ class SandboxRecord(JsonRecord):
     ipc_mode: int = 0
     pins: dict[str, str] = field(default_factory=dict)   # nsfs name -> pin path we own
     infra: bool = False                                   # an infra process holds the PID ns
-    sandbox_task: bool = False    # the pod's vm handler runs its sandbox task (vm_task.py)
+    sandbox_task: bool = False    # the pod's vm handler runs its sandbox task (runtime/shim/pod.py)
     directory: str = ""                                   # per-pod files under runroot
     shm_path: str = ""                                    # mounted tmpfs, if any
     shm_size: int = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from crio_native._native import ns
 from crio_native.errors import Internal, InvalidArgument
@@ -15,6 +15,19 @@ from crio_native.sandbox.record import SandboxRecord
 from crio_native.spec import selinux as selinux_spec
 
 NODE = 2
+
+
+class PodHost(Protocol):
+    """What SandboxManager makes on the host for a pod, each with its undo:
+    this module's functions of the same names (the module is the default)."""
+
+    def pin_namespaces(self, record: SandboxRecord, pin_root: Path) -> None: ...
+    def unpin_namespaces(self, record: SandboxRecord) -> None: ...
+    def apply_sysctls_and_hostname(self, record: SandboxRecord) -> None: ...
+    def mount_shm(self, record: SandboxRecord) -> None: ...
+    def unmount_shm(self, record: SandboxRecord) -> None: ...
+    def write_pod_files(self, record: SandboxRecord) -> None: ...
+    def remove_directory(self, record: SandboxRecord) -> None: ...
 
 
 def namespaces_to_create(record: SandboxRecord) -> list[str]:

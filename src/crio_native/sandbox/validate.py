@@ -50,7 +50,8 @@ def check_dns(dns) -> dict[str, list[str]]:
         try:
             ipaddress.ip_address(server)
         except ValueError:
-            raise field_error(f"dns_config.servers[{i}]", f"not an IP address: {server!r}") from None
+            raise field_error(f"dns_config.servers[{i}]",
+                              f"not an IP address: {server!r}") from None
     for i, search in enumerate(dns.searches):
         if not search or any(c.isspace() for c in search):
             raise field_error(f"dns_config.searches[{i}]", f"not a search domain: {search!r}")

@@ -4,8 +4,9 @@ seccomp after capabilities (rules depend on the caps held), CDI after env,
 user and the other mounts and devices (it extends them)."""
 from __future__ import annotations
 
-from crio_native.spec import (annotations, capabilities, cdi, devices, mounts, namespaces,
-                              process, resources, seccomp, selinux, user)
+from crio_native.spec import annotations as spec_annotations
+from crio_native.spec import (capabilities, cdi, devices, mounts, namespaces, process, resources,
+                              seccomp, selinux, user)
 from crio_native.spec.inputs import Option, SpecBuild, SpecInputs, new_build
 
 STEPS: tuple[Option, ...] = (
@@ -36,7 +37,7 @@ STEPS: tuple[Option, ...] = (
     selinux.with_selinux,
     resources.with_resources,
     resources.with_cgroups_path,
-    annotations.with_annotations,
+    spec_annotations.with_annotations,
 )
 
 

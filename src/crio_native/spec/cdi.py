@@ -97,7 +97,12 @@ def requested_devices(inputs: SpecInputs) -> list[tuple[str, str]]:
                 if name.strip():
                     out.append((name.strip(), f"annotations[{key!r}]"))
     seen: set[str] = set()
-    return [(n, f) for n, f in out if not (n in seen or seen.add(n))]
+    unique = []
+    for n, f in out:
+        if n not in seen:
+            seen.add(n)
+            unique.append((n, f))
+    return unique
 
 
 def _node(entry: dict[str, Any], inputs: SpecInputs, where: str) -> tuple[DeviceNode, str, str]:

@@ -12,10 +12,13 @@ import re
 from typing import Any
 
 from crio_native._proto import api_pb2
-from crio_native.spec.inputs import RPC, SpecBuild, SpecInputs, invalid
+from crio_native.spec.inputs import RPC, SpecBuild, SpecInputs
 from crio_native.errors import InvalidArgument
 
 RES = "linux.resources"
+# Where CreateContainer's resources sit; other RPCs that check the same
+# message pass their own prefix (e.g. "UpdateContainerResources: linux").
+CREATE_FIELD = f"{RPC}: config.{RES}"
 MIN_SHARES, MAX_SHARES = 2, 262144
 MIN_PERIOD, MAX_PERIOD = 1000, 1000000
 MIN_QUOTA = 1000
@@ -36,77 +39,85 @@ def swap_max_from_swap(memory_swap: int, memory_limit: int) -> int:
     return max(memory_swap - memory_limit, 0)
 
 
-def _cpu(res: api_pb2.LinuxContainerResources) -> dict[str, Any]:
+def _invalid(prefix: str, name: str, reason: str) -> InvalidArgument:
+    return InvalidArgument(f"{prefix}.{name}: {reason}")
+
+
+def _cpu(res: api_pb2.LinuxContainerResources, prefix: str) -> dict[str, Any]:
     cpu: dict[str, Any] = {}
     if res.cpu_shares:
         if not MIN_SHARES <= res.cpu_shares <= MAX_SHARES:
-            raise invalid(f"{RES}.cpu_shares", f"must be in [{MIN_SHARES}, {MAX_SHARES}], "
-                          f"got {res.cpu_shares}")
+            raise _invalid(prefix, "cpu_shares", f"must be in [{MIN_SHARES}, {MAX_SHARES}], "
+                           f"got {res.cpu_shares}")
         cpu["shares"] = res.cpu_shares
     if res.cpu_period:
         if not MIN_PERIOD <= res.cpu_period <= MAX_PERIOD:
-            raise invalid(f"{RES}.cpu_period", f"must be in [{MIN_PERIOD}, {MAX_PERIOD}] "
-                          f"microseconds, got {res.cpu_period}")
+            raise _invalid(prefix, "cpu_period", f"must be in [{MIN_PERIOD}, {MAX_PERIOD}] "
+                           f"microseconds, got {res.cpu_period}")
         cpu["period"] = res.cpu_period
     if res.cpu_quota and res.cpu_quota != -1:
         if res.cpu_quota < MIN_QUOTA:
-            raise invalid(f"{RES}.cpu_quota", f"must be -1 (no limit) or at least {MIN_QUOTA} "
-                          f"microseconds, got {res.cpu_quota}")
+            raise _invalid(prefix, "cpu_quota", f"must be -1 (no limit) or at least {MIN_QUOTA} "
+                           f"microseconds, got {res.cpu_quota}")
         cpu["quota"] = res.cpu_quota
     for name, key in (("cpuset_cpus", "cpus"), ("cpuset_mems", "mems")):
         value = getattr(res, name)
         if value:
             if not _CPUSET.match(value):
-                raise invalid(f"{RES}.{name}", f"not a list like 0-3,5: {value!r}")
+                raise _invalid(prefix, name, f"not a list like 0-3,5: {value!r}")
             cpu[key] = value
     return cpu
 
 
-def _memory(res: api_pb2.LinuxContainerResources) -> dict[str, Any]:
+def _memory(res: api_pb2.LinuxContainerResources, prefix: str) -> dict[str, Any]:
     """A limit without a swap limit gets swap = limit, i.e. no swap, as
     CRI-O does (Kubernetes' NoSwap); swap must not be below the limit."""
     if res.memory_limit_in_bytes < 0:
-        raise invalid(f"{RES}.memory_limit_in_bytes", f"must be >= 0, got "
-                      f"{res.memory_limit_in_bytes}")
+        raise _invalid(prefix, "memory_limit_in_bytes", f"must be >= 0, got "
+                       f"{res.memory_limit_in_bytes}")
     swap = res.memory_swap_limit_in_bytes
     if swap < -1:
-        raise invalid(f"{RES}.memory_swap_limit_in_bytes", f"must be >= -1, got {swap}")
+        raise _invalid(prefix, "memory_swap_limit_in_bytes", f"must be >= -1, got {swap}")
     memory: dict[str, Any] = {}
     limit = res.memory_limit_in_bytes
     if limit:
         memory["limit"] = limit
         if swap and swap != -1 and swap < limit:
-            raise invalid(f"{RES}.memory_swap_limit_in_bytes", f"{swap} is below "
-                          f"memory_limit_in_bytes {limit} (it counts memory plus swap)")
+            raise _invalid(prefix, "memory_swap_limit_in_bytes", f"{swap} is below "
+                           f"memory_limit_in_bytes {limit} (it counts memory plus swap)")
         memory["swap"] = swap or limit
     elif swap:
-        raise invalid(f"{RES}.memory_swap_limit_in_bytes", "needs memory_limit_in_bytes")
+        raise _invalid(prefix, "memory_swap_limit_in_bytes", "needs memory_limit_in_bytes")
     return memory
 
 
-def _hugepages(res: api_pb2.LinuxContainerResources) -> list[dict[str, Any]]:
+def _hugepages(res: api_pb2.LinuxContainerResources, prefix: str) -> list[dict[str, Any]]:
     out = []
     for i, hp in enumerate(res.hugepage_limits):
         if not _PAGE_SIZE.match(hp.page_size):
-            raise invalid(f"{RES}.hugepage_limits[{i}].page_size",
-                          f"want a size like 2MB or 1GB, got {hp.page_size!r}")
+            raise _invalid(prefix, f"hugepage_limits[{i}].page_size",
+                           f"want a size like 2MB or 1GB, got {hp.page_size!r}")
         out.append({"pageSize": hp.page_size, "limit": hp.limit})
     return out
 
 
-def _unified(res: api_pb2.LinuxContainerResources) -> dict[str, str]:
+def _unified(res: api_pb2.LinuxContainerResources, prefix: str) -> dict[str, str]:
     for key, value in res.unified.items():
         if not _UNIFIED_KEY.match(key) or key.startswith("cgroup."):
-            raise invalid(f"{RES}.unified[{key!r}]", "not a cgroup v2 controller file")
+            raise _invalid(prefix, f"unified[{key!r}]", "not a cgroup v2 controller file")
         if "\n" in value:
-            raise invalid(f"{RES}.unified[{key!r}]", "value must be one line")
+            raise _invalid(prefix, f"unified[{key!r}]", "value must be one line")
     return dict(sorted(res.unified.items()))
 
 
-def oci_resources(res: api_pb2.LinuxContainerResources) -> list[tuple[str, Any]]:
-    """The OCI linux.resources entries for CRI resources, each possibly empty."""
-    return [("cpu", _cpu(res)), ("memory", _memory(res)),
-            ("hugepageLimits", _hugepages(res)), ("unified", _unified(res))]
+def oci_resources(res: api_pb2.LinuxContainerResources, *,
+                  field_prefix: str = CREATE_FIELD) -> list[tuple[str, Any]]:
+    """The OCI linux.resources entries for CRI resources, each possibly empty.
+    An InvalidArgument names the field as `<field_prefix>.<name>`, e.g.
+    "CreateContainer: config.linux.resources.cpu_shares"."""
+    return [("cpu", _cpu(res, field_prefix)), ("memory", _memory(res, field_prefix)),
+            ("hugepageLimits", _hugepages(res, field_prefix)),
+            ("unified", _unified(res, field_prefix))]
 
 
 def with_resources(build: SpecBuild, inputs: SpecInputs) -> None:

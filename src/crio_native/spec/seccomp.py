@@ -129,7 +129,8 @@ def profile_choice(sc: api_pb2.LinuxContainerSecurityContext) -> tuple[str, str,
         if prof.profile_type == api_pb2.SecurityProfile.Unconfined:
             return UNCONFINED, "", field
         if prof.profile_type == api_pb2.SecurityProfile.Localhost:
-            return LOCALHOST, prof.localhost_ref.removeprefix("localhost/"), f"{field}.localhost_ref"
+            ref = prof.localhost_ref.removeprefix("localhost/")
+            return LOCALHOST, ref, f"{field}.localhost_ref"
         raise invalid(f"{field}.profile_type", f"unknown profile type {prof.profile_type}")
     legacy = sc.seccomp_profile_path
     field = f"{SC}.seccomp_profile_path"
@@ -171,6 +172,7 @@ def with_seccomp(build: SpecBuild, inputs: SpecInputs) -> None:
         profile = default_profile(inputs)
     caps = build.process.get("capabilities", {}).get("bounding", [])
     try:
-        build.linux["seccomp"] = render_template(profile, caps, inputs.machine or platform.machine())
+        build.linux["seccomp"] = render_template(profile, caps,
+                                                 inputs.machine or platform.machine())
     except (ProfileError, KeyError, TypeError) as e:
         raise InvalidArgument(f"{RPC}: config.{field}: {path or kind}: {e}") from None

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable, Generic, Protocol, TypeVar
+from typing import Any, Callable, Generic, Protocol, Self, TypeVar
 
 from crio_native.errors import NotFound
 from crio_native.logsetup import fields
@@ -35,10 +35,11 @@ class JsonRecord:
     and this one does not know are dropped on load."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        doc: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return doc
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]):
+    def from_dict(cls, doc: dict[str, Any]) -> Self:
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in doc.items() if k in known})
 

@@ -20,7 +20,8 @@ STAGING = ".staging"
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
-    """OCI chain IDs: ChainID(L0) = DiffID(L0), ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    """OCI chain IDs: ChainID(L0) = DiffID(L0),
+    ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
     out: list[str] = []
     for diff_id in diff_ids:
         if not out:

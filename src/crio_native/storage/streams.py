@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, cast
 
 import zstandard
 
@@ -85,7 +85,7 @@ def compression_of(head: bytes) -> str:
 
 def decompressed(source, compression: str) -> BinaryIO:
     if compression == "gzip":
-        return gzip.GzipFile(fileobj=source, mode="rb")
+        return cast(BinaryIO, gzip.GzipFile(fileobj=source, mode="rb"))
     if compression == "zstd":
         return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
     return source

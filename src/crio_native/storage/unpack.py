@@ -125,6 +125,7 @@ class Unpacker:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as out:
             src = tar.extractfile(member)
+            assert src is not None   # a regular file's member
             shutil.copyfileobj(src, out, COPY_CHUNK)
         self.bytes_written += member.size
 

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import ssl
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
@@ -134,6 +135,7 @@ class StreamingServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        assert task is not None   # a connection runs in its own task
         self._connections.add(task)
         try:
             await self._handle(reader, writer)
@@ -312,7 +314,7 @@ def _query_ports(query: dict) -> list[int]:
 
 
 async def _respond(conn: h11.Connection, writer: asyncio.StreamWriter, status: int, text: str,
-                   extra: list[tuple[bytes, bytes]] = ()) -> None:
+                   extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = (text + "\n").encode()
     with contextlib.suppress(h11.LocalProtocolError):
         writer.write(conn.send(h11.Response(status_code=status, headers=[

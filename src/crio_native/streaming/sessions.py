@@ -18,6 +18,7 @@ import socket
 import struct
 import termios
 import time
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from functools import partial
 
@@ -115,7 +116,7 @@ async def _relay_process(backend: Backend, proc, streams: CommandStreams) -> int
         await asyncio.gather(*outputs, *helpers, exited, gone, return_exceptions=True)
 
 
-async def _drain(outputs: list[asyncio.Future], activity: list[float],
+async def _drain(outputs: Sequence[asyncio.Future], activity: list[float],
                  idle: float | None = DRAIN_IDLE) -> None:
     """Let the output pumps finish: until they reach end of file, or (with
     `idle`) nothing came for that long, and at most DRAIN_MAX."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from crio_native.streaming import protocol as sp
 from crio_native.streaming.idle import Activity
@@ -44,7 +45,8 @@ class SpdySession:
         self.conn = SpdyConnection(client=False, peer_flow_control=False)
         self._trailing = trailing
         self.opened: asyncio.Queue[StreamOpened] = asyncio.Queue()
-        self.sinks: dict[int, object] = {}     # stream id -> (feed, end, lost) callbacks
+        # stream id -> (feed, end, lost) callbacks
+        self.sinks: dict[int, tuple[Any, Any, Any]] = {}
         # what came on a stream before its session took it: data, fin, reset
         self._early: dict[int, list] = {}
         self.closed = asyncio.Event()

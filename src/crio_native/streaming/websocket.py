@@ -14,7 +14,7 @@ import contextlib
 import logging
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import ProtocolError as WsProtocolError
 
 from crio_native.streaming import protocol as sp
@@ -45,7 +45,8 @@ class WebSocket:
         if self.closed or self.ws.state != ConnectionState.OPEN:
             raise ConnectionResetError("websocket closed")
         async with self._lock:
-            self.writer.write(self.ws.send(Message(data=data)))
+            message = BytesMessage(data=data) if isinstance(data, bytes) else TextMessage(data=data)
+            self.writer.write(self.ws.send(message))
             await self.writer.drain()
             self.activity.touch()
 

@@ -3,7 +3,7 @@ pod that is not ready, the same id for a retry, ALREADY_EXISTS otherwise."""
 from __future__ import annotations
 
 from crio_native._proto import api_pb2
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, containers_of
 from crio_native.errors import InvalidArgument
 
 
@@ -12,5 +12,5 @@ def create_container(ctx: DaemonContext, request: api_pb2.CreateContainerRequest
         raise InvalidArgument("CreateContainer: pod_sandbox_id: must not be empty")
     if not request.HasField("config"):
         raise InvalidArgument("CreateContainer: config: must be set")
-    container_id = ctx.containers.create(request)
+    container_id = containers_of(ctx).create(request)
     return api_pb2.CreateContainerResponse(container_id=container_id)

@@ -7,7 +7,7 @@ from typing import Iterator
 
 from crio_native._proto import api_pb2
 from crio_native.container import events
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, containers_of, sandboxes_of
 from crio_native.cri.container import convert
 from crio_native.cri.sandbox import convert as sandbox_convert
 
@@ -23,7 +23,7 @@ def event_message(ctx: DaemonContext, event: events.ContainerEvent
     response = api_pb2.ContainerEventResponse(
         container_id=event.container_id, container_event_type=EVENT_TYPES[event.kind],
         created_at=event.created_at)
-    sandbox = ctx.sandboxes.store.find(event.sandbox_id)
+    sandbox = sandboxes_of(ctx).store.find(event.sandbox_id)
     if sandbox is not None:
         response.pod_sandbox_status.CopyFrom(sandbox_convert.status(sandbox))
     response.containers_statuses.extend(convert.pod_container_statuses(ctx.containers,
@@ -33,7 +33,7 @@ def event_message(ctx: DaemonContext, event: events.ContainerEvent
 
 def get_container_events(ctx: DaemonContext, request: api_pb2.GetEventsRequest,
                          context) -> Iterator[api_pb2.ContainerEventResponse]:
-    sub = ctx.containers.events.subscribe()
+    sub = containers_of(ctx).events.subscribe()
     context.add_callback(sub.cancel)
     try:
         while context.is_active() and not sub.closed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from crio_native._proto import api_pb2
 from crio_native.container.record import CREATING
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, containers_of
 from crio_native.cri.container import convert
 
 
@@ -20,7 +20,7 @@ def matches(record, flt: api_pb2.ContainerFilter) -> bool:
 
 def visible(ctx: DaemonContext) -> list:
     """Every container past its create, oldest first, with exits folded in."""
-    records = [ctx.containers.refresh(r) for r in ctx.containers.store.all()
+    records = [containers_of(ctx).refresh(r) for r in containers_of(ctx).store.all()
                if r.state != CREATING]
     return sorted(records, key=lambda r: r.created_at)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from crio_native._proto import api_pb2
 from crio_native.container.record import RUNNING, ContainerRecord
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, containers_of, sandboxes_of
 from crio_native.cri.container import convert
 from crio_native.cri.container.ids import require_id
 from crio_native.cri.container.list import visible
@@ -29,31 +29,32 @@ def container_stats_of(ctx: DaemonContext, record: ContainerRecord) -> api_pb2.C
     running = record.state == RUNNING
     upper = Path(record.rootfs).parent / "upper" if record.rootfs else None
     return collect_container(
-        ctx.containers.sampler, record.id, convert.metadata(record), record.labels,
+        containers_of(ctx).sampler, record.id, convert.metadata(record), record.labels,
         record.annotations, upper_dir=upper,
-        cgroup=ctx.containers.cgroup_stats(record) if running else None)
+        cgroup=containers_of(ctx).cgroup_stats(record) if running else None)
 
 
 def pod_stats_of(ctx: DaemonContext, record: SandboxRecord) -> api_pb2.PodSandboxStats:
     containers = [container_stats_of(ctx, c) for c in
-                  map(ctx.containers.refresh, ctx.containers.of_sandbox(record.id))
+                  map(containers_of(ctx).refresh, containers_of(ctx).of_sandbox(record.id))
                   if c.state == RUNNING]
     netns = None if record.host_network else (record.netns_path or None)
-    return collect_pod_sandbox(ctx.containers.sampler, record.id,
+    return collect_pod_sandbox(containers_of(ctx).sampler, record.id,
                                sandbox_convert.metadata(record), record.labels,
                                record.annotations, pod_cgroup_dirs(ctx, record),
                                netns_path=netns, containers=containers)
 
 
 def pod_cgroup_dirs(ctx: DaemonContext, record: SandboxRecord) -> list[Path]:
-    """The pod cgroup (sandbox/podcgroup.py) in each hierarchy; none for a
+    """The pod cgroup (runtime/pod_cgroup.py) in each hierarchy; none for a
     pod without cgroup_parent: pod-level cpu/memory stay unset then."""
     return [Path(d) for d in record.cgroup_dirs if Path(d).is_dir()]
 
 
 def container_stats(ctx: DaemonContext, request: api_pb2.ContainerStatsRequest):
     container_id = require_id("ContainerStats", request.container_id)
-    record = ctx.containers.refresh(ctx.containers.store.get(container_id, "ContainerStats"))
+    containers = containers_of(ctx)
+    record = containers.refresh(containers.store.get(container_id, "ContainerStats"))
     return api_pb2.ContainerStatsResponse(stats=container_stats_of(ctx, record))
 
 
@@ -70,13 +71,13 @@ def list_container_stats(ctx: DaemonContext, request: api_pb2.ListContainerStats
 def pod_sandbox_stats(ctx: DaemonContext, request: api_pb2.PodSandboxStatsRequest):
     if not request.pod_sandbox_id:
         raise InvalidArgument("PodSandboxStats: pod_sandbox_id: must not be empty")
-    record = ctx.sandboxes.store.get(request.pod_sandbox_id, "PodSandboxStats")
+    record = sandboxes_of(ctx).store.get(request.pod_sandbox_id, "PodSandboxStats")
     return api_pb2.PodSandboxStatsResponse(stats=pod_stats_of(ctx, record))
 
 
 def list_pod_sandbox_stats(ctx: DaemonContext, request: api_pb2.ListPodSandboxStatsRequest):
     flt = request.filter
-    records = sorted((r for r in ctx.sandboxes.store.all()
+    records = sorted((r for r in sandboxes_of(ctx).store.all()
                       if r.state != SANDBOX_CREATING
                       and (not flt.id or r.id.startswith(flt.id))
                       and _labels_match(r.labels, flt.label_selector)),

@@ -3,15 +3,16 @@ the pids and the runtime handler."""
 from __future__ import annotations
 
 from crio_native._proto import api_pb2
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, containers_of
 from crio_native.cri.container import convert
 from crio_native.cri.container.ids import require_id
 
 
 def container_status(ctx: DaemonContext, request: api_pb2.ContainerStatusRequest):
     container_id = require_id("ContainerStatus", request.container_id)
-    record = ctx.containers.refresh(ctx.containers.store.get(container_id, "ContainerStatus"))
-    spec = ctx.containers.spec_of(record)
+    containers = containers_of(ctx)
+    record = containers.refresh(containers.store.get(container_id, "ContainerStatus"))
+    spec = containers.spec_of(record)
     response = api_pb2.ContainerStatusResponse(status=convert.status(record, spec))
     if request.verbose:
         response.info.update(convert.verbose_info(record, spec))

@@ -5,7 +5,7 @@ when the client opens the URL."""
 from __future__ import annotations
 
 from crio_native._proto import api_pb2
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, containers_of, sandboxes_of
 from crio_native.cri.container.ids import require_id
 from crio_native.errors import FailedPrecondition, InvalidArgument, Unavailable
 from crio_native.sandbox.record import READY
@@ -32,7 +32,7 @@ def exec_(ctx: DaemonContext, request: api_pb2.ExecRequest) -> api_pb2.ExecRespo
         raise InvalidArgument("Exec: cmd: must not be empty")
     _check_stdio("Exec", request)
     server = _server(ctx, "Exec")
-    record = ctx.containers.running(container_id, "Exec")
+    record = containers_of(ctx).running(container_id, "Exec")
     return api_pb2.ExecResponse(url=server.url_for(StreamRequest(
         EXEC, container_id=record.id, cmd=tuple(request.cmd), tty=request.tty,
         stdin=request.stdin, stdout=request.stdout, stderr=request.stderr)))
@@ -42,7 +42,7 @@ def attach(ctx: DaemonContext, request: api_pb2.AttachRequest) -> api_pb2.Attach
     container_id = require_id("Attach", request.container_id)
     _check_stdio("Attach", request)
     server = _server(ctx, "Attach")
-    record = ctx.containers.running(container_id, "Attach")
+    record = containers_of(ctx).running(container_id, "Attach")
     return api_pb2.AttachResponse(url=server.url_for(StreamRequest(
         ATTACH, container_id=record.id, tty=request.tty, stdin=request.stdin,
         stdout=request.stdout, stderr=request.stderr)))
@@ -57,7 +57,7 @@ def port_forward(ctx: DaemonContext,
         if not 1 <= port <= 65535:
             raise InvalidArgument(f"PortForward: port[{i}]: {port} is not a port (1-65535)")
     server = _server(ctx, "PortForward")
-    sandbox = ctx.sandboxes.store.get(pod_id, "PortForward")
+    sandbox = sandboxes_of(ctx).store.get(pod_id, "PortForward")
     if sandbox.state != READY:
         raise FailedPrecondition(f"PortForward: pod sandbox {sandbox.id} is not ready "
                                  f"({sandbox.state})")

@@ -3,23 +3,18 @@ container, checked like CreateContainer's and applied by its runtime."""
 from __future__ import annotations
 
 from crio_native._proto import api_pb2
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, containers_of
 from crio_native.cri.container.ids import require_id
-from crio_native.errors import InvalidArgument
 from crio_native.spec.resources import oci_resources
 
-CREATE_FIELD = "CreateContainer: config.linux.resources"
+# The request's LinuxContainerResources field, as errors name it.
+FIELD = "UpdateContainerResources: linux"
 
 
 def update_container_resources(ctx: DaemonContext,
                                request: api_pb2.UpdateContainerResourcesRequest):
     container_id = require_id("UpdateContainerResources", request.container_id)
-    try:
-        parts = oci_resources(request.linux)
-    except InvalidArgument as e:
-        # the checks are CreateContainer's; name this request's field instead
-        raise InvalidArgument(str(e).replace(CREATE_FIELD, "UpdateContainerResources: linux")
-                              ) from None
+    parts = oci_resources(request.linux, field_prefix=FIELD)
     resources = {key: value for key, value in parts if value}
-    ctx.containers.update_resources(container_id, resources)
+    containers_of(ctx).update_resources(container_id, resources)
     return api_pb2.UpdateContainerResourcesResponse()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from crio_native._proto import api_pb2
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, sandboxes_of
 from crio_native.cri.sandbox import convert
 from crio_native.sandbox.record import CREATING
 
@@ -16,7 +16,7 @@ def matches(record, flt: api_pb2.PodSandboxFilter) -> bool:
 
 
 def list_pod_sandbox(ctx: DaemonContext, request: api_pb2.ListPodSandboxRequest):
-    records = sorted((r for r in ctx.sandboxes.store.all() if r.state != CREATING),
+    records = sorted((r for r in sandboxes_of(ctx).store.all() if r.state != CREATING),
                      key=lambda r: r.created_at)
     items = [convert.summary(r) for r in records if matches(r, request.filter)]
     return api_pb2.ListPodSandboxResponse(items=items)

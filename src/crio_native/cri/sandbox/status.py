@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from crio_native._proto import api_pb2
-from crio_native.context import DaemonContext
+from crio_native.context import DaemonContext, sandboxes_of
 from crio_native.cri.sandbox import convert
 from crio_native.errors import InvalidArgument
 
@@ -21,11 +21,11 @@ def pod_container_statuses(manager, sandbox_id: str) -> list:
 def pod_sandbox_status(ctx: DaemonContext, request: api_pb2.PodSandboxStatusRequest):
     if not request.pod_sandbox_id:
         raise InvalidArgument("PodSandboxStatus: pod_sandbox_id: must not be empty")
-    record = ctx.sandboxes.store.get(request.pod_sandbox_id, "PodSandboxStatus")
+    record = sandboxes_of(ctx).store.get(request.pod_sandbox_id, "PodSandboxStatus")
     response = api_pb2.PodSandboxStatusResponse(
         status=convert.status(record), timestamp=time.time_ns(),
         containers_statuses=pod_container_statuses(ctx.containers, record.id))
     if request.verbose:
         response.info.update(convert.verbose_info(record))
-        response.info["networkCheck"] = ctx.sandboxes.check_network(record.id)
+        response.info["networkCheck"] = sandboxes_of(ctx).check_network(record.id)
     return response

@@ -47,6 +47,7 @@ from crio_native.runtime.builtin.process import (console_connect, descendants_of
                                                 launch_error, reap, send_console,
                                                 start_time_of, undo_monitor, wait_monitor_gone)
 from crio_native.runtime.builtin.records import START_STATE_MAX, Rec, Record, encode, rec
+from crio_native.runtime.cgroup_root import resolve_cgroup_root
 from crio_native.runtime.handler import Created, MonitorOptions
 from crio_native.state.files import read_json
 
@@ -62,7 +63,6 @@ START_RESULT = "start.result"
 LAUNCHER = str(launcher_binary())
 # Read when no cgroup root is given explicitly, so test harnesses and
 # benchmarks can move every runtime they start without plumbing a flag.
-CGROUP_ROOT_ENV = "CRIO_NATIVE_CGROUP_ROOT"
 
 
 def check_id(container_id: str) -> None:
@@ -124,14 +124,6 @@ def cgroup_records(plan: cgroups.CgroupPlan) -> list[Record]:
     if plan.into is not None:
         return [rec(Rec.CGROUP_INTO, str(plan.into))]
     return [rec(Rec.CGROUP_PROCS, str(p)) for p in plan.procs]
-
-
-def resolve_cgroup_root(cgroup_root: str | None) -> str:
-    """The cgroup root to use: the explicit value, else $CRIO_NATIVE_CGROUP_ROOT,
-    else "" (this process's own cgroup); validated and normalised."""
-    if cgroup_root is not None:
-        return cgroups.check_root(cgroup_root, "cgroup root")
-    return cgroups.check_root(os.environ.get(CGROUP_ROOT_ENV, ""), CGROUP_ROOT_ENV)
 
 
 class BuiltinRuntime:

@@ -12,24 +12,50 @@ import os
 import signal as signal_mod
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from crio_native._native import proc as native_proc
+from crio_native.config import Config
 from crio_native.errors import FailedPrecondition, NotFound
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.runtime.builtin.container import BuiltinRuntime
+from crio_native.runtime.builtin.pod import PinnedPod, pinned_pod_from_config, pod_half
+from crio_native.runtime.registry import runtime_root_of
 from crio_native.runtime.exec_output import collect_exec_output
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
-                                         MonitorOptions)
+                                         MonitorOptions, PodSandbox, RuntimeHandler)
 
 
-class BuiltinHandler:
+class BuiltinHandler(RuntimeHandler):
     """RuntimeHandler over BuiltinRuntime, state under `root`, cgroups at or
-    below `cgroup_root` (None: the runtime's default)."""
+    below `cgroup_root` (None: the runtime's default); pods through `pod`
+    (runtime/builtin/pod.py; None: a handler for containers alone)."""
 
-    def __init__(self, name: str, root: str | os.PathLike[str], cgroup_root: str | None = None):
+    def __init__(self, name: str, root: str | os.PathLike[str], cgroup_root: str | None = None,
+                 pod: PinnedPod | None = None):
         self.name = name
         self.runtime = BuiltinRuntime(root, cgroup_root)
+        self.pod = pod
+
+    @classmethod
+    def from_config(cls, name: str, config: Config) -> "BuiltinHandler":
+        """The handler of `runtime.runtimes.<name>` (registry.HANDLER_TYPES)."""
+        return cls(name, runtime_root_of(name, config), config.runtime.cgroup_root or None,
+                   pinned_pod_from_config(config))
+
+    # ---- the pod half -----------------------------------------------------------
+
+    def start_sandbox(self, pod: PodSandbox, resources: dict[str, Any],
+                      journal: Callable[[], None]) -> None:
+        pod_half(self.name, self.pod).start(pod, resources, journal)
+
+    def stop_sandbox(self, pod: PodSandbox) -> None:
+        pod_half(self.name, self.pod).stop(pod)
+
+    def remove_sandbox(self, pod: PodSandbox) -> None:
+        pod_half(self.name, self.pod).remove(pod)
+
+    # ---- the container half -----------------------------------------------------
 
     def create(self, container_id: str, bundle: Path, monitor: MonitorOptions) -> Created:
         return self.runtime.create_monitored(container_id, bundle, monitor)
@@ -78,7 +104,7 @@ class BuiltinHandler:
                          stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
         """The process is our child (reaped by ExecProcess.reap); with `tty`
         its stdio is the slave of a new pty, made its controlling tty."""
-        ours: dict[str, int] = {}
+        ours: dict[str, Any] = {}
         theirs: list[int] = []
         try:
             if tty:
@@ -100,7 +126,7 @@ class BuiltinHandler:
                     ours[name], child_end = (w, r) if reading else (r, w)
                     theirs.append(child_end)
                     ends.append(child_end)
-                stdio = tuple(ends)
+                stdio = (ends[0], ends[1], ends[2])
             pid = self.runtime.exec(container_id, process, stdio=stdio)
         except BaseException:
             for fd in set(ours.values()):

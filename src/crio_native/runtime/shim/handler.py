@@ -38,15 +38,19 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from crio_native.config import Config
 from crio_native.errors import CrioNativeError, FailedPrecondition, NotFound, Unavailable
 from crio_native.monitor import launch_monitor
 from crio_native.monitor.launch import Monitor, stop_monitor
 from crio_native.monitor.paths import shim_relay_binary
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
-                                         MonitorOptions)
-from crio_native.runtime.oci_cli import process_cgroup_dirs
+                                         MonitorOptions, PodSandbox, RuntimeHandler)
+from crio_native.linux.procfs import process_cgroup_dirs
 from crio_native.runtime.exec_output import collect_exec_output
-from crio_native.runtime.oci_exec import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
+from crio_native.runtime.exec_output import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
+from crio_native.runtime.registry import runtime_root_of
+from crio_native.runtime.pod_cgroup import PodCgroup
+from crio_native.runtime.shim.pod import ShimPod
 from crio_native.runtime.shim.process import (SHIM_LOG_FIFO, ShimCommand, ShimFiles,
                                               process_start_matches, wait_process_gone)
 from crio_native.runtime.shim.metrics import cgroup_stats_from_any
@@ -63,8 +67,13 @@ SHUTDOWN_GRACE = 1.0            # seconds a shim may take to exit after Shutdown
 STDIN_DRAIN_WAIT = 2.0          # for the shim to read an exec's stdin before CloseIO
 
 
-class VmShimHandler:
-    """A RuntimeHandler over a shim v2 binary (runtime_type `vm`)."""
+class VmShimHandler(RuntimeHandler):
+    """A RuntimeHandler over a shim v2 binary (runtime_type `vm`).  The shim
+    holds a tty container's terminal and reports its cgroup usage (kata's
+    cgroups are inside its VM)."""
+
+    holds_terminal = True
+    reports_cgroup_stats = True
 
     def __init__(self, name: str, shim_path: str | os.PathLike[str],
                  runtime_root: str | os.PathLike[str], *, address: str | None = None,
@@ -83,6 +92,41 @@ class VmShimHandler:
                                 PUBLISH_BINARY)
         self._clients: dict[str, TaskClient] = {}
         self._lock = threading.Lock()
+        self.pod: ShimPod | None = None   # the pod half, set by from_config
+
+    @classmethod
+    def from_config(cls, name: str, config: Config) -> "VmShimHandler":
+        """The handler of `runtime.runtimes.<name>` (registry.HANDLER_TYPES):
+        runtime_path, else containerd's name for the shim of runtime
+        io.containerd.<name>.v2 (containerd-shim-kata-v2 for kata)."""
+        shim = config.runtime.runtimes[name].runtime_path or shutil.which(
+            f"containerd-shim-{name}-v2")
+        if not shim:
+            raise FailedPrecondition(f"runtime handler {name}: runtime.runtimes.{name}."
+                                     f"runtime_path is empty and no containerd-shim-{name}-v2 "
+                                     "is in $PATH")
+        handler = cls(name, shim, runtime_root_of(name, config), address=config.api.listen)
+        handler.pod = ShimPod(handler, Path(config.runroot) / "ns",
+                              PodCgroup(config.runtime.cgroup_manager,
+                                        config.runtime.cgroup_root or None))
+        return handler
+
+    # ---- the pod half: the pod cgroup and the sandbox task (shim/pod.py) -----------
+
+    def start_sandbox(self, pod: PodSandbox, resources: dict[str, Any],
+                      journal: Callable[[], None]) -> None:
+        self._pod_half().start(pod, resources, journal)
+
+    def stop_sandbox(self, pod: PodSandbox) -> None:
+        self._pod_half().stop(pod)
+
+    def remove_sandbox(self, pod: PodSandbox) -> None:
+        self._pod_half().remove(pod)
+
+    def _pod_half(self) -> ShimPod:
+        if self.pod is None:
+            raise FailedPrecondition(f"runtime handler {self.name}: made without a pod half")
+        return self.pod
 
     def __repr__(self) -> str:
         return f"VmShimHandler({self.name!r}, {self.runtime_path!r}, {str(self.runtime_root)!r})"
@@ -392,7 +436,7 @@ class VmShimHandler:
         tmp.mkdir(mode=0o700)
         wanted = [name for name, on in (("stdin", stdin), ("stdout", stdout),
                                         ("stderr", stderr and not tty)) if on]
-        ours: dict[str, int] = {}
+        ours: dict[str, Any] = {}
         writers: list[int] = []
         started = False
         try:

@@ -24,10 +24,12 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
-from crio_native.config import Config
-from crio_native.runtime.handler import MonitorOptions, RuntimeHandler
-from crio_native.sandbox import infra
-from crio_native.sandbox.record import SandboxRecord
+from typing import Any, Callable
+
+from crio_native.runtime.handler import MonitorOptions, PodSandbox, RuntimeHandler
+from crio_native.runtime.pod_cgroup import PodCgroup
+from crio_native.runtime.pod_process import (infra_spec, pin_pid_namespace, unpin_pid_namespace,
+                                             write_bundle)
 from crio_native.spec import annotations as ann
 from crio_native.spec.resources import cgroups_path
 
@@ -37,14 +39,34 @@ POD = 0   # NamespaceMode POD
 MONITOR_DIR = "sandbox-task"   # in the pod's directory: the task's monitor files
 
 
-def uses_sandbox_task(config: Config, handler_name: str) -> bool:
-    """Whether pods of this handler get a sandbox task (shim v2 handlers)."""
-    entry = config.runtime.runtimes.get(handler_name or config.runtime.default_runtime)
-    return entry is not None and entry.runtime_type == "vm"
+class ShimPod:
+    """The pod half of a `vm` handler: the pod cgroup, then the sandbox
+    task through the handler's own shim."""
+
+    def __init__(self, handler: RuntimeHandler, pin_root: Path, cgroup: PodCgroup):
+        self.handler = handler
+        self.pin_root = pin_root
+        self.cgroup = cgroup
+
+    def start(self, pod: PodSandbox, resources: dict[str, Any],
+              journal: Callable[[], None]) -> None:
+        with ExitStack() as undo:
+            self.cgroup.create(pod, resources, journal)
+            undo.callback(self.cgroup.remove, pod)
+            start_sandbox_task(self.handler, pod, self.cgroup.cgroup_manager, self.pin_root)
+            journal()
+            undo.pop_all()
+
+    def stop(self, pod: PodSandbox) -> None:
+        stop_sandbox_task(self.handler, pod)
+
+    def remove(self, pod: PodSandbox) -> None:
+        stop_sandbox_task(self.handler, pod)
+        self.cgroup.remove(pod)
 
 
-def sandbox_task_spec(record: SandboxRecord, config: Config) -> dict:
-    spec = infra.infra_spec(record)
+def sandbox_task_spec(pod: PodSandbox, cgroup_manager: str) -> dict:
+    spec = infra_spec(pod)
     # runc and kata's agent want /proc (runc closes the fds it leaves open
     # by reading /proc/self/fd) and make the default device nodes in /dev
     spec["mounts"] += [
@@ -53,39 +75,39 @@ def sandbox_task_spec(record: SandboxRecord, config: Config) -> dict:
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
     ]
-    spec["linux"]["cgroupsPath"] = cgroups_path(config.runtime.cgroup_manager,
-                                                record.cgroup_parent, record.id)
+    spec["linux"]["cgroupsPath"] = cgroups_path(cgroup_manager,
+                                                pod.cgroup_parent, pod.id)
     # The pod's own annotations, as CRI-O gives them to its infra spec:
     # kata reads io.katacontainers.* ones (those its configuration's
     # enable_annotations allows) when it boots the pod's VM.  Ours on top.
     spec["annotations"] = {
-        **{k: v for k, v in record.annotations.items() if not k.startswith(ann.PREFIX)},
+        **{k: v for k, v in pod.annotations.items() if not k.startswith(ann.PREFIX)},
         **spec["annotations"],
-        ann.SANDBOX_NAME: record.name,
-        ann.SANDBOX_NAMESPACE: record.namespace,
-        ann.SANDBOX_UID: record.uid,
+        ann.SANDBOX_NAME: pod.name,
+        ann.SANDBOX_NAMESPACE: pod.namespace,
+        ann.SANDBOX_UID: pod.uid,
     }
     return spec
 
 
-def start_sandbox_task(handler: RuntimeHandler, record: SandboxRecord, config: Config,
+def start_sandbox_task(handler: RuntimeHandler, pod: PodSandbox, cgroup_manager: str,
                        pin_root: Path) -> None:
     """Create and start the pod's sandbox task (and pin its PID namespace
     for a pod-level one).  On failure nothing of it is left."""
-    bundle = infra.write_bundle(record, sandbox_task_spec(record, config))
-    state_dir = Path(record.directory) / MONITOR_DIR
+    bundle = write_bundle(pod, sandbox_task_spec(pod, cgroup_manager))
+    state_dir = Path(pod.directory) / MONITOR_DIR
     state_dir.mkdir(exist_ok=True)
     with ExitStack() as undo:
-        created = handler.create(record.id, bundle, MonitorOptions(state_dir, None))
-        undo.callback(handler.delete, record.id, True)
-        handler.start(record.id)
-        if record.pid_mode == POD:
-            _pin_pid_namespace(record, created.pid, pin_root)
-        record.sandbox_task = True
+        created = handler.create(pod.id, bundle, MonitorOptions(state_dir, None))
+        undo.callback(handler.delete, pod.id, True)
+        handler.start(pod.id)
+        if pod.pid_mode == POD:
+            _pin_pid_namespace(pod, created.pid, pin_root)
+        pod.sandbox_task = True
         undo.pop_all()
 
 
-def _pin_pid_namespace(record: SandboxRecord, pid: int, pin_root: Path) -> None:
+def _pin_pid_namespace(pod: PodSandbox, pid: int, pin_root: Path) -> None:
     try:
         theirs = os.readlink(f"/proc/{pid}/ns/pid")
     except OSError:
@@ -93,17 +115,17 @@ def _pin_pid_namespace(record: SandboxRecord, pid: int, pin_root: Path) -> None:
     if theirs is None or theirs == os.readlink("/proc/self/ns/pid"):
         log.warning("pod %s: the sandbox task (pid %d) of handler %s has no PID namespace of "
                     "its own on this host; the pod's containers get none to share",
-                    record.id, pid, record.runtime_handler)
+                    pod.id, pid, pod.runtime_handler)
         return
-    infra.pin_pid_namespace(record, pid, pin_root)
+    pin_pid_namespace(pod, pid, pin_root)
 
 
-def stop_sandbox_task(handler: RuntimeHandler, record: SandboxRecord) -> None:
+def stop_sandbox_task(handler: RuntimeHandler, pod: PodSandbox) -> None:
     """Kill and delete the sandbox task, unpin its PID namespace (both
     idempotent: a retried stop or a rollback may call this again).  The
     shim itself ends with the pod's last task."""
-    if not record.sandbox_task:
+    if not pod.sandbox_task:
         return
-    handler.delete(record.id, force=True)
-    infra.unpin_pid_namespace(record)
-    record.sandbox_task = False
+    handler.delete(pod.id, force=True)
+    unpin_pid_namespace(pod)
+    pod.sandbox_task = False

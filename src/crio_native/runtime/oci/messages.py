@@ -12,7 +12,8 @@ def runtime_messages(output: bytes | str) -> str:
     each JSON line at level error or worse (every JSON line's if none is),
     plain lines as they are; joined with '; '."""
     text = output.decode(errors="replace") if isinstance(output, bytes) else output
-    errors, others = [], []
+    errors: list[str] = []
+    others: list[str] = []
     for line in text.splitlines():
         line = line.strip()
         if not line:

@@ -1,8 +1,9 @@
-"""The exec side of the `oci` runtime handler (oci_cli.py): `<runtime> exec
+"""The exec side of the `oci` runtime handler (handler.py): `<runtime> exec
 --process F` run to the end with its output collected (ExecSync) or left
 running with its stdio handed to the caller (Exec), and the cleanup after
 an exec that timed out or failed.  OciCliHandler's exec_sync and
-exec_interactive delegate here, passing the handler itself."""
+exec_interactive delegate here, passing the handler's RuntimeCommand
+(command.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -17,30 +18,22 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crio_native._native import proc as native_proc
 from crio_native.errors import CrioNativeError
 from crio_native.linux.procfs import children_of
 from crio_native.monitor import process_alive
-from crio_native.runtime.exec_output import collect_exec_output
+from crio_native.runtime.exec_output import (EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE,
+                                             collect_exec_output)
 from crio_native.runtime.handler import ExecProcess, ExecResult
-from crio_native.runtime.oci_messages import runtime_log_messages, runtime_messages
-
-if TYPE_CHECKING:
-    from crio_native.runtime.oci_cli import OciCliHandler
+from crio_native.runtime.oci.command import RuntimeCommand
+from crio_native.runtime.oci.messages import runtime_log_messages, runtime_messages
 
 log = logging.getLogger(__name__)
 
-# As CRI-O (internal/oci/runtime_oci.go ExecSyncContainer, conmon's
-# TimedOutMessage): a timed-out ExecSync answers exit code -1 and this text
-# on stderr rather than an error, since the kubelet's prober turns an error
-# into an Unknown result instead of a failed probe (cri-o PR 3065/3231).
-EXEC_TIMEOUT_EXIT_CODE = -1
-EXEC_TIMED_OUT_MESSAGE = b"command timed out"
 
-
-def exec_sync(handler: OciCliHandler, container_id: str, process: dict[str, Any],
+def exec_sync(runtime: RuntimeCommand, container_id: str, process: dict[str, Any],
               timeout: float | None) -> ExecResult:
     """OciCliHandler.exec_sync: the runtime's exec as our child, its output
     collected up to EXEC_OUTPUT_LIMIT per stream, killed at the timeout."""
@@ -49,14 +42,14 @@ def exec_sync(handler: OciCliHandler, container_id: str, process: dict[str, Any]
         process_file.write_text(json.dumps(process))
         process_file.chmod(0o600)
         log_file = Path(tmp) / "runtime.log"
-        cmd = handler._argv("exec", "--process", str(process_file), "--pid-file", str(pid_file),
+        cmd = runtime.argv("exec", "--process", str(process_file), "--pid-file", str(pid_file),
                             container_id, log_file=log_file)
-        log.debug("runtime handler %s: %s", handler.name, shlex.join(cmd))
+        log.debug("runtime handler %s: %s", runtime.name, shlex.join(cmd))
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
         except FileNotFoundError as e:
-            raise handler._missing_binary() from e
+            raise runtime.missing_binary() from e
         with proc:
             deadline = time.monotonic() + timeout if timeout else None
             try:
@@ -69,23 +62,23 @@ def exec_sync(handler: OciCliHandler, container_id: str, process: dict[str, Any]
                 finally:
                     os.close(exited)
             except BaseException:
-                kill_exec(handler, container_id, proc, pid_file)
+                kill_exec(runtime, container_id, proc, pid_file)
                 raise
             if timed_out:
-                kill_exec(handler, container_id, proc, pid_file)
+                kill_exec(runtime, container_id, proc, pid_file)
                 return ExecResult(EXEC_TIMEOUT_EXIT_CODE, b"", EXEC_TIMED_OUT_MESSAGE,
                                   timed_out=True)
             code = proc.wait()
             if code != 0 and not pid_file.exists():
                 # the process never started: the runtime's own failure
-                reap_exec_orphans(handler, container_id)
+                reap_exec_orphans(runtime, container_id)
                 said = runtime_log_messages(log_file) or runtime_messages(err)
-                raise handler._failure(container_id, "exec", subprocess.CompletedProcess(
+                raise runtime.failure(container_id, "exec", subprocess.CompletedProcess(
                     cmd, code, b"", said.encode() or err))
     return ExecResult(code if code >= 0 else 128 - code, out, err)
 
 
-def exec_interactive(handler: OciCliHandler, container_id: str, process: dict[str, Any], *,
+def exec_interactive(runtime: RuntimeCommand, container_id: str, process: dict[str, Any], *,
                      tty: bool, stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:
     """OciCliHandler.exec_interactive: `<runtime> exec --process F` as our
     child.  Without a terminal the runtime hands its stdio (our pipes) to
@@ -101,15 +94,15 @@ def exec_interactive(handler: OciCliHandler, container_id: str, process: dict[st
     args = ["exec", "--process", str(process_file), "--pid-file", str(pid_file)]
     if tty:
         args.append("--tty")
-    cmd = handler._argv(*args, container_id, log_file=log_file)
-    log.debug("runtime handler %s: %s", handler.name, shlex.join(cmd))
-    ours: dict[str, int] = {}
+    cmd = runtime.argv(*args, container_id, log_file=log_file)
+    log.debug("runtime handler %s: %s", runtime.name, shlex.join(cmd))
+    ours: dict[str, Any] = {}
     slave = None
     try:
         if tty:
             master, slave = os.openpty()
             ours.update(stdin=master, stdout=master, pty=master)
-            stdio = dict(stdin=slave, stdout=slave, stderr=slave)
+            stdio: dict[str, Any] = dict(stdin=slave, stdout=slave, stderr=slave)
         else:
             pipe = subprocess.PIPE
             stdio = dict(stdin=pipe if stdin else subprocess.DEVNULL,
@@ -118,7 +111,7 @@ def exec_interactive(handler: OciCliHandler, container_id: str, process: dict[st
         try:
             proc = subprocess.Popen(cmd, **stdio)
         except FileNotFoundError as e:
-            raise handler._missing_binary() from e
+            raise runtime.missing_binary() from e
         for name in ("stdin", "stdout", "stderr"):
             f = getattr(proc, name)
             if f is not None:
@@ -138,8 +131,8 @@ def exec_interactive(handler: OciCliHandler, container_id: str, process: dict[st
     def reap() -> int:
         code = proc.wait()
         if code != 0 and not pid_file.exists():
-            reap_exec_orphans(handler, container_id)
-            log.warning("runtime handler %s: exec in %s failed: %s", handler.name,
+            reap_exec_orphans(runtime, container_id)
+            log.warning("runtime handler %s: exec in %s failed: %s", runtime.name,
                         container_id, runtime_log_messages(log_file))
         return code if code >= 0 else 128 - code
 
@@ -149,19 +142,19 @@ def exec_interactive(handler: OciCliHandler, container_id: str, process: dict[st
                 os.kill(proc.pid, signal_mod.SIGWINCH)
 
     return ExecProcess(pid=proc.pid, wait_fd=native_proc.pidfd_open(proc.pid),
-                       reap_fn=reap, kill_fn=lambda: kill_exec(handler, container_id, proc,
+                       reap_fn=reap, kill_fn=lambda: kill_exec(runtime, container_id, proc,
                                                                pid_file),
                        cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True),
                        resized=resized if tty else None, **ours)
 
 
-def kill_exec(handler: OciCliHandler, container_id: str, proc: subprocess.Popen,
+def kill_exec(runtime: RuntimeCommand, container_id: str, proc: subprocess.Popen,
               pid_file: Path) -> None:
     """SIGKILL the exec'd process, let the runtime reap it and exit, then
     make sure the runtime's exec process is gone too."""
     pid = _read_pid(pid_file)
     if pid is not None:
-        log.debug("runtime handler %s: exec in %s timed out: killing pid %d", handler.name,
+        log.debug("runtime handler %s: exec in %s timed out: killing pid %d", runtime.name,
                   container_id, pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal_mod.SIGKILL)
@@ -170,13 +163,13 @@ def kill_exec(handler: OciCliHandler, container_id: str, proc: subprocess.Popen,
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    reap_exec_orphans(handler, container_id)
+    reap_exec_orphans(runtime, container_id)
     if pid is not None and process_alive(pid):
         log.warning("runtime handler %s: timed-out exec process %d in container %s "
-                    "survived SIGKILL", handler.name, pid, container_id)
+                    "survived SIGKILL", runtime.name, pid, container_id)
 
 
-def reap_exec_orphans(handler: OciCliHandler, container_id: str) -> None:
+def reap_exec_orphans(runtime: RuntimeCommand, container_id: str) -> None:
     """Reap what a failed or killed `<runtime> exec` left in the
     container's pid namespace and that was reparented to us.
 
@@ -197,7 +190,7 @@ def reap_exec_orphans(handler: OciCliHandler, container_id: str) -> None:
     if not orphans:
         return
     try:
-        init = int(handler.state(container_id).get("pid") or 0)
+        init = int(runtime.state(container_id).get("pid") or 0)
     except (CrioNativeError, ValueError):
         init = 0
     ns = _pid_ns(init) if init > 0 else None
@@ -205,7 +198,7 @@ def reap_exec_orphans(handler: OciCliHandler, container_id: str) -> None:
         if ns is None or _pid_ns(pid) != ns:
             continue
         log.debug("runtime handler %s: reaping pid %d the runtime's exec left in "
-                  "container %s", handler.name, pid, container_id)
+                  "container %s", runtime.name, pid, container_id)
         if process_alive(pid):
             threading.Thread(target=_reap_quietly, args=(pid, 0), daemon=True,
                              name=f"reap-exec-orphan-{pid}").start()

@@ -1,0 +1,139 @@
+"""A planned container's groups on the host: made with their limits
+written, updated, signalled and removed."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import time
+from pathlib import Path
+
+from crio_native.errors import FailedPrecondition
+from crio_native.linux import cgroup_io
+from crio_native.linux.cgroups.delegation import delegation_chain, enable_controllers
+from crio_native.linux.cgroups.device import replace_device_filter
+from crio_native.linux.cgroups.plan import CgroupPlan
+
+# one logger for the package, named as before it was split into modules
+log = logging.getLogger(__package__)
+
+
+def _inherit_cpuset(d: Path) -> None:
+    """A new v1 cpuset group starts empty and refuses tasks: copy the parent's.
+    (In v2 an empty cpuset means the parent's; nothing to do there.)"""
+    if (d / "cgroup.controllers").exists():
+        return
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        f = d / name
+        if f.exists() and not f.read_text().strip():
+            f.write_text((d.parent / name).read_text())
+
+
+def _make_dirs(d: Path, made: list[Path]) -> None:
+    """mkdir `d` and its missing parents, appending each one made."""
+    missing = []
+    p = d
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for m in reversed(missing):
+        m.mkdir()
+        made.append(m)
+        if (m / "cpuset.cpus").exists():
+            _inherit_cpuset(m)
+
+
+def _write_existing(path: Path, value: str) -> None:
+    """Write a control file that must exist (no O_CREAT: on cgroupfs that
+    would turn a missing file into EACCES)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def write_limits(writes: list[tuple[Path, str]]) -> None:
+    for path, value in writes:
+        try:
+            _write_existing(path, value)
+        except FileNotFoundError:
+            fallback = cgroup_io.FALLBACKS.get(path.name)
+            try:
+                if fallback is None:
+                    raise
+                _write_existing(path.parent / fallback[0], fallback[1](value))
+            except FileNotFoundError:
+                raise FailedPrecondition(f"cgroup file {path} is missing: the host cannot "
+                                         "enforce this limit") from None
+            except OSError as e:
+                assert fallback is not None   # a missing fallback re-raised FileNotFoundError
+                raise _refused_value(path.parent / fallback[0], value, e) from e
+        except OSError as e:
+            raise _refused_value(path, value, e) from e
+
+
+def _refused_value(path: Path, value: str, e: OSError) -> FailedPrecondition:
+    # e.g. a memory limit below what the group already uses (EBUSY), or a
+    # net_prio.ifpriomap line for an interface the host lacks (ENODEV)
+    return FailedPrecondition(f"cgroup file {path}: the kernel refused {value!r}: "
+                              f"{e.strerror or e}")
+
+
+def apply_limits(plan: CgroupPlan) -> None:
+    """Write the limits into groups that exist (`update`) and replace the
+    device filter when the resources give device rules."""
+    write_limits(plan.writes)
+    if plan.device_program is not None and plan.v2 is not None:
+        replace_device_filter(plan.v2[1], plan.device_program)
+
+
+def create(plan: CgroupPlan) -> list[Path]:
+    """Make the groups (each cgroup root must exist), enable controllers
+    from the root down on pure v2, and write the limits.  Returns the dirs
+    made, for remove(); on failure removes what it made and raises."""
+    for base in plan.bases:
+        if not base.is_dir():
+            raise FailedPrecondition(f"cgroup root {base} does not exist: create it first "
+                                     "(see runtime.cgroup_root)")
+    made: list[Path] = []
+    try:
+        for d in plan.dirs:
+            _make_dirs(d, made)
+        if plan.v2 is not None:
+            enable_controllers(delegation_chain(*plan.v2), plan.controllers)
+        write_limits(plan.writes)
+        if plan.device_program is not None and plan.v2 is not None:
+            replace_device_filter(plan.v2[1], plan.device_program)
+    except BaseException:
+        remove(made)  # rmdir also detaches a filter attached to the group
+        raise
+    return made
+
+
+def remove(dirs: list[Path], timeout: float = 2.0) -> None:
+    """rmdir the groups, deepest first; an exiting process may keep one busy
+    for a moment, so EBUSY is retried briefly."""
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                    log.error("cannot remove cgroup %s: %s", d, e)
+                    raise
+                time.sleep(0.01)
+
+
+def kill_all(dirs: list[Path], sig: int) -> None:
+    """Signal every process left in the groups (pids from cgroup.procs)."""
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            for pid in (d / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), sig)

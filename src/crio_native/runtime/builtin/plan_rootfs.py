@@ -1,0 +1,204 @@
+"""The rootfs records: the root, the mount tree in config.json's order (a
+`cgroup` mount made as runc makes it), the device nodes, the default
+symlinks, readonly and masked paths, and a read-only root last.  The rootfs
+is read so that a mount destination cannot escape it and a bind source's
+kind (file or directory) is known."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from crio_native.linux import selinux as selinux_mod
+from crio_native.linux.cgroups import CgroupPlan
+from crio_native.linux.mounts import (DEFAULT_DEVICES, DEVICE_TYPES, MS_BIND, MS_RDONLY, MS_REC,
+                                      PROPAGATION, Device, MountOptions, default_symlinks,
+                                      parse_mount_options)
+from crio_native.runtime.builtin.plan_fields import abs_path, array_at, invalid, object_at, u32
+from crio_native.runtime.builtin.records import (LABEL_MAX, MOUNT_BIND, MOUNT_DEST_FILE,
+                                                 MOUNT_FS, MOUNT_LABEL_XATTR, MOUNT_RRO, Rec,
+                                                 Record, rec)
+
+FS_TYPES = {"tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup2", "bind", "none"}
+# Labelled by setxattr on their root rather than a context= option (runc's
+# label.SetFileLabel): a pod's containers sharing an IPC namespace mount one
+# mqueue superblock again, and a second context= on it would fail.
+XATTR_LABEL_TYPES = {"mqueue"}
+
+
+def has_cgroup_mount(spec: dict) -> bool:
+    return any(isinstance(m, dict) and m.get("type") == "cgroup" for m in spec.get("mounts") or [])
+
+
+def root_path(spec: dict, bundle: Path) -> Path:
+    root = object_at(spec, "root", "root")
+    path = root.get("path")
+    if not isinstance(path, str) or not path:
+        raise invalid("root.path", "missing")
+    full = (Path(bundle) / path).resolve()
+    if not full.is_dir():
+        raise invalid("root.path", f"{full} is not a directory")
+    return full
+
+
+def check_inside(rootfs: Path, dest: str, field: str) -> None:
+    """Walk `dest` inside `rootfs` the way the container will see it and
+    refuse one whose symlinks climb above the root.  (The C side resolves with
+    RESOLVE_IN_ROOT anyway; this turns an escape attempt into a clear error.)"""
+    depth: list[str] = []
+    todo, hops = [p for p in dest.split("/") if p], 0
+    while todo:
+        part = todo.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if not depth:
+                raise invalid(field, f"{dest!r} resolves outside the container root")
+            depth.pop()
+            continue
+        here = rootfs.joinpath(*depth, part)
+        if not here.is_symlink():
+            depth.append(part)
+            continue
+        hops += 1
+        if hops > 40:
+            raise invalid(field, f"{dest!r}: too many levels of symbolic links")
+        target = os.readlink(here)
+        if target.startswith("/"):
+            depth = []
+        todo[:0] = [p for p in target.split("/") if p]
+
+
+def cgroup_mount_records(dest: str, opts: MountOptions, cgroups: CgroupPlan,
+                         new_ns: set[str], mount_label: str | None = None
+                         ) -> tuple[list[Record], list[Record]]:
+    """A `cgroup` mount, as runc makes it: on a pure v2 host cgroup2 itself
+    (rooted at the container's group with a cgroup namespace, at the host's
+    root without one), or a bind of the container's group in a user namespace
+    without a cgroup namespace (cgroup2 cannot be mounted there); elsewhere a
+    tmpfs holding a bind of the container's group in each v1 hierarchy, plus
+    symlinks for co-mounted controllers (cpu -> cpu,cpuacct); that tmpfs
+    gets the mount label, as runc's does.
+    Returns (mount records, symlink records)."""
+    flags = opts.flags & ~(MS_BIND | MS_REC)
+    v2 = [d for _name, d, version in cgroups.views if version == 2]
+    if len(cgroups.views) == 1 and v2:
+        if "cgroup" in new_ns or "user" not in new_ns:
+            return [rec(Rec.MOUNT, flags, opts.propagation, MOUNT_FS, "cgroup2", dest,
+                        "cgroup2", "")], []
+        return [rec(Rec.MOUNT, flags | MS_BIND | MS_REC, opts.propagation, MOUNT_BIND,
+                    str(v2[0]), dest, "", "")], []
+    mounts = [rec(Rec.MOUNT, flags & ~MS_RDONLY, 0, MOUNT_FS, "tmpfs", dest, "tmpfs",
+                  selinux_mod.mount_data_with_label("tmpfs", "mode=755", mount_label))]
+    links = []
+    for name, d, version in cgroups.views:
+        if version == 2:
+            continue  # runc leaves a hybrid host's unified hierarchy out too
+        mounts.append(rec(Rec.MOUNT, flags | MS_BIND | MS_REC, opts.propagation, MOUNT_BIND,
+                          str(d), f"{dest}/{name}", "", ""))
+        if "," in name:
+            links += [rec(Rec.SYMLINK, name, f"{dest}/{part}") for part in name.split(",")]
+    return mounts, links
+
+
+def mount_record(m: Any, i: int, bundle: Path, rootfs: Path,
+                 mount_label: str | None = None) -> Record:
+    field = f"mounts[{i}]"
+    if not isinstance(m, dict):
+        raise invalid(field, "must be an object")
+    dest = abs_path(m.get("destination"), f"{field}.destination")
+    check_inside(rootfs, dest, f"{field}.destination")
+    fstype = m.get("type") or "none"
+    if fstype not in FS_TYPES:
+        raise invalid(f"{field}.type", f"unsupported filesystem type {fstype!r}")
+    opts = parse_mount_options(array_at(m, "options", f"{field}.options"))
+    source = m.get("source") or fstype
+    kind = MOUNT_FS
+    if opts.is_bind or fstype == "bind":
+        kind = MOUNT_BIND
+        src = Path(bundle) / source
+        if not src.exists():
+            raise invalid(f"{field}.source", f"{src}: no such file or directory")
+        source = str(src.resolve())
+        if not src.is_dir():
+            kind |= MOUNT_DEST_FILE
+        fstype = ""
+    if opts.recursive_ro:
+        kind |= MOUNT_RRO
+    data = opts.data
+    if kind == MOUNT_FS:
+        data = selinux_mod.mount_data_with_label(fstype, data, mount_label)
+        if mount_label and fstype in XATTR_LABEL_TYPES and "context=" not in data:
+            kind |= MOUNT_LABEL_XATTR
+    return rec(Rec.MOUNT, opts.flags, opts.propagation, kind, source, dest, fstype, data)
+
+
+def rootfs_records(spec: dict, bundle: Path, barrier: str | None, new_ns: set[str],
+                   cgroups: CgroupPlan | None = None,
+                   mount_label: str | None = None, no_pivot: bool = False) -> list[Record]:
+    """The mount tree.  `no_pivot` (runc's --no-pivot): the rootfs is moved
+    onto / and chrooted into instead of pivot_root; `mount_label` also goes
+    to the tmpfs over masked directories and (by setxattr) to mqueue."""
+    rootfs = root_path(spec, bundle)
+    linux = object_at(spec, "linux", "linux")
+    out = [rec(Rec.ROOTFS, str(rootfs))]
+    if no_pivot:
+        out.append(rec(Rec.NO_PIVOT))
+    if mount_label:
+        if len(mount_label.encode()) > LABEL_MAX:
+            raise invalid("linux.mountLabel", f"longer than {LABEL_MAX} bytes")
+        out.append(rec(Rec.MOUNT_LABEL, mount_label))
+    prop = linux.get("rootfsPropagation")
+    if prop:
+        if prop not in PROPAGATION:
+            raise invalid("linux.rootfsPropagation", f"unknown propagation {prop!r}")
+        out.append(rec(Rec.ROOT_PROPAGATION, PROPAGATION[prop]))
+    if barrier:
+        out.append(rec(Rec.BARRIER, barrier))
+    mounts = array_at(spec, "mounts", "mounts")
+    links: list[Record] = []
+    for i, m in enumerate(mounts):
+        if isinstance(m, dict) and m.get("type") == "cgroup":
+            dest = abs_path(m.get("destination"), f"mounts[{i}].destination")
+            check_inside(rootfs, dest, f"mounts[{i}].destination")
+            if cgroups is None:
+                raise invalid(f"mounts[{i}]", "a cgroup mount needs the container's cgroups")
+            opts = parse_mount_options(array_at(m, "options", f"mounts[{i}].options"))
+            more, more_links = cgroup_mount_records(dest, opts, cgroups, new_ns, mount_label)
+            out += more
+            links += more_links
+        else:
+            out.append(mount_record(m, i, bundle, rootfs, mount_label))
+    out += device_records(linux, userns="user" in new_ns) + links
+    has_devpts = any(isinstance(m, dict) and m.get("type") == "devpts"
+                     and m.get("destination") == "/dev/pts" for m in mounts)
+    out += [rec(Rec.SYMLINK, t, link) for t, link in default_symlinks(has_devpts)]
+    for key, kind in (("readonlyPaths", Rec.READONLY_PATH), ("maskedPaths", Rec.MASK)):
+        for i, p in enumerate(array_at(linux, key, f"linux.{key}")):
+            out.append(rec(kind, abs_path(p, f"linux.{key}[{i}]")))
+    if object_at(spec, "root", "root").get("readonly"):
+        out.append(rec(Rec.ROOT_READONLY))
+    return out
+
+
+def device_records(linux: dict, userns: bool = False) -> list[Record]:
+    devices = {d.path: d for d in DEFAULT_DEVICES}
+    for i, d in enumerate(array_at(linux, "devices", "linux.devices")):
+        field = f"linux.devices[{i}]"
+        if not isinstance(d, dict) or d.get("type") not in DEVICE_TYPES:
+            raise invalid(f"{field}.type", f"must be one of c, u, b, p, got "
+                          f"{d.get('type') if isinstance(d, dict) else d!r}")
+        path = abs_path(d.get("path"), f"{field}.path")
+        mode = d.get("fileMode", 0o666)
+        devices[path] = Device(path,
+                               DEVICE_TYPES[d["type"]] | (u32(mode, f"{field}.fileMode") & 0o7777),
+                               u32(d.get("major", 0), f"{field}.major"),
+                               u32(d.get("minor", 0), f"{field}.minor"),
+                               u32(d.get("uid", 0), f"{field}.uid"),
+                               u32(d.get("gid", 0), f"{field}.gid"))
+    if userns:
+        # mknod is refused in a user namespace: bind the host's node instead.
+        return [rec(Rec.MOUNT, MS_BIND, 0, MOUNT_BIND | MOUNT_DEST_FILE, d.path, d.path, "", "")
+                for d in devices.values()]
+    return [rec(Rec.DEVICE, d.mode, d.major, d.minor, d.uid, d.gid, d.path)
+            for d in devices.values()]

@@ -1,0 +1,94 @@
+"""The pod half of the handlers whose containers are host processes
+(`builtin`, and `oci`: runc, crun): the pod cgroup, and the pod infra
+process, run only when a pod asks for a pod-level PID namespace
+(NamespaceMode POD): our static `crio-native-pause`, alone in an empty
+read-only root, as PID 1 of a new PID namespace that also joins the pod's
+pinned network, IPC and UTS namespaces.  Its PID namespace is pinned like
+the others, so the pod's containers join it by path.  The infra runs on the
+built-in runtime whatever the pod's handler: it is the same process either
+way, and no runc or crun is needed to hold a namespace.  Its spec and
+namespace pin are runtime/pod_process.py's."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from crio_native.config import Config
+from crio_native.errors import FailedPrecondition
+from crio_native.runtime.builtin.container import BuiltinRuntime
+from crio_native.runtime.handler import PodSandbox
+from crio_native.runtime.pod_cgroup import PodCgroup
+from crio_native.runtime.pod_process import pin_pid_namespace, unpin_pid_namespace, write_bundle
+
+POD = 0   # NamespaceMode POD
+
+
+class PinnedPod:
+    """The pod half: `infra_root` holds the infra processes' runtime state,
+    `pin_root` the pinned namespaces."""
+
+    def __init__(self, infra_root: Path, pin_root: Path, cgroup: PodCgroup):
+        self.pin_root = pin_root
+        self.cgroup = cgroup
+        self.runtime = BuiltinRuntime(infra_root, cgroup_root=cgroup.cgroup_root)
+
+    def start(self, pod: PodSandbox, resources: dict[str, Any],
+              journal: Callable[[], None]) -> None:
+        with contextlib.ExitStack() as undo:
+            self.cgroup.create(pod, resources, journal)
+            undo.callback(self.cgroup.remove, pod)
+            if pod.pid_mode == POD:
+                start_infra(self.runtime, pod, self.pin_root)
+                undo.callback(stop_infra, self.runtime, pod)
+                journal()
+            undo.pop_all()
+
+    def stop(self, pod: PodSandbox) -> None:
+        stop_infra(self.runtime, pod)
+
+    def remove(self, pod: PodSandbox) -> None:
+        stop_infra(self.runtime, pod)
+        self.cgroup.remove(pod)
+
+
+def start_infra(runtime: BuiltinRuntime, pod: PodSandbox, pin_root: Path) -> None:
+    """Create and start the infra process and pin its PID namespace.  On
+    failure nothing of it is left."""
+    bundle = write_bundle(pod)
+    with open(os.devnull, "r+b") as null, contextlib.ExitStack() as undo:
+        runtime.create(pod.id, bundle, (null.fileno(), null.fileno(), null.fileno()))
+        undo.callback(runtime.delete, pod.id, True)
+        runtime.start(pod.id)
+        pin_pid_namespace(pod, runtime.state(pod.id)["pid"], pin_root)
+        pod.infra = True
+        undo.pop_all()
+
+
+def stop_infra(runtime: BuiltinRuntime, pod: PodSandbox) -> None:
+    """Kill and delete the infra process and unpin its PID namespace (both
+    idempotent, so a retried stop or a rollback may call this again)."""
+    if not pod.infra:
+        return
+    if pod.id in runtime.list():
+        runtime.delete(pod.id, force=True)
+    unpin_pid_namespace(pod)
+    pod.infra = False
+
+
+def pinned_pod_from_config(config: Config) -> PinnedPod:
+    """The pod half the `builtin` and `oci` handlers share: infra state in
+    <runroot>/infra, pins in <runroot>/ns, pod cgroups by the configured
+    driver at or below runtime.cgroup_root."""
+    runroot = Path(config.runroot)
+    return PinnedPod(runroot / "infra", runroot / "ns",
+                     PodCgroup(config.runtime.cgroup_manager, config.runtime.cgroup_root or None))
+
+
+def pod_half(handler_name: str, pod: PinnedPod | None) -> PinnedPod:
+    """`pod`, the handler's pod half; FailedPrecondition for a handler made
+    for containers alone (tests, the runtime CLI)."""
+    if pod is None:
+        raise FailedPrecondition(f"runtime handler {handler_name}: made without a pod half")
+    return pod
