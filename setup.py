@@ -24,8 +24,9 @@ NATIVE_MODULES = {
     "mount": (["mnt.c"], []),
     "seccomp": ([], ["seccomp"]),
     "selinux": ([], ["selinux"]),
-    "launch": (["plan.c", "launch.c", "mounts.c", "msmove.c", "caps.c", "process.c",
-                "launchspawn.c"], []),
+    "launch": (["fmt.c", "plan.c", "launch.c", "sync.c", "mounts.c", "msmove.c", "caps.c",
+                "creds.c", "nsjoin.c", "sysctl.c", "rlimit.c", "tty.c", "exec.c", "hooks.c",
+                "seccomp.c", "launchspawn.c"], []),
     "bpf": (["bpf.c"], []),
 }
 
@@ -114,8 +115,9 @@ def build_executable(name: str, sources: list[Path], headers: list[Path],
 # containers themselves: they link the same child path as the `launch`
 # module.  The plan carries the seccomp BPF already compiled, so neither
 # libseccomp nor libselinux is linked.
-LAUNCH_CORE = ["error.c", "proc.c", "plan.c", "launch.c", "mounts.c", "msmove.c", "caps.c",
-               "process.c"]
+LAUNCH_CORE = ["error.c", "fmt.c", "proc.c", "plan.c", "launch.c", "sync.c", "mounts.c",
+               "msmove.c", "caps.c", "creds.c", "nsjoin.c", "sysctl.c", "rlimit.c", "tty.c",
+               "exec.c", "hooks.c", "seccomp.c"]
 
 
 def build_executables() -> None:

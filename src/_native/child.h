@@ -1,7 +1,9 @@
 /* State and steps of the launched child, between clone and execve.  Every
  * step is async-signal-safe C that reads the validated plan; none allocates.
- * Internal to launch.c and the per-concern files (mounts.c, caps.c,
- * process.c). */
+ * Internal to launch.c and the per-concern files it walks (mounts.c,
+ * msmove.c, caps.c, creds.c, nsjoin.c, sysctl.c, rlimit.c, tty.c, exec.c,
+ * hooks.c, seccomp.c), which call nothing in launch.c: what they share with
+ * it is in sync.c and fmt.c. */
 #ifndef CRN_CHILD_H
 #define CRN_CHILD_H
 
@@ -9,6 +11,7 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "fmt.h"
 #include "plan.h"
 
 typedef struct crn_child {
@@ -40,12 +43,7 @@ typedef struct crn_sync_msg {
     crn_error err;
 } crn_sync_msg;
 
-/* "/proc/self/fd/N" into buf (at least 32 bytes). */
-void crn_fd_path(char *buf, int fd);
-/* Decimal of v into buf (at least 24 bytes). */
-void crn_itoa(char *buf, long long v);
-
-/* launch.c */
+/* sync.c: wait for CRN_SYNC_GO (sets host_pid). */
 int crn_child_wait_go(crn_child *c, crn_error *err);
 
 /* mounts.c */
@@ -65,31 +63,48 @@ int crn_on_initramfs(int e);
 int crn_caps_drop_bounding(crn_child *c, crn_error *err);
 int crn_caps_apply(crn_child *c, crn_error *err);
 
-/* process.c */
+/* tty.c */
 int crn_proc_controlling_tty(crn_child *c, crn_error *err);
+int crn_proc_console(crn_child *c, crn_error *err);
+
+/* nsjoin.c */
 int crn_proc_join_namespaces(crn_child *c, crn_error *err);
+
+/* creds.c */
 int crn_proc_userns_root(crn_child *c, crn_error *err);
+int crn_proc_user(crn_child *c, crn_error *err);
+int crn_proc_no_new_privs(crn_child *c, crn_error *err);
+
+/* sysctl.c */
 int crn_proc_oom_score_adj(crn_child *c, crn_error *err);
 int crn_proc_hostname(crn_child *c, crn_error *err);
 int crn_proc_sysctls(crn_child *c, crn_error *err);
-int crn_proc_hook_pause(crn_child *c, crn_error *err);
+
+/* rlimit.c */
 int crn_proc_rlimits(crn_child *c, crn_error *err);
-int crn_proc_user(crn_child *c, crn_error *err);
+
+/* exec.c */
 int crn_proc_cwd_early(crn_child *c, crn_error *err);
 int crn_proc_cwd(crn_child *c, crn_error *err);
-int crn_proc_no_new_privs(crn_child *c, crn_error *err);
 int crn_proc_lookup(crn_child *c, crn_error *err);
 int crn_proc_selinux_label(crn_child *c, crn_error *err);
 int crn_proc_personality(crn_child *c, crn_error *err);
-int crn_proc_console(crn_child *c, crn_error *err);
+int crn_proc_exec(crn_child *c, crn_error *err);
+/* Not a directory, with an x bit, and access(X_OK) allows it (for argv[0]
+ * and the startContainer hooks). */
+int crn_is_executable(const char *path);
+
+/* hooks.c */
+int crn_proc_hook_pause(crn_child *c, crn_error *err);
+int crn_proc_barrier(crn_child *c, crn_error *err);
 /* After the barrier: a failure is reported on the result fifo and stderr,
  * then the process exits 1 (runc's init does the same). */
 void crn_proc_start_hooks(crn_child *c);
-int crn_proc_barrier(crn_child *c, crn_error *err);
+
+/* seccomp.c */
 int crn_proc_seccomp_connect(crn_child *c, crn_error *err);
 int crn_proc_seccomp_early(crn_child *c, crn_error *err);
 int crn_proc_seccomp_listener(crn_child *c, crn_error *err);
 int crn_proc_seccomp(crn_child *c, crn_error *err);
-int crn_proc_exec(crn_child *c, crn_error *err);
 
 #endif

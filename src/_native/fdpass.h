@@ -1,6 +1,6 @@
 /* One file descriptor passed over a unix socket (SCM_RIGHTS) beside a
- * message: the child's sync messages (launch.c, process.c), the seccomp
- * listener (process.c) and the launcher protocol (launchspawn.c).
+ * message: the child's sync messages (launch.c, tty.c), the seccomp
+ * listener (seccomp.c) and the launcher protocol (launchspawn.c).
  * Async-signal-safe, no allocation: the child uses it before execve. */
 #ifndef CRN_FDPASS_H
 #define CRN_FDPASS_H

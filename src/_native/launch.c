@@ -41,29 +41,6 @@ const char *crn_stage_name(int stage)
     return stage_names[stage];
 }
 
-void crn_itoa(char *buf, long long v)
-{
-    char tmp[24];
-    int n = 0, i = 0;
-    unsigned long long u = v < 0 ? -(unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        buf[i++] = '-';
-    while (n)
-        buf[i++] = tmp[--n];
-    buf[i] = '\0';
-}
-
-void crn_fd_path(char *buf, int fd)
-{
-    static const char prefix[] = "/proc/self/fd/";
-    memcpy(buf, prefix, sizeof(prefix) - 1);
-    crn_itoa(buf + sizeof(prefix) - 1, fd);
-}
-
 /* ---- child ----------------------------------------------------------- */
 
 typedef int (*crn_step_fn)(crn_child *c, crn_error *err);
@@ -159,17 +136,6 @@ static void child_close_fds(crn_child *c)
     if (c->sync_fd > 3)
         syscall(__NR_close_range, 3U, (unsigned)c->sync_fd - 1, 0U);
     syscall(__NR_close_range, (unsigned)c->sync_fd + 1, ~0U, 0U);
-}
-
-int crn_child_wait_go(crn_child *c, crn_error *err)
-{
-    crn_sync_msg msg;
-    ssize_t n = read(c->sync_fd, &msg, sizeof(msg));
-    if (n != (ssize_t)sizeof(msg) || msg.kind != CRN_SYNC_GO)
-        return crn_error_set(err, n < 0 ? errno : EPIPE, "read sync", NULL);
-    if (msg.pid > 0)
-        c->host_pid = msg.pid;
-    return 0;
 }
 
 static __attribute__((noreturn)) void child_main(crn_child *c)

@@ -23,6 +23,7 @@
 #include "fdpass.h"
 #include "launch.h"
 #include "launcher.h"
+#include "plan.h"
 
 /* Caller fds are moved at least this high before the spawn, clear of the
  * numbers the launcher's file actions write (0-4). */

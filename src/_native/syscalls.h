@@ -8,21 +8,56 @@
 
 #ifndef __NR_pidfd_send_signal
 #define __NR_pidfd_send_signal 424
+/* close_range(2)'s flag, for headers older than the call. */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
 #endif
 #ifndef __NR_pidfd_open
 #define __NR_pidfd_open 434
+/* close_range(2)'s flag, for headers older than the call. */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
 #endif
 #ifndef __NR_clone3
 #define __NR_clone3 435
+/* close_range(2)'s flag, for headers older than the call. */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
 #endif
 #ifndef __NR_close_range
 #define __NR_close_range 436
+/* close_range(2)'s flag, for headers older than the call. */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
 #endif
 #ifndef __NR_openat2
 #define __NR_openat2 437
+/* close_range(2)'s flag, for headers older than the call. */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
 #endif
 #ifndef __NR_mount_setattr
 #define __NR_mount_setattr 442
+/* close_range(2)'s flag, for headers older than the call. */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#endif
+
+/* close_range(2)'s flag, for headers older than the call. */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
 #endif

@@ -57,6 +57,19 @@ def remove_stale_socket(path: str) -> None:
         pass
 
 
+def install_network(ctx: DaemonContext) -> None:
+    """A node runs pods on the defaults: an empty CNI directory gets the
+    packaged bridge network.  Failing to write it (a read-only /etc) is not
+    fatal: NetworkReady then says what is missing."""
+    from crio_native.network.default_network import install_default_network
+
+    try:
+        install_default_network(ctx.config.network)
+    except OSError as e:
+        log.warning("could not install the default CNI network", extra=fields(
+            network_dir=ctx.config.network.network_dir, error=str(e)))
+
+
 def start_services(ctx: DaemonContext) -> None:
     """Load records and finish or undo what a crash left half-done."""
     from crio_native.container.manager import ContainerManager
@@ -110,6 +123,7 @@ def serve(loaded: LoadedConfig) -> int:
             lock.acquire()
             undo.callback(lock.release)
         remove_stale_socket(listen)
+        install_network(ctx)        # before recovery's CNI GC and the watcher read the dir
         start_services(ctx)
         undo.callback(sandboxes_of(ctx).networks.start().stop)   # NetworkReady via inotify
         undo.callback(start_streaming(ctx).stop)

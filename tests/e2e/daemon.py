@@ -41,6 +41,9 @@ class Daemon(CriEndpoint):
     base: Path
     extra_args: list[str] = field(default_factory=list)
     listen: Path | None = None
+    # Off by default: a test's empty CNI dir stays empty (NetworkReady false,
+    # no pod network) unless the test is about the default network.
+    default_network: bool = False
     proc: subprocess.Popen | None = None
     channel: grpc.Channel | None = None
 
@@ -57,11 +60,18 @@ class Daemon(CriEndpoint):
         return self.base / "daemon.log"
 
     def prepare(self) -> None:
-        """An empty main config and drop-in dir, so the host's /etc is never read."""
-        (self.base / "crio-native.conf.d").mkdir(parents=True, exist_ok=True)
+        """An empty main config and drop-in dir, so the host's /etc is never read;
+        a first drop-in turns the default network off unless asked for."""
+        drop_ins = self.base / "crio-native.conf.d"
+        drop_ins.mkdir(parents=True, exist_ok=True)
         conf = self.base / "crio-native.conf"
         if not conf.exists():
             conf.write_text("")
+        opt_out = drop_ins / "00-e2e-harness.conf"
+        if self.default_network:
+            opt_out.unlink(missing_ok=True)
+        else:
+            opt_out.write_text("[network]\ninstall_default_network = false\n")
 
     def args(self) -> list[str]:
         self.prepare()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import threading
@@ -16,6 +17,7 @@ import grpc
 import pytest
 
 from crio_native._proto import api_pb2
+from crio_native.linux.cgroups import hugetlb
 from tests.fixtures.oci_builder import ImageBuilder, Pusher
 from tests.fixtures.registry import registry  # noqa: F401
 
@@ -538,3 +540,62 @@ def test_stream_list_rpcs_answer_what_the_list_rpcs_do(cdaemon):
     assert [s.attributes.id for s in pod_stats] == [pod]
     images = streamed(d.images.StreamImages, api_pb2.StreamImagesRequest(), "images")
     assert [i.id for i in images] == [d.image.id]
+
+
+def test_status_and_list_show_the_image_the_user_named(cdaemon):
+    # as the kubelet asks: the image id PullImage answered, and the pod
+    # spec's image (here a tag) as user_specified_image
+    d = cdaemon
+    ref = d.images.PullImage(api_pb2.PullImageRequest(
+        image=api_pb2.ImageSpec(image=d.image_name))).image_ref
+    pod = run_pod(d)
+    config = container_config(d)
+    config.image.CopyFrom(api_pb2.ImageSpec(image=ref, user_specified_image=d.image_name))
+    cid = create(d, pod, config)
+    st = cstatus(d, cid).status
+    assert st.image.image == d.image_name and st.image.user_specified_image == d.image_name
+    assert st.image_id == d.image.id and st.image_ref.endswith(d.image.digest)
+    listed = d.runtime.ListContainers(api_pb2.ListContainersRequest()).containers
+    assert [(c.id, c.image.image, c.image_id) for c in listed] == [
+        (cid, d.image_name, d.image.id)]
+
+
+def _output_of(d, pod, config) -> str:
+    cid = create(d, pod, config)
+    d.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
+    st = wait_exited(d, cid)
+    assert (st.state, st.exit_code) == (api_pb2.CONTAINER_EXITED, 0), st.message
+    return "\n".join(text for _stream, _tag, text in log_entries(Path(st.log_path)))
+
+
+def test_env_value_that_is_not_utf8_reaches_the_container(cdaemon, handler):
+    # a kubelet >= 1.36.2 passes a binary Secret's bytes as they are; the
+    # spec (JSON) holds U+FFFD for each byte that is not UTF-8, as CRI-O's
+    # and containerd's do
+    d = cdaemon
+    pod = run_pod(d, name=f"env-{handler}", handler=handler)
+    config = container_config(d, command=["env"])
+    config.envs.extend([api_pb2.KeyValue(key="BINARY", value=b"ok\xff\x80!"),
+                        api_pb2.KeyValue(key="TEXT", value="h\u00e9 \u20ac".encode())])
+    env = _output_of(d, pod, config).splitlines()
+    assert "BINARY=ok\ufffd\ufffd!" in env and "TEXT=h\u00e9 \u20ac" in env
+
+
+def test_zero_hugepage_limits_for_sizes_the_host_cannot_limit_run(cdaemon, handler):
+    # the kubelet sends one limit per page size the node has, 0 where the pod
+    # asks none; here hugetlb is only in the hybrid host's cgroup v2 hierarchy
+    # (where nothing can enable it) and 64KB pages do not exist on x86
+    d = cdaemon
+    pod = run_pod(d, name=f"hp-{handler}", handler=handler)
+    config = container_config(d, command=["true"])
+    config.linux.resources.hugepage_limits.extend(
+        api_pb2.HugepageLimit(page_size=size, limit=0) for size in ("2MB", "1GB", "64KB"))
+    assert _output_of(d, pod, config) == ""
+    if handler == "builtin" and "64KB" not in hugetlb.host_page_sizes():
+        # a non-zero limit for a size the host lacks stays an error naming it
+        config.metadata.name = "hp-64k"
+        config.linux.resources.hugepage_limits[2].limit = 1 << 20
+        code, msg = rpc_code(lambda: _output_of(d, pod, config))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        # (the index is config.json's: the 0 limits before it may be left out)
+        assert re.search(r"hugepageLimits\[\d\]: this host has no 64KB huge pages", msg)

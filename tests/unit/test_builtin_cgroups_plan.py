@@ -11,7 +11,7 @@ import pytest
 from crio_native.errors import FailedPrecondition, InvalidArgument, Unimplemented
 from crio_native.linux import cgroups as cg
 # the modules that read the control-file writers tests replace
-from crio_native.linux.cgroups import delegation, group
+from crio_native.linux.cgroups import delegation, group, hugetlb
 
 HYBRID_MOUNTINFO = """\
 30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
@@ -84,10 +84,72 @@ def test_swap_is_memory_plus_swap_on_v1_and_swap_alone_on_v2():
                                                   ("memory.swap.max", "200")]
 
 
+HOST_SIZES = frozenset({"2MB", "1GB"})
+# the kubelet's limits for a pod that asks for no huge pages: one per size
+NO_HUGEPAGES = {"hugepageLimits": [{"pageSize": "2MB", "limit": 0},
+                                   {"pageSize": "1GB", "limit": 0}]}
+
+
+def v1_hugetlb():
+    """A hybrid host with hugetlb mounted as v1 (so the v2 hierarchy has none)."""
+    return [(cg.Hierarchy(h.mountpoint, 2, frozenset()) if h.version == 2 else h, root)
+            for h, root in hybrid()] + [
+        (cg.Hierarchy(Path("/sys/fs/cgroup/hugetlb"), 1, frozenset({"hugetlb"})), "/")]
+
+
 def test_hugetlb_goes_to_unified_on_hybrid():
-    plan = cg.plan_cgroups("c", {"hugepageLimits": [{"pageSize": "2MB", "limit": 0}]},
-                           hybrid(), cg.own_cgroups(OWN_HYBRID))
-    assert plan.writes == [(Path("/sys/fs/cgroup/unified/c/hugetlb.2MB.max"), "0")]
+    plan = cg.plan_cgroups("c", {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]},
+                           hybrid(), cg.own_cgroups(OWN_HYBRID), page_sizes=HOST_SIZES)
+    assert plan.writes == [(Path("/sys/fs/cgroup/unified/c/hugetlb.2MB.max"), str(4 << 20))]
+
+
+@pytest.mark.parametrize("hierarchies, sizes, written", [
+    # limits written where a hugetlb controller takes them, 0 included
+    (v1_hugetlb, HOST_SIZES, [("hugetlb/c/hugetlb.2MB.limit_in_bytes", "0"),
+                              ("hugetlb/c/hugetlb.1GB.limit_in_bytes", "0")]),
+    (pure, HOST_SIZES, [("c/hugetlb.2MB.max", "0"), ("c/hugetlb.1GB.max", "0")]),
+    # a size the host lacks: its 0 limit is skipped
+    (pure, frozenset({"2MB"}), [("c/hugetlb.2MB.max", "0")]),
+    (v1_hugetlb, frozenset(), []),
+    # hugetlb in a hybrid host's v2 hierarchy only (this host): nobody enables
+    # it there, so its groups have no hugetlb files to write 0 to
+    (hybrid, HOST_SIZES, []),
+    # no hugetlb controller at all
+    (lambda: [(h, r) for h, r in hybrid() if h.version == 1], HOST_SIZES, []),
+])
+def test_zero_hugepage_limits_the_host_cannot_enforce_are_skipped(hierarchies, sizes, written):
+    plan = cg.plan_cgroups("c", NO_HUGEPAGES, hierarchies(), cg.own_cgroups(OWN_HYBRID),
+                           page_sizes=sizes)
+    assert [(str(p.relative_to("/sys/fs/cgroup")), v) for p, v in plan.writes] == written
+    assert ("hugetlb" in plan.controllers) == (hierarchies is pure and bool(written))
+
+
+def test_nonzero_hugepage_limit_for_a_size_the_host_lacks_is_an_error():
+    resources = {"hugepageLimits": [{"pageSize": "2MB", "limit": 0},
+                                    {"pageSize": "16GB", "limit": 1 << 34}]}
+    with pytest.raises(FailedPrecondition, match=r"linux\.resources\.hugepageLimits\[1\]: "
+                       r"this host has no 16GB huge pages \(it has: 1GB, 2MB\)"):
+        cg.plan_cgroups("c", resources, pure(), {"": "/"}, page_sizes=HOST_SIZES)
+
+
+def test_nonzero_hugepage_limit_without_a_controller_is_an_error():
+    no_hugetlb = [(h, r) for h, r in hybrid() if h.version == 1]
+    with pytest.raises(FailedPrecondition, match=r"hugepageLimits\[0\]: .* no hugetlb"):
+        cg.plan_cgroups("c", {"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}, no_hugetlb,
+                        cg.own_cgroups(OWN_HYBRID), page_sizes=HOST_SIZES)
+
+
+@pytest.mark.parametrize("dirs, want", [
+    (["hugepages-2048kB", "hugepages-1048576kB"], {"2MB", "1GB"}),
+    (["hugepages-64kB", "hugepages-32768kB", "hugepages-16777216kB"], {"64KB", "32MB", "16GB"}),
+    (["hugepages-x", "other"], set()),
+    (None, set()),      # no /sys/kernel/mm/hugepages: a kernel without hugetlbfs
+])
+def test_host_page_sizes_by_their_cgroup_names(tmp_path, dirs, want):
+    sysfs = tmp_path / "hugepages"
+    for d in dirs or []:
+        (sysfs / d).mkdir(parents=True)
+    assert hugetlb.host_page_sizes(sysfs) == want
 
 
 def test_missing_controller_is_an_error():

@@ -239,10 +239,6 @@ def test_a_failed_undo_keeps_the_record_creating_until_recover(node, manager, wo
     node.assert_no_container_left(node.managers[-1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: record.state = CREATED is set before the CREATED save; when that save fails and "
-    "an undo fails too, forget_unless_failed keeps the record as CREATED, not CREATING, "
-    "so recover() takes it for a made container instead of finishing the rollback"))
 def test_a_failed_created_save_with_a_failed_undo_keeps_the_record_creating(node, manager,
                                                                            world):
     fail_first_created_save(manager)
@@ -313,10 +309,6 @@ def test_a_failed_start_kills_the_container(node, manager, world):
     node.assert_no_container_left(manager)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: ContainerManager._existing returns None for a CREATING holder nobody is making "
-    "(a create whose undo failed), so create() loops on store.reserve forever; "
-    "SandboxManager._wait_for tears such a record down and tries again"))
 def test_a_retry_after_a_failed_undo_finishes_the_teardown_first(node, manager, world):
     world.fail("handler.create")
     world.fail("images.remove_rootfs")
@@ -328,10 +320,6 @@ def test_a_retry_after_a_failed_undo_finishes_the_teardown_first(node, manager, 
     manager.remove(container_id)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: create() reserves the name before self.images() and handlers.get(), outside "
-    "_create's rollback: when either fails the reservation stays (a CREATING record only "
-    "in memory), and a retry of the same request spins as above"))
 def test_a_failed_handler_lookup_leaves_no_reservation(node, manager, world):
     world.fail("handlers.get")
     with pytest.raises(Injected):
@@ -339,9 +327,6 @@ def test_a_failed_handler_lookup_leaves_no_reservation(node, manager, world):
     assert manager.store.all() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: ContainerManager.recover() lets a failed teardown of one half-made container "
-    "raise out of start-up; SandboxManager.recover() logs it, keeps the record, goes on"))
 def test_a_failed_teardown_at_recover_does_not_stop_the_start_up(node, manager, world):
     world.fail("handler.create")
     world.fail("images.remove_rootfs", times=2)

@@ -4,7 +4,8 @@ These tests load the stubs generated from proto/runtime/v1/api.proto
 (``crio_native._proto.api_pb2``) and pin the parts of the schema the kubelet
 and crictl depend on: service/method names, streaming-ness, selected field
 numbers/types and a known byte encoding. The expected values are taken from
-the upstream k8s.io/cri-api runtime.v1 definition (Kubernetes 1.36).
+the upstream k8s.io/cri-api runtime.v1 definition (cri-api v0.36.2,
+Kubernetes 1.36).
 """
 
 from google.protobuf import descriptor
@@ -102,8 +103,9 @@ SPOT_FIELDS = [
     ("PullImageRequest", "sandbox_config", 3, FD.TYPE_MESSAGE, "PodSandboxConfig", False),
     ("Mount", "uidMappings", 6, FD.TYPE_MESSAGE, "IDMapping", True),
     ("Mount", "image_sub_path", 10, FD.TYPE_STRING, None, False),
-    ("ExecRequest", "audit_request_id", 7, FD.TYPE_STRING, None, False),
-    ("AttachRequest", "audit_request_id", 6, FD.TYPE_STRING, None, False),
+    # bytes since cri-api v0.36.2: a kubelet may send env values that are not UTF-8
+    ("KeyValue", "key", 1, FD.TYPE_STRING, None, False),
+    ("KeyValue", "value", 2, FD.TYPE_BYTES, None, False),
     ("ExecSyncResponse", "stdout", 1, FD.TYPE_BYTES, None, False),
     ("PodSandboxStatusResponse", "timestamp", 4, FD.TYPE_INT64, None, False),
     ("LinuxContainerResources", "memory_swap_limit_in_bytes", 10, FD.TYPE_INT64, None, False),
@@ -111,6 +113,15 @@ SPOT_FIELDS = [
     ("ContainerEventResponse", "containers_statuses", 5, FD.TYPE_MESSAGE, "ContainerStatus", True),
     ("StatusResponse", "features", 4, FD.TYPE_MESSAGE, "RuntimeFeatures", False),
 ]
+
+
+# Every field of these messages, as upstream has them: no release of cri-api
+# has an audit_request_id in ExecRequest or AttachRequest.
+EXACT_MESSAGES = {
+    "ExecRequest": ["container_id", "cmd", "tty", "stdin", "stdout", "stderr"],
+    "AttachRequest": ["container_id", "stdin", "tty", "stdout", "stderr"],
+    "KeyValue": ["key", "value"],
+}
 
 
 def _is_repeated(field):
@@ -186,6 +197,19 @@ def test_spot_checked_fields():
         if is_repeated != repeated:
             problems.append(f"{msg_name}.{field_name}: repeated={is_repeated} expected {repeated}")
     assert not problems, "\n".join(problems)
+
+
+def test_messages_have_exactly_upstreams_fields():
+    for msg_name, names in EXACT_MESSAGES.items():
+        msg = api_pb2.DESCRIPTOR.message_types_by_name[msg_name]
+        assert [f.name for f in msg.fields] == names, msg_name
+        assert [f.number for f in msg.fields] == list(range(1, len(names) + 1)), msg_name
+
+
+def test_key_value_carries_bytes_that_are_not_utf8():
+    wire = api_pb2.KeyValue(key="K", value=b"\xff\x00\xc3").SerializeToString()
+    assert wire == b"\n\x01K\x12\x03\xff\x00\xc3"
+    assert api_pb2.KeyValue.FromString(wire).value == b"\xff\x00\xc3"
 
 
 def test_selected_enums():

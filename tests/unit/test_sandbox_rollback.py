@@ -29,9 +29,6 @@ CREATE_STEPS = [
 ]
 UNDO_STEPS = ["handler.remove_sandbox", "cni.delete:eth0", "cni.delete:lo", "host.unmount_shm",
               "host.unpin_namespaces", "host.remove_directory"]
-SHM_NOT_JOURNALED = pytest.mark.xfail(strict=True, reason=(
-    "bug: mount_shm sets record.shm_path without a save; a crash before the next save "
-    "leaves the tmpfs mounted and recover() never unmounts it"))
 
 
 @pytest.fixture
@@ -146,10 +143,6 @@ def test_a_failure_saving_ready_is_rolled_back(manager, config, world):
     assert_nothing_left(manager, config, world)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: record.state = READY is set before the READY save; when that save fails, the "
-    "rollback's own saves (CNI DEL's, and the kept record's after a failed undo) write "
-    "READY, so a crash or a failed undo there leaves a half-torn pod recover() calls ready"))
 def test_a_failed_ready_save_with_a_failed_undo_keeps_the_record_creating(manager, config,
                                                                            world):
     fail_first_ready_save(manager)
@@ -194,22 +187,15 @@ def test_a_retry_after_a_failed_undo_finishes_the_teardown_first(manager, config
     assert_nothing_left(manager, config, world)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: run() reserves the name before ip_ranges_from_cidr and _assign_selinux_level, "
-    "outside _create's rollback: a pod_cidr that does not parse (runtime-config.json is read "
-    "back unchecked at start-up) raises a bare ValueError and leaves a phantom CREATING "
-    "record in the store until a retry tears it down"))
 def test_a_bad_pod_cidr_leaves_no_reservation(manager, config, world):
-    with pytest.raises(Exception):
+    with pytest.raises(FailedPrecondition, match="pod CIDR '10.244.1.0/33'"):
         manager.run(pod_request(), pod_cidr="10.244.1.0/33")
     assert manager.store.all() == []
 
 
 # ---- a crash at each step --------------------------------------------------------------
 
-@pytest.mark.parametrize("step", [
-    pytest.param(s, marks=SHM_NOT_JOURNALED) if s == "networks.current" else s
-    for s in CREATE_STEPS])
+@pytest.mark.parametrize("step", CREATE_STEPS)
 def test_recover_rolls_back_a_crash_at_each_step(step, config, world):
     crash_at(step, config, world, pod_request())
     assert [r["state"] for r in records_on_disk(config)] == [CREATING]
@@ -219,7 +205,6 @@ def test_recover_rolls_back_a_crash_at_each_step(step, config, world):
     assert_nothing_left(restarted, config, world)
 
 
-@SHM_NOT_JOURNALED
 def test_recover_unmounts_shm_of_a_host_network_pod_that_crashed_in_its_handler(config,
                                                                                 world):
     crash_at("handler.start_sandbox:cgroup", config, world, pod_request(host_network=True))

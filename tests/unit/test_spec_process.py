@@ -48,7 +48,7 @@ def _env(b) -> dict[str, str]:
     ([], [("EMPTY", "")], {"EMPTY": ""}),
 ])
 def test_env_merge(image_env, envs, want):
-    cfg = config_with(envs=[api_pb2.KeyValue(key=k, value=v) for k, v in envs])
+    cfg = config_with(envs=[api_pb2.KeyValue(key=k, value=v.encode()) for k, v in envs])
     env = _env(apply(process.with_env, make_inputs(cfg, image={"Env": image_env})))
     for key, value in want.items():
         assert env[key] == value
@@ -56,7 +56,7 @@ def test_env_merge(image_env, envs, want):
 
 
 def test_env_keeps_first_position_of_overridden_variable():
-    cfg = config_with(envs=[api_pb2.KeyValue(key="A", value="2")])
+    cfg = config_with(envs=[api_pb2.KeyValue(key="A", value=b"2")])
     b = apply(process.with_env, make_inputs(cfg, image={"Env": ["A=1", "B=1"]}))
     keys = [e.split("=")[0] for e in b.process["env"]]
     assert keys.index("A") < keys.index("B")
@@ -79,9 +79,49 @@ def test_env_tty_sets_term():
 
 @pytest.mark.parametrize("key", ["", "A=B"])
 def test_env_bad_key(key):
-    cfg = config_with(envs=[api_pb2.KeyValue(key=key, value="v")])
+    cfg = config_with(envs=[api_pb2.KeyValue(key=key, value=b"v")])
     with pytest.raises(InvalidArgument, match=r"config\.envs\[0\]\.key"):
         apply(process.with_env, make_inputs(cfg))
+
+
+# KeyValue.value is bytes (cri-api v0.36.2): UTF-8 passes as it is; every
+# byte that is not part of valid UTF-8 becomes one U+FFFD, as Go's
+# encoding/json writes a CRI-O or containerd spec.
+@pytest.mark.parametrize("value, want", [
+    (b"plain", "plain"),
+    ("h\u00e9llo \u20ac \U0001f600".encode(), "h\u00e9llo \u20ac \U0001f600"),
+    (b"\xff\xfe", "\ufffd\ufffd"),
+    (b"a\xe2\x82b", "a\ufffd\ufffdb"),          # a truncated sequence: one per byte
+    (b"\xed\xa0\x80", "\ufffd\ufffd\ufffd"),       # an encoded surrogate is not UTF-8
+    (b"\xc0\xaf", "\ufffd\ufffd"),                # nor is an overlong form
+    (b"x\xf0\x9f\x98", "x\ufffd\ufffd\ufffd"),
+    (b"", ""),
+])
+def test_env_value_bytes(value, want):
+    cfg = config_with(envs=[api_pb2.KeyValue(key="SECRET", value=value)])
+    assert _env(apply(process.with_env, make_inputs(cfg)))["SECRET"] == want
+
+
+def test_env_value_from_the_wire_that_is_not_utf8():
+    # What a kubelet >= 1.36.2 sends for a Secret with binary data: on the
+    # wire a bytes field is a string field, but a string-typed KeyValue.value
+    # failed to parse the whole request.
+    placeholder = b"ok!!"
+    config = config_with(envs=[api_pb2.KeyValue(key="SECRET", value=placeholder)])
+    wire = api_pb2.CreateContainerRequest(pod_sandbox_id="p", config=config).SerializeToString()
+    assert wire.count(placeholder) == 1
+    wire = wire.replace(placeholder, b"ok\xff\x80")
+    request = api_pb2.CreateContainerRequest.FromString(wire)
+    assert request.config.envs[0].value == b"ok\xff\x80"
+    b = apply(process.with_env, make_inputs(request.config))
+    assert "SECRET=ok\ufffd\ufffd" in b.process["env"]
+
+
+def test_env_value_with_nul_is_invalid_and_not_shown():
+    cfg = config_with(envs=[api_pb2.KeyValue(key="TOKEN", value=b"hid\0den")])
+    with pytest.raises(InvalidArgument, match=r"config\.envs\[0\]\.value: .*TOKEN.*NUL") as e:
+        apply(process.with_env, make_inputs(cfg))
+    assert "hid" not in str(e.value)
 
 
 @pytest.mark.parametrize("working_dir, image_dir, want", [

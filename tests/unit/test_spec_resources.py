@@ -40,6 +40,31 @@ def test_resources(fields, key, want):
     assert res(**fields).get(key) == want
 
 
+HP = api_pb2.HugepageLimit
+# what the kubelet sends: one limit per page size the node has, 0 for sizes
+# the pod asks none of
+KUBELET_HUGEPAGES = [HP(page_size="2MB", limit=0), HP(page_size="1GB", limit=0)]
+
+
+@pytest.mark.parametrize("limits, sizes, want", [
+    (KUBELET_HUGEPAGES, None, [{"pageSize": "2MB", "limit": 0}, {"pageSize": "1GB", "limit": 0}]),
+    (KUBELET_HUGEPAGES, {"2MB", "1GB"},
+     [{"pageSize": "2MB", "limit": 0}, {"pageSize": "1GB", "limit": 0}]),
+    # a 0 limit for a size the host cannot limit is left out...
+    (KUBELET_HUGEPAGES, {"2MB"}, [{"pageSize": "2MB", "limit": 0}]),
+    (KUBELET_HUGEPAGES, set(), None),
+    # ...a non-zero one stays, for the runtime to refuse
+    ([HP(page_size="1GB", limit=1 << 30), HP(page_size="2MB", limit=0)], set(),
+     [{"pageSize": "1GB", "limit": 1 << 30}]),
+])
+def test_hugepage_limits_the_host_cannot_enforce(limits, sizes, want):
+    cfg = config_with(**{f"{R}__hugepage_limits": limits})
+    built = apply(resources.with_resources, make_inputs(cfg, hugepage_sizes=sizes)).resources
+    assert built.get("hugepageLimits") == want
+    parts = dict(resources.oci_resources(cfg.linux.resources, hugepage_sizes=sizes))
+    assert parts["hugepageLimits"] == (want or [])
+
+
 RESOURCE_ERRORS = [
     ({"cpu_shares": 1}, "cpu_shares", r"\[2, 262144\]"),
     ({"cpu_shares": 300000}, "cpu_shares", r"\[2, 262144\]"),

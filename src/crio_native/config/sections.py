@@ -208,6 +208,9 @@ class NetworkConfig:
     network_dir: str = "/etc/cni/net.d"
     plugin_dirs: list[str] = field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
     cni_default_network: str = ""
+    # Put the packaged bridge network into network_dir at start-up when it holds
+    # no network config at all (network/default_network.py), as CRI-O's packages do.
+    install_default_network: bool = True
 
     def validate(self) -> None:
         require_absolute("network.network_dir", self.network_dir)

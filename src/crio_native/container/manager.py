@@ -18,7 +18,7 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from crio_native._proto import api_pb2
 from crio_native.config import Config
@@ -30,13 +30,19 @@ from crio_native.container.watcher import ExitWatcher
 from crio_native.errors import (AlreadyExists, CrioNativeError, DeadlineExceeded,
                                 FailedPrecondition, InvalidArgument, NotFound)
 from crio_native.logsetup import fields
-from crio_native.state.rollback import forget_unless_failed, undo_step
+from crio_native.state.rollback import forget_unless_failed, save_state, undo_step
 from crio_native.monitor import process_alive, read_exit, reopen_log
-from crio_native.runtime.handler import MonitorOptions
-from crio_native.sandbox.record import READY
+from crio_native.runtime.handler import (ExecProcess, ExecResult, MonitorOptions,
+                                         RuntimeHandler)
+from crio_native.sandbox.record import READY, SandboxRecord
 from crio_native.spec.process import signal_number
 from crio_native.stats import CgroupStats, CpuSampler, read_cgroup
 from crio_native.state.files import atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from crio_native.image.service import ImageService
+    from crio_native.runtime.registry import HandlerSet
+    from crio_native.sandbox.manager import SandboxManager
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,8 @@ def monitor_running(record: ContainerRecord) -> bool:
 
 
 class ContainerManager:
-    def __init__(self, config: Config, sandboxes, images: Callable[[], Any], handlers,
+    def __init__(self, config: Config, sandboxes: SandboxManager,
+                 images: Callable[[], ImageService], handlers: HandlerSet,
                  bus: EventBus | None = None):
         self.config = config
         self.sandboxes = sandboxes            # SandboxManager
@@ -89,7 +96,12 @@ class ContainerManager:
         for record in self.store.load():
             if record.state == CREATING:
                 log.warning("rolling back half-made container", extra=fields(id=record.id))
-                self._teardown(record)
+                try:
+                    self._teardown(record)
+                except Exception as e:  # noqa: BLE001 - one stuck container must not stop the daemon
+                    log.error("rollback of half-made container failed; record kept",
+                              extra=fields(id=record.id, error=str(e)))
+                    continue
                 self.store.drop(record)
             elif record.state in (CREATED, RUNNING):
                 if monitor_running(record):
@@ -106,29 +118,35 @@ class ContainerManager:
         if sandbox.state != READY:
             raise FailedPrecondition(f"CreateContainer: pod sandbox {sandbox.id} is not ready "
                                      f"({sandbox.state})")
+        # before the name is reserved: a failure here leaves nothing to undo
+        images = self.images()
+        handler = self.handlers.get(sandbox.runtime_handler)
         record = self._new_record(request, sandbox)
-        while True:
-            holder = self.store.reserve(record)
-            if holder is None:
-                break
-            finished = self._existing(holder, record)
-            if finished is not None:
-                return finished
+        # marked as being made before its name is reserved, so a retry never
+        # takes it for the leftover of a failed attempt
         done = self._done.setdefault(record.id, threading.Event())
         try:
-            self._create(record, config, sandbox)
+            while True:
+                holder = self.store.reserve(record)
+                if holder is None:
+                    break
+                finished = self._existing(holder, record)
+                if finished is not None:
+                    return finished
+            self._create(record, config, sandbox, images, handler)
             return record.id
         finally:
             done.set()
             self._done.pop(record.id, None)
 
-    def _new_record(self, request, sandbox) -> ContainerRecord:
+    def _new_record(self, request: api_pb2.CreateContainerRequest,
+                    sandbox: SandboxRecord) -> ContainerRecord:
         config = request.config
         container_id = secrets.token_hex(32)
         return ContainerRecord(
             id=container_id, sandbox_id=sandbox.id, name=config.metadata.name,
             attempt=config.metadata.attempt, created_at=time.time_ns(),
-            image=config.image.image, runtime_handler=sandbox.runtime_handler,
+            **prepare.requested_image(config.image), runtime_handler=sandbox.runtime_handler,
             labels=dict(config.labels), annotations=dict(config.annotations),
             directory=str(self.run_root / container_id),
             rootfs="", mounts=prepare.cri_mounts(config), tty=config.tty,
@@ -148,11 +166,17 @@ class ContainerManager:
             raise DeadlineExceeded(f"CreateContainer: container {record.name!r} is still "
                                    "being created by an earlier request")
         current = self.store.find(holder.id)
+        if current is not None and current.state == CREATING and event is None:
+            # Nobody is making it: an earlier attempt whose rollback failed.
+            # Try the teardown again; if it still fails, say so (no spinning).
+            with self._lock(current.id):
+                self._teardown(current)
+                self.store.drop(current)
+            return None
         return current.id if current is not None and current.state != CREATING else None
 
-    def _create(self, record: ContainerRecord, config, sandbox) -> None:
-        images = self.images()
-        handler = self.handlers.get(record.runtime_handler)
+    def _create(self, record: ContainerRecord, config: api_pb2.ContainerConfig,
+                sandbox: SandboxRecord, images: ImageService, handler: RuntimeHandler) -> None:
         failed: list[str] = []
         with ExitStack() as undo:
             undo.callback(forget_unless_failed, self.store, record, failed)
@@ -192,8 +216,7 @@ class ContainerManager:
                           lambda: handler.delete(record.id, force=True))
             record.pid, record.monitor_pid = created.pid, created.monitor_pid
             record.cgroup_dirs = [str(d) for d in created.cgroup_dirs]
-            record.state = CREATED
-            self.store.save(record)
+            save_state(self.store, record, CREATED, CREATING)
             undo.pop_all()
         self.watcher.watch(record.id, record.monitor_pid)
         self.events.publish(events.CREATED, record.id, record.sandbox_id)
@@ -333,7 +356,7 @@ class ContainerManager:
 
     # ---- exec, logs, resources -----------------------------------------------------
 
-    def exec_sync(self, container_id: str, cmd: list[str], timeout: int):
+    def exec_sync(self, container_id: str, cmd: list[str], timeout: int) -> ExecResult:
         record = self.running(container_id, "ExecSync")
         process = prepare.process_for_exec(self.spec_of(record), cmd)
         handler = self.handlers.get(record.runtime_handler)
@@ -352,7 +375,7 @@ class ContainerManager:
         return record
 
     def exec_interactive(self, container_id: str, cmd: list[str], *, tty: bool, stdin: bool,
-                         stdout: bool, stderr: bool):
+                         stdout: bool, stderr: bool) -> ExecProcess:
         """Start `cmd` in the container for a streaming Exec session: a
         runtime.handler.ExecProcess whose stdio the caller relays."""
         record = self.running(container_id, "Exec")
@@ -379,7 +402,8 @@ class ContainerManager:
         handler = self.handlers.get(record.runtime_handler)
         if handler.reports_cgroup_stats:
             try:
-                return handler.cgroup_stats(record.id)
+                stats: CgroupStats = handler.cgroup_stats(record.id)
+                return stats
             except CrioNativeError as e:
                 log.warning("stats of container %s: %s", record.id, e)
                 return None

@@ -14,6 +14,7 @@ from crio_native.config import Config
 from crio_native.container.record import ContainerRecord
 from crio_native.errors import InvalidArgument
 from crio_native.linux import capabilities
+from crio_native.linux.cgroups import hugetlb
 from crio_native.sandbox.record import SandboxRecord
 from crio_native.spec import devices
 from crio_native.spec import selinux as selinux_spec
@@ -56,7 +57,8 @@ def inputs_for(record: ContainerRecord, config: api_pb2.ContainerConfig,
         selinux_level=sandbox.selinux_level,
         machine=os.uname().machine,
         host_capabilities=capabilities.names_in_mask(capabilities.bounding_caps())
-        if privileged else None)
+        if privileged else None,
+        hugepage_sizes=hugetlb.host_enforceable_page_sizes())
 
 
 def rootfs_mount_label(config: api_pb2.ContainerConfig, sandbox: SandboxRecord) -> str:
@@ -119,6 +121,12 @@ def cri_mounts(config: api_pb2.ContainerConfig) -> list[dict[str, Any]]:
                     "propagation": m.propagation,
                     "recursive_read_only": m.recursive_read_only})
     return out
+
+
+def requested_image(image: api_pb2.ImageSpec) -> dict[str, Any]:
+    """The record's fields for config.image, as ContainerStatus reports it."""
+    return {"image": image.image, "user_image": image.user_specified_image,
+            "image_annotations": dict(image.annotations)}
 
 
 def image_config_of(images, image_record) -> dict[str, Any]:

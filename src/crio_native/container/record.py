@@ -26,6 +26,10 @@ class ContainerRecord(JsonRecord):
     reason: str = ""                     # Completed, Error, OOMKilled
     message: str = ""
     image: str = ""                      # as requested (config.image.image)
+    # the image as the user named it (config.image.user_specified_image: the
+    # kubelet puts the pod spec's image there and the image id in `image`)
+    user_image: str = ""
+    image_annotations: dict[str, str] = field(default_factory=dict)
     image_ref: str = ""                  # the image's repo digest (its id without one)
     image_id: str = ""
     runtime_handler: str = ""

@@ -1,7 +1,7 @@
 """SELinux for the built-in runtime: whether labels apply on this host, which
 mounts take linux.mountLabel, and checks of a label against the loaded policy.
 
-The label itself is set by the child (src/_native/process.c writes
+The label itself is set by the child (src/_native/exec.c writes
 process.selinuxLabel to /proc/thread-self/attr/exec right before execve, as
 setexeccon(3) would); a mount label travels as the `context=` mount option,
 as runc does.  With SELinux disabled on the host both are ignored (the spec

@@ -107,7 +107,7 @@ class NetworkConfigWatcher:
     def readiness(self) -> tuple[bool, str]:
         """(NetworkReady, why not)."""
         state = self.current()
-        if not state.ready:
+        if not state.ready or state.config is None:
             return False, state.problem
         if self._probe is None or not version_at_least(state.config.cni_version,
                                                         STATUS_MIN_VERSION):
@@ -126,10 +126,13 @@ class NetworkConfigWatcher:
     # ---- mechanics -------------------------------------------------------------------
 
     def _run_probe(self, state: NetworkState) -> str:
+        probe, config = self._probe, state.config
+        if probe is None or config is None:
+            return ""
         try:
-            self._probe(state.config)
+            probe(config)
         except Exception as e:  # noqa: BLE001 - any failure means "not ready", with its text
-            return f"CNI STATUS of network {state.config.name!r}: {e}"
+            return f"CNI STATUS of network {config.name!r}: {e}"
         return ""
 
     def _refresh(self, force: bool = False) -> NetworkState:
@@ -151,6 +154,12 @@ class NetworkConfigWatcher:
         except NoNetworkConfig as e:
             return NetworkState(None, str(e))
 
+    def _watch(self) -> inotify.Inotify:
+        """The inotify instance of a started watcher."""
+        if self._inotify is None:
+            raise RuntimeError("the CNI config watcher is not started")
+        return self._inotify
+
     def _arm(self) -> None:
         """Watch the directory; while it is missing, watch the nearest
         existing ancestor for its creation (each event re-arms)."""
@@ -158,7 +167,7 @@ class NetworkConfigWatcher:
             return
         for ancestor in Path(self.network_dir).parents:
             try:
-                self._ancestor_wds.add(self._inotify.add_watch(str(ancestor), ANCESTOR_EVENTS))
+                self._ancestor_wds.add(self._watch().add_watch(str(ancestor), ANCESTOR_EVENTS))
                 break
             except (FileNotFoundError, NotADirectoryError):
                 continue
@@ -167,7 +176,7 @@ class NetworkConfigWatcher:
     def _try_watch_dir(self) -> bool:
         previous = self._dir_wd
         try:
-            self._dir_wd = self._inotify.add_watch(self.network_dir, DIR_EVENTS)
+            self._dir_wd = self._watch().add_watch(self.network_dir, DIR_EVENTS)
         except (FileNotFoundError, NotADirectoryError):
             self._dir_wd = None
             return False
@@ -176,7 +185,7 @@ class NetworkConfigWatcher:
             stale.add(previous)   # a directory renamed away still has our watch
         for wd in stale - {self._dir_wd}:
             try:
-                self._inotify.rm_watch(wd)
+                self._watch().rm_watch(wd)
             except OSError:
                 pass   # already gone with its directory
         self._ancestor_wds = set()
@@ -184,7 +193,7 @@ class NetworkConfigWatcher:
 
     def _run(self) -> None:
         poller = select.poll()
-        poller.register(self._inotify.fileno(), select.POLLIN)
+        poller.register(self._watch().fileno(), select.POLLIN)
         poller.register(self._wake, select.POLLIN)
         while True:
             ready = {fd for fd, _ in poller.poll()}

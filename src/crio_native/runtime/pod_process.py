@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from crio_native._native import ns
 from crio_native.monitor.paths import pause_binary
@@ -18,7 +19,7 @@ from crio_native.spec.namespaces import pod_namespace_joins
 CAPABILITY_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
 
-def infra_spec(pod: PodSandbox) -> dict:
+def infra_spec(pod: PodSandbox) -> dict[str, Any]:
     namespaces = [{"type": "pid"}, {"type": "mount"}, *pod_namespace_joins(pod.pins)]
     return {
         "ociVersion": "1.1.0",
@@ -34,7 +35,7 @@ def infra_spec(pod: PodSandbox) -> dict:
     }
 
 
-def write_bundle(pod: PodSandbox, spec: dict | None = None) -> Path:
+def write_bundle(pod: PodSandbox, spec: dict[str, Any] | None = None) -> Path:
     """The infra bundle in the pod's directory: `spec` (infra_spec's by
     default) and an empty root holding the mount point of /pause."""
     bundle = Path(pod.directory) / "infra"

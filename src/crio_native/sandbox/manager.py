@@ -11,9 +11,10 @@ import threading
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from crio_native._native import selinux
+from crio_native._proto import api_pb2
 from crio_native.config import Config
 from crio_native.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from crio_native.logsetup import fields
@@ -27,7 +28,7 @@ from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
 from crio_native.sandbox.store import SandboxStore
 from crio_native.spec import selinux as selinux_spec
 from crio_native.spec.pod_resources import pod_resources
-from crio_native.state.rollback import forget_unless_failed, undo_step
+from crio_native.state.rollback import forget_unless_failed, save_state, undo_step
 
 log = logging.getLogger(__name__)
 
@@ -106,21 +107,31 @@ class SandboxManager:
 
     # ---- run -------------------------------------------------------------------
 
-    def run(self, request, pod_cidr: str = "") -> str:
+    def run(self, request: api_pb2.RunPodSandboxRequest, pod_cidr: str = "") -> str:
         """`pod_cidr`: the node's pod CIDR from UpdateRuntimeConfig, offered to
         plugins that declare the ipRanges capability."""
         record = self._new_record(request)
-        while True:
-            holder = self.store.reserve(record)
-            if holder is None:
-                break
-            finished = self._wait_for(holder)
-            if finished is not None:
-                return finished
-        done = self._done.setdefault(record.id, threading.Event())
         try:
             record.ip_ranges = ip_ranges_from_cidr(pod_cidr)
-            self._assign_selinux_level(record, request)
+        except ValueError as e:
+            raise FailedPrecondition(f"RunPodSandbox: the node's pod CIDR {pod_cidr!r} (from "
+                                     f"UpdateRuntimeConfig) is unusable: {e}") from None
+        # marked as being made before its name is reserved, so a retry never
+        # takes it for the leftover of a failed attempt
+        done = self._done.setdefault(record.id, threading.Event())
+        try:
+            while True:
+                holder = self.store.reserve(record)
+                if holder is None:
+                    break
+                finished = self._wait_for(holder)
+                if finished is not None:
+                    return finished
+            try:
+                self._assign_selinux_level(record, request)
+            except BaseException:
+                self.store.drop(record)   # nothing made yet: only the name to free
+                raise
             self._create(record, request)
             return record.id
         finally:
@@ -136,7 +147,8 @@ class SandboxManager:
             raise InvalidArgument("RunPodSandbox: config.linux.security_context."
                                   f"selinux_options.level: {problem}")
 
-    def _assign_selinux_level(self, record: SandboxRecord, request) -> None:
+    def _assign_selinux_level(self, record: SandboxRecord,
+                              request: api_pb2.RunPodSandboxRequest) -> None:
         """The pod's MCS level on an SELinux host: the request's, else a
         category pair no other pod holds (chosen under the store lock, after
         the record joined the store, so two pods never get the same)."""
@@ -164,7 +176,7 @@ class SandboxManager:
             return None
         return current.id if current is not None and current.state != CREATING else None
 
-    def _new_record(self, request) -> SandboxRecord:
+    def _new_record(self, request: api_pb2.RunPodSandboxRequest) -> SandboxRecord:
         config = request.config
         validate.check_metadata(config)
         handler = request.runtime_handler or self.config.runtime.default_runtime
@@ -194,7 +206,7 @@ class SandboxManager:
         )
         return record
 
-    def _create(self, record: SandboxRecord, request) -> None:
+    def _create(self, record: SandboxRecord, request: api_pb2.RunPodSandboxRequest) -> None:
         failed: list[str] = []
         with ExitStack() as undo:
             undo.callback(forget_unless_failed, self.store, record, failed)
@@ -207,19 +219,23 @@ class SandboxManager:
             self.host.pin_namespaces(record, self.pin_root)
             undo.callback(undo_step, failed, "unpin namespaces",
                           lambda: self.host.unpin_namespaces(record))
-            self.store.save(record)  # the pins are on disk before anything uses them
+            # saved with the pins, before anything uses them or mounts there
+            record.shm_path = setup.shm_mount_point(record)
+            self.store.save(record)
             self.host.apply_sysctls_and_hostname(record)
-            self.host.mount_shm(record)
+            # registered first: the record already names the mount point
             undo.callback(undo_step, failed, "unmount shm", lambda: self.host.unmount_shm(record))
+            self.host.mount_shm(record)
             self._attach_network(record, undo, failed)
             # After the network: kata boots the pod's VM with the interfaces
             # it finds in the pod's network namespace.
-            handler.start_sandbox(record, resources, lambda: self.store.save(record))
+            # registered first, as it journals as it goes: a part it made and
+            # failed to undo itself is undone here, or stays visible
             undo.callback(undo_step, failed, "remove the runtime's part of the pod",
                           lambda: handler.remove_sandbox(record))
+            handler.start_sandbox(record, resources, lambda: self.store.save(record))
             self.host.write_pod_files(record)
-            record.state = READY
-            self.store.save(record)
+            save_state(self.store, record, READY, CREATING)
             undo.pop_all()
         log.info("pod sandbox ready", extra=fields(id=record.id, pod=record.name_key,
                                                   ips=",".join(record.ips)))
@@ -352,7 +368,7 @@ class SandboxManager:
         args = {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": record.namespace,
                 "K8S_POD_NAME": record.name, "K8S_POD_INFRA_CONTAINER_ID": record.id,
                 "K8S_POD_UID": record.uid}
-        caps: dict = {}
+        caps: dict[str, Any] = {}
         if record.port_mappings:
             caps["portMappings"] = record.port_mappings
         if record.bandwidth:

@@ -131,24 +131,32 @@ def hosts_file(hostname: str, ips: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shm_mount_point(record: SandboxRecord) -> str:
+    """Where the pod's /dev/shm tmpfs goes; "" when the pod shares the
+    host's IPC.  Known before the mount, so the record can carry it first
+    and a crash at any later point still unmounts it."""
+    return "" if record.ipc_mode == NODE else str(Path(record.directory) / "shm")
+
+
 def mount_shm(record: SandboxRecord) -> None:
     """A private tmpfs for the pod's /dev/shm, unless the pod shares the host's IPC."""
-    if record.ipc_mode == NODE:
+    target = shm_mount_point(record)
+    if not target:
         return
-    path = Path(record.directory) / "shm"
-    path.mkdir(parents=True, exist_ok=True)
+    Path(target).mkdir(parents=True, exist_ok=True)
     from crio_native._native import mount
 
     data = f"mode=1777,size={record.shm_size}"
     label = pod_file_label(record)
     if label:
         data += f',context="{label}"'   # quoted: a level holds commas
-    mount.mount("shm", str(path), "tmpfs", mount.MS_NOSUID | mount.MS_NODEV | mount.MS_NOEXEC,
+    mount.mount("shm", target, "tmpfs", mount.MS_NOSUID | mount.MS_NODEV | mount.MS_NOEXEC,
                 data)
-    record.shm_path = str(path)
+    record.shm_path = target
 
 
 def unmount_shm(record: SandboxRecord) -> None:
+    """Unmount the pod's /dev/shm (nothing mounted there is fine)."""
     if record.shm_path:
         from crio_native._native import mount
 

@@ -8,7 +8,7 @@ options stay pure and each can be table-tested on its own."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import AbstractSet, Any, Callable, Sequence
 
 from crio_native._proto import api_pb2
 from crio_native.config.sections import Config
@@ -84,6 +84,9 @@ class SpecInputs:
     # What a privileged container may get: the daemon's own bounding set
     # (a capability the daemon lacks cannot be granted); None = every one.
     host_capabilities: Sequence[str] | None = None
+    # The huge page sizes the container's cgroups can limit ("2MB", "1GB"):
+    # the kubelet's 0 limits for other sizes are left out.  None keeps all.
+    hugepage_sizes: AbstractSet[str] | None = None
 
     @property
     def security(self) -> api_pb2.LinuxContainerSecurityContext:

@@ -3,6 +3,7 @@ and the request facts that live beside the spec (stop signal, log path,
 stdin)."""
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import signal
@@ -59,12 +60,36 @@ def _hostname(inputs: SpecInputs) -> str:
     return inputs.node_hostname if pod.host_network else pod.name
 
 
+def _replace_one_byte(e: UnicodeError) -> tuple[str, int]:
+    assert isinstance(e, UnicodeDecodeError)
+    return "\ufffd", e.start + 1
+
+
+# Go's rule for a byte string that is not UTF-8: each byte that does not
+# start a valid sequence becomes one U+FFFD (Python's "replace" would make
+# one of a whole truncated sequence).
+codecs.register_error("crio_native.one_fffd_per_byte", _replace_one_byte)
+
+
+def env_text(value: bytes) -> str:
+    """An env value (KeyValue.value, bytes since cri-api v0.36.2) as the
+    text config.json can hold.  JSON strings are Unicode, so bytes that are
+    not UTF-8 cannot reach the runtime as they are; we write what CRI-O and
+    containerd write (a Go string of the bytes, through encoding/json): each
+    invalid byte replaced with U+FFFD, valid UTF-8 unchanged."""
+    return value.decode("utf-8", errors="crio_native.one_fffd_per_byte")
+
+
 def with_env(build: SpecBuild, inputs: SpecInputs) -> None:
     request = []
     for i, kv in enumerate(inputs.config.envs):
         if not _ENV_KEY.match(kv.key):
             raise invalid(f"envs[{i}].key", f"not an environment variable name: {kv.key!r}")
-        request.append(f"{kv.key}={kv.value}")
+        if b"\0" in kv.value:
+            # execve would cut it there, and runc refuses it; the value may be
+            # a secret, so the message does not show it
+            raise invalid(f"envs[{i}].value", f"the value of {kv.key} contains a NUL byte")
+        request.append(f"{kv.key}={env_text(kv.value)}")
     base = [f"PATH={DEFAULT_PATH}"]
     hostname = _hostname(inputs)
     if hostname:

@@ -9,7 +9,7 @@ The converters below are for readers of the v2 files (stats, updates)."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import AbstractSet, Any
 
 from crio_native._proto import api_pb2
 from crio_native.spec.inputs import RPC, SpecBuild, SpecInputs
@@ -91,12 +91,20 @@ def _memory(res: api_pb2.LinuxContainerResources, prefix: str) -> dict[str, Any]
     return memory
 
 
-def _hugepages(res: api_pb2.LinuxContainerResources, prefix: str) -> list[dict[str, Any]]:
+def _hugepages(res: api_pb2.LinuxContainerResources, prefix: str,
+               sizes: AbstractSet[str] | None) -> list[dict[str, Any]]:
+    """The limits, less a 0 limit for a size not in `sizes`: the kubelet
+    sends one per page size the node has, 0 where the pod asks none, and a
+    runtime that cannot limit that size (no hugetlb controller it can use,
+    as on a hybrid host with hugetlb only in cgroup v2) would refuse the
+    container for it.  A non-zero limit stays, for the runtime to refuse."""
     out = []
     for i, hp in enumerate(res.hugepage_limits):
         if not _PAGE_SIZE.match(hp.page_size):
             raise _invalid(prefix, f"hugepage_limits[{i}].page_size",
                            f"want a size like 2MB or 1GB, got {hp.page_size!r}")
+        if hp.limit == 0 and sizes is not None and hp.page_size not in sizes:
+            continue
         out.append({"pageSize": hp.page_size, "limit": hp.limit})
     return out
 
@@ -111,17 +119,20 @@ def _unified(res: api_pb2.LinuxContainerResources, prefix: str) -> dict[str, str
 
 
 def oci_resources(res: api_pb2.LinuxContainerResources, *,
-                  field_prefix: str = CREATE_FIELD) -> list[tuple[str, Any]]:
+                  field_prefix: str = CREATE_FIELD,
+                  hugepage_sizes: AbstractSet[str] | None = None) -> list[tuple[str, Any]]:
     """The OCI linux.resources entries for CRI resources, each possibly empty.
     An InvalidArgument names the field as `<field_prefix>.<name>`, e.g.
-    "CreateContainer: config.linux.resources.cpu_shares"."""
+    "CreateContainer: config.linux.resources.cpu_shares".  `hugepage_sizes`:
+    the page sizes the host can limit (None: all), see _hugepages."""
     return [("cpu", _cpu(res, field_prefix)), ("memory", _memory(res, field_prefix)),
-            ("hugepageLimits", _hugepages(res, field_prefix)),
+            ("hugepageLimits", _hugepages(res, field_prefix, hugepage_sizes)),
             ("unified", _unified(res, field_prefix))]
 
 
 def with_resources(build: SpecBuild, inputs: SpecInputs) -> None:
-    for key, value in oci_resources(inputs.config.linux.resources):
+    for key, value in oci_resources(inputs.config.linux.resources,
+                                    hugepage_sizes=inputs.hugepage_sizes):
         if value:
             build.resources[key] = value
         else:

@@ -28,3 +28,15 @@ def forget_unless_failed(store: Any, record: Any, failed: list[str]) -> None:
         store.save(record)
     else:
         store.drop(record)
+
+
+def save_state(store: Any, record: Any, state: str, before: str) -> None:
+    """Move the record to `state` and save it; if the save fails, the record
+    goes back to `before`, so the rollback's own saves (and a record kept
+    after a failed undo) never claim the state that was not reached."""
+    record.state = state
+    try:
+        store.save(record)
+    except BaseException:
+        record.state = before
+        raise

@@ -36,7 +36,7 @@ def collect_container(sampler: CpuSampler, id: str, metadata: api_pb2.ContainerM
     cg = cgroup if cgroup is not None else read_cgroup(dirs) if dirs else None
     nano = sampler.nano_cores(id, cg.cpu_usage_ns) if cg is not None else None
     usage = disk_usage(upper_dir) if upper_dir is not None else None
-    mountpoint = fs_mountpoint(upper_dir) if usage is not None else ""
+    mountpoint = fs_mountpoint(upper_dir) if upper_dir is not None and usage is not None else ""
     return container_stats_message(id, metadata, labels, annotations, cg, nano, usage,
                                    mountpoint)
 

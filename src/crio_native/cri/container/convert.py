@@ -19,10 +19,21 @@ def metadata(record: ContainerRecord) -> api_pb2.ContainerMetadata:
     return api_pb2.ContainerMetadata(name=record.name, attempt=record.attempt)
 
 
+def image_spec(record: ContainerRecord) -> api_pb2.ImageSpec:
+    """The image as the user asked for it: the kubelet shows `image` as the
+    pod's status.containerStatuses[].image, so it must be the pod spec's
+    name (user_specified_image), not the id the kubelet resolved it to and
+    sent as config.image.image; image_ref and image_id carry the digest and
+    id.  A client that sends no user_specified_image gets back its image."""
+    name = record.user_image or record.image
+    return api_pb2.ImageSpec(image=name, annotations=record.image_annotations,
+                             user_specified_image=record.user_image)
+
+
 def summary(record: ContainerRecord) -> api_pb2.Container:
     return api_pb2.Container(
         id=record.id, pod_sandbox_id=record.sandbox_id, metadata=metadata(record),
-        image=api_pb2.ImageSpec(image=record.image), image_ref=record.image_ref,
+        image=image_spec(record), image_ref=record.image_ref,
         state=state(record), created_at=record.created_at, labels=record.labels,
         annotations=record.annotations, image_id=record.image_id)
 
@@ -61,7 +72,7 @@ def status(record: ContainerRecord, spec: dict[str, Any]) -> api_pb2.ContainerSt
         id=record.id, metadata=metadata(record), state=state(record),
         created_at=record.created_at, started_at=record.started_at,
         finished_at=record.finished_at, exit_code=record.exit_code,
-        image=api_pb2.ImageSpec(image=record.image), image_ref=record.image_ref,
+        image=image_spec(record), image_ref=record.image_ref,
         image_id=record.image_id, reason=record.reason, message=record.message,
         labels=record.labels, annotations=record.annotations, log_path=record.log_path,
         mounts=[api_pb2.Mount(**m) for m in record.mounts],

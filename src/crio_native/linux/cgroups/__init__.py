@@ -15,14 +15,17 @@ at or below it.  Nothing is ever created outside the root, and existing
 groups are only touched to enable controllers in cgroup.subtree_control
 (v2), from the root down to the container group's parent.
 
-A limit the host has no controller for is an error naming the field; a
-hierarchy the spec sets nothing in only gets the process placed in it.
+A limit the host has no controller for is an error naming the field (but
+for a 0 hugepage limit of a size the groups cannot limit, which is skipped:
+the kubelet sends one for every size); a hierarchy the spec sets nothing in
+only gets the process placed in it.
 Device rules go to the v1 devices controller where the host has one, and on
 pure v2 become an eBPF device filter attached to the group (devfilter).
 
 The modules: hierarchy (what the host has mounted), path (the root and
 linux.cgroupsPath), resources (limits as control files), device (device
-rules: v1 lines, the v2 filter), plan (what goes where), delegation (v2
+rules: v1 lines, the v2 filter), hugetlb (the huge page sizes groups can
+limit), plan (what goes where), delegation (v2
 subtree_control), group (making and removing the groups), freezer."""
 from __future__ import annotations
 

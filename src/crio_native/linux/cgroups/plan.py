@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import AbstractSet, Any
 
 from crio_native.errors import FailedPrecondition
 from crio_native.linux import cgroup_net, devfilter
+from crio_native.linux.cgroups import hugetlb
 from crio_native.linux.cgroups.device import device_rules, warn_device_rules_once
 from crio_native.linux.cgroups.hierarchy import Hierarchy, host_hierarchies, own_cgroups, pure_v2
 from crio_native.linux.cgroups.path import (check_cgroups_path, check_root, group_beside_v2,
@@ -41,22 +42,26 @@ class CgroupPlan:
 
 def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
                  hierarchies: list[tuple[Hierarchy, str]] | None = None,
-                 own: dict[str, str] | None = None, root: str | None = None) -> CgroupPlan:
+                 own: dict[str, str] | None = None, root: str | None = None,
+                 page_sizes: AbstractSet[str] | None = None) -> CgroupPlan:
     """Where the container's groups go and what is written there (no I/O
-    beyond reading the host's layout when not given, and on a v2 host
-    whether the container's group exists in a v1 hierarchy beside it).
-    `root` is the configured cgroup root; empty or None means this
-    process's own cgroup."""
+    beyond reading the host's layout and huge page sizes when not given,
+    and on a v2 host whether the container's group exists in a v1 hierarchy
+    beside it).  `root` is the configured cgroup root; empty or None means
+    this process's own cgroup."""
     parts = check_cgroups_path(cgroups_path)
     root = check_root(root or "")
     hierarchies = host_hierarchies() if hierarchies is None else hierarchies
     own = own_cgroups() if own is None else own
+    page_sizes = hugetlb.host_sizes() if page_sizes is None else page_sizes
     v2_only = pure_v2(hierarchies)
     by_ctrl: dict[str, Hierarchy] = {}
     for h, _mount_root in hierarchies:
         for c in h.controllers:
             by_ctrl.setdefault(c, h)
-    files = _placed_files(resources, v2_only, by_ctrl)
+    _check_page_sizes(resources, page_sizes)
+    files = _placed_files(resources, v2_only, by_ctrl,
+                          hugetlb.enforceable_page_sizes(hierarchies, page_sizes))
     plan = CgroupPlan()
     dir_of: dict[Hierarchy, Path] = {}
     for h, mount_root in hierarchies:
@@ -100,14 +105,27 @@ def plan_cgroups(cgroups_path: str, resources: dict[str, Any],
     return plan
 
 
-def _placed_files(resources: dict[str, Any], v2_only: bool, by_ctrl: dict[str, Hierarchy]
+def _check_page_sizes(resources: dict[str, Any], page_sizes: AbstractSet[str]) -> None:
+    """A non-zero hugepage limit for a page size the host lacks is an error
+    (a 0 limit there is skipped: see hugetlb.py)."""
+    for i, h in enumerate(resources.get("hugepageLimits") or []):
+        size = h.get("pageSize")
+        if h.get("limit") and size not in page_sizes:
+            have = ", ".join(sorted(page_sizes)) or "none"
+            raise FailedPrecondition(f"config.json: linux.resources.hugepageLimits[{i}]: this "
+                                     f"host has no {size} huge pages (it has: {have})")
+
+
+def _placed_files(resources: dict[str, Any], v2_only: bool, by_ctrl: dict[str, Hierarchy],
+                  hugepage_sizes: AbstractSet[str]
                   ) -> list[tuple[Hierarchy | None, str, str, str]]:
     """(hierarchy, controller, file name, value) for each limit of
     `resources` (no hierarchy for unified's cgroup.* files); a limit no
-    hierarchy can take is an error."""
+    hierarchy can take is an error, but for a 0 hugepage limit of a size
+    not in `hugepage_sizes`, which is left out."""
     out: list[tuple[Hierarchy | None, str, str, str]] = []
     v1_devices = "devices" in by_ctrl and by_ctrl["devices"].version == 1
-    for fieldname, ctrl, v1, v2, value in resource_files(resources, v2_only):
+    for fieldname, ctrl, v1, v2, value in resource_files(resources, v2_only, hugepage_sizes):
         if ctrl == "devices" and not v1_devices:
             continue
         if not ctrl:

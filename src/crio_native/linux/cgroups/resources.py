@@ -2,7 +2,7 @@
 in v1 and in v2 and the value (converted where v2 counts differently)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import AbstractSet, Any
 
 from crio_native.errors import Unimplemented
 from crio_native.linux import cgroup_io, cgroup_net
@@ -13,11 +13,14 @@ def _cpu_weight_from_shares(shares: int) -> int:
     return 1 + ((shares - 2) * 9999) // 262142 if shares >= 2 else 1
 
 
-def resource_files(resources: dict[str, Any],
-                   pure_v2_host: bool = False) -> list[tuple[str, str, str, str, str]]:
+def resource_files(resources: dict[str, Any], pure_v2_host: bool = False,
+                   hugepage_sizes: AbstractSet[str] | None = None
+                   ) -> list[tuple[str, str, str, str, str]]:
     """(field, controller, v1 file, v2 file, value) for each limit set.
     Device rules have no v2 file: v2 enforces them with an eBPF program
-    (see plan_cgroups and devfilter)."""
+    (see plan_cgroups and devfilter).  With `hugepage_sizes` (the sizes the
+    groups can limit), a 0 hugepage limit for any other size is left out
+    (see hugetlb.py)."""
     out = []
     unsupported = set(resources) - {"memory", "cpu", "pids", "hugepageLimits", "devices",
                                     "blockIO", "rdma", "network", "unified"}
@@ -58,9 +61,11 @@ def resource_files(resources: dict[str, Any],
         out.append(("pids.limit", "pids", "pids.max", "pids.max",
                     str(limit) if limit > 0 else "max"))
     for i, h in enumerate(resources.get("hugepageLimits") or []):
-        size = h.get("pageSize")
+        size, limit = h.get("pageSize"), int(h.get("limit", 0))
+        if limit == 0 and hugepage_sizes is not None and size not in hugepage_sizes:
+            continue
         out.append((f"hugepageLimits[{i}]", "hugetlb", f"hugetlb.{size}.limit_in_bytes",
-                    f"hugetlb.{size}.max", str(int(h.get("limit", 0)))))
+                    f"hugetlb.{size}.max", str(limit)))
     out += cgroup_io.blockio_files(resources.get("blockIO") or {})
     out += cgroup_io.rdma_files(resources.get("rdma") or {})
     out += cgroup_net.network_files(resources.get("network"))

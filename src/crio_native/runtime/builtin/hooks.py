@@ -6,7 +6,7 @@ createRuntime (and the deprecated prestart) and createContainer run while the
 launched child waits before pivot_root; poststart after start; poststop after
 delete.  startContainer hooks run inside the container, by the container
 process itself after `start` (the plan carries them: plan.start_hook_records,
-src/_native/process.c), so they are only parsed here."""
+src/_native/hooks.c), so they are only parsed here."""
 from __future__ import annotations
 
 import json

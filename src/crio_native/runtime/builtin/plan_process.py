@@ -120,7 +120,7 @@ def personality_records(linux: dict) -> list[Record]:
 
 def start_hook_records(hooks: list[Hook], result_fifo: str | None) -> list[Record]:
     """The startContainer hooks, run by the container process after `start`
-    (see process.c): each with its timeout, args and env; a failure is
+    (see hooks.c): each with its timeout, args and env; a failure is
     reported on `result_fifo` (if any), which `start` reads, and on the
     container's stderr."""
     if not hooks:

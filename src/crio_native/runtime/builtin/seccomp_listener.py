@@ -7,7 +7,7 @@ pid of the process being launched.  The plan's SECCOMP_LISTENER record
 carries the socket path and the document cut where that pid goes (parts, each
 NUL-terminated); the child learns its pid as the parent sees it from the
 parent's go-ahead and sends the parts with the pid between them
-(src/_native/process.c), right after loading its filter."""
+(src/_native/seccomp.c), right after loading its filter."""
 from __future__ import annotations
 
 import json

@@ -291,7 +291,7 @@ class VmShimHandler(RuntimeHandler):
             task = self._task(container_id)
         except NotFound:
             task = None
-        shared = bool(address) and self._sharing(container_id, address)
+        shared = self._sharing(container_id, address) if address else False
         if task is not None:
             self._delete_task(container_id, task, force, files.monitor_pid())
             if not shared:
@@ -303,7 +303,7 @@ class VmShimHandler(RuntimeHandler):
         if shared:
             log.debug("runtime handler %s: shim %s of container %s still serves other "
                       "containers: left running", self.name, address, container_id)
-        elif not wait_process_gone(pid, address, SHUTDOWN_GRACE):
+        elif not wait_process_gone(pid, address, SHUTDOWN_GRACE) and pid is not None:
             # containerd-shim-runc-v2 1.6 lingers ~10 s after Shutdown,
             # retrying to publish its events to TTRPC_ADDRESS, which nobody
             # serves here; its task is deleted, so nothing is lost.

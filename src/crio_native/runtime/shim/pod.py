@@ -65,7 +65,7 @@ class ShimPod:
         self.cgroup.remove(pod)
 
 
-def sandbox_task_spec(pod: PodSandbox, cgroup_manager: str) -> dict:
+def sandbox_task_spec(pod: PodSandbox, cgroup_manager: str) -> dict[str, Any]:
     spec = infra_spec(pod)
     # runc and kata's agent want /proc (runc closes the fds it leaves open
     # by reading /proc/self/fd) and make the default device nodes in /dev

@@ -1,0 +1,97 @@
+"""The steps of a create, shared by BuiltinRuntime.create and
+create_monitored: prepare (everything decided, nothing made), make (the
+state dir, its record, the cgroups, each with its undo), the create hooks
+run while the process waits, and the record of the created process."""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from crio_native.errors import InvalidArgument
+from crio_native.linux import cgroups
+from crio_native.runtime.builtin.cgroup_records import (cgroup_records, container_cgroups,
+                                                        container_cgroups_path)
+from crio_native.runtime.builtin.hooks import CREATE_KINDS, Hook, parse_hooks, run_hooks
+from crio_native.runtime.builtin.plan import HostFacts, load_spec, plan_records
+from crio_native.runtime.builtin.process import start_time_of
+from crio_native.runtime.builtin.records import Record
+from crio_native.runtime.builtin.state import (FIFO, OCI_VERSION, START_RESULT, make_state_dir,
+                                              oci_state_from_record, state_dir, write_state)
+
+
+@dataclass
+class Prepared:
+    """What create decides before it makes anything: all validation done."""
+    container_id: str
+    dir: Path
+    bundle: Path
+    spec: dict[str, Any]
+    cgroups: cgroups.CgroupPlan | None
+    hooks: dict[str, list[Hook]]
+    records: list[Record]
+
+
+def prepare(root: Path, cgroup_root: str, container_id: str, bundle: str | os.PathLike[str],
+            console: bool = False, no_pivot: bool = False) -> Prepared:
+    """Everything decided, nothing made: the spec, its cgroups, hooks and
+    the launch plan.  Every invalid field fails here."""
+    d = state_dir(root, container_id)
+    bundle = Path(bundle).resolve()
+    spec = load_spec(bundle)
+    if console and not (spec.get("process") or {}).get("terminal"):
+        raise InvalidArgument("config.json: process.terminal is false, but a terminal "
+                              "(--console-socket, or the monitor's) was asked for")
+    cg_plan = container_cgroups(spec, container_id, cgroup_root)
+    hooks = parse_hooks(spec)
+    start_result = str(d / START_RESULT) if hooks.get("startContainer") else None
+    records = plan_records(spec, bundle, host=HostFacts.current(), barrier=str(d / FIFO),
+                           cgroups=cg_plan, console=console,
+                           start_result=start_result, container_id=container_id,
+                           no_pivot=no_pivot)
+    if cg_plan is not None:
+        records += cgroup_records(cg_plan)
+    return Prepared(container_id, d, bundle, spec, cg_plan, hooks, records)
+
+
+def make(root: Path, p: Prepared, undo: contextlib.ExitStack) -> dict[str, Any]:
+    """The state dir with its barrier and "creating" record, then the
+    cgroups; each registers its undo.  Returns the state record."""
+    make_state_dir(root, p.container_id, bool(p.hooks.get("startContainer")), undo)
+    state = {"ociVersion": OCI_VERSION, "id": p.container_id, "status": "creating",
+             "pid": 0, "bundle": str(p.bundle),
+             "annotations": p.spec.get("annotations") or {}, "_cgroups": [],
+             **{f"_{k}": [h.to_json() for h in p.hooks.get(k, [])]
+                for k in ("startContainer", "poststart", "poststop")}}
+    write_state(root, p.container_id, state)
+    if p.cgroups is not None:
+        made = cgroups.create(p.cgroups)
+        undo.callback(cgroups.remove, made)
+        state["_cgroups"] = [str(d) for d in made]
+        state["_cgroup_dirs"] = [str(d) for d in p.cgroups.dirs]
+        state["_cgroups_path"] = container_cgroups_path(p.spec, p.container_id)
+        write_state(root, p.container_id, state)
+    return state
+
+
+def create_hooks_callback(state: dict[str, Any],
+                          hooks: dict[str, list[Hook]]) -> Callable[[int], None] | None:
+    """The callback that runs the create hooks while the child waits, or
+    None when the spec has none."""
+    if not any(hooks.get(k) for k in CREATE_KINDS):
+        return None
+
+    def on_hooks(pid: int) -> None:
+        hook_state = {**oci_state_from_record(state), "status": "creating", "pid": pid}
+        for kind in CREATE_KINDS:
+            run_hooks(kind, hooks.get(kind, []), hook_state)
+    return on_hooks
+
+
+def record_created(root: Path, container_id: str, state: dict[str, Any], pid: int) -> None:
+    state.update(status="created", pid=pid, _start_time=start_time_of(pid),
+                 created=time.time())
+    write_state(root, container_id, state)
