@@ -12,21 +12,21 @@ import os
 import signal as signal_mod
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from crio_native._native import proc as native_proc
 from crio_native.config import Config
 from crio_native.errors import FailedPrecondition, NotFound
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.runtime.builtin.container import BuiltinRuntime
-from crio_native.runtime.builtin.pod import PinnedPod, pinned_pod_from_config, pod_half
+from crio_native.runtime.builtin.pod import PinnedPod, PinnedPodHalf, pinned_pod_from_config
 from crio_native.runtime.registry import runtime_root_of
 from crio_native.runtime.exec_output import collect_exec_output
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
-                                         MonitorOptions, PodSandbox, RuntimeHandler)
+                                         MonitorOptions, RuntimeHandler)
 
 
-class BuiltinHandler(RuntimeHandler):
+class BuiltinHandler(PinnedPodHalf, RuntimeHandler):
     """RuntimeHandler over BuiltinRuntime, state under `root`, cgroups at or
     below `cgroup_root` (None: the runtime's default); pods through `pod`
     (runtime/builtin/pod.py; None: a handler for containers alone)."""
@@ -42,18 +42,6 @@ class BuiltinHandler(RuntimeHandler):
         """The handler of `runtime.runtimes.<name>` (registry.HANDLER_TYPES)."""
         return cls(name, runtime_root_of(name, config), config.runtime.cgroup_root or None,
                    pinned_pod_from_config(config))
-
-    # ---- the pod half -----------------------------------------------------------
-
-    def start_sandbox(self, pod: PodSandbox, resources: dict[str, Any],
-                      journal: Callable[[], None]) -> None:
-        pod_half(self.name, self.pod).start(pod, resources, journal)
-
-    def stop_sandbox(self, pod: PodSandbox) -> None:
-        pod_half(self.name, self.pod).stop(pod)
-
-    def remove_sandbox(self, pod: PodSandbox) -> None:
-        pod_half(self.name, self.pod).remove(pod)
 
     # ---- the container half -----------------------------------------------------
 

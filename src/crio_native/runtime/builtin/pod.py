@@ -86,9 +86,25 @@ def pinned_pod_from_config(config: Config) -> PinnedPod:
                      PodCgroup(config.runtime.cgroup_manager, config.runtime.cgroup_root or None))
 
 
-def pod_half(handler_name: str, pod: PinnedPod | None) -> PinnedPod:
-    """`pod`, the handler's pod half; FailedPrecondition for a handler made
-    for containers alone (tests, the runtime CLI)."""
-    if pod is None:
-        raise FailedPrecondition(f"runtime handler {handler_name}: made without a pod half")
-    return pod
+class PinnedPodHalf:
+    """The RuntimeHandler pod half of a handler whose pods are PinnedPod's
+    (`builtin`, `oci`): set `pod` (None: a handler made for containers
+    alone, as tests and the runtime CLI make them)."""
+
+    name: str
+    pod: PinnedPod | None
+
+    def start_sandbox(self, pod: PodSandbox, resources: dict[str, Any],
+                      journal: Callable[[], None]) -> None:
+        self._pod_half().start(pod, resources, journal)
+
+    def stop_sandbox(self, pod: PodSandbox) -> None:
+        self._pod_half().stop(pod)
+
+    def remove_sandbox(self, pod: PodSandbox) -> None:
+        self._pod_half().remove(pod)
+
+    def _pod_half(self) -> PinnedPod:
+        if self.pod is None:
+            raise FailedPrecondition(f"runtime handler {self.name}: made without a pod half")
+        return self.pod

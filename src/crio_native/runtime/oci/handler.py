@@ -23,16 +23,16 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from crio_native.config import Config
 from crio_native.errors import CrioNativeError, FailedPrecondition, Internal, NotFound
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.linux.procfs import process_cgroup_dirs
 from crio_native.monitor import launch_monitor
-from crio_native.runtime.builtin.pod import PinnedPod, pinned_pod_from_config, pod_half
+from crio_native.runtime.builtin.pod import PinnedPod, PinnedPodHalf, pinned_pod_from_config
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
-                                         MonitorOptions, PodSandbox, RuntimeHandler)
+                                         MonitorOptions, RuntimeHandler)
 from crio_native.runtime.registry import runtime_root_of
 from crio_native.runtime.oci import exec as exec_paths
 from crio_native.runtime.oci.cgroups import cgroups_path_of, memory_cgroup_dir
@@ -70,7 +70,7 @@ def features_from_json(doc: dict[str, Any], kernel_has_mount_setattr: bool) -> H
                            extra={"oci_features": doc})
 
 
-class OciCliHandler(RuntimeHandler):
+class OciCliHandler(PinnedPodHalf, RuntimeHandler):
     """A RuntimeHandler over an OCI runtime CLI with runc's command line.
     Its pod half (`pod`) is the builtin one, runtime/builtin/pod.py: the pod
     cgroup and, for a pod-level PID namespace, our infra process."""
@@ -95,18 +95,6 @@ class OciCliHandler(RuntimeHandler):
         return cls(name, _runtime_path(name, entry.runtime_path), runtime_root_of(name, config),
                    systemd_cgroup=config.runtime.cgroup_manager == "systemd",
                    pod=pinned_pod_from_config(config))
-
-    # ---- the pod half -----------------------------------------------------------
-
-    def start_sandbox(self, pod: PodSandbox, resources: dict[str, Any],
-                      journal: Callable[[], None]) -> None:
-        pod_half(self.name, self.pod).start(pod, resources, journal)
-
-    def stop_sandbox(self, pod: PodSandbox) -> None:
-        pod_half(self.name, self.pod).stop(pod)
-
-    def remove_sandbox(self, pod: PodSandbox) -> None:
-        pod_half(self.name, self.pod).remove(pod)
 
     @property
     def runtime_path(self) -> str:

@@ -25,13 +25,10 @@ the shim from there."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
 import signal as signal_mod
-import struct
-import termios
 import threading
 import time
 import uuid
@@ -50,6 +47,7 @@ from crio_native.runtime.exec_output import collect_exec_output
 from crio_native.runtime.exec_output import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
 from crio_native.runtime.registry import runtime_root_of
 from crio_native.runtime.pod_cgroup import PodCgroup
+from crio_native.runtime.shim.exec_io import ExecFifos, wait_drained
 from crio_native.runtime.shim.pod import ShimPod
 from crio_native.runtime.shim.process import (SHIM_LOG_FIFO, ShimCommand, ShimFiles,
                                               process_start_matches, wait_process_gone)
@@ -432,94 +430,35 @@ class VmShimHandler(RuntimeHandler):
         opened its end."""
         task = self._task(container_id)
         exec_id = f"exec-{uuid.uuid4().hex[:16]}"
-        tmp = self._files(container_id).dir / exec_id
-        tmp.mkdir(mode=0o700)
-        wanted = [name for name, on in (("stdin", stdin), ("stdout", stdout),
-                                        ("stderr", stderr and not tty)) if on]
-        ours: dict[str, Any] = {}
-        writers: list[int] = []
+        fifos = ExecFifos.create(self._files(container_id).dir / exec_id, tty=tty,
+                                 stdin=stdin, stdout=stdout, stderr=stderr)
+        pid = self._exec_and_start(task, container_id, exec_id, process, tty, fifos)
+        waiter = _ExecWaiter(task, container_id, exec_id, before_wake=fifos.close_writers)
+        for fd in fifos.ours.values():
+            os.set_blocking(fd, False)
+        shim_exec = _ShimExec(self, task, container_id, exec_id, fifos, waiter)
+        return shim_exec.process(pid), waiter
+
+    def _exec_and_start(self, task: TaskClient, container_id: str, exec_id: str,
+                        process: dict[str, Any], tty: bool, fifos: ExecFifos) -> int:
+        """The task's Exec and Start: the exec's pid.  On failure the FIFOs
+        are closed and removed, and an exec made but not started deleted."""
         started = False
         try:
-            for name in wanted:
-                os.mkfifo(tmp / name, 0o600)
-                if name == "stdin":
-                    # read-write: opens without a reader; the shim reads it
-                    ours[name] = os.open(tmp / name, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-                else:
-                    ours[name] = os.open(tmp / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                    writers.append(os.open(tmp / name,
-                                           os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
-            # an output nobody wants still needs a path (the runc shim opens
-            # "" and fails): /dev/null, which the shims open as a file
-            unwanted = ("stdout",) if tty else ("stdout", "stderr")
-            paths = {**{name: os.devnull for name in unwanted},
-                     **{name: str(tmp / name) for name in wanted}}
             try:
                 task.exec(container_id, exec_id, {**process, "terminal": tty}, terminal=tty,
-                          **paths)
+                          **fifos.paths())
                 started = True
-                pid = task.start(container_id, exec_id).pid
+                return task.start(container_id, exec_id).pid
             except CrioNativeError as e:
                 raise self._where(container_id, "exec", e) from e
         except BaseException:
-            for fd in (*ours.values(), *writers):
-                os.close(fd)
+            fifos.close_fds()
             if started:
                 with contextlib.suppress(CrioNativeError):
                     task.delete(container_id, exec_id)
-            shutil.rmtree(tmp, ignore_errors=True)
+            fifos.remove()
             raise
-
-        def close_writers() -> None:
-            while writers:
-                with contextlib.suppress(OSError):
-                    os.close(writers.pop())
-        waiter = _ExecWaiter(task, container_id, exec_id, before_wake=close_writers)
-
-        def reap() -> int:
-            waiter.join()
-            if waiter.error is not None:
-                log.warning("runtime handler %s: exec %s in %s: %s", self.name, exec_id,
-                            container_id, waiter.error)
-                return 255
-            return waiter.code
-
-        def kill() -> None:
-            with contextlib.suppress(CrioNativeError):
-                task.kill(container_id, signal_mod.SIGKILL, exec_id=exec_id)
-
-        def resize(width: int, height: int) -> None:
-            with contextlib.suppress(CrioNativeError):
-                task.resize_pty(container_id, exec_id, width, height)
-
-        def close_stdin(fd: int) -> None:
-            # The shim may hold its end of the FIFO open for writing too, so
-            # our close is no end of file: once it has read what we wrote
-            # (the pipe's unread count is 0), CloseIO closes the process's
-            # stdin.
-            deadline = time.monotonic() + STDIN_DRAIN_WAIT
-            while _unread(fd) and time.monotonic() < deadline:
-                time.sleep(0.005)
-            os.close(fd)
-            with contextlib.suppress(CrioNativeError):
-                task.close_io(container_id, exec_id)
-
-        def cleanup() -> None:
-            if not waiter.done.is_set():
-                kill()
-                waiter.join(self.timeout)
-            close_writers()
-            with contextlib.suppress(OSError):
-                os.close(waiter.wake_w)      # wake_r is the ExecProcess's wait_fd
-            with contextlib.suppress(CrioNativeError):
-                task.delete(container_id, exec_id)
-            shutil.rmtree(tmp, ignore_errors=True)
-
-        for fd in ours.values():
-            os.set_blocking(fd, False)
-        return ExecProcess(pid=pid, wait_fd=waiter.wake_r, reap_fn=reap, kill_fn=kill,
-                           cleanup=cleanup, terminal=tty, resize_fn=resize if tty else None,
-                           close_stdin_fn=None if tty else close_stdin, **ours), waiter
 
     # ---- features ----------------------------------------------------------------------
 
@@ -529,14 +468,6 @@ class VmShimHandler(RuntimeHandler):
         return HandlerFeatures()
 
 
-def _unread(fd: int) -> int:
-    """Bytes in the pipe behind `fd` that nobody has read yet."""
-    try:
-        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
-    except OSError:
-        return 0
-
-
 def _is_monitor_of(pid: int, container_id: str) -> bool:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -544,6 +475,62 @@ def _is_monitor_of(pid: int, container_id: str) -> bool:
         return False
     return bool(argv) and argv[0].endswith(b"crio-native-monitor") \
         and container_id.encode() in argv
+
+
+class _ShimExec:
+    """A started exec of a shim task, as the ExecProcess that the caller
+    drives: its reap, kill, resize, close_stdin and cleanup."""
+
+    def __init__(self, handler: VmShimHandler, task: TaskClient, container_id: str,
+                 exec_id: str, fifos: ExecFifos, waiter: _ExecWaiter):
+        self.handler_name, self.timeout = handler.name, handler.timeout
+        self.task, self.container_id, self.exec_id = task, container_id, exec_id
+        self.fifos, self.waiter = fifos, waiter
+
+    def process(self, pid: int) -> ExecProcess:
+        tty, ours = self.fifos.tty, self.fifos.ours
+        return ExecProcess(pid=pid, wait_fd=self.waiter.wake_r, stdin=ours.get("stdin"),
+                           stdout=ours.get("stdout"), stderr=ours.get("stderr"),
+                           reap_fn=self.reap, kill_fn=self.kill, cleanup=self.cleanup,
+                           terminal=tty, resize_fn=self.resize if tty else None,
+                           close_stdin_fn=None if tty else self.close_stdin)
+
+    def reap(self) -> int:
+        self.waiter.join()
+        if self.waiter.error is not None:
+            log.warning("runtime handler %s: exec %s in %s: %s", self.handler_name,
+                        self.exec_id, self.container_id, self.waiter.error)
+            return 255
+        return self.waiter.code
+
+    def kill(self) -> None:
+        with contextlib.suppress(CrioNativeError):
+            self.task.kill(self.container_id, signal_mod.SIGKILL, exec_id=self.exec_id)
+
+    def resize(self, width: int, height: int) -> None:
+        with contextlib.suppress(CrioNativeError):
+            self.task.resize_pty(self.container_id, self.exec_id, width, height)
+
+    def close_stdin(self, fd: int) -> None:
+        # The shim may hold its end of the FIFO open for writing too, so
+        # our close is no end of file: once it has read what we wrote
+        # (the pipe's unread count is 0), CloseIO closes the process's
+        # stdin.
+        wait_drained(fd, STDIN_DRAIN_WAIT)
+        os.close(fd)
+        with contextlib.suppress(CrioNativeError):
+            self.task.close_io(self.container_id, self.exec_id)
+
+    def cleanup(self) -> None:
+        if not self.waiter.done.is_set():
+            self.kill()
+            self.waiter.join(self.timeout)
+        self.fifos.close_writers()
+        with contextlib.suppress(OSError):
+            os.close(self.waiter.wake_w)      # wake_r is the ExecProcess's wait_fd
+        with contextlib.suppress(CrioNativeError):
+            self.task.delete(self.container_id, self.exec_id)
+        self.fifos.remove()
 
 
 class _ExecWaiter(threading.Thread):
