@@ -62,7 +62,7 @@ def test_builtin_handler():
     h = make_handler("builtin", c)
     assert isinstance(h, BuiltinHandler)
     assert h.runtime.root == Path("/run/crn-test/runtimes/builtin")
-    assert h.pod is not None and h.pod.runtime.root == Path("/run/crn-test/infra")
+    assert h.pod is not None and h.pod.process.runtime.root == Path("/run/crn-test/infra")
     c.runtime.cgroup_root = "/crn"
     made = make_handler("builtin", c)
     assert made.runtime.cgroup_root == "/crn" and made.pod.cgroup.cgroup_root == "/crn"

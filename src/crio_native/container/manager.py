@@ -126,13 +126,9 @@ class ContainerManager:
         # takes it for the leftover of a failed attempt
         done = self._done.setdefault(record.id, threading.Event())
         try:
-            while True:
-                holder = self.store.reserve(record)
-                if holder is None:
-                    break
-                finished = self._existing(holder, record)
-                if finished is not None:
-                    return finished
+            existing = self.store.claim(record, lambda holder: self._existing(holder, record))
+            if existing is not None:
+                return existing
             self._create(record, config, sandbox, images, handler)
             return record.id
         finally:

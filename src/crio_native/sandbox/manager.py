@@ -120,13 +120,9 @@ class SandboxManager:
         # takes it for the leftover of a failed attempt
         done = self._done.setdefault(record.id, threading.Event())
         try:
-            while True:
-                holder = self.store.reserve(record)
-                if holder is None:
-                    break
-                finished = self._wait_for(holder)
-                if finished is not None:
-                    return finished
+            existing = self.store.claim(record, self._wait_for)
+            if existing is not None:
+                return existing
             try:
                 self._assign_selinux_level(record, request)
             except BaseException:

@@ -79,6 +79,19 @@ class RecordStore(Generic[R]):
             self._records[record.id] = record
             return None
 
+    def claim(self, record: R, settle: Callable[[R], str | None]) -> str | None:
+        """Reserve the record's name.  While another record holds it,
+        `settle(holder)` answers: the id to return instead (a retry of the
+        same request), or None to try the reservation again (the holder
+        failed and is gone).  None once the name is this record's."""
+        while True:
+            holder = self.reserve(record)
+            if holder is None:
+                return None
+            answer = settle(holder)
+            if answer is not None:
+                return answer
+
     def save(self, record: R) -> None:
         with self.lock:
             atomic_write_json(self.directory / f"{record.id}.json", record.to_dict())

@@ -19,20 +19,21 @@ from crio_native.config import Config
 from crio_native.errors import FailedPrecondition, NotFound
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.runtime.builtin.container import BuiltinRuntime
-from crio_native.runtime.builtin.pod import PinnedPod, PinnedPodHalf, pinned_pod_from_config
+from crio_native.runtime.builtin.pod import pinned_pod_from_config
+from crio_native.runtime.pod_half import DelegatedPodHalf, PodHalf
 from crio_native.runtime.registry import runtime_root_of
 from crio_native.runtime.exec_output import collect_exec_output
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
                                          MonitorOptions, RuntimeHandler)
 
 
-class BuiltinHandler(PinnedPodHalf, RuntimeHandler):
+class BuiltinHandler(DelegatedPodHalf, RuntimeHandler):
     """RuntimeHandler over BuiltinRuntime, state under `root`, cgroups at or
     below `cgroup_root` (None: the runtime's default); pods through `pod`
     (runtime/builtin/pod.py; None: a handler for containers alone)."""
 
     def __init__(self, name: str, root: str | os.PathLike[str], cgroup_root: str | None = None,
-                 pod: PinnedPod | None = None):
+                 pod: PodHalf | None = None):
         self.name = name
         self.runtime = BuiltinRuntime(root, cgroup_root)
         self.pod = pod

@@ -1,6 +1,6 @@
 """The pod half of the handlers whose containers are host processes
-(`builtin`, and `oci`: runc, crun): the pod cgroup, and the pod infra
-process, run only when a pod asks for a pod-level PID namespace
+(`builtin`, and `oci`: runc, crun): the pod cgroup (runtime/pod_half.py),
+and the pod infra process, run only when a pod asks for a pod-level PID namespace
 (NamespaceMode POD): our static `crio-native-pause`, alone in an empty
 read-only root, as PID 1 of a new PID namespace that also joins the pod's
 pinned network, IPC and UTS namespaces.  Its PID namespace is pinned like
@@ -13,44 +13,34 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Callable
 
 from crio_native.config import Config
-from crio_native.errors import FailedPrecondition
 from crio_native.runtime.builtin.container import BuiltinRuntime
 from crio_native.runtime.handler import PodSandbox
 from crio_native.runtime.pod_cgroup import PodCgroup
+from crio_native.runtime.pod_half import PodHalf
 from crio_native.runtime.pod_process import pin_pid_namespace, unpin_pid_namespace, write_bundle
 
 POD = 0   # NamespaceMode POD
 
 
-class PinnedPod:
-    """The pod half: `infra_root` holds the infra processes' runtime state,
-    `pin_root` the pinned namespaces."""
+class InfraProcess:
+    """The infra process of a pod with a pod-level PID namespace (a
+    runtime/pod_half.PodProcess): `runtime` holds the infra processes'
+    runtime state, `pin_root` the pinned namespaces."""
 
-    def __init__(self, infra_root: Path, pin_root: Path, cgroup: PodCgroup):
+    def __init__(self, runtime: BuiltinRuntime, pin_root: Path):
+        self.runtime = runtime
         self.pin_root = pin_root
-        self.cgroup = cgroup
-        self.runtime = BuiltinRuntime(infra_root, cgroup_root=cgroup.cgroup_root)
 
-    def start(self, pod: PodSandbox, resources: dict[str, Any],
-              journal: Callable[[], None]) -> None:
-        with contextlib.ExitStack() as undo:
-            self.cgroup.create(pod, resources, journal)
-            undo.callback(self.cgroup.remove, pod)
-            if pod.pid_mode == POD:
-                start_infra(self.runtime, pod, self.pin_root)
-                undo.callback(stop_infra, self.runtime, pod)
-                journal()
-            undo.pop_all()
+    def start(self, pod: PodSandbox) -> bool:
+        if pod.pid_mode != POD:
+            return False
+        start_infra(self.runtime, pod, self.pin_root)
+        return True
 
     def stop(self, pod: PodSandbox) -> None:
         stop_infra(self.runtime, pod)
-
-    def remove(self, pod: PodSandbox) -> None:
-        stop_infra(self.runtime, pod)
-        self.cgroup.remove(pod)
 
 
 def start_infra(runtime: BuiltinRuntime, pod: PodSandbox, pin_root: Path) -> None:
@@ -77,34 +67,12 @@ def stop_infra(runtime: BuiltinRuntime, pod: PodSandbox) -> None:
     pod.infra = False
 
 
-def pinned_pod_from_config(config: Config) -> PinnedPod:
+def pinned_pod_from_config(config: Config) -> PodHalf:
     """The pod half the `builtin` and `oci` handlers share: infra state in
     <runroot>/infra, pins in <runroot>/ns, pod cgroups by the configured
     driver at or below runtime.cgroup_root."""
     runroot = Path(config.runroot)
-    return PinnedPod(runroot / "infra", runroot / "ns",
-                     PodCgroup(config.runtime.cgroup_manager, config.runtime.cgroup_root or None))
-
-
-class PinnedPodHalf:
-    """The RuntimeHandler pod half of a handler whose pods are PinnedPod's
-    (`builtin`, `oci`): set `pod` (None: a handler made for containers
-    alone, as tests and the runtime CLI make them)."""
-
-    name: str
-    pod: PinnedPod | None
-
-    def start_sandbox(self, pod: PodSandbox, resources: dict[str, Any],
-                      journal: Callable[[], None]) -> None:
-        self._pod_half().start(pod, resources, journal)
-
-    def stop_sandbox(self, pod: PodSandbox) -> None:
-        self._pod_half().stop(pod)
-
-    def remove_sandbox(self, pod: PodSandbox) -> None:
-        self._pod_half().remove(pod)
-
-    def _pod_half(self) -> PinnedPod:
-        if self.pod is None:
-            raise FailedPrecondition(f"runtime handler {self.name}: made without a pod half")
-        return self.pod
+    cgroup_root = config.runtime.cgroup_root or None
+    return PodHalf(PodCgroup(config.runtime.cgroup_manager, cgroup_root),
+                   InfraProcess(BuiltinRuntime(runroot / "infra", cgroup_root=cgroup_root),
+                                runroot / "ns"))

@@ -30,7 +30,8 @@ from crio_native.errors import CrioNativeError, FailedPrecondition, Internal, No
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.linux.procfs import process_cgroup_dirs
 from crio_native.monitor import launch_monitor
-from crio_native.runtime.builtin.pod import PinnedPod, PinnedPodHalf, pinned_pod_from_config
+from crio_native.runtime.builtin.pod import pinned_pod_from_config
+from crio_native.runtime.pod_half import DelegatedPodHalf, PodHalf
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
                                          MonitorOptions, RuntimeHandler)
 from crio_native.runtime.registry import runtime_root_of
@@ -70,7 +71,7 @@ def features_from_json(doc: dict[str, Any], kernel_has_mount_setattr: bool) -> H
                            extra={"oci_features": doc})
 
 
-class OciCliHandler(PinnedPodHalf, RuntimeHandler):
+class OciCliHandler(DelegatedPodHalf, RuntimeHandler):
     """A RuntimeHandler over an OCI runtime CLI with runc's command line.
     Its pod half (`pod`) is the builtin one, runtime/builtin/pod.py: the pod
     cgroup and, for a pod-level PID namespace, our infra process."""
@@ -78,7 +79,7 @@ class OciCliHandler(PinnedPodHalf, RuntimeHandler):
     def __init__(self, name: str, runtime_path: str | os.PathLike[str],
                  runtime_root: str | os.PathLike[str], *, timeout: float = 30.0,
                  create_timeout: float = 60.0, systemd_cgroup: bool = False,
-                 monitor_binary: Path | None = None, pod: PinnedPod | None = None):
+                 monitor_binary: Path | None = None, pod: PodHalf | None = None):
         self.name = name
         self.pod = pod
         self.command = RuntimeCommand(name, str(runtime_path), Path(runtime_root),

@@ -41,14 +41,15 @@ from crio_native.monitor import launch_monitor
 from crio_native.monitor.launch import Monitor, stop_monitor
 from crio_native.monitor.paths import shim_relay_binary
 from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, HandlerFeatures,
-                                         MonitorOptions, PodSandbox, RuntimeHandler)
+                                         MonitorOptions, RuntimeHandler)
 from crio_native.linux.procfs import process_cgroup_dirs
 from crio_native.runtime.exec_output import collect_exec_output
 from crio_native.runtime.exec_output import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
 from crio_native.runtime.registry import runtime_root_of
 from crio_native.runtime.pod_cgroup import PodCgroup
+from crio_native.runtime.pod_half import DelegatedPodHalf, PodHalf
 from crio_native.runtime.shim.exec_io import ExecFifos, wait_drained
-from crio_native.runtime.shim.pod import ShimPod
+from crio_native.runtime.shim.pod import SandboxTask
 from crio_native.runtime.shim.process import (SHIM_LOG_FIFO, ShimCommand, ShimFiles,
                                               process_start_matches, wait_process_gone)
 from crio_native.runtime.shim.metrics import cgroup_stats_from_any
@@ -65,7 +66,7 @@ SHUTDOWN_GRACE = 1.0            # seconds a shim may take to exit after Shutdown
 STDIN_DRAIN_WAIT = 2.0          # for the shim to read an exec's stdin before CloseIO
 
 
-class VmShimHandler(RuntimeHandler):
+class VmShimHandler(DelegatedPodHalf, RuntimeHandler):
     """A RuntimeHandler over a shim v2 binary (runtime_type `vm`).  The shim
     holds a tty container's terminal and reports its cgroup usage (kata's
     cgroups are inside its VM)."""
@@ -90,7 +91,7 @@ class VmShimHandler(RuntimeHandler):
                                 PUBLISH_BINARY)
         self._clients: dict[str, TaskClient] = {}
         self._lock = threading.Lock()
-        self.pod: ShimPod | None = None   # the pod half, set by from_config
+        self.pod: PodHalf | None = None   # the pod cgroup and sandbox task, set by from_config
 
     @classmethod
     def from_config(cls, name: str, config: Config) -> "VmShimHandler":
@@ -104,27 +105,10 @@ class VmShimHandler(RuntimeHandler):
                                      f"runtime_path is empty and no containerd-shim-{name}-v2 "
                                      "is in $PATH")
         handler = cls(name, shim, runtime_root_of(name, config), address=config.api.listen)
-        handler.pod = ShimPod(handler, Path(config.runroot) / "ns",
-                              PodCgroup(config.runtime.cgroup_manager,
-                                        config.runtime.cgroup_root or None))
+        handler.pod = PodHalf(
+            PodCgroup(config.runtime.cgroup_manager, config.runtime.cgroup_root or None),
+            SandboxTask(handler, config.runtime.cgroup_manager, Path(config.runroot) / "ns"))
         return handler
-
-    # ---- the pod half: the pod cgroup and the sandbox task (shim/pod.py) -----------
-
-    def start_sandbox(self, pod: PodSandbox, resources: dict[str, Any],
-                      journal: Callable[[], None]) -> None:
-        self._pod_half().start(pod, resources, journal)
-
-    def stop_sandbox(self, pod: PodSandbox) -> None:
-        self._pod_half().stop(pod)
-
-    def remove_sandbox(self, pod: PodSandbox) -> None:
-        self._pod_half().remove(pod)
-
-    def _pod_half(self) -> ShimPod:
-        if self.pod is None:
-            raise FailedPrecondition(f"runtime handler {self.name}: made without a pod half")
-        return self.pod
 
     def __repr__(self) -> str:
         return f"VmShimHandler({self.name!r}, {self.runtime_path!r}, {str(self.runtime_root)!r})"

@@ -23,11 +23,9 @@ import logging
 import os
 from contextlib import ExitStack
 from pathlib import Path
-
-from typing import Any, Callable
+from typing import Any
 
 from crio_native.runtime.handler import MonitorOptions, PodSandbox, RuntimeHandler
-from crio_native.runtime.pod_cgroup import PodCgroup
 from crio_native.runtime.pod_process import (infra_spec, pin_pid_namespace, unpin_pid_namespace,
                                              write_bundle)
 from crio_native.spec import annotations as ann
@@ -39,30 +37,21 @@ POD = 0   # NamespaceMode POD
 MONITOR_DIR = "sandbox-task"   # in the pod's directory: the task's monitor files
 
 
-class ShimPod:
-    """The pod half of a `vm` handler: the pod cgroup, then the sandbox
-    task through the handler's own shim."""
+class SandboxTask:
+    """The sandbox task of a pod on a `vm` handler (a
+    runtime/pod_half.PodProcess), run through the handler's own shim."""
 
-    def __init__(self, handler: RuntimeHandler, pin_root: Path, cgroup: PodCgroup):
+    def __init__(self, handler: RuntimeHandler, cgroup_manager: str, pin_root: Path):
         self.handler = handler
+        self.cgroup_manager = cgroup_manager
         self.pin_root = pin_root
-        self.cgroup = cgroup
 
-    def start(self, pod: PodSandbox, resources: dict[str, Any],
-              journal: Callable[[], None]) -> None:
-        with ExitStack() as undo:
-            self.cgroup.create(pod, resources, journal)
-            undo.callback(self.cgroup.remove, pod)
-            start_sandbox_task(self.handler, pod, self.cgroup.cgroup_manager, self.pin_root)
-            journal()
-            undo.pop_all()
+    def start(self, pod: PodSandbox) -> bool:
+        start_sandbox_task(self.handler, pod, self.cgroup_manager, self.pin_root)
+        return True
 
     def stop(self, pod: PodSandbox) -> None:
         stop_sandbox_task(self.handler, pod)
-
-    def remove(self, pod: PodSandbox) -> None:
-        stop_sandbox_task(self.handler, pod)
-        self.cgroup.remove(pod)
 
 
 def sandbox_task_spec(pod: PodSandbox, cgroup_manager: str) -> dict[str, Any]:
