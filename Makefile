@@ -12,7 +12,8 @@ APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev runc crun \
 	conmon policycoreutils selinux-policy-default
 PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" \
 	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7" \
-	"urllib3>=2.0" "zstandard>=0.22" "ruff>=0.6" "mypy>=1.10"
+	"urllib3>=2.0" "zstandard>=0.22" "ruff>=0.6" "mypy>=1.10" \
+	"jeepney>=0.8" "hypothesis>=6.80"
 
 # Peers the benchmarks measure against, installed by `make bench` only.
 BENCH_APT_PACKAGES := containerd
@@ -28,8 +29,12 @@ SELINUX_POLICY := build/selinux/policy.33
 VM_SELINUX_TIMEOUT ?= 600
 # where vm_selinux tests live: collecting the whole suite costs ~20 s in the VM
 VM_SELINUX_TESTS ?= tests/integration tests/e2e/test_cri_selinux.py
+# The third VM run: systemd as PID 1 (D-Bus, transient scopes, journald), for
+# the tests marked `vm_systemd` (the systemd cgroup driver, the shipped unit).
+VM_SYSTEMD_TIMEOUT ?= 900
+VM_SYSTEMD_TESTS ?= tests
 
-.PHONY: all install-deps build run lint test test-selinux bench clean
+.PHONY: all install-deps build run lint test test-selinux test-systemd bench clean
 
 all: build
 
@@ -75,10 +80,27 @@ test: build lint
 		echo "== not running the vm-marked tests in a VM: no $(VMRUN) (or NO_VM set)"; \
 	fi
 	$(vm_selinux_run)
+	$(vm_systemd_run)
 
 # Only the SELinux VM run (after a build).
 test-selinux: build
 	$(vm_selinux_run)
+
+# Only the systemd VM run (after a build).
+test-systemd: build
+	$(vm_systemd_run)
+
+# pytest's 5 means nothing was collected: no test is marked vm_systemd yet.
+define vm_systemd_run
+	@if [ ! -x "$(VMRUN)" ] || [ -n "$(NO_VM)" ]; then \
+		echo "== not running the vm_systemd tests: no $(VMRUN) (or NO_VM set)"; \
+	else \
+		echo "== tests marked vm_systemd, inside the VM with systemd as PID 1"; \
+		$(VMRUN) --share $(CURDIR) --timeout $(VM_SYSTEMD_TIMEOUT) --init systemd -- \
+			$(CURDIR)/$(VPY) -m pytest -m vm_systemd -p no:cacheprovider $(PYTEST_ARGS) \
+			$(VM_SYSTEMD_TESTS) || [ $$? -eq 5 ]; \
+	fi
+endef
 
 # Debian's policy store + contrib/selinux/crio_native.cil -> policy.33 (a copy
 # of the store is changed, never the host's own).

@@ -28,6 +28,13 @@ def has_gpu() -> bool:
     return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
+@functools.cache
+def systemd_is_init() -> bool:
+    """True when systemd is PID 1 (sd_booted's test) and its bus socket is there."""
+    return Path("/run/systemd/system").is_dir() and \
+        Path("/run/dbus/system_bus_socket").exists()
+
+
 def host_lacks(marker: str) -> str | None:
     """The reason a test with `marker` cannot run here, or None if it can."""
     if marker == "root" and os.geteuid() != 0:
@@ -37,6 +44,8 @@ def host_lacks(marker: str) -> str | None:
                "(this host is hybrid); runs in the vmrun.sh VM and on the device"
     if marker == "requires_selinux" and not selinux_enabled():
         return "needs SELinux enabled on the host; runs in the vmrun.sh VM"
+    if marker == "requires_systemd" and not systemd_is_init():
+        return "needs systemd as PID 1 and its D-Bus system bus; runs in `vmrun.sh --init systemd`"
     if marker == "requires_gpu" and not has_gpu():
         return "needs an NVIDIA GPU; runs on the device machine"
     return None
