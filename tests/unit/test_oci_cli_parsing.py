@@ -47,7 +47,9 @@ def test_runtime_messages(text, want):
     (V2, V2_OWN, "/kubepods/pod1/c1", "/sys/fs/cgroup/kubepods/pod1/c1"),
     (V2, V2_OWN, "c1", "/sys/fs/cgroup/system.slice/c1"),     # runc: parent of own group
     (V2, {"": "/"}, "c1", "/sys/fs/cgroup/c1"),
-    (V2, V2_OWN, "kubepods.slice:crio:c1", None),               # systemd driver
+    (V2, V2_OWN, "kubepods-pod1.slice:crio:c1",                  # systemd driver: the scope
+     "/sys/fs/cgroup/kubepods.slice/kubepods-pod1.slice/crio-c1.scope"),
+    (V2, V2_OWN, "kubepods-.slice:crio:c1", None),              # not a slice name
     (HYBRID[:1], HYBRID_OWN, "/c1", None),                      # no memory controller
 ])
 def test_memory_cgroup_dir(hierarchies, own, path, want):

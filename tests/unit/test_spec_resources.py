@@ -123,6 +123,10 @@ def test_swap_max_from_swap():
     ("cgroupfs", "/", "crio-c1"),
     ("systemd", "kubepods-burstable-pod1.slice", "kubepods-burstable-pod1.slice:crio:c1"),
     ("systemd", "", "system.slice:crio:c1"),
+    # the kubelet's systemd driver sends the slice's whole cgroup path
+    ("systemd", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1_2.slice",
+     "kubepods-burstable-pod1_2.slice:crio:c1"),
+    ("systemd", "/kubepods.slice", "kubepods.slice:crio:c1"),
 ])
 def test_cgroups_path(manager, parent, want):
     daemon = Config()
@@ -134,6 +138,11 @@ def test_cgroups_path(manager, parent, want):
 
 @pytest.mark.parametrize("manager, parent", [("systemd", "/kubepods"),
                                              ("systemd", "kubepods"),
+                                             # not where systemd nests this slice
+                                             ("systemd", "/kubepods.slice/kubepods-pod1.slice/x"),
+                                             ("systemd", "/other.slice/kubepods-pod1.slice"),
+                                             ("systemd", "kubepods.slice/kubepods-pod1.slice"),
+                                             ("systemd", "kube pods.slice"),
                                              ("cgroupfs", "kubepods")])
 def test_cgroups_parent_must_suit_the_manager(manager, parent):
     with pytest.raises(InvalidArgument, match="cgroup_parent"):

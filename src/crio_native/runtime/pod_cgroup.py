@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from crio_native.errors import CrioNativeError
 from crio_native.linux import cgroups
+from crio_native.linux.systemd.names import slice_of_parent
 from crio_native.runtime.cgroup_root import resolve_cgroup_root
 from crio_native.runtime.handler import PodSandbox
 
@@ -35,7 +36,12 @@ class PodCgroup:
         """Make (or reuse) the pod cgroup and write its limits; records the
         dirs in `pod.cgroup_dirs` and what was made in `pod.cgroups_made`."""
         parent = pod.cgroup_parent
-        if not parent or self.cgroup_manager != "cgroupfs":
+        if self.cgroup_manager == "systemd":
+            # the kubelet made the slice; systemd makes a missing one (and
+            # its parents) with the first scope started in it
+            slice_of_parent(parent, FIELD)
+            return
+        if not parent:
             return
         try:
             plan = cgroups.plan_cgroups(parent, resources,

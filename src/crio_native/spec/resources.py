@@ -14,6 +14,7 @@ from typing import AbstractSet, Any
 from crio_native._proto import api_pb2
 from crio_native.spec.inputs import RPC, SpecBuild, SpecInputs
 from crio_native.errors import InvalidArgument
+from crio_native.linux.systemd.names import slice_of_parent
 
 RES = "linux.resources"
 # Where CreateContainer's resources sit; other RPCs that check the same
@@ -140,16 +141,14 @@ def with_resources(build: SpecBuild, inputs: SpecInputs) -> None:
 
 
 def cgroups_path(manager: str, parent: str, container_id: str) -> str:
-    """CRI-O's naming: cgroupfs <parent>/crio-<id>; systemd <slice>:crio:<id>.
+    """CRI-O's naming: cgroupfs <parent>/crio-<id>; systemd <slice>:crio:<id>,
+    the slice given by name or, as the kubelet's systemd driver sends it, by
+    its full cgroup path.
     Without a cgroup_parent the path is relative, so the runtime places the
     group below its cgroup root (runtime.cgroup_root) instead of at the top
     of the hierarchy, which it may not own."""
     if manager == "systemd":
-        slice_ = parent or "system.slice"
-        if "/" in slice_ or not slice_.endswith(".slice"):
-            raise InvalidArgument(f"{RPC}: pod cgroup_parent {parent!r}: the systemd cgroup "
-                                  "manager wants a slice name like kubepods-pod1.slice")
-        return f"{slice_}:crio:{container_id}"
+        return f"{slice_of_parent(parent, f'{RPC}: pod cgroup_parent')}:crio:{container_id}"
     if parent and not parent.startswith("/"):
         raise InvalidArgument(f"{RPC}: pod cgroup_parent {parent!r}: the cgroupfs manager "
                               "wants an absolute path")

@@ -4,11 +4,13 @@ exec'd into it) in them, the group its monitor watches for OOM kills, and
 the groups an update may write to: those create made."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crio_native.errors import FailedPrecondition
 from crio_native.linux import cgroups
+from crio_native.linux.systemd.names import SystemdPath, parse_cgroups_path
 from crio_native.runtime.builtin.plan import has_cgroup_mount
 from crio_native.runtime.builtin.records import Rec, Record, rec
 
@@ -21,15 +23,40 @@ def container_cgroups_path(spec: dict, container_id: str) -> str | None:
     return linux.get("cgroupsPath") or (container_id if wants else None)
 
 
-def container_cgroups(spec: dict, container_id: str,
-                      cgroup_root: str = "") -> cgroups.CgroupPlan | None:
+@dataclass(frozen=True)
+class ContainerCgroups:
+    """Where a container's groups go: the plan, the path it was made from
+    (a cgroupfs path: the systemd driver's scope resolved to its cgroup),
+    the cgroup root it was checked against, and the scope systemd holds the
+    group as (None with the cgroupfs driver)."""
+    plan: cgroups.CgroupPlan
+    path: str
+    root: str
+    scope: SystemdPath | None
+
+
+def container_cgroups(spec: dict, container_id: str, cgroup_root: str = "",
+                      driver: str = "cgroupfs") -> ContainerCgroups | None:
     """The container's cgroups (see container_cgroups_path), all at or below
-    `cgroup_root` ("" = our own cgroup); None when it has none of its own."""
+    `cgroup_root` ("" = our own cgroup) with the cgroupfs driver; with the
+    systemd driver wherever its `slice:prefix:name` scope lies.  None when
+    it has none of its own."""
     path = container_cgroups_path(spec, container_id)
     if not path:
         return None
     resources = (spec.get("linux") or {}).get("resources") or {}
-    return cgroups.plan_cgroups(path, resources, root=cgroup_root)
+    if driver != "systemd":
+        return ContainerCgroups(cgroups.plan_cgroups(path, resources, root=cgroup_root),
+                                path, cgroup_root, None)
+    scope = parse_cgroups_path(path)
+    hierarchies = cgroups.host_hierarchies()
+    if not cgroups.pure_v2(hierarchies):
+        raise FailedPrecondition(f"config.json: linux.cgroupsPath: {path!r}: the built-in "
+                                 "runtime's systemd cgroup driver needs a pure cgroup v2 "
+                                 "host (this one mounts v1 hierarchies); use "
+                                 "runtime.cgroup_manager = \"cgroupfs\" here")
+    plan = cgroups.plan_cgroups(scope.cgroup, resources, hierarchies=hierarchies, root="")
+    return ContainerCgroups(plan, scope.cgroup, "", scope)
 
 
 def update_cgroups(container_id: str, record: dict[str, Any], resources: dict[str, Any],
@@ -40,6 +67,8 @@ def update_cgroups(container_id: str, record: dict[str, Any], resources: dict[st
     if not path:
         raise FailedPrecondition(f"container {container_id!r} has no cgroups of its own: "
                                  "its resources cannot be updated")
+    # the root create checked against ("" for a systemd scope)
+    cgroup_root = record.get("_cgroup_root", cgroup_root)
     plan = cgroups.plan_cgroups(path, resources or {}, root=cgroup_root)
     have, want = record.get("_cgroup_dirs") or [], [str(d) for d in plan.dirs]
     added = [d for d in want if d not in have]

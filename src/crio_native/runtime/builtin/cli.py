@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        rt = BuiltinRuntime(args.root, cgroup_root=args.cgroup_root)
+        rt = BuiltinRuntime(args.root, cgroup_root=args.cgroup_root,
+                            cgroup_driver="systemd" if args.systemd_cgroup else "cgroupfs")
         return _dispatch(rt, args)
     except (CrioNativeError, OSError) as e:
         _report(args, str(e))

@@ -20,6 +20,9 @@ from crio_native._native import launch as native_launch
 from crio_native._native import proc as native_proc
 from crio_native.errors import FailedPrecondition, NativeError, NotFound
 from crio_native.linux import cgroups
+from crio_native.linux.systemd.bus import system_manager
+from crio_native.linux.systemd.properties import resource_properties
+from crio_native.linux.systemd.scope import move_monitor
 from crio_native.monitor.exitstatus import read_exit
 from crio_native.monitor.launch import launch_monitor
 from crio_native.monitor.paths import launcher_binary
@@ -54,8 +57,12 @@ class BuiltinRuntime:
     """The built-in runtime, with its state under `root` (like runc --root)
     and container cgroups at or below `cgroup_root` (runtime.cgroup_root)."""
 
-    def __init__(self, root: str | os.PathLike[str], cgroup_root: str | None = None):
+    def __init__(self, root: str | os.PathLike[str], cgroup_root: str | None = None,
+                 cgroup_driver: str = "cgroupfs"):
         self.root = Path(root)
+        # "systemd": cgroupsPath is slice:prefix:name and each container gets
+        # a transient scope (linux/systemd/scope.py)
+        self.cgroup_driver = cgroup_driver
         # Read when no cgroup root is given explicitly, so test harnesses and
         # benchmarks can move every runtime they start without plumbing a flag.
         self.cgroup_root = resolve_cgroup_root(cgroup_root)
@@ -91,12 +98,13 @@ class BuiltinRuntime:
         the process's stdio (`stdio` is ignored) and the master is sent over
         this unix socket (SCM_RIGHTS, as runc does); we keep no copy."""
         p = prepare(self.root, self.cgroup_root, container_id, bundle,
-                    console=console_socket is not None, no_pivot=no_pivot)
+                    console=console_socket is not None, no_pivot=no_pivot,
+                    cgroup_driver=self.cgroup_driver)
         with contextlib.ExitStack() as undo:
             sock = console_connect(console_socket, p.spec) if console_socket else None
             if sock is not None:
                 undo.enter_context(sock)
-            state = make(self.root, p, undo)
+            state, anchor = make(self.root, p, undo)
             try:
                 pid, pidfd, *master = native_launch.launch(
                     encode(p.records), stdio, create_hooks_callback(state, p.hooks),
@@ -104,6 +112,8 @@ class BuiltinRuntime:
             except NativeError as e:
                 raise launch_error(e, p.spec) from e
             undo.callback(kill_and_reap, pid, pidfd)
+            if anchor is not None:
+                anchor.release()
             if sock is not None and console_socket:
                 send_console(sock, master[0], console_socket)
             record_created(self.root, container_id, state, pid)
@@ -124,9 +134,9 @@ class BuiltinRuntime:
         # makes it for its console socket) and the launch hands the master
         # to the monitor: `tty` inside names /dev/pts/0 of its devpts
         p = prepare(self.root, self.cgroup_root, container_id, bundle,
-                    console=monitor.terminal)
+                    console=monitor.terminal, cgroup_driver=self.cgroup_driver)
         with contextlib.ExitStack() as undo:
-            state = make(self.root, p, undo)
+            state, anchor = make(self.root, p, undo)
             plan_file = write_plan(p.dir, encode(p.records))
             dirs = p.cgroups.dirs if p.cgroups is not None else []
             oom = oom_cgroup(dirs)
@@ -140,6 +150,11 @@ class BuiltinRuntime:
             except NativeError as e:
                 raise launch_error(e, p.spec) from e
             undo.callback(undo_monitor, mon)
+            if anchor is not None:
+                anchor.release()
+            if p.groups is not None and p.groups.scope is not None:
+                state["_systemd_units"].append(
+                    move_monitor(system_manager(), p.groups.scope, container_id, mon.pid))
             state["_monitor"] = {"pid": mon.pid, "start_time": start_time_of(mon.pid),
                                  "state_dir": str(mon.state_dir)}
             record_created(self.root, container_id, state, mon.container_pid)
@@ -245,7 +260,12 @@ class BuiltinRuntime:
         if self.state(container_id)["status"] == "stopped":
             raise FailedPrecondition(f"container {container_id!r} is stopped: cannot update it")
         record = read_state(self.root, container_id)
-        cgroups.apply_limits(update_cgroups(container_id, record, resources, self.cgroup_root))
+        plan = update_cgroups(container_id, record, resources, self.cgroup_root)
+        units = record.get("_systemd_units") or []
+        if units:
+            # systemd would put its own values back on the next daemon-reload
+            system_manager().set_unit_properties(units[0], resource_properties(resources))
+        cgroups.apply_limits(plan)
 
     def _cgroup_dirs(self, container_id: str) -> list[Path]:
         return cgroup_dirs_of(read_state(self.root, container_id))
@@ -313,6 +333,8 @@ class BuiltinRuntime:
         if record.get("_monitor"):
             wait_monitor_gone(record["_monitor"])
         cgroups.remove([Path(p) for p in record.get("_cgroups", [])])
+        for unit in record.get("_systemd_units") or []:
+            system_manager().stop_unit(unit)
         self._specs.pop(Path(record.get("bundle", "")) / "config.json", None)
         shutil.rmtree(state_dir(self.root, container_id))
         poststop = [hook_from_json(h) for h in record.get("_poststop", [])]

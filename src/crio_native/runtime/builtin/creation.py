@@ -13,8 +13,10 @@ from typing import Any, Callable
 
 from crio_native.errors import InvalidArgument
 from crio_native.linux import cgroups
-from crio_native.runtime.builtin.cgroup_records import (cgroup_records, container_cgroups,
-                                                        container_cgroups_path)
+from crio_native.linux.systemd.bus import system_manager
+from crio_native.linux.systemd.scope import ScopeAnchor, start_container_scope
+from crio_native.runtime.builtin.cgroup_records import (ContainerCgroups, cgroup_records,
+                                                        container_cgroups)
 from crio_native.runtime.builtin.hooks import CREATE_KINDS, Hook, parse_hooks, run_hooks
 from crio_native.runtime.builtin.plan import HostFacts, load_spec, plan_records
 from crio_native.runtime.builtin.process import start_time_of
@@ -30,13 +32,18 @@ class Prepared:
     dir: Path
     bundle: Path
     spec: dict[str, Any]
-    cgroups: cgroups.CgroupPlan | None
+    groups: ContainerCgroups | None
     hooks: dict[str, list[Hook]]
     records: list[Record]
 
+    @property
+    def cgroups(self) -> cgroups.CgroupPlan | None:
+        return self.groups.plan if self.groups is not None else None
+
 
 def prepare(root: Path, cgroup_root: str, container_id: str, bundle: str | os.PathLike[str],
-            console: bool = False, no_pivot: bool = False) -> Prepared:
+            console: bool = False, no_pivot: bool = False,
+            cgroup_driver: str = "cgroupfs") -> Prepared:
     """Everything decided, nothing made: the spec, its cgroups, hooks and
     the launch plan.  Every invalid field fails here."""
     d = state_dir(root, container_id)
@@ -45,7 +52,8 @@ def prepare(root: Path, cgroup_root: str, container_id: str, bundle: str | os.Pa
     if console and not (spec.get("process") or {}).get("terminal"):
         raise InvalidArgument("config.json: process.terminal is false, but a terminal "
                               "(--console-socket, or the monitor's) was asked for")
-    cg_plan = container_cgroups(spec, container_id, cgroup_root)
+    groups = container_cgroups(spec, container_id, cgroup_root, cgroup_driver)
+    cg_plan = groups.plan if groups is not None else None
     hooks = parse_hooks(spec)
     start_result = str(d / START_RESULT) if hooks.get("startContainer") else None
     records = plan_records(spec, bundle, host=HostFacts.current(), barrier=str(d / FIFO),
@@ -54,12 +62,16 @@ def prepare(root: Path, cgroup_root: str, container_id: str, bundle: str | os.Pa
                            no_pivot=no_pivot)
     if cg_plan is not None:
         records += cgroup_records(cg_plan)
-    return Prepared(container_id, d, bundle, spec, cg_plan, hooks, records)
+    return Prepared(container_id, d, bundle, spec, groups, hooks, records)
 
 
-def make(root: Path, p: Prepared, undo: contextlib.ExitStack) -> dict[str, Any]:
+def make(root: Path, p: Prepared,
+         undo: contextlib.ExitStack) -> tuple[dict[str, Any], ScopeAnchor | None]:
     """The state dir with its barrier and "creating" record, then the
-    cgroups; each registers its undo.  Returns the state record."""
+    cgroups (with the systemd driver, the scope first: see
+    linux/systemd/scope.py); each registers its undo.  Returns the state
+    record and the scope's anchor, for the caller to release once the
+    process is in the scope."""
     make_state_dir(root, p.container_id, bool(p.hooks.get("startContainer")), undo)
     state = {"ociVersion": OCI_VERSION, "id": p.container_id, "status": "creating",
              "pid": 0, "bundle": str(p.bundle),
@@ -67,14 +79,35 @@ def make(root: Path, p: Prepared, undo: contextlib.ExitStack) -> dict[str, Any]:
              **{f"_{k}": [h.to_json() for h in p.hooks.get(k, [])]
                 for k in ("startContainer", "poststart", "poststop")}}
     write_state(root, p.container_id, state)
-    if p.cgroups is not None:
-        made = cgroups.create(p.cgroups)
+    anchor = None
+    if p.groups is not None:
+        anchor = _start_scope(root, p, state, undo)
+        made = cgroups.create(p.groups.plan)
         undo.callback(cgroups.remove, made)
         state["_cgroups"] = [str(d) for d in made]
-        state["_cgroup_dirs"] = [str(d) for d in p.cgroups.dirs]
-        state["_cgroups_path"] = container_cgroups_path(p.spec, p.container_id)
+        state["_cgroup_dirs"] = [str(d) for d in p.groups.plan.dirs]
+        state["_cgroups_path"] = p.groups.path
+        state["_cgroup_root"] = p.groups.root
         write_state(root, p.container_id, state)
-    return state
+    return state, anchor
+
+
+def _start_scope(root: Path, p: Prepared, state: dict[str, Any],
+                 undo: contextlib.ExitStack) -> ScopeAnchor | None:
+    """The container's systemd scope, recorded before it is started so a
+    delete after a crash stops it."""
+    if p.groups is None or p.groups.scope is None:
+        return None
+    scope = p.groups.scope
+    state["_systemd_units"] = [scope.unit]
+    write_state(root, p.container_id, state)
+    manager = system_manager()
+    resources = (p.spec.get("linux") or {}).get("resources") or {}
+    anchor = start_container_scope(manager, scope, resources,
+                                   f"crio-native container {p.container_id}")
+    undo.callback(manager.stop_unit, scope.unit)
+    undo.callback(anchor.release)
+    return anchor
 
 
 def create_hooks_callback(state: dict[str, Any],

@@ -33,16 +33,16 @@ class BuiltinHandler(DelegatedPodHalf, RuntimeHandler):
     (runtime/builtin/pod.py; None: a handler for containers alone)."""
 
     def __init__(self, name: str, root: str | os.PathLike[str], cgroup_root: str | None = None,
-                 pod: PodHalf | None = None):
+                 pod: PodHalf | None = None, cgroup_driver: str = "cgroupfs"):
         self.name = name
-        self.runtime = BuiltinRuntime(root, cgroup_root)
+        self.runtime = BuiltinRuntime(root, cgroup_root, cgroup_driver)
         self.pod = pod
 
     @classmethod
     def from_config(cls, name: str, config: Config) -> "BuiltinHandler":
         """The handler of `runtime.runtimes.<name>` (registry.HANDLER_TYPES)."""
         return cls(name, runtime_root_of(name, config), config.runtime.cgroup_root or None,
-                   pinned_pod_from_config(config))
+                   pinned_pod_from_config(config), config.runtime.cgroup_manager)
 
     # ---- the container half -----------------------------------------------------
 

@@ -6,8 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from crio_native.errors import FailedPrecondition
+from crio_native.errors import FailedPrecondition, InvalidArgument
 from crio_native.linux import cgroups
+from crio_native.linux.systemd.names import is_systemd_path, parse_cgroups_path
 
 
 def cgroups_path_of(bundle: Path) -> str | None:
@@ -29,12 +30,16 @@ def memory_cgroup_dir(cgroups_path: str | None, container_id: str,
     holding the memory controller (the v2 one on a pure v2 host): an
     absolute cgroupsPath is taken from the hierarchy's root; a relative one
     (or the container id when unset) below this process's own cgroup on v1
-    and below the *parent* of it on v2, as runc's fs/fs2 drivers do.  None
-    for a systemd-style "slice:prefix:name" path or a host without the
-    memory controller."""
+    and below the *parent* of it on v2, as runc's fs/fs2 drivers do.  A
+    systemd-style "slice:prefix:name" path is the cgroup of the scope runc
+    starts.  None on a host without the memory controller."""
     path = cgroups_path or container_id
-    if ":" in path:
-        return None
+    if is_systemd_path(path):
+        # the scope runc/crun start for it, where systemd puts it
+        try:
+            path = parse_cgroups_path(path).cgroup
+        except InvalidArgument:
+            return None
     hierarchies = cgroups.host_hierarchies() if hierarchies is None else hierarchies
     own = cgroups.own_cgroups() if own is None else own
     v2_only = cgroups.pure_v2(hierarchies)
