@@ -4,7 +4,9 @@ exec, and recovery at start-up.
 CreateContainer is a list of named steps, each registering its undo at once,
 so a failure anywhere leaves nothing.  The monitor of each container records
 its exit; the ExitWatcher turns that into the record's EXITED state and a
-STOPPED event even while no RPC is looking."""
+STOPPED event even while no RPC is looking.  A stop never waits behind
+another: it joins the one in progress and may bring its SIGKILL forward
+(container/stops.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -25,6 +27,7 @@ from crio_native.config import Config
 from crio_native.container import events, prepare
 from crio_native.container.events import EventBus
 from crio_native.container.record import CREATED, CREATING, EXITED, RUNNING, ContainerRecord
+from crio_native.container.stops import PendingStop, StopTable
 from crio_native.container.store import ContainerStore
 from crio_native.container.watcher import ExitWatcher
 from crio_native.errors import (AlreadyExists, CrioNativeError, DeadlineExceeded,
@@ -82,6 +85,7 @@ class ContainerManager:
         self._locks: dict[str, threading.RLock] = {}
         self.sampler = CpuSampler()           # cpu rates for the stats RPCs
         self._specs: dict[str, dict[str, Any]] = {}
+        self.stops = StopTable()              # stops in progress, joined by later ones
         self.watcher = ExitWatcher(self._on_monitor_exit)
 
     def close(self) -> None:
@@ -248,31 +252,55 @@ class ContainerManager:
                 handler.start(record.id)
             except Exception as e:
                 record.message = f"start failed: {e}"
-                with contextlib.suppress(NotFound, FailedPrecondition):
-                    handler.kill(record.id, signal_mod.SIGKILL, all_processes=True)
-                self._wait_exit(record, KILL_WAIT_SECONDS)
+                try:
+                    self.stop(record.id, timeout=0, rpc="StartContainer")
+                except Exception as undo:  # noqa: BLE001 - the start's error is the answer
+                    log.error("killing a container whose start failed failed",
+                              extra=fields(id=record.id, error=str(undo)))
                 raise
 
     def stop(self, container_id: str, timeout: int, rpc: str = "StopContainer") -> None:
         """Stop signal, then SIGKILL to every process once `timeout` seconds
-        have passed (at once for timeout <= 0 or a container never started)."""
+        have passed (at once for timeout <= 0 or a container never started);
+        returns once the exit is recorded.  A stop in progress is joined, not
+        waited behind: the earlier SIGKILL of the two holds for both."""
         record = self.store.get(container_id, rpc)
-        with self._lock(record.id):
-            if self.refresh(record).state in (EXITED, CREATING):
-                return
-            handler = self.handlers.get(record.runtime_handler)
-            if timeout > 0 and record.state == RUNNING:
-                with contextlib.suppress(NotFound, FailedPrecondition):
-                    handler.kill(record.id, signal_number(record.stop_signal))
-                if self._wait_exit(record, timeout):
+        joined = time.monotonic()
+        with self.stops.join(record.id) as pending:
+            # before the container's lock, so a stop in progress kills
+            # sooner even while this call waits for that lock
+            graceful = timeout > 0 and record.state == RUNNING
+            if pending.hasten(joined + timeout if graceful else joined) and pending.callers > 1:
+                log.info("stop in progress brought forward", extra=fields(
+                    id=record.id, rpc=rpc, timeout=timeout))
+            with self._lock(record.id):
+                if self.refresh(record).state in (EXITED, CREATING):
                     return
+                handler = self.handlers.get(record.runtime_handler)
+                if graceful and record.state == RUNNING and pending.claim_signal():
+                    with contextlib.suppress(NotFound, FailedPrecondition):
+                        handler.kill(record.id, signal_number(record.stop_signal))
+            self._kill_when_due(record, handler, pending, joined, rpc)
+
+    def _kill_when_due(self, record: ContainerRecord, handler: RuntimeHandler,
+                       pending: PendingStop, joined: float, rpc: str) -> None:
+        """Wait, without the container's lock, for the exit or for the
+        stop's SIGKILL deadline (which a later call may bring forward); then
+        SIGKILL every process and wait for the monitor to record the exit."""
+        if pending.wait(lambda: pending.kill_at):
+            return
+        if pending.claim_kill(joined):
+            if pending.signalled:
                 log.info("container ignored its stop signal; killing it",
-                         extra=fields(id=record.id, signal=record.stop_signal, timeout=timeout))
+                         extra=fields(id=record.id, signal=record.stop_signal, rpc=rpc))
             with contextlib.suppress(NotFound, FailedPrecondition):
                 handler.kill(record.id, signal_mod.SIGKILL, all_processes=True)
-            if not self._wait_exit(record, KILL_WAIT_SECONDS):
-                raise DeadlineExceeded(f"{rpc}: container {record.id} did not exit "
-                                       f"{KILL_WAIT_SECONDS}s after SIGKILL")
+        deadline = pending.kill_deadline(KILL_WAIT_SECONDS)
+        # the files once more at the end, should the watcher have missed it
+        if pending.wait(lambda: deadline) or self.refresh(record).state == EXITED:
+            return
+        raise DeadlineExceeded(f"{rpc}: container {record.id} did not exit "
+                               f"{KILL_WAIT_SECONDS}s after SIGKILL")
 
     def remove(self, container_id: str) -> None:
         record = self.store.find(container_id)
@@ -325,6 +353,7 @@ class ContainerManager:
             self._fold_exit(record)
             record.state = EXITED
             self.store.save(record)
+        self.stops.exited(record.id)
         self.events.publish(events.STOPPED, record.id, record.sandbox_id)
 
     def _fold_exit(self, record: ContainerRecord) -> None:
@@ -340,15 +369,6 @@ class ContainerManager:
             record.finished_at = status.finished_at_ns
             record.reason = ("OOMKilled" if status.oom_killed
                              else "Completed" if status.exit_code == 0 else "Error")
-
-    def _wait_exit(self, record: ContainerRecord, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.refresh(record).state == EXITED:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
 
     # ---- exec, logs, resources -----------------------------------------------------
 
