@@ -34,7 +34,7 @@ VM_SELINUX_TESTS ?= tests/integration tests/e2e/test_cri_selinux.py
 VM_SYSTEMD_TIMEOUT ?= 900
 VM_SYSTEMD_TESTS ?= tests
 
-.PHONY: all install-deps build run lint test test-selinux test-systemd bench clean
+.PHONY: all install-deps build run lint test test-selinux test-systemd bench bench-systemd clean
 
 all: build
 
@@ -124,6 +124,11 @@ endef
 bench: build
 	$(call apt_ensure,$(BENCH_APT_PACKAGES))
 	cd $(CURDIR) && $(VPY) -m bench $(BENCH)
+
+# The systemd-driver benchmark needs systemd as PID 1: run it in the VM.
+bench-systemd: build
+	$(VMRUN) --share $(CURDIR) --timeout 1800 --init systemd -- \
+		$(CURDIR)/$(VPY) -m bench systemd-driver
 
 clean:
 	rm -rf build $(STAMPS) src/*.egg-info src/crio_native/_proto src/crio_native/_bin

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -83,7 +84,11 @@ def test_containers_and_monitors_get_scopes_in_the_pod_slice(sdaemon, pod_slice,
     assert (CGROUP2 / parent.lstrip("/") / scope / "memory.max").read_text().strip() == \
         str(MEMORY)
     if handler == "builtin":
-        # ours leaves the daemon's unit so a restart of it keeps the monitor
+        # ours leaves the daemon's unit (moved just after the create)
+        deadline = time.monotonic() + 10
+        while cgroup_of(info["monitorPid"]) != f"{parent}/{monitor_scope}" and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
         assert cgroup_of(info["monitorPid"]) == f"{parent}/{monitor_scope}"
         assert unit_property(scope, "Delegate") == "yes"
 

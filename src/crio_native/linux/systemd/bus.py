@@ -97,10 +97,13 @@ class SystemdManager:
             if path == job:
                 return str(result)
 
-    def start_transient_unit(self, name: str, properties: list[Property]) -> None:
+    def start_transient_unit(self, name: str, properties: list[Property],
+                             wait: bool = True) -> None:
+        """Start a transient unit; with `wait`, return once its start job
+        is done (a scope's cgroup then exists with its processes in it)."""
         result = self._call("StartTransientUnit", "ssa(sv)a(sa(sv))",
-                            (name, "fail", properties, []), wait_job=True)
-        if result != "done":
+                            (name, "fail", properties, []), wait_job=wait)
+        if wait and result != "done":
             raise SystemdError(f"systemd: starting {name} ended {result!r} (see "
                                f"`journalctl -u {name}`)")
 
