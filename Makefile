@@ -7,7 +7,9 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMPS := .stamps
 
-APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev runc crun \
+# libsystemd-dev: systemd-python (journal) builds against it in `make build`,
+# after these are installed (a pyproject dependency, not a PIP_PACKAGES one).
+APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev libsystemd-dev runc crun \
 	containernetworking-plugins docker-registry busybox-static containerd openssl iproute2 util-linux \
 	conmon policycoreutils selinux-policy-default
 PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" \

@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from crio_native.daemon import serve
 
     try:
-        return serve(loaded)
+        return serve(loaded, reload_config=lambda: load_from_args(args))
     except AlreadyRunning as e:
         print(f"crio-native: refusing to start: {e}", file=sys.stderr)
         return 1

@@ -1,21 +1,25 @@
-"""The daemon: take ownership of the socket and state roots, serve CRI, and
-shut down cleanly on SIGTERM/SIGINT."""
+"""The daemon: take ownership of the socket and state roots, serve CRI,
+reload what can be reloaded on SIGHUP, and shut down cleanly on
+SIGTERM/SIGINT.  Under systemd (Type=notify) it says READY=1 once the CRI
+socket answers, RELOADING=1 around a reload and STOPPING=1 on the way out."""
 from __future__ import annotations
 
 import logging
 import os
 import signal
-import threading
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from crio_native import __version__
 from crio_native.config import LoadedConfig
+from crio_native.config.reload import apply_reload, describe, plan_reload
 from crio_native.context import DaemonContext, containers_of, sandboxes_of
 from crio_native.cri.server import bind_unix_socket, build_server
+from crio_native.errors import ConfigError
 from crio_native.locking import InstanceLock
-from crio_native.logsetup import fields
+from crio_native.logsetup import fields, reconfigure_logging
+from crio_native.notify import ServiceNotifier
 
 if TYPE_CHECKING:
     from crio_native.streaming.server import StreamingServer
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+# How long the daemon waits for its own CRI socket to answer before READY=1.
+READY_PROBE_SECONDS = 30.0
 LOCK_NAME = "crio-native.lock"
 
 
@@ -102,28 +108,104 @@ def start_streaming(ctx: DaemonContext) -> StreamingServer:
     return ctx.streaming
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
-    def on_signal(signum, frame):
-        log.info("shutting down", extra=fields(signal=signal.Signals(signum).name))
-        stop.set()
+class Signals:
+    """SIGTERM and SIGINT ask the daemon to stop, SIGHUP to reload.  The
+    handlers only note the request and write a byte to a pipe that the main
+    thread waits on; the main thread does the work, outside the handler
+    (where a lock the interrupted code holds could deadlock it)."""
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self._write, False)
+        self.stop: str | None = None    # the name of the signal that asked
+        self.reload = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self.stop = signal.Signals(signum).name
+        self._wake()
+
+    def _on_reload(self, signum: int, frame: object) -> None:
+        self.reload = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._write, b"!")
+        except BlockingIOError:
+            pass        # the pipe is full of wake-ups already
+
+    def wait(self) -> None:
+        """Until a signal came (at once if one came since the last call)."""
+        if self.stop is None and not self.reload:
+            os.read(self._read, 4096)
+
+    def take_reload(self) -> bool:
+        wanted, self.reload = self.reload, False
+        return wanted
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
 
 
-def serve(loaded: LoadedConfig) -> int:
-    """Run until signalled; returns the exit status."""
+def wait_until_answering(listen: str, timeout: float = READY_PROBE_SECONDS) -> None:
+    """A Version call over the CRI socket: what a client gets once we say READY."""
+    import grpc
+
+    from crio_native._proto import api_pb2, api_pb2_grpc
+
+    with grpc.insecure_channel(f"unix:{listen}") as channel:
+        api_pb2_grpc.RuntimeServiceStub(channel).Version(
+            api_pb2.VersionRequest(), timeout=timeout, wait_for_ready=True)
+
+
+def reload_configuration(ctx: DaemonContext, load: Callable[[], LoadedConfig],
+                         notifier: ServiceNotifier) -> None:
+    """Read the configuration again; apply what can change at runtime and log
+    exactly what was applied and what waits for a restart."""
+    notifier.reloading()
+    try:
+        wanted = load()
+    except ConfigError as e:
+        log.error("configuration reload failed: the running configuration is kept",
+                  extra=fields(error=str(e)))
+        notifier.ready(f"serving CRI on {ctx.config.api.listen}; the last reload failed: {e}")
+        return
+    plan = plan_reload(ctx.config, wanted.config)
+    apply_reload(ctx.loaded, wanted, plan)
+    reconfigure_logging(ctx.config.log_level, ctx.config.log_format)
+    log.info("configuration reloaded", extra=fields(
+        applied=describe(plan.applied), needs_restart=describe(plan.needs_restart),
+        config_files=",".join(wanted.sources) or "none"))
+    status = f"serving CRI on {ctx.config.api.listen}"
+    if plan.needs_restart:
+        keys = ", ".join(c.key for c in plan.needs_restart)
+        status += f"; changed keys waiting for a restart: {keys}"
+    notifier.ready(status)
+
+
+def serve(loaded: LoadedConfig, reload_config: Callable[[], LoadedConfig] | None = None) -> int:
+    """Run until signalled; returns the exit status.  `reload_config` reads
+    the configuration again (SIGHUP); without it a SIGHUP only logs."""
+    notifier = ServiceNotifier.from_environment()
     ctx = DaemonContext(loaded=loaded)
     listen = ctx.config.api.listen
-    stop = threading.Event()
-    install_signal_handlers(stop)
+    signals = Signals()
+    signals.install()
     prepare_directories(ctx)
     with ExitStack() as undo:
+        undo.callback(signals.close)
         for lock in instance_locks(ctx):
             lock.acquire()
             undo.callback(lock.release)
         remove_stale_socket(listen)
         install_network(ctx)        # before recovery's CNI GC and the watcher read the dir
+        notifier.status("recovering pods and containers")
         start_services(ctx)
         undo.callback(sandboxes_of(ctx).networks.start().stop)   # NetworkReady via inotify
         undo.callback(start_streaming(ctx).stop)
@@ -132,10 +214,23 @@ def serve(loaded: LoadedConfig) -> int:
         undo.callback(remove_stale_socket, listen)
         server.start()
         os.chmod(listen, 0o660)
+        if notifier.enabled:
+            wait_until_answering(listen)
+            notifier.ready(f"serving CRI on {listen}")
         log.info("crio-native started", extra=fields(
             version=__version__, listen=listen, root=ctx.config.root,
             runroot=ctx.config.runroot, config_files=",".join(loaded.sources) or "none"))
-        stop.wait()
+        while True:
+            signals.wait()
+            if signals.stop is not None:
+                break
+            if signals.take_reload():
+                if reload_config is None:
+                    log.warning("SIGHUP: this daemon was started without a way to reload")
+                else:
+                    reload_configuration(ctx, reload_config, notifier)
+        log.info("shutting down", extra=fields(signal=signals.stop))
+        notifier.stopping()
         containers_of(ctx).close()   # ends the GetContainerEvents streams
         server.stop(SHUTDOWN_GRACE_SECONDS).wait()
     log.info("crio-native stopped")

@@ -145,6 +145,8 @@ def test_unknown_ids(net_daemon):
     d = net_daemon
     d.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id="f" * 64))
     d.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id="f" * 64))
+    # the CRI: stopping an unknown container succeeds too (removed already)
+    d.runtime.StopContainer(api_pb2.StopContainerRequest(container_id="f" * 64, timeout=5))
     with pytest.raises(grpc.RpcError) as info:
         status(d, "f" * 64)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND

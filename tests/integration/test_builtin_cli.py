@@ -497,6 +497,23 @@ def _ramfs_root_script(base: Path, binds: list[str], work: Path) -> str:
     return "\n".join(lines)
 
 
+def _bind_points(dirs: list[Path], base: Path) -> list[str]:
+    """Where to rbind the host into the ramfs root so that `dirs` are there:
+    each one's top-level directory, except one that holds `base` itself
+    (/tmp, where pytest's tmp_path lives: binding it would put the new root
+    inside itself), which comes in as the deeper directory only.  So a
+    checkout or venv under /tmp works too.  Nested points are dropped."""
+    points: set[Path] = set()
+    for d in dirs:
+        if not os.path.lexists(d):
+            continue
+        top = Path("/", d.parts[1])
+        points.add(d if base.is_relative_to(top) else top)
+    assert not any(base.is_relative_to(p) for p in points), (points, base)
+    return sorted(str(p) for p in points
+                  if not any(p != q and p.is_relative_to(q) for q in points))
+
+
 def test_initramfs_root_falls_back_to_ms_move(make_bundle, tmp_path):
     """On a ramfs root pivot_root fails with EINVAL; the child then moves the
     rootfs onto / instead, without being asked (--no-pivot not given)."""
@@ -505,10 +522,12 @@ def test_initramfs_root_falls_back_to_ms_move(make_bundle, tmp_path):
     work.mkdir()
     base.mkdir()
     b = _no_pivot_bundle(make_bundle, ["sh", "-c", "cat /marker; ls /"], where=work)
-    needed = {"/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/proc", "/sys", "/dev"}
-    needed |= {"/" + Path(p).resolve().parts[1] for p in
-               (sys.executable, sys.prefix, sys.base_prefix, __file__)}
-    binds = sorted(d for d in needed if os.path.lexists(d) and d != "/tmp") + [str(work)]
+    system = [Path(d) for d in ("/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/proc",
+                                "/sys", "/dev")]
+    # the interpreter, its venv and this checkout (its src/ and built helpers)
+    ours = [Path(sys.executable).resolve().parent, Path(sys.prefix), Path(sys.base_prefix),
+            Path(sys.executable).parent, Path(__file__).resolve().parents[2]]
+    binds = _bind_points(system + ours, base) + [str(work)]
     script = _ramfs_root_script(base, binds, work)
     run = [shutil.which("unshare"), "-m", "--propagation", "private", "sh", "-c", script, "sh"]
     p = subprocess.run(run + CLI + ["--root", str(work / "state"), "run", "--bundle",

@@ -84,6 +84,17 @@ def test_privileged_gets_only_what_the_daemon_holds():
                                                      "CAP_SYS_ADMIN"]
 
 
+def test_add_all_means_what_the_host_can_grant():
+    # a host whose bounding set lacks CAP_SYS_RESOURCE (this one): ALL must
+    # not ask for it, or capset refuses the whole set
+    held = ["CAP_CHOWN", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
+    cfg = config_with(linux__security_context__capabilities__add_capabilities=["ALL"],
+                      linux__security_context__capabilities__drop_capabilities=["NET_ADMIN"])
+    caps = apply(capabilities.with_capabilities,
+                 make_inputs(cfg, host_capabilities=held)).process["capabilities"]
+    assert caps["bounding"] == caps["permitted"] == ["CAP_CHOWN", "CAP_SYS_ADMIN"]
+
+
 def test_names_in_mask():
     from crio_native.linux.capabilities import names_in_mask
 

@@ -12,7 +12,7 @@ from crio_native.config.sections import Config
 from crio_native.errors import FailedPrecondition, InvalidArgument
 from crio_native.spec import capabilities, seccomp, seccomp_default
 from crio_native.spec.inputs import new_build
-from tests.unit.test_spec_support import config_with, make_inputs
+from tests.unit.test_spec_support import base_config, config_with, make_inputs
 
 SP = api_pb2.SecurityProfile
 SC = "linux__security_context"
@@ -21,6 +21,8 @@ DEFAULT_CAPS = ["CAP_CHOWN", "CAP_KILL"]
 
 
 def run(cfg=None, caps=DEFAULT_CAPS, **kw):
+    """The seccomp section for `cfg` (RuntimeDefault when None)."""
+    cfg = profile(SP.RuntimeDefault) if cfg is None else cfg
     b = new_build()
     b.process["capabilities"] = {"bounding": list(caps)}
     seccomp.with_seccomp(b, make_inputs(cfg, **kw))
@@ -41,7 +43,7 @@ def rules_for(section, name):
 
 
 @pytest.mark.parametrize("cfg, confined", [
-    (None, True),                                           # unset: RuntimeDefault (CRI-O)
+    (base_config(), False),                                 # unset: unconfined (CRI-O 1.36)
     (profile(SP.RuntimeDefault), True),
     (profile(SP.Unconfined), False),
     (config_with(**{f"{SC}__seccomp_profile_path": "runtime/default"}), True),
@@ -51,6 +53,12 @@ def rules_for(section, name):
 ])
 def test_profile_choice(cfg, confined):
     assert (run(cfg) is not None) is confined
+
+
+def test_unset_profile_is_runtime_default_when_configured():
+    daemon = Config()
+    daemon.runtime.seccomp_use_default_when_empty = True
+    assert run(base_config(), daemon=daemon) is not None
 
 
 def test_default_profile_shape():

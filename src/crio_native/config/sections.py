@@ -145,6 +145,10 @@ class RuntimeConfig:
     default_capabilities: list[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
     default_sysctls: list[str] = field(default_factory=list)
     seccomp_profile: str = ""
+    # A container whose request sets no seccomp profile at all runs
+    # unconfined, as with CRI-O 1.36's defaults; true gives it RuntimeDefault
+    # (the name older CRI-O releases used for that choice).
+    seccomp_use_default_when_empty: bool = False
 
     def validate(self) -> None:
         for name, handler in self.runtimes.items():

@@ -36,13 +36,16 @@ def default_set(configured: list[str]) -> list[str]:
     return out
 
 
-def effective_set(defaults: list[str], add: list[str], drop: list[str]) -> list[str]:
-    """containerd's order: ALL in add starts from every capability, ALL in
-    drop from none (drop ALL beats add ALL); then named adds, then named drops
-    (a capability both added and dropped ends up dropped)."""
+def effective_set(defaults: list[str], add: list[str], drop: list[str],
+                  every: list[str] | None = None) -> list[str]:
+    """containerd's order: ALL in add starts from `every` capability (the
+    host's bounding set: one the daemon lacks could never be granted, and
+    capset would refuse the whole set), ALL in drop from none (drop ALL
+    beats add ALL); then named adds, then named drops (a capability both
+    added and dropped ends up dropped)."""
     caps = set(defaults)
     if "ALL" in add:
-        caps = set(ALL_CAPS)
+        caps = set(ALL_CAPS if every is None else every)
     if "ALL" in drop:
         caps = set()
     caps |= {c for c in add if c != "ALL"}
@@ -58,12 +61,14 @@ def with_capabilities(build: SpecBuild, inputs: SpecInputs) -> None:
     ambient = _list(req.add_ambient_capabilities, f"{CAPS_FIELD}.add_ambient_capabilities")
     if "ALL" in ambient:
         raise invalid(f"{CAPS_FIELD}.add_ambient_capabilities", "ALL is not allowed here")
+    every = None if inputs.host_capabilities is None else list(inputs.host_capabilities)
     if inputs.privileged:
-        caps = list(ALL_CAPS if inputs.host_capabilities is None else inputs.host_capabilities)
+        caps = list(ALL_CAPS if every is None else every)
     else:
         caps = effective_set(default_set(inputs.daemon.runtime.default_capabilities),
                              _list(req.add_capabilities, f"{CAPS_FIELD}.add_capabilities"),
-                             _list(req.drop_capabilities, f"{CAPS_FIELD}.drop_capabilities"))
+                             _list(req.drop_capabilities, f"{CAPS_FIELD}.drop_capabilities"),
+                             every)
     caps = sorted(set(caps) | set(ambient), key=CAPABILITIES.__getitem__)
     build.process["capabilities"] = {
         "bounding": list(caps), "effective": list(caps), "permitted": list(caps),

@@ -116,11 +116,12 @@ def load_profile(path: str) -> dict[str, Any]:
     return profile
 
 
-def profile_choice(sc: api_pb2.LinuxContainerSecurityContext) -> tuple[str, str, str]:
+def profile_choice(sc: api_pb2.LinuxContainerSecurityContext,
+                   default_when_empty: bool = False) -> tuple[str, str, str]:
     """(kind, localhost path, field) from the seccomp field or the legacy
-    seccomp_profile_path.  Neither set means RuntimeDefault, CRI-O's
-    seccomp_use_default_when_empty (containerd runs such a container
-    unconfined)."""
+    seccomp_profile_path.  Neither set means unconfined, as CRI-O 1.36 runs
+    it by default (the kubelet always sends the field); with
+    runtime.seccomp_use_default_when_empty, RuntimeDefault."""
     if sc.HasField("seccomp"):
         prof = sc.seccomp
         field = f"{SC}.seccomp"
@@ -134,7 +135,9 @@ def profile_choice(sc: api_pb2.LinuxContainerSecurityContext) -> tuple[str, str,
         raise invalid(f"{field}.profile_type", f"unknown profile type {prof.profile_type}")
     legacy = sc.seccomp_profile_path
     field = f"{SC}.seccomp_profile_path"
-    if legacy in ("", "runtime/default", "docker/default"):
+    if legacy == "":
+        return (DEFAULT if default_when_empty else UNCONFINED), "", field
+    if legacy in ("runtime/default", "docker/default"):
         return DEFAULT, "", field
     if legacy == "unconfined":
         return UNCONFINED, "", field
@@ -158,7 +161,8 @@ def with_seccomp(build: SpecBuild, inputs: SpecInputs) -> None:
     build.linux.pop("seccomp", None)
     if inputs.privileged:
         return
-    kind, path, field = profile_choice(inputs.security)
+    kind, path, field = profile_choice(
+        inputs.security, inputs.daemon.runtime.seccomp_use_default_when_empty)
     if kind == UNCONFINED:
         return
     if kind == LOCALHOST:
