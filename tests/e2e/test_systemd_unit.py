@@ -258,3 +258,65 @@ def test_the_shipped_unit_serves_reloads_restarts_and_stops(registry, tmp_path):
     finally:
         remove_everything(sock, top_cgroup)
     assert prop("LoadState") == "not-found"
+
+
+def test_the_unit_with_the_systemd_driver_keeps_scoped_containers_across_a_restart(
+        registry, tmp_path):  # noqa: F811
+    """The issue's node: the unit as shipped, `cgroup_manager = "systemd"`,
+    the built-in runtime, a pod in the slice the kubelet's systemd driver
+    made and named by its full path; the container in crio-<id>.scope under
+    it, its monitor in crio-conmon-<id>.scope, both outside the daemon's
+    unit, so `systemctl restart` keeps them."""
+    from crio_native.linux.systemd.bus import SystemdManager
+
+    if prop("LoadState") not in ("not-found", ""):
+        pytest.skip(f"{UNIT} already exists on this host: not ours to replace")
+    image = f"{registry.host}/e2e/busybox:1"
+    Pusher(registry.url).push_image("e2e/busybox", "1", ImageBuilder().busybox().build())
+    sock = write_config(tmp_path)
+    (tmp_path / "crio-native.conf.d" / "10-systemd.conf").write_text(
+        '[runtime]\ncgroup_manager = "systemd"\n')
+    pod_slice = f"kubepods-besteffort-podsd{os.getpid()}.slice"
+    parent = f"/kubepods.slice/kubepods-besteffort.slice/{pod_slice}"
+    manager = SystemdManager()
+    manager.start_transient_unit(pod_slice, [("Description", ("s", "e2e pod slice"))])
+    install_unit(tmp_path)
+    try:
+        systemctl("start", UNIT)
+        cri = Cri(sock)
+        try:
+            cri.images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=image)),
+                                 timeout=SLOW)
+            pod, cid = run_pod_and_container(cri, image, tmp_path, parent)
+            pid = container_pid(cri, cid)
+            info = json.loads(cri.runtime.ContainerStatus(api_pb2.ContainerStatusRequest(
+                container_id=cid, verbose=True)).info["info"])
+        finally:
+            cri.close()
+
+        def cgroup(p: int) -> str:
+            return Path(f"/proc/{p}/cgroup").read_text().strip().removeprefix("0::")
+        assert cgroup(pid) == f"{parent}/crio-{cid}.scope"
+        wait_for(lambda: cgroup(info["monitorPid"]) == f"{parent}/crio-conmon-{cid}.scope",
+                 "the monitor moved to its scope")
+
+        systemctl("restart", UNIT)
+        assert os.path.exists(f"/proc/{pid}") and cgroup(pid) == f"{parent}/crio-{cid}.scope"
+        cri = Cri(sock)
+        try:
+            assert container_pid(cri, cid) == pid
+            assert exec_sync(cri, cid, "again") == b"again\n"
+            cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod),
+                                         timeout=SLOW)
+        finally:
+            cri.close()
+        for unit in (f"crio-{cid}.scope", f"crio-conmon-{cid}.scope"):
+            assert subprocess.run(["systemctl", "show", "-P", "LoadState", unit],
+                                  capture_output=True, text=True).stdout.strip() == "not-found"
+        systemctl("stop", UNIT)
+        assert (prop("ActiveState"), prop("Result")) == ("inactive", "success")
+    finally:
+        remove_everything(sock, Path(f"/sys/fs/cgroup/crn-e2e-none-{os.getpid()}"))
+        for level in (pod_slice, "kubepods-besteffort.slice", "kubepods.slice"):
+            manager.stop_unit(level)
+    assert prop("LoadState") == "not-found"
