@@ -15,7 +15,7 @@ APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev libsystemd-de
 PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" \
 	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7" \
 	"urllib3>=2.0" "zstandard>=0.22" "ruff>=0.6" "mypy>=1.10" \
-	"jeepney>=0.8" "hypothesis>=6.80"
+	"jeepney>=0.8" "hypothesis>=6.80" "prometheus-client>=0.17"
 
 # Peers the benchmarks measure against, installed by `make bench` only.
 BENCH_APT_PACKAGES := containerd
@@ -54,6 +54,22 @@ endef
 # Idempotent and quiet once done.
 install-deps: $(STAMPS)/pip
 	$(call apt_ensure,$(APT_PACKAGES))
+	$(prometheus_ensure)
+
+# Prometheus scrapes the metrics endpoint in the e2e tests.  Its package
+# starts a server on :9090 when installed where services can start: a
+# policy-rc.d of ours (only if the machine has none) forbids that.
+define prometheus_ensure
+	@if ! dpkg-query -W -f='$${Status}\n' prometheus 2>/dev/null | grep -q 'install ok installed'; then \
+		made=; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made=1; \
+		fi; \
+		echo "installing Debian packages: prometheus (its service not started)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+		rc=$$?; [ -z "$$made" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	fi
+endef
 
 $(STAMPS)/pip: Makefile
 	@mkdir -p $(STAMPS)

@@ -205,6 +205,9 @@ def serve(loaded: LoadedConfig, reload_config: Callable[[], LoadedConfig] | None
             undo.callback(lock.release)
         remove_stale_socket(listen)
         install_network(ctx)        # before recovery's CNI GC and the watcher read the dir
+        if ctx.config.metrics.enable_metrics:   # prometheus-client is loaded only then
+            from crio_native.metrics.server import metrics_served
+            undo.enter_context(metrics_served(ctx.config.metrics))
         notifier.status("recovering pods and containers")
         start_services(ctx)
         undo.callback(sandboxes_of(ctx).networks.start().stop)   # NetworkReady via inotify

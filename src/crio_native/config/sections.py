@@ -229,10 +229,19 @@ class MetricsConfig:
     enable_metrics: bool = False
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9090
+    # TLS for the endpoint: both or neither (PEM files)
+    metrics_cert: str = ""
+    metrics_key: str = ""
 
     def validate(self) -> None:
         require_address("metrics.metrics_host", self.metrics_host)
         require_port("metrics.metrics_port", self.metrics_port)
+        require_absolute("metrics.metrics_cert", self.metrics_cert, allow_empty=True)
+        require_absolute("metrics.metrics_key", self.metrics_key, allow_empty=True)
+        if bool(self.metrics_cert) != bool(self.metrics_key):
+            raise ConfigError("metrics.metrics_key" if self.metrics_cert else
+                              "metrics.metrics_cert",
+                              "TLS needs both metrics_cert and metrics_key")
 
 
 @dataclass

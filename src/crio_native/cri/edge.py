@@ -16,6 +16,7 @@ import grpc
 from crio_native._proto import api_pb2
 from crio_native.errors import CrioNativeError, ErrorKind, Unimplemented
 from crio_native.logsetup import fields
+from crio_native.metrics import hooks
 
 log = logging.getLogger("crio_native.cri")
 
@@ -77,6 +78,9 @@ def _status_of(rpc: str, exc: BaseException) -> tuple[grpc.StatusCode, str]:
 
 
 def _log_call(rpc: str, started: float, code: grpc.StatusCode, message: str = "") -> None:
+    metrics = hooks.current
+    if metrics is not None:
+        metrics.observe_call(rpc, time.monotonic() - started, code.name)
     if log.isEnabledFor(logging.DEBUG):
         extra = dict(method=rpc, duration_ms=round((time.monotonic() - started) * 1000, 3),
                      code=code.name)
