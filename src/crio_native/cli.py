@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective configuration as TOML")
     add_config_flags(config)
     config.add_argument("--default", action="store_true", help="print the embedded defaults")
+    status = sub.add_parser("status", help="ask the running daemon for its handlers, "
+                            "objects and effective configuration with each key's origin")
+    add_config_flags(status)
+    status.add_argument("--socket", metavar="PATH",
+                        help="the daemon's CRI socket (default: api.listen of the config)")
+    status.add_argument("--json", action="store_true")
     version = sub.add_parser("version", help="print the version")
     version.add_argument("--json", action="store_true")
     return parser
@@ -103,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         sys.stdout.write(render_toml(loaded.config))
         return 0
+    if args.command == "status":
+        from crio_native.status_cli import run_status
+
+        return run_status(loaded, args.socket, args.json)
     configure_logging(loaded.config.log_level, loaded.config.log_format)
     from crio_native.daemon import serve
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from crio_native import __version__
 from crio_native._native import seccomp, selinux
 from crio_native._proto import api_pb2
+from crio_native.config.origins import config_with_origins
 from crio_native.context import DaemonContext, handlers_of
 from crio_native.errors import InvalidArgument
 from crio_native.logsetup import fields
@@ -58,13 +59,30 @@ def network_condition(ctx: DaemonContext) -> api_pb2.RuntimeCondition:
 
 
 def verbose_info(ctx: DaemonContext) -> dict[str, str]:
+    """Status(verbose)'s info: what `crio-native status` shows."""
     native = {"libseccomp": ".".join(map(str, seccomp.library_version())),
               "selinux_enabled": selinux.enabled()}
     return {
         "config": json.dumps(dataclasses.asdict(ctx.config), sort_keys=True),
+        "config_origins": json.dumps(config_with_origins(ctx.loaded), sort_keys=True),
+        "config_files": json.dumps(ctx.loaded.sources),
         "native": json.dumps(native, sort_keys=True),
         "pod_cidr": ctx.pod_cidr,
+        "version": __version__,
+        "summary": json.dumps(object_summary(ctx), sort_keys=True),
     }
+
+
+def object_summary(ctx: DaemonContext) -> dict[str, dict[str, int]]:
+    """How many pods and containers there are, by state."""
+    out: dict[str, dict[str, int]] = {"pods": {}, "containers": {}}
+    if ctx.sandboxes is not None:
+        for pod in ctx.sandboxes.store.all():
+            out["pods"][pod.state] = out["pods"].get(pod.state, 0) + 1
+    if ctx.containers is not None:
+        for c in ctx.containers.store.all():
+            out["containers"][c.state] = out["containers"].get(c.state, 0) + 1
+    return out
 
 
 def runtime_handlers(ctx: DaemonContext) -> list[api_pb2.RuntimeHandler]:
