@@ -121,6 +121,11 @@ class Signals:
         self.reload = False
 
     def install(self) -> None:
+        # The kernel may deliver a signal to any gRPC thread: the main
+        # thread, blocked in wait()'s read, would then run the Python handler
+        # only once something else woke it.  The C-level handler's write to
+        # the wakeup fd is that something.
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
@@ -149,6 +154,7 @@ class Signals:
         return wanted
 
     def close(self) -> None:
+        signal.set_wakeup_fd(-1)
         os.close(self._read)
         os.close(self._write)
 

@@ -62,7 +62,7 @@ def test_pure_v2_clones_into():
 
 @pytest.mark.parametrize("resources,v1,v2", [
     ({"memory": {"limit": 1048576}}, ("memory.limit_in_bytes", "1048576"), ("memory.max", "1048576")),
-    ({"memory": {"limit": -1}}, ("memory.limit_in_bytes", "max"), ("memory.max", "max")),
+    ({"memory": {"limit": -1}}, ("memory.limit_in_bytes", "-1"), ("memory.max", "max")),
     ({"pids": {"limit": 0}}, ("pids.max", "max"), ("pids.max", "max")),
     ({"cpu": {"shares": 1024}}, ("cpu.shares", "1024"), ("cpu.weight", "39")),
     ({"cpu": {"quota": 50000}}, ("cpu.cfs_quota_us", "50000"), ("cpu.max", "50000 100000")),

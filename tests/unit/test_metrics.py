@@ -31,6 +31,18 @@ def test_a_call_is_counted_timed_and_its_error_kept():
     assert "process_resident_memory_bytes" in text
 
 
+def test_container_counters():
+    m = DaemonMetrics()
+    m.observe_created("runc")
+    m.observe_exit("OOMKilled", "app")
+    m.observe_exit("Completed", "init")
+    text = generate_latest(m.registry).decode()
+    assert f'{P}_containers_created_total{{handler="runc"}} 1.0' in text
+    assert f'{P}_containers_exited_total{{reason="OOMKilled"}} 1.0' in text
+    assert f'{P}_containers_oom_total{{name="app"}} 1.0' in text
+    assert 'name="init"' not in text
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -22,6 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from crio_native import failpoints
 from crio_native._proto import api_pb2
 from crio_native.config import Config
 from crio_native.container import events, prepare
@@ -32,6 +33,7 @@ from crio_native.container.store import ContainerStore
 from crio_native.container.watcher import ExitWatcher
 from crio_native.errors import (AlreadyExists, CrioNativeError, DeadlineExceeded,
                                 FailedPrecondition, InvalidArgument, NotFound)
+from crio_native.metrics import hooks as metrics_hooks
 from crio_native.logsetup import fields
 from crio_native.state.rollback import forget_unless_failed, save_state, undo_step
 from crio_native.monitor import process_alive, read_exit, reopen_log
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STARTING = "starting"        # in the container's run dir while a start is in progress
 KILL_WAIT_SECONDS = 10.0    # after SIGKILL, how long to wait for the monitor's exit record
 RETRY_WAIT_SECONDS = 240.0  # a retried CreateContainer waits this long for the first try
 
@@ -95,8 +98,9 @@ class ContainerManager:
     # ---- startup -------------------------------------------------------------
 
     def recover(self) -> None:
-        """Undo half-made containers; pick up the exits that happened while
-        the daemon was down; watch the monitors still running."""
+        """Undo half-made containers; finish starts cut short; pick up the
+        exits that happened while the daemon was down; watch the monitors
+        still running; sweep run dirs no record owns."""
         for record in self.store.load():
             if record.state == CREATING:
                 log.warning("rolling back half-made container", extra=fields(id=record.id))
@@ -107,11 +111,56 @@ class ContainerManager:
                               extra=fields(id=record.id, error=str(e)))
                     continue
                 self.store.drop(record)
-            elif record.state in (CREATED, RUNNING):
+                continue
+            starting = Path(record.directory) / STARTING
+            if record.state in (CREATED, RUNNING):
                 if monitor_running(record):
+                    if record.state == RUNNING and starting.exists():
+                        self._finish_start(record)
                     self.watcher.watch(record.id, record.monitor_pid)
                 else:
                     self._record_exit(record)
+            starting.unlink(missing_ok=True)
+        self._sweep_orphans()
+
+    def _finish_start(self, record: ContainerRecord) -> None:
+        """A StartContainer cut short after it saved RUNNING: release the
+        process if it still waits at its barrier, so the record tells the
+        truth; if that fails, kill it (the exit is then recorded)."""
+        handler = self.handlers.get(record.runtime_handler)
+        try:
+            if handler.state(record.id).get("status") != "created":
+                return
+            log.warning("finishing a container start cut short", extra=fields(id=record.id))
+            handler.start(record.id)
+        except FailedPrecondition:
+            return   # no longer waiting at its barrier: it was released
+        except Exception as e:  # noqa: BLE001 - one container must not stop the daemon
+            log.error("finishing a container start failed; killing it",
+                      extra=fields(id=record.id, error=str(e)))
+            record.message = f"start failed: {e}"
+            with contextlib.suppress(Exception):
+                handler.kill(record.id, signal_mod.SIGKILL, all_processes=True)
+
+    def _sweep_orphans(self) -> None:
+        """Container run dirs that no record names (a record is saved before
+        its dir is made, so only a crash in a version that did not journal
+        it, or a hand, leaves one): its rootfs, its runtime state in every
+        handler and the dir go, each logged."""
+        try:
+            dirs = sorted(self.run_root.iterdir())
+        except FileNotFoundError:
+            return
+        owned = {r.id for r in self.store.all()}
+        for d in dirs:
+            if not d.is_dir() or d.name in owned:
+                continue
+            for name in self.handlers.names():
+                with contextlib.suppress(Exception):
+                    self.handlers.get(name).delete(d.name, force=True)
+            self.images().remove_rootfs(d.name)
+            shutil.rmtree(d, ignore_errors=True)
+            log.warning("removed a container run dir no record owns", extra=fields(path=str(d)))
 
     # ---- create ----------------------------------------------------------------
 
@@ -181,9 +230,11 @@ class ContainerManager:
         with ExitStack() as undo:
             undo.callback(forget_unless_failed, self.store, record, failed)
             self.store.save(record)
+            failpoints.hit("container.create.reserved")
             Path(record.monitor_dir).mkdir(parents=True, mode=0o700)
             undo.callback(undo_step, failed, "remove container directory",
                           lambda: shutil.rmtree(record.directory))
+            failpoints.hit("container.create.directory")
             image = images.get(config.image.image)
             if image is None:
                 raise NotFound(f"CreateContainer: config.image.image: image "
@@ -194,6 +245,7 @@ class ContainerManager:
                 record.id, image.id, prepare.rootfs_mount_label(config, sandbox)))
             undo.callback(undo_step, failed, "remove rootfs",
                           lambda: images.remove_rootfs(record.id))
+            failpoints.hit("container.create.rootfs")
             inputs = prepare.inputs_for(
                 record, config, sandbox, prepare.image_config_of(images, image), self.config,
                 supports_rro=handler.features().recursive_read_only_mounts,
@@ -206,6 +258,7 @@ class ContainerManager:
             self._specs[record.id] = build.spec
             undo.callback(self._specs.pop, record.id, None)
             prepare.prepare_log(record.log_path)
+            failpoints.hit("container.create.bundle")
             # no save here: a crash before CREATED is saved rolls back through
             # the directory and the rootfs, which are found by the id
             created = handler.create(record.id, Path(record.bundle), MonitorOptions(
@@ -214,12 +267,16 @@ class ContainerManager:
                 stdin=record.stdin, stdin_once=record.stdin_once, terminal=record.tty))
             undo.callback(undo_step, failed, "delete from runtime",
                           lambda: handler.delete(record.id, force=True))
+            failpoints.hit("container.create.runtime_created")
             record.pid, record.monitor_pid = created.pid, created.monitor_pid
             record.cgroup_dirs = [str(d) for d in created.cgroup_dirs]
             save_state(self.store, record, CREATED, CREATING)
+            failpoints.hit("container.create.created")
             undo.pop_all()
         self.watcher.watch(record.id, record.monitor_pid)
         self.events.publish(events.CREATED, record.id, record.sandbox_id)
+        if metrics_hooks.current is not None:
+            metrics_hooks.current.observe_created(record.runtime_handler or "default")
         log.info("container created", extra=fields(id=record.id, name=record.name,
                                                    pod=record.sandbox_id,
                                                    handler=record.runtime_handler))
@@ -241,15 +298,22 @@ class ContainerManager:
                 raise FailedPrecondition(f"StartContainer: container {record.id} is "
                                          f"{record.state}, not created")
             handler = self.handlers.get(record.runtime_handler)
+            # The marker (on the runroot's tmpfs: no disk write) journals a
+            # start in progress: a restart finds the record RUNNING with the
+            # process maybe still at its barrier, and finishes the start.
+            marker = Path(record.directory) / STARTING
+            marker.touch()
             # RUNNING before the release, so a process that ends at once is
             # seen (by the exit watcher) as a run that ended, in that order
             with self.store.lock:
                 record.state = RUNNING
                 record.started_at = time.time_ns()
                 self.store.save(record)
+            failpoints.hit("container.start.journaled")
             self.events.publish(events.STARTED, record.id, record.sandbox_id)
             try:
                 handler.start(record.id)
+                failpoints.hit("container.start.released")
             except Exception as e:
                 record.message = f"start failed: {e}"
                 try:
@@ -258,6 +322,9 @@ class ContainerManager:
                     log.error("killing a container whose start failed failed",
                               extra=fields(id=record.id, error=str(undo)))
                 raise
+            finally:
+                marker.unlink(missing_ok=True)
+            failpoints.hit("container.start.done")
 
     def stop(self, container_id: str, timeout: int, rpc: str = "StopContainer") -> None:
         """Stop signal, then SIGKILL to every process once `timeout` seconds
@@ -280,6 +347,7 @@ class ContainerManager:
                 if graceful and record.state == RUNNING and pending.claim_signal():
                     with contextlib.suppress(NotFound, FailedPrecondition):
                         handler.kill(record.id, signal_number(record.stop_signal))
+                    failpoints.hit("container.stop.signalled")
             self._kill_when_due(record, handler, pending, joined, rpc)
 
     def _kill_when_due(self, record: ContainerRecord, handler: RuntimeHandler,
@@ -295,9 +363,11 @@ class ContainerManager:
                          extra=fields(id=record.id, signal=record.stop_signal, rpc=rpc))
             with contextlib.suppress(NotFound, FailedPrecondition):
                 handler.kill(record.id, signal_mod.SIGKILL, all_processes=True)
+            failpoints.hit("container.stop.killed")
         deadline = pending.kill_deadline(KILL_WAIT_SECONDS)
         # the files once more at the end, should the watcher have missed it
         if pending.wait(lambda: deadline) or self.refresh(record).state == EXITED:
+            failpoints.hit("container.stop.exited")
             return
         raise DeadlineExceeded(f"{rpc}: container {record.id} did not exit "
                                f"{KILL_WAIT_SECONDS}s after SIGKILL")
@@ -307,8 +377,10 @@ class ContainerManager:
         if record is None:
             return  # CRI: removing an unknown container succeeds
         self.stop(record.id, timeout=0, rpc="RemoveContainer")
+        failpoints.hit("container.remove.stopped")
         with self._lock(record.id):
             self._teardown(record)
+            failpoints.hit("container.remove.torn_down")
             self.store.drop(record)
         self._locks.pop(record.id, None)
         self.sampler.forget(record.id)
@@ -317,13 +389,17 @@ class ContainerManager:
         log.info("container removed", extra=fields(id=record.id, name=record.name))
 
     def _teardown(self, record: ContainerRecord) -> None:
+        """Every step idempotent: a teardown cut short is finished by
+        calling it again (RemoveContainer's retry, or start-up's rollback)."""
         # InvalidArgument: the handler is no longer configured; its
         # containers still get their rootfs and files removed
         with contextlib.suppress(NotFound, InvalidArgument):
             self.handlers.get(record.runtime_handler).delete(record.id, force=True)
+        failpoints.hit("container.remove.runtime_deleted")
         if record.rootfs or Path(record.directory).exists():
             self.images().remove_rootfs(record.id)
         shutil.rmtree(record.directory, ignore_errors=True)
+        failpoints.hit("container.remove.rootfs_removed")
 
     def of_sandbox(self, sandbox_id: str) -> list[ContainerRecord]:
         return self.store.of_sandbox(sandbox_id)
@@ -355,6 +431,8 @@ class ContainerManager:
             self.store.save(record)
         self.stops.exited(record.id)
         self.events.publish(events.STOPPED, record.id, record.sandbox_id)
+        if metrics_hooks.current is not None:
+            metrics_hooks.current.observe_exit(record.reason, record.name)
 
     def _fold_exit(self, record: ContainerRecord) -> None:
         status = read_exit(record.monitor_dir)

@@ -33,6 +33,25 @@ class DaemonMetrics:
             f"{PREFIX}_operations_latency_seconds", "Time to answer a CRI call, by method.",
             ["operation"], buckets=LATENCY_BUCKETS, registry=r)
 
+        self.containers_created = Counter(
+            f"{PREFIX}_containers_created", "Containers created, by runtime handler.",
+            ["handler"], registry=r)
+        self.containers_exited = Counter(
+            f"{PREFIX}_containers_exited", "Container exits recorded, by reason "
+            "(Completed, Error, OOMKilled, Unknown).", ["reason"], registry=r)
+        self.containers_oom = Counter(
+            f"{PREFIX}_containers_oom", "Containers ended by the OOM killer, by container "
+            "name (the name in the pod spec, as CRI-O's containers_oom_total labels it).",
+            ["name"], registry=r)
+
+    def observe_created(self, handler: str) -> None:
+        self.containers_created.labels(handler).inc()
+
+    def observe_exit(self, reason: str, name: str) -> None:
+        self.containers_exited.labels(reason or "Unknown").inc()
+        if reason == "OOMKilled":
+            self.containers_oom.labels(name).inc()
+
     def observe_call(self, method: str, seconds: float, code: str) -> None:
         """One answered CRI call (`code`: the gRPC status code's name)."""
         self.operations.labels(method).inc()

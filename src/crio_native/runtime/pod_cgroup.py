@@ -8,6 +8,7 @@ them first).  With a cgroup root configured (runtime/cgroup_root.py), the
 group must lie at or below it."""
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 from pathlib import Path
@@ -53,11 +54,20 @@ class PodCgroup:
             pod.cgroup_dirs = [str(d) for d in plan.dirs]
             pod.cgroups_made = []
             return
-        made = cgroups.create(plan)
+        if any(d.is_dir() for d in plan.dirs):
+            # the kubelet made its pod group in some hierarchies only (its
+            # cgroupfs driver leaves a hybrid host's v2 one alone): the rest
+            # are made for the containers, and nothing is written anywhere
+            plan = dataclasses.replace(plan, writes=[], device_program=None,
+                                       controllers=frozenset())
+        # journaled before they are made, so a restart after a crash at any
+        # point from here removes them (removing a missing group is no error)
         pod.cgroup_dirs = [str(d) for d in plan.dirs]
+        pod.cgroups_made = [str(d) for d in cgroups.missing_dirs(plan)]
+        if pod.cgroups_made:
+            journal()
+        made = cgroups.create(plan)
         pod.cgroups_made = [str(d) for d in made]
-        if made:
-            journal()   # so a restart after a crash removes them
 
     def remove(self, pod: PodSandbox) -> None:
         """Remove the groups this pod made (deepest first); a kubelet's own

@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import Any, Callable, Protocol
 
+from crio_native import failpoints
 from crio_native.errors import FailedPrecondition
 from crio_native.runtime.handler import PodSandbox
 from crio_native.runtime.pod_cgroup import PodCgroup
@@ -35,8 +36,9 @@ class PodHalf:
     def start(self, pod: PodSandbox, resources: dict[str, Any],
               journal: Callable[[], None]) -> None:
         with ExitStack() as undo:
+            undo.callback(self.cgroup.remove, pod)   # removes what the journal names
             self.cgroup.create(pod, resources, journal)
-            undo.callback(self.cgroup.remove, pod)
+            failpoints.hit("sandbox.run.cgroup_made")
             if self.process.start(pod):
                 undo.callback(self.process.stop, pod)
                 journal()

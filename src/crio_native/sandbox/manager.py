@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import threading
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from crio_native import failpoints
 from crio_native._native import selinux
 from crio_native._proto import api_pb2
 from crio_native.config import Config
@@ -37,6 +39,31 @@ log = logging.getLogger(__name__)
 LOOPBACK = NetworkList(name="cni-loopback", cni_version="1.0.0", plugins=[{"type": "loopback"}],
                        source="built in")
 RETRY_WAIT_SECONDS = 240.0   # a retried RunPodSandbox waits this long for the first try
+
+
+def ready_problem(record: SandboxRecord, vanished_pins: list[str]) -> str:
+    """Why the pod cannot be READY ("" when it can)."""
+    if vanished_pins:
+        return f"namespace pins gone: {', '.join(vanished_pins)}"
+    if not record.host_network and not record.network_attached:
+        return "not attached to its network"
+    return ""
+
+
+def _children(directory: Path) -> list[Path]:
+    try:
+        return sorted(directory.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    """Mount points at or below `directory`, deepest first."""
+    prefix = str(directory)
+    with open("/proc/self/mountinfo") as f:
+        points = {line.split()[4] for line in f}
+    return sorted((p for p in points if p == prefix or p.startswith(prefix + "/")),
+                  key=len, reverse=True)
 
 
 class SandboxManager:
@@ -64,8 +91,9 @@ class SandboxManager:
     # ---- startup -------------------------------------------------------------
 
     def recover(self) -> None:
-        """Roll back sandboxes a crash left half-made; mark pods whose
-        namespaces vanished (e.g. after a reboot) not ready."""
+        """Roll back sandboxes a crash left half-made; mark pods not ready
+        that are missing a piece (a stop or remove cut short, a reboot);
+        sweep what no record owns under the daemon's pod dirs and pins."""
         for record in self.store.load():
             if record.state == CREATING:
                 log.warning("rolling back half-made pod sandbox", extra=fields(id=record.id))
@@ -76,11 +104,46 @@ class SandboxManager:
                               extra=fields(id=record.id, error=str(e)))
                     continue
                 self.store.drop(record)
-            elif any(not Path(p).exists() for p in record.pins.values()):
-                record.state = NOTREADY
-                record.pins = {}
-                self.store.save(record)
+            else:
+                self._recheck(record)
+        self._sweep_orphans()
         self.collect_network_garbage()
+
+    def _recheck(self, record: SandboxRecord) -> None:
+        """A pod is READY only if everything it needs is there: its pinned
+        namespaces (gone after a reboot: forgotten, as nothing is left to
+        undo) and its network attachment."""
+        vanished = [kind for kind, pin in record.pins.items() if not Path(pin).exists()]
+        problem = ready_problem(record, vanished) if record.state == READY else ""
+        if problem:
+            log.warning("pod sandbox not ready after restart",
+                        extra=fields(id=record.id, reason=problem))
+            record.state = NOTREADY
+        if vanished:
+            record.pins = {k: p for k, p in record.pins.items() if k not in vanished}
+        if problem or vanished:
+            self.store.save(record)
+
+    def _sweep_orphans(self) -> None:
+        """Pod directories and namespace pins under the runroot that no
+        record names (a record is saved before either is made, so these
+        are left by a crash in a version that did not journal them, or by
+        hand): unmounted and removed, each logged."""
+        owned = {r.id for r in self.store.all()}
+        for d in _children(self.pod_root):
+            if d.name in owned:
+                continue
+            for mount_point in _mounts_under(d):
+                self.host.unmount_path(mount_point)
+            shutil.rmtree(d, ignore_errors=True)
+            log.warning("removed a pod directory no record owns", extra=fields(path=str(d)))
+        for kind_dir in _children(self.pin_root):
+            for pin in _children(kind_dir):
+                if pin.name in owned:
+                    continue
+                self.host.unpin_path(pin)
+                log.warning("removed a namespace pin no record owns",
+                            extra=fields(path=str(pin)))
 
     def collect_network_garbage(self) -> None:
         """CNI GC at start-up: every network with cached attachments (and the
@@ -207,21 +270,29 @@ class SandboxManager:
         with ExitStack() as undo:
             undo.callback(forget_unless_failed, self.store, record, failed)
             self.store.save(record)
+            failpoints.hit("sandbox.run.reserved")
             handler = self.handlers.get(record.runtime_handler)
             resources = pod_resources(request.config.linux)
             Path(record.directory).mkdir(parents=True, exist_ok=True)
             undo.callback(undo_step, failed, "remove pod directory",
                           lambda: self.host.remove_directory(record))
-            self.host.pin_namespaces(record, self.pin_root)
+            failpoints.hit("sandbox.run.directory")
+            # The pins and the shm mount point are saved before anything is
+            # pinned or mounted there, so a crash at any later point (even
+            # inside the pinning) unpins and unmounts them.
+            record.pins = setup.planned_pins(record, self.pin_root)
+            record.shm_path = setup.shm_mount_point(record)
             undo.callback(undo_step, failed, "unpin namespaces",
                           lambda: self.host.unpin_namespaces(record))
-            # saved with the pins, before anything uses them or mounts there
-            record.shm_path = setup.shm_mount_point(record)
-            self.store.save(record)
-            self.host.apply_sysctls_and_hostname(record)
-            # registered first: the record already names the mount point
             undo.callback(undo_step, failed, "unmount shm", lambda: self.host.unmount_shm(record))
+            self.store.save(record)
+            failpoints.hit("sandbox.run.pins_journaled")
+            self.host.pin_namespaces(record, self.pin_root)
+            failpoints.hit("sandbox.run.pinned")
+            self.host.apply_sysctls_and_hostname(record)
+            failpoints.hit("sandbox.run.sysctls")
             self.host.mount_shm(record)
+            failpoints.hit("sandbox.run.shm_mounted")
             self._attach_network(record, undo, failed)
             # After the network: kata boots the pod's VM with the interfaces
             # it finds in the pod's network namespace.
@@ -230,8 +301,11 @@ class SandboxManager:
             undo.callback(undo_step, failed, "remove the runtime's part of the pod",
                           lambda: handler.remove_sandbox(record))
             handler.start_sandbox(record, resources, lambda: self.store.save(record))
+            failpoints.hit("sandbox.run.handler_done")
             self.host.write_pod_files(record)
+            failpoints.hit("sandbox.run.files_written")
             save_state(self.store, record, READY, CREATING)
+            failpoints.hit("sandbox.run.ready")
             undo.pop_all()
         log.info("pod sandbox ready", extra=fields(id=record.id, pod=record.name_key,
                                                   ips=",".join(record.ips)))
@@ -247,8 +321,11 @@ class SandboxManager:
         record.network_attached = True
         self.store.save(record)  # a crash from here on runs DEL at restart
         undo.callback(undo_step, failed, "CNI DEL", lambda: self._detach_network(record))
+        failpoints.hit("sandbox.run.network_journaled")
         self.cni.add(LOOPBACK, self._attachment(record, "lo"))
+        failpoints.hit("sandbox.run.loopback_added")
         result = self.cni.add(net, self._attachment(record))
+        failpoints.hit("sandbox.run.network_added")
         # No save here: the READY save follows at once, and a crash before it
         # rolls back through the network_attached flag saved above.
         record.ips = pod_ips(result)
@@ -260,33 +337,51 @@ class SandboxManager:
         if record is None:
             return  # CRI: stopping an unknown sandbox succeeds
         with self._lock(record.id):
+            # NOTREADY is saved before anything is stopped: a stop cut short
+            # leaves a pod that says so, and the kubelet's retry finishes it
+            self._mark_not_ready(record)
+            failpoints.hit("sandbox.stop.begin")
             with self._saved_if_changed(record):
                 self._handler_of(record).stop_sandbox(record)
-            self._detach_network(record)
-            if record.state != NOTREADY:
-                record.state = NOTREADY
-                self.store.save(record)
+            failpoints.hit("sandbox.stop.handler_stopped")
+            self._detach_network(record, between="sandbox.stop.network_deleted")
+            failpoints.hit("sandbox.stop.network_detached")
 
     def remove(self, sandbox_id: str) -> None:
         record = self.store.find(sandbox_id)
         if record is None:
             return
         with self._lock(record.id):
+            self._mark_not_ready(record)
+            failpoints.hit("sandbox.remove.begin")
             self._teardown(record)
             self.store.drop(record)
         self._locks.pop(record.id, None)
         log.info("pod sandbox removed", extra=fields(id=record.id, pod=record.name_key))
 
+    def _mark_not_ready(self, record: SandboxRecord) -> None:
+        if record.state == READY:
+            record.state = NOTREADY
+            self.store.save(record)
+
     def _teardown(self, record: SandboxRecord) -> None:
+        """Undo every piece of the pod, each step idempotent: a teardown cut
+        short (an error, a crash) is finished by calling it again."""
         self._hand_over_shared_cgroups(record)
         handler = self._handler_of(record)
         with self._saved_if_changed(record):
             handler.stop_sandbox(record)
+        failpoints.hit("sandbox.remove.handler_stopped")
         self._detach_network(record)
+        failpoints.hit("sandbox.remove.network_detached")
         self.host.unmount_shm(record)
+        failpoints.hit("sandbox.remove.shm_unmounted")
         self.host.unpin_namespaces(record)
+        failpoints.hit("sandbox.remove.unpinned")
         handler.remove_sandbox(record)
+        failpoints.hit("sandbox.remove.handler_removed")
         self.host.remove_directory(record)
+        failpoints.hit("sandbox.remove.directory_removed")
 
     def _hand_over_shared_cgroups(self, record: SandboxRecord) -> None:
         """A parent group this pod made that another pod's group lies in
@@ -325,7 +420,8 @@ class SandboxManager:
             if record.to_dict() != before:
                 self.store.save(record)
 
-    def _detach_network(self, record: SandboxRecord) -> None:
+    def _detach_network(self, record: SandboxRecord, between: str = "") -> None:
+        """CNI DEL of eth0 then lo (`between`: the failpoint between them)."""
         if not record.network_attached:
             return
         try:
@@ -334,6 +430,8 @@ class SandboxManager:
             raise FailedPrecondition(f"pod {record.id}: cannot detach from network "
                                      f"{record.network_name!r}: {e}") from None
         self.cni.delete(net, self._attachment(record))
+        if between:
+            failpoints.hit(between)
         self.cni.delete(LOOPBACK, self._attachment(record, "lo"))
         record.network_attached = False
         record.ips = []

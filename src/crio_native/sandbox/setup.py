@@ -28,6 +28,8 @@ class PodHost(Protocol):
     def unmount_shm(self, record: SandboxRecord) -> None: ...
     def write_pod_files(self, record: SandboxRecord) -> None: ...
     def remove_directory(self, record: SandboxRecord) -> None: ...
+    def unpin_path(self, path: str | Path) -> None: ...
+    def unmount_path(self, path: str | Path) -> None: ...
 
 
 def namespaces_to_create(record: SandboxRecord) -> list[str]:
@@ -40,11 +42,16 @@ def namespaces_to_create(record: SandboxRecord) -> list[str]:
     return wanted
 
 
+def planned_pins(record: SandboxRecord, pin_root: Path) -> dict[str, str]:
+    """Where the pod's namespaces will be pinned, known before they are:
+    the record carries them first, so a crash while pinning still unpins."""
+    return {name: str(pin_root / name / record.id) for name in namespaces_to_create(record)}
+
+
 def pin_namespaces(record: SandboxRecord, pin_root: Path) -> None:
-    names = namespaces_to_create(record)
-    if not names:
+    pins = planned_pins(record, pin_root)
+    if not pins:
         return
-    pins = {name: str(pin_root / name / record.id) for name in names}
     for path in pins.values():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     ns.create_pinned(pins)
@@ -55,6 +62,18 @@ def unpin_namespaces(record: SandboxRecord) -> None:
     for path in record.pins.values():
         ns.unpin(path)
     record.pins = {}
+
+
+def unpin_path(path: str | Path) -> None:
+    """Unpin whatever is pinned at `path` (start-up's sweep of pins no record names)."""
+    ns.unpin(str(path))
+
+
+def unmount_path(path: str | Path) -> None:
+    """Unmount `path` (start-up's sweep of pod dirs no record names)."""
+    from crio_native._native import mount
+
+    mount.unmount(str(path))
 
 
 def run_inside(record: SandboxRecord, kinds: list[str], work: Callable[[], None]) -> None:

@@ -26,7 +26,9 @@ The modules: hierarchy (what the host has mounted), path (the root and
 linux.cgroupsPath), resources (limits as control files), device (device
 rules: v1 lines, the v2 filter), hugetlb (the huge page sizes groups can
 limit), plan (what goes where), delegation (v2
-subtree_control), group (making and removing the groups), freezer."""
+subtree_control), group (making and removing the groups), memsw (v1's
+memory and memory+swap limits written in an order the kernel takes),
+freezer."""
 from __future__ import annotations
 
 from crio_native.errors import FailedPrecondition, InvalidArgument, Unimplemented
@@ -35,7 +37,8 @@ from crio_native.linux.cgroups.device import (DEFAULT_DEVICE_RULES, DEVICE_PROGR
                                               attach_device_filter, device_rule_line,
                                               device_rules, replace_device_filter)
 from crio_native.linux.cgroups.freezer import freeze, is_frozen
-from crio_native.linux.cgroups.group import apply_limits, create, kill_all, remove, write_limits
+from crio_native.linux.cgroups.group import (apply_limits, create, kill_all, missing_dirs,
+                                             remove, write_limits)
 from crio_native.linux.cgroups.hierarchy import Hierarchy, host_hierarchies, own_cgroups, pure_v2
 # private, read (never patched) by the mount-table test
 from crio_native.linux.cgroups.hierarchy import _MountTable as _MountTable
@@ -49,6 +52,6 @@ __all__ = [
     "Hierarchy", "InvalidArgument", "Unimplemented", "apply_limits", "attach_device_filter",
     "check_root", "create", "delegation_chain", "device_rule_line", "device_rules",
     "enable_controllers", "freeze", "host_hierarchies", "is_frozen", "kill_all",
-    "own_cgroups", "plan_cgroups", "pure_v2", "remove", "replace_device_filter",
+    "missing_dirs", "own_cgroups", "plan_cgroups", "pure_v2", "remove", "replace_device_filter",
     "resource_files", "write_limits",
 ]

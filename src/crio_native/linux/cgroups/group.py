@@ -13,6 +13,7 @@ from crio_native.errors import FailedPrecondition
 from crio_native.linux import cgroup_io
 from crio_native.linux.cgroups.delegation import delegation_chain, enable_controllers
 from crio_native.linux.cgroups.device import replace_device_filter
+from crio_native.linux.cgroups import memsw
 from crio_native.linux.cgroups.plan import CgroupPlan
 
 # one logger for the package, named as before it was split into modules
@@ -44,6 +45,21 @@ def _make_dirs(d: Path, made: list[Path]) -> None:
             _inherit_cpuset(m)
 
 
+def missing_dirs(plan: CgroupPlan) -> list[Path]:
+    """The groups create(plan) would make now: each of its dirs and their
+    missing parents, parents first.  A journal saves them before create(),
+    so a crash in between still removes them."""
+    missing: list[Path] = []
+    for d in plan.dirs:
+        chain = []
+        p = d
+        while not p.exists() and p not in missing:
+            chain.append(p)
+            p = p.parent
+        missing.extend(reversed(chain))
+    return missing
+
+
 def _write_existing(path: Path, value: str) -> None:
     """Write a control file that must exist (no O_CREAT: on cgroupfs that
     would turn a missing file into EACCES)."""
@@ -55,10 +71,13 @@ def _write_existing(path: Path, value: str) -> None:
 
 
 def write_limits(writes: list[tuple[Path, str]]) -> None:
-    for path, value in writes:
+    for path, value in memsw.in_kernel_order(writes):
         try:
             _write_existing(path, value)
         except FileNotFoundError:
+            if memsw.skippable(path, value, writes):
+                log.debug("no swap accounting here (no %s): not limiting swap", path)
+                continue
             fallback = cgroup_io.FALLBACKS.get(path.name)
             try:
                 if fallback is None:

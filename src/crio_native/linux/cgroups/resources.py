@@ -35,8 +35,9 @@ def resource_files(resources: dict[str, Any], pure_v2_host: bool = False,
                         ("reservation", "memory.soft_limit_in_bytes", "memory.low"),
                         ("swap", "memory.memsw.limit_in_bytes", "memory.swap.max")):
         if mem.get(key) is not None:
-            value = "max" if mem[key] == -1 else str(int(mem[key]))
-            if key == "swap" and value != "max" and mem.get("limit"):
+            # unlimited: v1 takes only -1, v2 only "max"
+            value = "-1|max" if mem[key] == -1 else str(int(mem[key]))
+            if key == "swap" and mem[key] != -1 and mem.get("limit"):
                 # OCI's swap is memory+swap (v1's memsw); v2 limits swap alone
                 value = f"{value}|{max(int(mem['swap']) - int(mem['limit']), 0)}"
             out.append((f"memory.{key}", "memory", v1, v2, value))

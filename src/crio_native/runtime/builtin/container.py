@@ -16,6 +16,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from crio_native import failpoints
 from crio_native._native import launch as native_launch
 from crio_native._native import proc as native_proc
 from crio_native.errors import FailedPrecondition, NativeError, NotFound
@@ -23,6 +24,7 @@ from crio_native.linux import cgroups
 from crio_native.linux.systemd.bus import system_manager
 from crio_native.linux.systemd.properties import resource_properties
 from crio_native.linux.systemd.scope import move_monitor
+from crio_native.logsetup import fields
 from crio_native.monitor.exitstatus import read_exit
 from crio_native.monitor.launch import launch_monitor
 from crio_native.monitor.paths import launcher_binary
@@ -33,10 +35,10 @@ from crio_native.runtime.builtin.creation import (create_hooks_callback, make, p
 from crio_native.runtime.builtin.hooks import Hook, hook_from_json, run_hooks, start_hook_failure
 from crio_native.runtime.builtin.plan import HostFacts, exec_records, load_spec
 from crio_native.runtime.builtin.process import (console_connect, descendants_of, kill_and_reap,
-                                                launch_error, reap, send_console,
+                                                kill_holders, launch_error, reap, send_console,
                                                 start_time_of, undo_monitor, wait_monitor_gone)
 from crio_native.runtime.builtin.records import START_STATE_MAX, encode
-from crio_native.runtime.builtin.state import (OCI_VERSION, cgroup_dirs_of, list_ids,
+from crio_native.runtime.builtin.state import (FIFO, OCI_VERSION, cgroup_dirs_of, list_ids,
                                               oci_state_from_record, open_pidfd, read_state,
                                               refresh_status, release, release_with_state,
                                               state_dir, write_plan)
@@ -112,6 +114,8 @@ class BuiltinRuntime:
             except NativeError as e:
                 raise launch_error(e, p.spec) from e
             undo.callback(kill_and_reap, pid, pidfd)
+            # (create() runs a pod's infra; containers are create_monitored's)
+            failpoints.hit("sandbox.run.infra_launched")
             if anchor is not None:
                 anchor.release()
             if sock is not None and console_socket:
@@ -137,6 +141,7 @@ class BuiltinRuntime:
                     console=monitor.terminal, cgroup_driver=self.cgroup_driver)
         with contextlib.ExitStack() as undo:
             state, anchor = make(self.root, p, undo)
+            failpoints.hit("container.create.runtime_made")
             plan_file = write_plan(p.dir, encode(p.records))
             dirs = p.cgroups.dirs if p.cgroups is not None else []
             oom = oom_cgroup(dirs)
@@ -150,6 +155,7 @@ class BuiltinRuntime:
             except NativeError as e:
                 raise launch_error(e, p.spec) from e
             undo.callback(undo_monitor, mon)
+            failpoints.hit("container.create.monitor_launched")
             if anchor is not None:
                 anchor.release()
             if p.groups is not None and p.groups.scope is not None:
@@ -327,6 +333,12 @@ class BuiltinRuntime:
             # a frozen process only dies once thawed
             with contextlib.suppress(FailedPrecondition):
                 cgroups.freeze(self._cgroup_dirs(container_id), False)
+            if not record.get("pid"):
+                # created, never recorded: a crash between the clone and the
+                # record leaves the process at its barrier, named nowhere
+                for pid in kill_holders(state_dir(self.root, container_id) / FIFO):
+                    log.warning("killed the process of a create cut short",
+                                extra=fields(id=container_id, pid=pid))
             self.wait(container_id, timeout=10)
         if force:
             cgroups.kill_all(cgroup_dirs_of(record), signal_mod.SIGKILL)

@@ -82,13 +82,18 @@ def make(root: Path, p: Prepared,
     anchor = None
     if p.groups is not None:
         anchor = _start_scope(root, p, state, undo)
-        made = cgroups.create(p.groups.plan)
-        undo.callback(cgroups.remove, made)
-        state["_cgroups"] = [str(d) for d in made]
+        # recorded before they are made, so a delete after a crash at any
+        # point from here removes them (a missing group is no error there)
+        state["_cgroups"] = [str(d) for d in cgroups.missing_dirs(p.groups.plan)]
         state["_cgroup_dirs"] = [str(d) for d in p.groups.plan.dirs]
         state["_cgroups_path"] = p.groups.path
         state["_cgroup_root"] = p.groups.root
         write_state(root, p.container_id, state)
+        made = [str(d) for d in cgroups.create(p.groups.plan)]
+        undo.callback(cgroups.remove, [Path(d) for d in made])
+        if made != state["_cgroups"]:   # another create made a shared parent meanwhile
+            state["_cgroups"] = made
+            write_state(root, p.container_id, state)
     return state, anchor
 
 

@@ -14,6 +14,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from crio_native import failpoints
+from crio_native._native.ns import unpin as unpin_path
 from crio_native.config import Config
 from crio_native.runtime.builtin.container import BuiltinRuntime
 from crio_native.runtime.handler import PodSandbox
@@ -40,7 +42,7 @@ class InfraProcess:
         return True
 
     def stop(self, pod: PodSandbox) -> None:
-        stop_infra(self.runtime, pod)
+        stop_infra(self.runtime, pod, self.pin_root)
 
 
 def start_infra(runtime: BuiltinRuntime, pod: PodSandbox, pin_root: Path) -> None:
@@ -48,22 +50,28 @@ def start_infra(runtime: BuiltinRuntime, pod: PodSandbox, pin_root: Path) -> Non
     failure nothing of it is left."""
     bundle = write_bundle(pod)
     with open(os.devnull, "r+b") as null, contextlib.ExitStack() as undo:
+        undo.callback(stop_infra, runtime, pod, pin_root)
         runtime.create(pod.id, bundle, (null.fileno(), null.fileno(), null.fileno()))
-        undo.callback(runtime.delete, pod.id, True)
+        failpoints.hit("sandbox.run.infra_created")
         runtime.start(pod.id)
+        failpoints.hit("sandbox.run.infra_started")
         pin_pid_namespace(pod, runtime.state(pod.id)["pid"], pin_root)
         pod.infra = True
+        failpoints.hit("sandbox.run.infra_pinned")
         undo.pop_all()
 
 
-def stop_infra(runtime: BuiltinRuntime, pod: PodSandbox) -> None:
-    """Kill and delete the infra process and unpin its PID namespace (both
-    idempotent, so a retried stop or a rollback may call this again)."""
-    if not pod.infra:
+def stop_infra(runtime: BuiltinRuntime, pod: PodSandbox, pin_root: Path) -> None:
+    """Kill and delete the infra process and unpin its PID namespace.  Found
+    by the pod's id, not by `pod.infra` alone: a crash between making them
+    and the journal saving the pod leaves them unrecorded.  Idempotent, so
+    a retried stop, a rollback or a restart's recovery may call it again."""
+    if not pod.infra and pod.pid_mode != POD:
         return
     if pod.id in runtime.list():
         runtime.delete(pod.id, force=True)
     unpin_pid_namespace(pod)
+    unpin_path(str(pin_root / "pid" / pod.id))   # pinned, not yet saved
     pod.infra = False
 
 

@@ -120,6 +120,38 @@ def wait_monitor_gone(mon: dict[str, Any], timeout: float = 5.0) -> None:
         os.waitpid(mon["pid"], os.WNOHANG)  # ours only when we are its subreaper
 
 
+def kill_holders(path: str | os.PathLike[str]) -> list[int]:
+    """SIGKILL every process that holds the file at `path` open; their pids.
+    For a create cut short after the clone and before its record named the
+    process: the process then waits at its start barrier, the one thing
+    that still leads to it being the barrier fifo it holds open."""
+    try:
+        target = os.stat(path)
+    except FileNotFoundError:
+        return []
+    name = os.path.basename(path)
+    killed = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            link = f"/proc/{pid}/fd/{fd}"
+            try:
+                if name not in os.readlink(link):
+                    continue
+                st = os.stat(link)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal_mod.SIGKILL)
+                killed.append(int(pid))
+                break
+    return killed
+
+
 def undo_monitor(mon: Monitor) -> None:
     """Undo of a monitored launch: no process, no monitor and none of the
     monitor's files in its state dir are left."""
