@@ -207,7 +207,8 @@ def test_diff_id_mismatch(service, push, registry):
 HOSTILE_WHY = {"dotdot": "'..'", "nested-dotdot": "'..'", "absolute": "absolute path",
                "symlink-escape": "through symlink 'etc'",
                "relative-symlink-escape": "through symlink 'up'",
-               "hardlink-escape": "'..'", "hardlink-through-symlink": "through symlink 'e'"}
+               "hardlink-escape": "'..'", "hardlink-through-symlink": "through symlink 'e'",
+               "whiteout-dot": "whiteout of '.'", "whiteout-dotdot": "whiteout of '..'"}
 
 
 @pytest.mark.parametrize("kind", sorted(hostile_layers()))

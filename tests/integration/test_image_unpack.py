@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import tarfile
 
 import pytest
 
@@ -80,12 +81,52 @@ def test_later_entry_replaces_earlier(tmp_path):
     ([hardlink("h", "nothere")], "not in this layer"),
     ([symlink("s", "/etc"), hardlink("h", "s/passwd")], "through symlink 's'"),
     ([file("f", "x", xattrs={"trusted.overlay.opaque": "y"})], "overlay-private"),
+    # whiteouts of the directory itself or of its parent (issue 17: these
+    # deleted the staging directory, then failed with an ENOENT naming nothing)
+    ([file("keep", "k"), file(".wh..")], "whiteout of '.'"),
+    ([file("keep", "k"), file(".wh...")], "whiteout of '..'"),
+    ([file("keep", "k"), file(".wh.")], "whiteout of ''"),
+    ([directory("a"), file("a/keep", "k"), file("a/.wh..")], "whiteout of '.'"),
+    ([directory("a"), file("a/keep", "k"), file("a/.wh...")], "whiteout of '..'"),
+    ([directory("a"), file("a/.wh..", mode=0o644)], "whiteout of '.'"),
 ])
 def test_hostile_entries_are_refused(tmp_path, entries, fragment):
     victim = tmp_path / "outside"
+    victim.write_text("v")
     with pytest.raises(UnsafeLayer) as info:
         unpack(tmp_path, entries)
     message = str(info.value)
     assert message.startswith(WHAT) and "entry '" in message and fragment in message
-    assert not victim.exists() and not (tmp_path / "escape").exists()
+    assert victim.read_text() == "v" and not (tmp_path / "escape").exists()
     assert not os.path.exists("/tmp/pwned")
+    # nothing above the layer was cleared, and the layer directory itself is left
+    # for its owner (the store's staging) to remove
+    assert (tmp_path / "diff").is_dir()
+    for kept in (e.name for e in entries if e.name.endswith("keep")):
+        assert (tmp_path / "diff" / kept).read_text() == "k"
+
+
+def pax_tar(name: str, kind: bytes, pax: dict[str, str]) -> bytes:
+    """One entry whose PAX headers carry what a ustar field cannot (a NUL)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.pax_headers = pax
+        tar.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind, pax, fragment", [
+    (tarfile.REGTYPE, {"path": "a\0b"}, "contains a NUL byte"),
+    (tarfile.SYMTYPE, {"linkpath": "/etc\0x"}, "symlink target contains a NUL byte"),
+    (tarfile.LNKTYPE, {"linkpath": "a\0b"}, "contains a NUL byte"),
+], ids=["name", "symlink-target", "hardlink-target"])
+def test_nul_bytes_in_names_are_refused(tmp_path, kind, pax, fragment):
+    dest = tmp_path / "diff"
+    dest.mkdir()
+    with pytest.raises(UnsafeLayer) as info:
+        unpack_layer(io.BytesIO(pax_tar("x", kind, pax)), str(dest), WHAT)
+    message = str(info.value)
+    assert message.startswith(WHAT) and "entry '" in message and fragment in message
+    assert os.listdir(dest) == []

@@ -3,6 +3,7 @@ gathered from the request, the pod and the image; the OCI bundle; the log
 file's directory.  Pure where it can be (inputs_for), thin I/O elsewhere."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -12,7 +13,7 @@ from typing import Any, Callable
 from crio_native._proto import api_pb2
 from crio_native.config import Config
 from crio_native.container.record import ContainerRecord
-from crio_native.errors import InvalidArgument
+from crio_native.errors import FailedPrecondition, InvalidArgument
 from crio_native.linux import capabilities
 from crio_native.linux.cgroups import hugetlb
 from crio_native.sandbox.record import SandboxRecord
@@ -105,11 +106,24 @@ def write_bundle(record: ContainerRecord, build: SpecBuild) -> None:
     atomic_write_json(Path(record.bundle) / "config.json", build.spec, mode=0o600)
 
 
+# errnos that say the path itself cannot be (the request's fault), not the host
+_BAD_PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.ELOOP,
+                              errno.EINVAL, errno.EEXIST})
+
+
 def prepare_log(path: str) -> None:
     """The kubelet makes the pod's log directory; a container's log_path may
-    add a subdirectory of its own."""
-    if path:
+    add a subdirectory of its own.  A directory that cannot be made there
+    (the pod's log_directory in /proc, a file in the way) is the request's
+    log path at fault, named as such."""
+    if not path:
+        return
+    try:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    except OSError as e:
+        kind = InvalidArgument if e.errno in _BAD_PATH_ERRNOS else FailedPrecondition
+        raise kind(f"{RPC}: config.log_path: cannot make the directory of {path!r}: "
+                   f"{e.strerror}") from e
 
 
 def cri_mounts(config: api_pb2.ContainerConfig) -> list[dict[str, Any]]:

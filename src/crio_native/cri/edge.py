@@ -1,7 +1,9 @@
 """The one wrapper between gRPC and the daemon.
 
 Every CRI method is registered here from the service descriptor, so an RPC the
-daemon does not implement yet answers UNIMPLEMENTED naming itself.  Typed
+daemon does not implement yet answers UNIMPLEMENTED naming itself.  Every
+request first passes request_fields.check_request (enum values, NUL bytes),
+so no RPC sees a value protobuf lets through but nothing can use.  Typed
 errors map to a gRPC code by their kind (STATUS_CODES, the only place kinds
 meet gRPC); anything else becomes INTERNAL with the traceback logged.  At
 debug level each call logs method, duration and code."""
@@ -14,6 +16,7 @@ from typing import Any, Callable, Iterator
 import grpc
 
 from crio_native._proto import api_pb2
+from crio_native.cri.request_fields import check_request
 from crio_native.errors import CrioNativeError, ErrorKind, Unimplemented
 from crio_native.logsetup import fields
 from crio_native.metrics import hooks
@@ -89,6 +92,12 @@ def _log_call(rpc: str, started: float, code: grpc.StatusCode, message: str = ""
         log.debug("rpc", extra={"fields": extra})
 
 
+def _method_of(rpc: str) -> str:
+    """"RunPodSandbox" of "RuntimeService.RunPodSandbox": errors name the
+    method as the RPC modules do."""
+    return rpc.rpartition(".")[2]
+
+
 def _not_implemented(rpc: str) -> Unimplemented:
     return Unimplemented(f"{rpc} is not implemented by crio-native yet")
 
@@ -99,6 +108,7 @@ def _unary(rpc: str, impl: Handler | None) -> Handler:
         try:
             if impl is None:
                 raise _not_implemented(rpc)
+            check_request(_method_of(rpc), request)
             response = impl(request, context)
         except Exception as exc:  # noqa: BLE001 - the edge is where all errors end
             code, message = _status_of(rpc, exc)
@@ -117,6 +127,7 @@ def _streaming(rpc: str, impl: Handler | None) -> Callable[..., Iterator[Any]]:
         try:
             if impl is None:
                 raise _not_implemented(rpc)
+            check_request(_method_of(rpc), request)
             yield from impl(request, context)
         except Exception as exc:  # noqa: BLE001
             code, message = _status_of(rpc, exc)

@@ -335,10 +335,21 @@ def _wait_exit_code(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+# States of a process that has ended: a zombie awaiting its reaper, and the
+# brief "dead" state the kernel shows while it releases the task.
+_GONE_STATES = frozenset("ZXx")
+
+
 def process_alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie awaiting its reaper counts as gone)."""
+    """True while `pid` runs.  A process that is gone or going is not: no
+    /proc entry, a read that fails with ESRCH (the kernel answers that for
+    the stat of a task being released, seen on pure cgroup v2 hosts), a
+    zombie, or a dead task."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return stat[stat.rindex(")") + 2] != "Z"
+    _, paren, rest = stat.rpartition(")")
+    if not paren or len(rest) < 2:
+        return False   # an empty read: the task went while we read it
+    return rest[1] not in _GONE_STATES

@@ -12,6 +12,10 @@ from typing import Sequence
 EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024  # per stream, as CRI-O's maxExecSyncSize
 _DRAIN_IDLE = 0.1     # after the exec process ended: stop once output is quiet this long
 _DRAIN_MAX = 2.0      # ... or after this long (a background child may hold the pipes)
+# The longest single wait: epoll takes its timeout as a C int of milliseconds
+# (about 24.8 days), and Python raises OverflowError beyond it.  A longer
+# ExecSync timeout (the kubelet may send up to 2**31-1 s) waits in steps.
+_MAX_WAIT = 86400.0
 
 # As CRI-O (internal/oci/runtime_oci.go ExecSyncContainer, conmon's
 # TimedOutMessage): a timed-out ExecSync answers exit code -1 and this text
@@ -42,7 +46,7 @@ def collect_exec_output(fds: Sequence[int], exited_fd: int, deadline: float | No
             if exited_at is None:
                 if deadline is not None and now >= deadline:
                     return [bytes(bufs[fd]) for fd in fds], True
-                wait = None if deadline is None else deadline - now
+                wait = None if deadline is None else min(deadline - now, _MAX_WAIT)
             elif not sel.get_map() or now - exited_at >= _DRAIN_MAX:
                 break
             else:

@@ -149,10 +149,21 @@ def with_no_new_privs(build: SpecBuild, inputs: SpecInputs) -> None:
     build.process["noNewPrivileges"] = bool(inputs.security.no_new_privs)
 
 
+MIN_OOM_SCORE_ADJ, MAX_OOM_SCORE_ADJ = -1000, 1000
+
+
+def oom_score_adj_problem(value: int) -> str | None:
+    """Why `value` cannot be written to /proc/<pid>/oom_score_adj; None if it can."""
+    if MIN_OOM_SCORE_ADJ <= value <= MAX_OOM_SCORE_ADJ:
+        return None
+    return f"must be in [{MIN_OOM_SCORE_ADJ}, {MAX_OOM_SCORE_ADJ}], got {value}"
+
+
 def with_oom_score_adj(build: SpecBuild, inputs: SpecInputs) -> None:
     value = inputs.config.linux.resources.oom_score_adj
-    if not -1000 <= value <= 1000:
-        raise invalid("linux.resources.oom_score_adj", f"must be in [-1000, 1000], got {value}")
+    problem = oom_score_adj_problem(value)
+    if problem:
+        raise invalid("linux.resources.oom_score_adj", problem)
     if inputs.config.linux.HasField("resources"):
         build.process["oomScoreAdj"] = value
 
@@ -160,6 +171,9 @@ def with_oom_score_adj(build: SpecBuild, inputs: SpecInputs) -> None:
 def stop_signal_name(config: api_pb2.ContainerConfig, image: dict) -> str:
     """The request's stop_signal, else the image's StopSignal, else SIGTERM."""
     if config.stop_signal != api_pb2.RUNTIME_DEFAULT:
+        if config.stop_signal not in api_pb2.Signal.values():
+            # proto3 enums are open: any int arrives
+            raise invalid("stop_signal", f"{config.stop_signal} is not a Signal value")
         return api_pb2.Signal.Name(config.stop_signal)
     text = str(image.get("StopSignal") or "").strip().upper()
     if not text:
@@ -190,13 +204,49 @@ def with_stop_signal(build: SpecBuild, inputs: SpecInputs) -> None:
     signal_number(build.stop_signal)
 
 
+PATH_MAX, NAME_MAX = 4096, 255   # bytes, with the NUL; of one component
+# The kubelet's log_path is <container>/<attempt>.log; each directory level
+# is one more mkdir (os.makedirs recurses per missing level).
+MAX_LOG_PATH_DEPTH = 32
+
+
+def path_length_problem(path: str) -> str | None:
+    """Why the kernel would refuse `path` for its length alone; None if it would not."""
+    if len(path.encode()) >= PATH_MAX:
+        return f"is {len(path.encode())} bytes long, more than a path can be ({PATH_MAX - 1})"
+    longest = max(path.split("/"), key=lambda part: len(part.encode()))
+    if len(longest.encode()) > NAME_MAX:
+        return f"has a component of {len(longest.encode())} bytes (at most {NAME_MAX})"
+    return None
+
+
+def log_path_problem(rel: str) -> str | None:
+    """Why config.log_path cannot name a file below the pod's log directory;
+    None if it can (or is empty: no log)."""
+    if not rel:
+        return None
+    parts = rel.split("/")
+    if rel.startswith("/") or ".." in parts:
+        return f"must be relative to the pod's log directory, got {rel!r}"
+    if parts[-1] in ("", "."):
+        return f"must name a file, got {rel!r}"
+    if len(parts) > MAX_LOG_PATH_DEPTH:
+        return f"is {len(parts)} levels deep (at most {MAX_LOG_PATH_DEPTH})"
+    return path_length_problem(rel)
+
+
 def with_log_path(build: SpecBuild, inputs: SpecInputs) -> None:
     """The CRI log file: config.log_path under the pod's log_directory."""
     rel = inputs.config.log_path
     if not rel:
         return
-    if rel.startswith("/") or ".." in rel.split("/"):
-        raise invalid("log_path", f"must be relative to the pod's log directory, got {rel!r}")
+    problem = log_path_problem(rel)
+    if problem:
+        raise invalid("log_path", problem)
     if not inputs.sandbox.log_directory:
         raise invalid("log_path", "the pod has no log_directory")
-    build.log_path = os.path.join(inputs.sandbox.log_directory, rel)
+    path = os.path.join(inputs.sandbox.log_directory, rel)
+    problem = path_length_problem(path)
+    if problem:
+        raise invalid("log_path", f"below the pod's log_directory, {problem}")
+    build.log_path = path

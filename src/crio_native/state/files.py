@@ -1,11 +1,13 @@
 """Crash-safe file writes: a unique temp file in the same directory, fsync,
 rename, fsync the directory.  A reader sees the old content or the new, never
-half, and a failed write leaves no temp file behind.  Records, image store
-metadata and CNI result caches all go through here."""
+half, and a failed write leaves no temp file behind (one a crash cut short
+is found by interrupted_writes, for start-up to sweep).  Records, image
+store metadata and CNI result caches all go through here."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,28 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+def temp_prefix(name: str) -> str:
+    """The start of the name of a temp file atomic_write makes for `name`
+    (tempfile adds random characters after it)."""
+    return f".{name}."
+
+
+def interrupted_writes(directory: str | Path, suffix: str) -> list[Path]:
+    """Temp files a write of some `*<suffix>` file in `directory` left when
+    the process died between mkstemp and rename: `.<name><suffix>.<random>`.
+    No process writes them once it is gone, so start-up may remove them."""
+    pattern = re.compile(r"^\..+" + re.escape(suffix) + r"\.[A-Za-z0-9_]+$")
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(Path(directory) / n for n in names if pattern.match(n))
+
+
 def atomic_write(path: str | Path, data: bytes, mode: int = 0o600) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Generic, Protocol, Self, TypeVar
 
 from crio_native.errors import NotFound
 from crio_native.logsetup import fields
-from crio_native.state.files import atomic_write_json, read_json
+from crio_native.state.files import atomic_write_json, interrupted_writes, read_json
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,11 @@ class RecordStore(Generic[R]):
         self._names: dict[str, str] = {}
 
     def load(self) -> list[R]:
-        """Read every record from disk (at startup)."""
+        """Read every record from disk (at startup), after sweeping the temp
+        files of writes a crash interrupted."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.lock:
+            self.sweep_interrupted_writes()
             for path in sorted(self.directory.glob("*.json")):
                 try:
                     record = self.from_dict(read_json(path))
@@ -68,6 +70,22 @@ class RecordStore(Generic[R]):
                 self._records[record.id] = record
                 self._names[record.name_key] = record.id
             return list(self._records.values())
+
+    def sweep_interrupted_writes(self) -> None:
+        """Remove `.<id>.json.<random>`: a save the process died in before
+        its rename.  The record it was writing is the one on disk (or none,
+        for a first save that never finished)."""
+        for path in interrupted_writes(self.directory, ".json"):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                log.error(f"cannot remove the temp file of an interrupted {self.kind} "
+                          "record write", extra=fields(path=str(path), error=str(e)))
+                continue
+            log.warning(f"removed the temp file of an interrupted {self.kind} record write",
+                        extra=fields(path=str(path)))
 
     def reserve(self, record: R) -> R | None:
         """Claim the record's name; returns the record already holding it, if any."""

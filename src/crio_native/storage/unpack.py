@@ -1,11 +1,12 @@
 """Unpack one layer tar stream into an empty directory, safely.
 
-Every entry name is checked (no '..', no absolute paths) and every parent
-directory is lstat'ed inside the layer, so nothing is written through a
-symlink; hardlinks must name an entry already in this layer.  OCI whiteouts
-become what overlayfs understands: `.wh.x` → a 0:0 character device `x`,
-`.wh..wh..opq` → xattr trusted.overlay.opaque=y on the directory.  Owners,
-modes, mtimes, xattrs, hardlinks, symlinks and device nodes are kept."""
+Every entry name is checked (no '..', no absolute paths, no NUL, no whiteout
+of '.' or '..') and every parent directory is lstat'ed inside the layer, so
+nothing is written through a symlink; hardlinks must name an entry already
+in this layer.  OCI whiteouts become what overlayfs understands: `.wh.x` →
+a 0:0 character device `x`, `.wh..wh..opq` → xattr trusted.overlay.opaque=y
+on the directory.  Owners, modes, mtimes, xattrs, hardlinks, symlinks and
+device nodes are kept."""
 from __future__ import annotations
 
 import os
@@ -39,6 +40,8 @@ class Unpacker:
 
     def clean_name(self, name: str) -> str:
         """The entry's path relative to the layer root; '' for the root itself."""
+        if "\0" in name:
+            raise self.refuse(name, "contains a NUL byte")
         if name.startswith("/"):
             raise self.refuse(name, "absolute path")
         parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -96,7 +99,7 @@ class Unpacker:
         if base == OPAQUE_MARKER:
             self.mark_opaque(member.name, parent)
         elif base.startswith(WHITEOUT_PREFIX):
-            self.whiteout(member.name, os.path.join(parent, base[len(WHITEOUT_PREFIX):]))
+            self.whiteout(member.name, parent, base[len(WHITEOUT_PREFIX):])
         else:
             path = os.path.join(self.dest, rel)
             self.clear(path, keep_dir=member.isdir())
@@ -110,6 +113,8 @@ class Unpacker:
         elif member.isreg():
             self.write_file(tar, member, path)
         elif member.issym():
+            if "\0" in member.linkname:
+                raise self.refuse(member.name, "symlink target contains a NUL byte")
             os.symlink(member.linkname, path)
         elif member.islnk():
             self.hardlink(member, path)
@@ -163,8 +168,13 @@ class Unpacker:
 
     # ---- whiteouts ---------------------------------------------------------
 
-    def whiteout(self, name: str, rel: str) -> None:
-        path = os.path.join(self.dest, rel)
+    def whiteout(self, name: str, parent_rel: str, target: str) -> None:
+        # `.wh.` + "", "." or ".." would name the directory itself or its
+        # parent: clearing it would delete the layer's own staging
+        # directory (or one above it)
+        if target in ("", ".", ".."):
+            raise self.refuse(name, f"whiteout of {target!r} names no entry")
+        path = os.path.join(self.dest, parent_rel, target)
         self.clear(path, keep_dir=False)
         os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
         os.chown(path, 0, 0, follow_symlinks=False)

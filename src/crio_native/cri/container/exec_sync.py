@@ -8,13 +8,27 @@ from crio_native.context import DaemonContext, containers_of
 from crio_native.cri.container.ids import require_id
 from crio_native.errors import InvalidArgument
 
+# The kubelet's largest: a probe's timeoutSeconds is an int32.  CRI-O's
+# conmon takes the timeout as a C int too and fails above it.
+MAX_TIMEOUT_SECONDS = 2**31 - 1
+
+
+def check_timeout(timeout: int) -> None:
+    """Seconds, 0 for none; a negative or larger-than-int32 one is refused
+    (no client means it, and nothing could wait that long)."""
+    if timeout < 0:
+        raise InvalidArgument(f"ExecSync: timeout: must not be negative, got {timeout}")
+    if timeout > MAX_TIMEOUT_SECONDS:
+        raise InvalidArgument(f"ExecSync: timeout: {timeout} s is more than "
+                              f"{MAX_TIMEOUT_SECONDS} s, the longest a probe can ask "
+                              "(0 means no timeout)")
+
 
 def exec_sync(ctx: DaemonContext, request: api_pb2.ExecSyncRequest):
     container_id = require_id("ExecSync", request.container_id)
     if not request.cmd:
         raise InvalidArgument("ExecSync: cmd: must not be empty")
-    if request.timeout < 0:
-        raise InvalidArgument(f"ExecSync: timeout: must not be negative, got {request.timeout}")
+    check_timeout(request.timeout)
     result = containers_of(ctx).exec_sync(container_id, list(request.cmd), request.timeout)
     return api_pb2.ExecSyncResponse(stdout=result.stdout, stderr=result.stderr,
                                     exit_code=result.exit_code)

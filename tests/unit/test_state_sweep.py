@@ -1,0 +1,85 @@
+"""Start-up sweep of the temp files of record writes a crash interrupted:
+`<root>/{containers,sandboxes}/.<id>.json.<random>` (issue 17).  Each
+removal is logged; records and other files stay."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+
+import pytest
+
+from crio_native.container.store import ContainerStore
+from crio_native.sandbox.store import SandboxStore
+from crio_native.state import files
+from crio_native.state.records import JsonRecord, RecordStore
+
+
+@dataclass
+class Thing(JsonRecord):
+    id: str
+    name: str = ""
+
+    @property
+    def name_key(self) -> str:
+        return self.name
+
+
+def leftover_of(directory, name: str) -> str:
+    """What a process killed between mkstemp and rename leaves: the temp
+    file atomic_write makes, half written."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=files.temp_prefix(name))
+    os.write(fd, b'{"id": "ha')
+    os.close(fd)
+    return os.path.basename(tmp)
+
+
+def test_interrupted_writes_are_removed_and_logged(tmp_path, caplog):
+    store = RecordStore(tmp_path, Thing.from_dict, "thing")
+    store.save(Thing("a", "one"))
+    stale = [leftover_of(tmp_path, "a.json"), leftover_of(tmp_path, "b.json")]
+    keep = [".hidden", "notes.txt", ".x.json", "c.json.bak"]
+    for name in keep:
+        (tmp_path / name).write_text("k")
+    caplog.set_level(logging.WARNING, logger="crio_native.state.records")
+    loaded = RecordStore(tmp_path, Thing.from_dict, "thing").load()
+    assert [r.id for r in loaded] == ["a"]
+    assert sorted(os.listdir(tmp_path)) == sorted(["a.json", *keep])
+    removed = sorted(r.fields["path"] for r in caplog.records
+                     if "interrupted thing record write" in r.getMessage())
+    assert removed == sorted(str(tmp_path / n) for n in stale)
+
+
+def test_a_first_save_interrupted_leaves_no_record(tmp_path):
+    leftover_of(tmp_path, "new.json")
+    store = RecordStore(tmp_path, Thing.from_dict, "thing")
+    assert store.load() == [] and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("store_cls", [ContainerStore, SandboxStore])
+def test_both_stores_sweep(tmp_path, store_cls):
+    name = leftover_of(tmp_path, "0123abcd.json")
+    assert (tmp_path / name).exists()
+    assert store_cls(tmp_path).load() == []
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_write_matches_the_sweep_pattern(tmp_path, monkeypatch):
+    """The pattern follows what atomic_write really makes: a write that dies
+    at its rename leaves a file the sweep finds."""
+    def killed(src, dst):
+        raise KeyboardInterrupt   # not cleaned up like an error: stands in for a kill
+
+    monkeypatch.setattr(files.os, "rename", killed)
+    monkeypatch.setattr(files.os, "unlink", lambda path: None)
+    with pytest.raises(KeyboardInterrupt):
+        files.atomic_write_json(tmp_path / "abc.json", {"id": "abc"})
+    monkeypatch.undo()
+    left = os.listdir(tmp_path)
+    assert len(left) == 1 and left[0].startswith(".abc.json.")
+    assert files.interrupted_writes(tmp_path, ".json") == [tmp_path / left[0]]
+
+
+def test_no_directory_means_nothing_to_sweep(tmp_path):
+    assert files.interrupted_writes(tmp_path / "absent", ".json") == []
