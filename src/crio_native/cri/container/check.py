@@ -14,6 +14,9 @@ RPC = "CreateContainer"
 
 
 def check_container_config(config: api_pb2.ContainerConfig) -> None:
+    if not config.metadata.name:
+        # first: the default log path is made from it
+        raise InvalidArgument(f"{RPC}: config.metadata.name: must not be empty")
     check_name(RPC, "config.metadata.name", config.metadata.name)
     problem = log_path_problem(config.log_path)
     if problem:
