@@ -7,7 +7,8 @@ import pytest
 from crio_native.errors import InvalidArgument
 from crio_native.linux.systemd.names import (expand_slice, parse_cgroups_path,
                                              slice_of_parent)
-from crio_native.linux.systemd.properties import (INFINITY, cpu_weight_from_shares, cpus_mask,
+from crio_native.linux.cgroups.resources import cpu_weight_from_shares
+from crio_native.linux.systemd.properties import (INFINITY, cpus_mask,
                                                   resource_properties, scope_properties)
 
 
@@ -61,6 +62,8 @@ def test_parse_cgroups_path_refuses(path):
 
 def test_cpu_weight_from_shares_matches_the_v2_conversion():
     assert [cpu_weight_from_shares(s) for s in (2, 1024, 262144)] == [1, 39, 10000]
+    # below v1's minimum: systemd's CPUWeight takes 1..10000, never 0
+    assert cpu_weight_from_shares(1) == 1
 
 
 def test_cpus_mask():

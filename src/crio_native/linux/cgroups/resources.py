@@ -9,7 +9,8 @@ from crio_native.linux import cgroup_io, cgroup_net
 from crio_native.linux.cgroups.device import device_rule_line, device_rules
 
 
-def _cpu_weight_from_shares(shares: int) -> int:
+def cpu_weight_from_shares(shares: int) -> int:
+    """v1 cpu.shares (2..262144) onto v2 cpu.weight (1..10000), runc's mapping."""
     return 1 + ((shares - 2) * 9999) // 262142 if shares >= 2 else 1
 
 
@@ -45,7 +46,7 @@ def resource_files(resources: dict[str, Any], pure_v2_host: bool = False,
     if cpu.get("shares"):
         shares = int(cpu["shares"])
         out.append(("cpu.shares", "cpu", "cpu.shares", "cpu.weight",
-                    f"{shares}|{_cpu_weight_from_shares(shares)}"))
+                    f"{shares}|{cpu_weight_from_shares(shares)}"))
     if cpu.get("quota") is not None or cpu.get("period") is not None:
         quota, period = cpu.get("quota"), cpu.get("period") or 100000
         out.append(("cpu.quota", "cpu", "cpu.cfs_quota_us", "cpu.max",

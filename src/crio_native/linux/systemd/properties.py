@@ -6,18 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from crio_native.linux.cgroups.resources import cpu_weight_from_shares
+
 # a D-Bus property: (name, (signature, value)), as jeepney encodes a variant
 Property = tuple[str, tuple[str, Any]]
 
 INFINITY = 2**64 - 1          # systemd's "infinity" for a uint64 limit
 CPU_PERIOD_DEFAULT = 100_000  # µs, the kernel's default cfs period
-
-
-def cpu_weight_from_shares(shares: int) -> int:
-    """cgroup v1 cpu.shares (2..262144) onto v2 cpu.weight (1..10000)."""
-    if shares <= 0:
-        return 100
-    return 1 + ((shares - 2) * 9999) // 262142
 
 
 def cpus_mask(cpus: str) -> bytes:
