@@ -38,12 +38,13 @@ def test_log_keys_apply_the_rest_waits_for_a_restart(tmp_path):
     plan = plan_reload(running.config, wanted.config)
     assert [c.key for c in plan.applied] == ["log_level"]
     assert [c.key for c in plan.needs_restart] == [
-        "image.pause_image", "runtime.runtimes.kata.runtime_path",
-        "runtime.runtimes.kata.runtime_root", "runtime.runtimes.kata.runtime_type"]
+        "image.pause_image", "runtime.runtimes.kata.allowed_annotations",
+        "runtime.runtimes.kata.runtime_path", "runtime.runtimes.kata.runtime_root",
+        "runtime.runtimes.kata.runtime_type"]
     assert describe(plan.applied) == "log_level: info -> debug"
     assert str(plan.needs_restart[0]) == \
         "image.pause_image: registry.k8s.io/pause:3.10 -> example.com/pause:1"
-    assert str(plan.needs_restart[1]) == 'runtime.runtimes.kata.runtime_path: (unset) -> ""'
+    assert str(plan.needs_restart[2]) == 'runtime.runtimes.kata.runtime_path: (unset) -> ""'
 
     config = running.config
     apply_reload(running, wanted, plan)

@@ -115,6 +115,10 @@ class RuntimeHandlerConfig:
     runtime_type: str = "oci"
     runtime_path: str = ""
     runtime_root: str = ""
+    # Annotation prefixes this handler honours (as CRI-O's allowed_annotations):
+    # a pod annotation that switches on a runtime feature is acted on only
+    # when its key starts with one of these; otherwise it is logged and ignored.
+    allowed_annotations: list[str] = field(default_factory=list)
 
     def validate(self, name: str) -> None:
         key = f"runtime.runtimes.{name}"
@@ -125,6 +129,10 @@ class RuntimeHandlerConfig:
         require_absolute(f"{key}.runtime_root", self.runtime_root, allow_empty=True)
         if self.runtime_type == "builtin" and self.runtime_path:
             raise ConfigError(f"{key}.runtime_path", "the builtin runtime takes no runtime_path")
+        for i, prefix in enumerate(self.allowed_annotations):
+            if not isinstance(prefix, str) or not prefix.strip():
+                raise ConfigError(f"{key}.allowed_annotations[{i}]",
+                                  "must be a non-empty annotation key or prefix")
 
 
 def default_runtimes() -> dict[str, RuntimeHandlerConfig]:
