@@ -14,7 +14,7 @@ APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev libsystemd-de
 	conmon policycoreutils selinux-policy-default
 PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" \
 	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7" \
-	"urllib3>=2.0" "zstandard>=0.22" "ruff>=0.6" "mypy>=1.10" \
+	"urllib3>=2.0" "zstandard>=0.22" "isal>=1.6" "ruff>=0.6" "mypy>=1.10" \
 	"jeepney>=0.8" "hypothesis>=6.80" "prometheus-client>=0.17"
 
 # Peers the benchmarks measure against, installed by `make bench` only.

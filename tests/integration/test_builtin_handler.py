@@ -20,6 +20,7 @@ from crio_native.errors import FailedPrecondition
 from crio_native.linux import cgroups
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.monitor import monitor_binary, process_alive, read_exit, wait_exit
+from crio_native.monitor.launch import launch_monitor, stop_monitor
 from crio_native.runtime.builtin.plan import build_plan
 from crio_native.runtime.builtin.handler import BuiltinHandler
 from crio_native.runtime.handler import MonitorOptions
@@ -281,6 +282,63 @@ def test_launcher_gone_during_hooks_fails_the_launch(make_bundle, tmp_path):
         except ChildProcessError:
             pass
     assert not (tmp_path / "attach").exists() and not (tmp_path / "exit").exists()
+
+
+def _children_of_monitor(container_id: str) -> list[int] | None:
+    """The processes that the monitors for `container_id` have started,
+    other than a monitor (the first stage forks the second); None when no
+    monitor runs."""
+    monitors = _monitors_of(container_id)
+    if not monitors:
+        return None
+    kids = set()
+    for pid in monitors:
+        try:
+            kids |= {int(k) for k in
+                     Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+        except OSError:
+            pass
+    return sorted(kids - set(monitors))
+
+
+def test_gate_is_asked_before_the_process_is_cloned(make_bundle, tmp_path):
+    """--gate: the monitor asks "gate" once it has started and clones the
+    container only after the answer (the systemd driver makes the scope
+    meanwhile)."""
+    b = make_bundle(["sleep", "60"])
+    plan = tmp_path / "plan"
+    plan.write_bytes(build_plan(b.spec, b.path))
+    seen: list[list[int] | None] = []
+    mon = launch_monitor("gate1", (), tmp_path, tmp_path / "ctr.log", plan_file=plan,
+                         on_gate=lambda: seen.append(_children_of_monitor("gate1")))
+    try:
+        assert seen == [[]]          # asked once, while the monitor had no child
+        assert _ppid(mon.container_pid) == mon.pid
+    finally:
+        stop_monitor(mon)
+
+
+def test_gate_refused_fails_the_launch_and_leaves_nothing(make_bundle, tmp_path):
+    b = make_bundle(["sleep", "60"])
+    plan = tmp_path / "plan"
+    plan.write_bytes(build_plan(b.spec, b.path))
+
+    def refuse() -> None:
+        raise FailedPrecondition("the scope did not start")
+    with pytest.raises(FailedPrecondition, match="the scope did not start"):
+        launch_monitor("gate2", (), tmp_path, tmp_path / "ctr.log", plan_file=plan,
+                       on_gate=refuse)
+    deadline = time.monotonic() + 10
+    while _monitors_of("gate2"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not (tmp_path / "attach").exists() and not (tmp_path / "exit").exists()
+
+
+def test_gate_needs_a_plan_and_a_sync_fd(tmp_path):
+    p = subprocess.run([str(monitor_binary()), "--state-dir", str(tmp_path), "--gate",
+                        "--", "/bin/true"], capture_output=True, text=True)
+    assert p.returncode == 2 and "--gate needs --plan" in p.stderr
 
 
 # ---- exec_sync ---------------------------------------------------------------------

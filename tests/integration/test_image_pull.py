@@ -204,6 +204,27 @@ def test_diff_id_mismatch(service, push, registry):
     assert_nothing_stored(service)
 
 
+@pytest.mark.parametrize("damage", ["bad-deflate", "truncated", "bad-crc"])
+def test_corrupt_gzip_layer_refused(service, push, registry, damage):
+    """A gzip layer whose bytes match its digest but do not inflate: refused
+    as a mismatch naming the layer, whichever inflater read it."""
+    image = ImageBuilder(labels={"gz": damage}).busybox() \
+        .add_layer([file("own", damage * 5000)], "gzip").build()
+    layer = image.layers[1]
+    good = layer.data
+    layer.data = {"bad-deflate": good[:10] + b"\xff" * 64,
+                  "truncated": good[:len(good) // 2],
+                  "bad-crc": good[:-8] + bytes(8)}[damage]
+    manifest = json.loads(image.manifest.data)
+    manifest["layers"][1] = layer.descriptor()
+    image.manifest.data = json.dumps(manifest).encode()
+    push.push_image(f"corrupt/{damage}", "1", image)
+    with pytest.raises(ContentMismatch, match="cannot unpack") as info:
+        service.pull(f"{registry.host}/corrupt/{damage}:1")
+    assert layer.digest in str(info.value)
+    assert_nothing_stored(service)
+
+
 HOSTILE_WHY = {"dotdot": "'..'", "nested-dotdot": "'..'", "absolute": "absolute path",
                "symlink-escape": "through symlink 'etc'",
                "relative-symlink-escape": "through symlink 'up'",

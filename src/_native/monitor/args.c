@@ -21,7 +21,7 @@
 #include "monitor.h"
 
 enum { OPT_ID = 256, OPT_STATE_DIR, OPT_LOG_PATH, OPT_CGROUP, OPT_SYNC_FD, OPT_STDIN,
-       OPT_STDIN_ONCE, OPT_TERMINAL, OPT_PID_FILE, OPT_PLAN, OPT_CONSOLE };
+       OPT_STDIN_ONCE, OPT_TERMINAL, OPT_PID_FILE, OPT_PLAN, OPT_CONSOLE, OPT_GATE };
 
 static const struct option long_opts[] = {
     {"id", required_argument, NULL, OPT_ID},
@@ -35,6 +35,7 @@ static const struct option long_opts[] = {
     {"container-pid-file", required_argument, NULL, OPT_PID_FILE},
     {"plan", required_argument, NULL, OPT_PLAN},
     {"console-socket", required_argument, NULL, OPT_CONSOLE},
+    {"gate", no_argument, NULL, OPT_GATE},
     {NULL, 0, NULL, 0},
 };
 
@@ -63,6 +64,7 @@ static int apply(struct crn_monitor_opts *o, int opt, const char *arg, crn_error
     case OPT_PID_FILE: o->container_pid_file = arg; return 0;
     case OPT_PLAN: o->plan_path = arg; return 0;
     case OPT_CONSOLE: o->console_socket = arg; return 0;
+    case OPT_GATE: o->gate = true; return 0;
     default: return crn_error_set(err, EINVAL, "unknown option", NULL);
     }
 }
@@ -87,6 +89,8 @@ int crn_monitor_parse_args(struct crn_monitor_opts *o, int argc, char **argv, cr
     if (o->plan_path && o->container_pid_file)
         return crn_error_set(err, EINVAL, "--plan with --container-pid-file is not supported",
                              NULL);
+    if (o->gate && (!o->plan_path || o->sync_fd < 0))
+        return crn_error_set(err, EINVAL, "--gate needs --plan and --sync-fd", NULL);
     if (o->plan_path && optind < argc)
         return crn_error_set(err, EINVAL, "--plan takes no container command, got",
                              argv[optind]);

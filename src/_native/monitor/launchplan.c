@@ -11,6 +11,14 @@
  *   monitor -> launcher   hooks <container-pid>\n
  *   launcher -> monitor   go\n   or   fail <message>\n
  *
+ * With --gate we first ask, before the container process is cloned, with
+ *
+ *   monitor -> launcher   gate\n
+ *
+ * answered the same way: the launcher lets us start (exec, load the plan,
+ * open the log) while it is still making what the clone needs, such as the
+ * systemd scope whose cgroup the process is cloned into.
+ *
  * A launcher that closes the socket instead of answering fails the launch.
  *
  * With --terminal the plan has a console record: the child makes the pty
@@ -88,36 +96,57 @@ static ssize_t read_line(int fd, char *buf, size_t size, crn_error *err)
     return crn_error_set(err, EMSGSIZE, "read", "sync fd: hooks answer too long");
 }
 
-/* crn_hook_fn: called by crn_launch while the child waits for its hooks. */
-static int hooks_handshake(void *ctx, int pid, crn_error *err)
+/* Send `question` (one line) on the sync fd and wait for go or fail;
+ * `closed` and `unexpected` say what went wrong otherwise. */
+static int ask_launcher(int fd, const char *question, const char *closed,
+                        const char *unexpected, crn_error *err)
 {
-    struct crn_monitor *m = ctx;
-    int fd = m->opts.sync_fd;
     char line[CRN_ERROR_MSG_MAX + 16];
     ssize_t n;
 
-    if (fd < 0)
-        return crn_error_set(err, EINVAL, "the plan has hooks: they need", "--sync-fd");
-    snprintf(line, sizeof(line), "hooks %d\n", pid);
-    if (crn_write_all(fd, line, strlen(line)) < 0)
+    if (crn_write_all(fd, question, strlen(question)) < 0)
         return crn_error_set(err, errno, "write", "sync fd");
     n = read_line(fd, line, sizeof(line), err);
     if (n < 0)
         return -1;
     if (n == 0)
-        return crn_error_set(err, 0, "hooks: the launcher closed the sync fd without an answer",
-                             NULL);
+        return crn_error_set(err, 0, closed, NULL);
     if (strcmp(line, "go") == 0)
         return 0;
     if (strncmp(line, "fail ", 5) == 0)
         return crn_error_set(err, 0, line + 5, NULL);
-    return crn_error_set(err, EPROTO, "hooks: unexpected answer", line);
+    return crn_error_set(err, EPROTO, unexpected, line);
+}
+
+/* crn_hook_fn: called by crn_launch while the child waits for its hooks. */
+static int hooks_handshake(void *ctx, int pid, crn_error *err)
+{
+    struct crn_monitor *m = ctx;
+    char question[32];
+
+    if (m->opts.sync_fd < 0)
+        return crn_error_set(err, EINVAL, "the plan has hooks: they need", "--sync-fd");
+    snprintf(question, sizeof(question), "hooks %d\n", pid);
+    return ask_launcher(m->opts.sync_fd, question,
+                        "hooks: the launcher closed the sync fd without an answer",
+                        "hooks: unexpected answer", err);
 }
 
 int crn_plan_spawn(struct crn_monitor *m, const int stdio[3], crn_error *err)
 {
     crn_launch_result res;
-    int rc = crn_launch(m->plan, m->plan_len, stdio, hooks_handshake, m, &res, err);
+    int rc;
+
+    if (m->opts.gate) {
+        if (ask_launcher(m->opts.sync_fd, "gate\n",
+                         "gate: the launcher closed the sync fd without an answer",
+                         "gate: unexpected answer", err) < 0) {
+            crn_plan_free(m);
+            return -1;
+        }
+        m->oom_base = crn_oom_kill_count(m->opts.cgroup_path);
+    }
+    rc = crn_launch(m->plan, m->plan_len, stdio, hooks_handshake, m, &res, err);
 
     crn_plan_free(m);
     if (rc < 0) {

@@ -10,7 +10,8 @@
  *   error <errno> <message>\n               (errno 0: not a failed syscall)
  *   error <errno> stage=<name> <message>\n  (--plan: crn_launch failed there)
  *
- * With --plan a "hooks <pid>" exchange may come in between (launchplan.c).
+ * With --plan a "gate" and a "hooks <pid>" exchange may come in between
+ * (launchplan.c).
  *
  * so the launcher knows whom to wait for or kill whatever happens.
  * From then on the launcher may exit or die; we live until the container
@@ -125,7 +126,8 @@ static int setup(struct crn_monitor *m, crn_error *err)
         return crn_error_set(err, errno, "epoll_create1", NULL);
     if (crn_signals_setup(m, err) < 0)
         return -1;
-    m->oom_base = crn_oom_kill_count(m->opts.cgroup_path);
+    if (!m->opts.gate)      /* with --gate the group may not exist yet (launchplan.c) */
+        m->oom_base = crn_oom_kill_count(m->opts.cgroup_path);
     if (crn_log_open(&m->log, m->opts.log_path, err) < 0 || crn_attach_listen(m, err) < 0)
         return -1;
     if (m->opts.console_socket && crn_console_listen(m, err) < 0)

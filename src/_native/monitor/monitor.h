@@ -35,6 +35,8 @@ struct crn_monitor_opts {
     bool stdin_open;             /* keep a stdin pipe the attach clients feed */
     bool stdin_once;             /* close stdin when the stdin client leaves */
     bool terminal;               /* a pty instead of pipes */
+    bool gate;                   /* --plan: ask the launcher for "go" before
+                                    the container process is cloned */
     const char *console_socket;  /* with container_pid_file and terminal: where
                                     the runtime sends the pty master */
     char **argv;                 /* what to exec as the container process;

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import errno
 import logging
-import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, cast
-
-import zstandard
 
 from crio_native.errors import ResourceExhausted
 from crio_native.image.distribution import RegistryClient
@@ -18,8 +15,8 @@ from crio_native.image.errors import ContentMismatch, RegistryUnavailable
 from crio_native.image.manifest import Descriptor
 from crio_native.logsetup import fields
 from crio_native.storage.layers import LayerRecord, LayerStore
-from crio_native.storage.streams import (ChunkReader, HashingReader, compression_of,
-                                         decompressed)
+from crio_native.storage.streams import (DECOMPRESS_ERRORS, ChunkReader, HashingReader,
+                                         compression_of, decompressed)
 from crio_native.storage.unpack import unpack_layer
 
 log = logging.getLogger(__name__)
@@ -59,7 +56,7 @@ def _fetch_once(client: RegistryClient, layers: LayerStore, job: LayerJob) -> No
             size = unpack_layer(cast(BinaryIO, tar), str(staged / "diff"), job.what)
             tar.drain()
             compressed.drain()
-        except (OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError) as e:
+        except DECOMPRESS_ERRORS as e:
             if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ResourceExhausted(f"{job.what}: cannot unpack: {e}") from e
             _verify(job, compressed, None)  # a bad digest explains a broken stream best

@@ -45,7 +45,7 @@ def monitor_command(container_id: str, argv: Sequence[str], state_dir: Path,
                     container_pid_file: str | os.PathLike | None = None,
                     plan_file: str | os.PathLike | None = None,
                     console_socket: str | os.PathLike | None = None,
-                    binary: Path | None = None) -> list[str]:
+                    binary: Path | None = None, gate: bool = False) -> list[str]:
     cmd = [str(binary or monitor_binary()), "--id", container_id,
            "--state-dir", str(state_dir), "--sync-fd", str(sync_fd)]
     if log_path is not None:
@@ -61,6 +61,7 @@ def monitor_command(container_id: str, argv: Sequence[str], state_dir: Path,
         cmd += ["--console-socket", str(console_socket)]
     if plan_file is not None:
         cmd += ["--plan", str(plan_file)]
+    cmd += ["--gate"] if gate else []
     return cmd + (["--", *argv] if argv else [])
 
 
@@ -100,14 +101,17 @@ HookCallback = Callable[[int], None]
 
 class _Report:
     """The monitor's lines on the sync socket: "pid N" once it has
-    daemonized, "hooks PID" (plans with create hooks) while the container
-    process waits for us to run them, which we answer with "go" or "fail
-    MESSAGE", then the final "ok ..." or "error ..." line."""
+    daemonized, "gate" (plans launched with on_gate) before it clones the
+    container process, "hooks PID" (plans with create hooks) while the
+    container process waits for us to run them, each answered with "go" or
+    "fail MESSAGE", then the final "ok ..." or "error ..." line."""
 
-    def __init__(self, sock: socket.socket, on_hooks: HookCallback | None):
+    def __init__(self, sock: socket.socket, on_hooks: HookCallback | None,
+                 on_gate: Callable[[], None] | None = None):
         self.sock = sock
         self.fd = sock.fileno()
         self.on_hooks = on_hooks
+        self.on_gate = on_gate
         self.buf = b""
         self.monitor_pid: int | None = None
         self.hook_error: BaseException | None = None
@@ -122,7 +126,13 @@ class _Report:
             if sep and line.startswith(b"hooks "):
                 self.buf = rest
                 # the hooks' own timeouts bound them, not the launch deadline
-                deadline += self._answer_hooks(int(line.split()[1]))
+                deadline += self._answer(self.on_hooks, int(line.split()[1]))
+                continue
+            if sep and line == b"gate":
+                self.buf = rest
+                gate = self.on_gate
+                # bounded by its own timeouts (systemd's job wait), like the hooks
+                deadline += self._answer(None if gate is None else (lambda _pid: gate()), 0)
                 continue
             if sep:
                 return line
@@ -134,15 +144,16 @@ class _Report:
                 return self.buf
             self.buf += chunk
 
-    def _answer_hooks(self, pid: int) -> float:
-        """Run the hooks for the waiting container process `pid`; returns the
-        time they took.  Their exception is kept and raised by the launch
-        once the monitor has reported the failure (and cleaned up)."""
+    def _answer(self, callback: HookCallback | None, pid: int) -> float:
+        """Run `callback` (the hooks for the waiting container process `pid`,
+        or the gate's); returns the time it took.  Its exception is kept and
+        raised by the launch once the monitor has reported the failure (and
+        cleaned up)."""
         started = time.monotonic()
         answer = b"go\n"
-        if self.on_hooks is not None:
+        if callback is not None:
             try:
-                self.on_hooks(pid)
+                callback(pid)
             except BaseException as e:  # noqa: BLE001 - re-raised by launch_monitor
                 self.hook_error = e
                 text = " ".join(str(e).split())[:400] or type(e).__name__
@@ -222,6 +233,7 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
                    plan_file: str | os.PathLike | None = None,
                    console_socket: str | os.PathLike | None = None,
                    on_hooks: HookCallback | None = None,
+                   on_gate: Callable[[], None] | None = None,
                    timeout: float = 10.0, binary: Path | None = None) -> Monitor:
     """Start `argv` as a container process under a new monitor.
 
@@ -244,19 +256,21 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
     With `plan_file` (and no `argv`), the monitor launches the built-in
     runtime's plan itself; `on_hooks(pid)` runs the create hooks while the
     container process waits, and its exception fails the launch and is
-    re-raised here.  A failure in a step of the child raises a NativeError
-    with `.stage` set, like native_launch.launch."""
+    re-raised here.  `on_gate()`, likewise, runs once the monitor has
+    started and before it clones the process, so what the clone needs (a
+    systemd scope) can be made meanwhile.  A failure in a step of the
+    child raises a NativeError with `.stage` set, like native_launch.launch."""
     state_dir = Path(state_dir)
     log = Path(log_path) if log_path is not None else None
     deadline = time.monotonic() + timeout
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    reader = _Report(ours, on_hooks)
+    reader = _Report(ours, on_hooks, on_gate)
     try:
         cmd = monitor_command(container_id, argv, state_dir, log, sync_fd=theirs.fileno(),
                               stdin=stdin, stdin_once=stdin_once, terminal=terminal,
                               cgroup_path=cgroup_path, container_pid_file=container_pid_file,
                               plan_file=plan_file, console_socket=console_socket,
-                              binary=binary)
+                              binary=binary, gate=on_gate is not None)
         first = _spawn_first(cmd, theirs, env)
         try:
             line = reader.final_line(deadline)

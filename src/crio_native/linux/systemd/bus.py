@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from jeepney import DBusAddress, MatchRule, new_method_call
@@ -37,18 +38,26 @@ class SystemdError(FailedPrecondition):
 
 
 class SystemdManager:
-    """The calls the cgroup driver makes, on a lazily opened connection."""
+    """The calls the cgroup driver makes, on a lazily opened connection.
+
+    JobRemoved signals are collected for the whole life of the connection,
+    so a caller may start a unit, do other work while systemd runs the job,
+    and wait for it later (`start_transient_unit(wait=False)` then
+    `wait_job`)."""
 
     def __init__(self, bus: str = "SYSTEM", timeout: float = 30.0):
         self.bus = bus
         self.timeout = timeout
         self._lock = threading.Lock()
         self._conn: DBusConnection | None = None
+        self._signals: deque[Any] = deque(maxlen=4096)
+        self._pending: dict[str, str | None] = {}   # job path -> result once removed
 
     def _connection(self) -> DBusConnection:
         if self._conn is None:
             try:
                 conn = open_dbus_connection(bus=self.bus)
+                conn.filter(JOB_REMOVED, queue=self._signals)   # kept while conn lives
                 unwrap_msg(conn.send_and_get_reply(message_bus.AddMatch(JOB_REMOVED),
                                                    timeout=self.timeout))
                 # systemd only emits job signals while some client subscribes
@@ -65,73 +74,101 @@ class SystemdManager:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._signals.clear()
+        self._pending.clear()   # their waits fail: the signals are lost with the connection
 
-    def _call(self, method: str, signature: str, body: tuple[Any, ...],
-              wait_job: bool) -> str | None:
-        """Call a Manager method that returns a job; with `wait_job`, wait
-        for the job to finish and return its result ("done" on success)."""
+    def _failed(self, what: str, e: BaseException) -> Exception:
+        """The error to raise for a failed call on the connection."""
+        if isinstance(e, DBusErrorResponse):
+            return SystemdError(f"systemd {what}: {e.name}: {' '.join(map(str, e.data))}",
+                                e.name or "")
+        self._drop()
+        return Unavailable(f"systemd {what}: {e or type(e).__name__}")
+
+    def _call(self, method: str, signature: str, body: tuple[Any, ...]) -> Any:
+        """Call a Manager method; its reply's body."""
         with self._lock:
             conn = self._connection()
             try:
-                with conn.filter(JOB_REMOVED, bufsize=256) as jobs:
-                    reply = conn.send_and_get_reply(
-                        new_method_call(MANAGER, method, signature, body), timeout=self.timeout)
-                    job = unwrap_msg(reply)[0]
-                    return self._job_result(conn, jobs, job) if wait_job else None
-            except DBusErrorResponse as e:
-                raise SystemdError(f"systemd {method}{body[:1]}: {e.name}: "
-                                   f"{' '.join(map(str, e.data))}", e.name or "") from e
-            except (OSError, TimeoutError, EOFError) as e:
-                self._drop()
-                raise Unavailable(f"systemd {method}{body[:1]}: "
-                                  f"{e or type(e).__name__}") from e
+                reply = conn.send_and_get_reply(
+                    new_method_call(MANAGER, method, signature, body), timeout=self.timeout)
+                out = unwrap_msg(reply)
+            except (DBusErrorResponse, OSError, TimeoutError, EOFError) as e:
+                raise self._failed(f"{method}{body[:1]}", e) from e
+            if out and isinstance(out[0], str) and out[0].startswith("/org/freedesktop/"
+                                                                    "systemd1/job/"):
+                self._pending[out[0]] = None
+            return out
 
-    def _job_result(self, conn: DBusConnection, jobs: Any, job: str) -> str:
+    def _collect(self) -> None:
+        """Move the queued JobRemoved signals of jobs we wait for into _pending."""
+        while self._signals:
+            _id, path, _unit, result = self._signals.popleft().body
+            if path in self._pending:
+                self._pending[path] = str(result)
+
+    def wait_job(self, job: str) -> str:
+        """Wait for a job started by this manager to finish; its result
+        ("done" on success)."""
         deadline = time.monotonic() + self.timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"job {job} did not finish in {self.timeout:.0f} s")
-            signal = conn.recv_until_filtered(jobs, timeout=left)
-            _id, path, _unit, result = signal.body
-            if path == job:
-                return str(result)
+        with self._lock:
+            try:
+                while True:
+                    self._collect()
+                    if job not in self._pending:
+                        raise Unavailable(f"systemd: lost track of job {job} (the D-Bus "
+                                          "connection was reset)")
+                    result = self._pending[job]
+                    if result is not None:
+                        del self._pending[job]
+                        return result
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"job {job} did not finish in {self.timeout:.0f} s")
+                    conn = self._connection()
+                    conn.recv_messages(timeout=left)
+            except (OSError, TimeoutError, EOFError) as e:
+                self._pending.pop(job, None)
+                raise self._failed(f"waiting for {job}", e) from e
+
+    def forget_job(self, job: str) -> None:
+        """Stop tracking a job nobody will wait for."""
+        with self._lock:
+            self._pending.pop(job, None)
 
     def start_transient_unit(self, name: str, properties: list[Property],
-                             wait: bool = True) -> None:
-        """Start a transient unit; with `wait`, return once its start job
-        is done (a scope's cgroup then exists with its processes in it)."""
-        result = self._call("StartTransientUnit", "ssa(sv)a(sa(sv))",
-                            (name, "fail", properties, []), wait_job=wait)
-        if wait and result != "done":
+                             wait: bool = True) -> str:
+        """Start a transient unit and return its job; with `wait`, return
+        once the job is done (a scope's cgroup then exists with its
+        processes in it).  Without it, call wait_job or forget_job."""
+        job = str(self._call("StartTransientUnit", "ssa(sv)a(sa(sv))",
+                             (name, "fail", properties, []))[0])
+        if wait:
+            self.check_started(name, job)
+        return job
+
+    def check_started(self, name: str, job: str) -> None:
+        """Wait for a unit's start job; SystemdError unless it ended "done"."""
+        result = self.wait_job(job)
+        if result != "done":
             raise SystemdError(f"systemd: starting {name} ended {result!r} (see "
                                f"`journalctl -u {name}`)")
 
     def stop_unit(self, name: str) -> None:
         """Stop `name` and wait; a unit that is already gone is not an error."""
         try:
-            self._call("StopUnit", "ss", (name, "replace"), wait_job=True)
+            job = str(self._call("StopUnit", "ss", (name, "replace"))[0])
         except SystemdError as e:
             if e.name != NO_SUCH_UNIT:
                 raise
+            return
+        self.wait_job(job)
 
     def set_unit_properties(self, name: str, properties: list[Property]) -> None:
         """Change a running unit's properties (runtime only, like
         `systemctl set-property --runtime`)."""
-        if not properties:
-            return
-        with self._lock:
-            conn = self._connection()
-            try:
-                unwrap_msg(conn.send_and_get_reply(
-                    new_method_call(MANAGER, "SetUnitProperties", "sba(sv)",
-                                    (name, True, properties)), timeout=self.timeout))
-            except DBusErrorResponse as e:
-                raise SystemdError(f"systemd SetUnitProperties({name!r}): {e.name}: "
-                                   f"{' '.join(map(str, e.data))}", e.name or "") from e
-            except (OSError, TimeoutError, EOFError) as e:
-                self._drop()
-                raise Unavailable(f"systemd SetUnitProperties({name!r}): {e}") from e
+        if properties:
+            self._call("SetUnitProperties", "sba(sv)", (name, True, properties))
 
 
 _shared: SystemdManager | None = None

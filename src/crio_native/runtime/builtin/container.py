@@ -31,7 +31,7 @@ from crio_native.monitor.paths import launcher_binary
 from crio_native.runtime.builtin.cgroup_records import (cgroup_join_records, oom_cgroup,
                                                         update_cgroups)
 from crio_native.runtime.builtin.creation import (create_hooks_callback, make, prepare,
-                                                  record_created)
+                                                  record_created, scope_gate)
 from crio_native.runtime.builtin.hooks import Hook, hook_from_json, run_hooks, start_hook_failure
 from crio_native.runtime.builtin.plan import HostFacts, exec_records, load_spec
 from crio_native.runtime.builtin.process import (console_connect, descendants_of, kill_and_reap,
@@ -106,7 +106,9 @@ class BuiltinRuntime:
             sock = console_connect(console_socket, p.spec) if console_socket else None
             if sock is not None:
                 undo.enter_context(sock)
-            state, anchor = make(self.root, p, undo)
+            state, scope = make(self.root, p, undo)
+            if scope is not None:
+                scope_gate(self.root, p, state, undo, scope)()
             try:
                 pid, pidfd, *master = native_launch.launch(
                     encode(p.records), stdio, create_hooks_callback(state, p.hooks),
@@ -116,8 +118,8 @@ class BuiltinRuntime:
             undo.callback(kill_and_reap, pid, pidfd)
             # (create() runs a pod's infra; containers are create_monitored's)
             failpoints.hit("sandbox.run.infra_launched")
-            if anchor is not None:
-                anchor.release()
+            if scope is not None:
+                scope.anchor.release()
             if sock is not None and console_socket:
                 send_console(sock, master[0], console_socket)
             record_created(self.root, container_id, state, pid)
@@ -140,7 +142,7 @@ class BuiltinRuntime:
         p = prepare(self.root, self.cgroup_root, container_id, bundle,
                     console=monitor.terminal, cgroup_driver=self.cgroup_driver)
         with contextlib.ExitStack() as undo:
-            state, anchor = make(self.root, p, undo)
+            state, scope = make(self.root, p, undo)
             failpoints.hit("container.create.runtime_made")
             plan_file = write_plan(p.dir, encode(p.records))
             dirs = p.cgroups.dirs if p.cgroups is not None else []
@@ -151,13 +153,15 @@ class BuiltinRuntime:
                     stdin=monitor.stdin, stdin_once=monitor.stdin_once,
                     terminal=monitor.terminal, cgroup_path=str(oom) if oom else None,
                     plan_file=plan_file, on_hooks=create_hooks_callback(state, p.hooks),
+                    on_gate=None if scope is None else scope_gate(self.root, p, state,
+                                                                  undo, scope),
                     timeout=timeout)
             except NativeError as e:
                 raise launch_error(e, p.spec) from e
             undo.callback(undo_monitor, mon)
             failpoints.hit("container.create.monitor_launched")
-            if anchor is not None:
-                anchor.release()
+            if scope is not None:
+                scope.anchor.release()
             if p.groups is not None and p.groups.scope is not None:
                 state["_systemd_units"].append(
                     move_monitor(system_manager(), p.groups.scope, container_id, mon.pid))

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from crio_native.errors import InvalidArgument
 from crio_native.linux import cgroups
 from crio_native.linux.systemd.bus import system_manager
-from crio_native.linux.systemd.scope import ScopeAnchor, start_container_scope
+from crio_native.linux.systemd.scope import ContainerScope, start_container_scope
 from crio_native.runtime.builtin.cgroup_records import (ContainerCgroups, cgroup_records,
                                                         container_cgroups)
 from crio_native.runtime.builtin.hooks import CREATE_KINDS, Hook, parse_hooks, run_hooks
@@ -66,12 +66,13 @@ def prepare(root: Path, cgroup_root: str, container_id: str, bundle: str | os.Pa
 
 
 def make(root: Path, p: Prepared,
-         undo: contextlib.ExitStack) -> tuple[dict[str, Any], ScopeAnchor | None]:
+         undo: contextlib.ExitStack) -> tuple[dict[str, Any], ContainerScope | None]:
     """The state dir with its barrier and "creating" record, then the
-    cgroups (with the systemd driver, the scope first: see
-    linux/systemd/scope.py); each registers its undo.  Returns the state
-    record and the scope's anchor, for the caller to release once the
-    process is in the scope."""
+    cgroups; each registers its undo.  Returns the state record and, with
+    the systemd driver, the container's scope, whose start job systemd may
+    still be running: the cgroups are then made by `finish_cgroups` once
+    `scope.ready()` returned (see linux/systemd/scope.py), and the caller
+    releases the scope's anchor once the process is in it."""
     make_state_dir(root, p.container_id, bool(p.hooks.get("startContainer")), undo)
     state = {"ociVersion": OCI_VERSION, "id": p.container_id, "status": "creating",
              "pid": 0, "bundle": str(p.bundle),
@@ -79,40 +80,59 @@ def make(root: Path, p: Prepared,
              **{f"_{k}": [h.to_json() for h in p.hooks.get(k, [])]
                 for k in ("startContainer", "poststart", "poststop")}}
     write_state(root, p.container_id, state)
-    anchor = None
-    if p.groups is not None:
-        anchor = _start_scope(root, p, state, undo)
-        # recorded before they are made, so a delete after a crash at any
-        # point from here removes them (a missing group is no error there)
-        state["_cgroups"] = [str(d) for d in cgroups.missing_dirs(p.groups.plan)]
-        state["_cgroup_dirs"] = [str(d) for d in p.groups.plan.dirs]
-        state["_cgroups_path"] = p.groups.path
-        state["_cgroup_root"] = p.groups.root
+    scope = _start_scope(root, p, state, undo)
+    if scope is None:
+        finish_cgroups(root, p, state, undo)
+    return state, scope
+
+
+def finish_cgroups(root: Path, p: Prepared, state: dict[str, Any],
+                   undo: contextlib.ExitStack) -> None:
+    """Make the container's groups and write their limits (in a systemd
+    scope: once it exists)."""
+    if p.groups is None:
+        return
+    # recorded before they are made, so a delete after a crash at any
+    # point from here removes them (a missing group is no error there)
+    state["_cgroups"] = [str(d) for d in cgroups.missing_dirs(p.groups.plan)]
+    state["_cgroup_dirs"] = [str(d) for d in p.groups.plan.dirs]
+    state["_cgroups_path"] = p.groups.path
+    state["_cgroup_root"] = p.groups.root
+    write_state(root, p.container_id, state)
+    made = [str(d) for d in cgroups.create(p.groups.plan)]
+    undo.callback(cgroups.remove, [Path(d) for d in made])
+    if made != state["_cgroups"]:   # another create made a shared parent meanwhile
+        state["_cgroups"] = made
         write_state(root, p.container_id, state)
-        made = [str(d) for d in cgroups.create(p.groups.plan)]
-        undo.callback(cgroups.remove, [Path(d) for d in made])
-        if made != state["_cgroups"]:   # another create made a shared parent meanwhile
-            state["_cgroups"] = made
-            write_state(root, p.container_id, state)
-    return state, anchor
+
+
+def scope_gate(root: Path, p: Prepared, state: dict[str, Any], undo: contextlib.ExitStack,
+               scope: ContainerScope) -> Callable[[], None]:
+    """What must happen between make() and the clone into a systemd scope:
+    wait for its start job, then make the groups."""
+    def gate() -> None:
+        scope.ready()
+        finish_cgroups(root, p, state, undo)
+    return gate
 
 
 def _start_scope(root: Path, p: Prepared, state: dict[str, Any],
-                 undo: contextlib.ExitStack) -> ScopeAnchor | None:
+                 undo: contextlib.ExitStack) -> ContainerScope | None:
     """The container's systemd scope, recorded before it is started so a
-    delete after a crash stops it."""
+    delete after a crash stops it; its job is left running."""
     if p.groups is None or p.groups.scope is None:
         return None
-    scope = p.groups.scope
-    state["_systemd_units"] = [scope.unit]
+    path = p.groups.scope
+    state["_systemd_units"] = [path.unit]
     write_state(root, p.container_id, state)
     manager = system_manager()
     resources = (p.spec.get("linux") or {}).get("resources") or {}
-    anchor = start_container_scope(manager, scope, resources,
-                                   f"crio-native container {p.container_id}")
-    undo.callback(manager.stop_unit, scope.unit)
-    undo.callback(anchor.release)
-    return anchor
+    scope = start_container_scope(manager, path, resources,
+                                  f"crio-native container {p.container_id}")
+    undo.callback(manager.stop_unit, path.unit)
+    undo.callback(scope.anchor.release)
+    undo.callback(scope.abandon)
+    return scope
 
 
 def create_hooks_callback(state: dict[str, Any],
