@@ -106,11 +106,6 @@ def test_resource_errors_name_the_callers_field(prefix, fields, field, reason):
     assert str(other.value) == str(create.value).replace(resources.CREATE_FIELD, prefix)
 
 
-@pytest.mark.parametrize("shares, weight", [(0, 0), (2, 1), (1024, 39), (262144, 10000)])
-def test_cpu_weight_from_shares(shares, weight):
-    assert resources.cpu_weight_from_shares(shares) == weight
-
-
 def test_swap_max_from_swap():
     assert resources.swap_max_from_swap(128, 64) == 64
     assert resources.swap_max_from_swap(64, 64) == 0

@@ -61,7 +61,7 @@ def test_parse_cgroups_path_refuses(path):
 
 
 def test_cpu_weight_from_shares_matches_the_v2_conversion():
-    assert [cpu_weight_from_shares(s) for s in (2, 1024, 262144)] == [1, 39, 10000]
+    assert [cpu_weight_from_shares(s) for s in (2, 1024, 131072, 262144)] == [1, 39, 5000, 10000]
     # below v1's minimum: systemd's CPUWeight takes 1..10000, never 0
     assert cpu_weight_from_shares(1) == 1
 

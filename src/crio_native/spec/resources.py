@@ -28,13 +28,6 @@ _PAGE_SIZE = re.compile(r"^\d+(KB|MB|GB|TB|PB)$")
 _UNIFIED_KEY = re.compile(r"^[a-z_]+\.[a-z0-9_.]+$")
 
 
-def cpu_weight_from_shares(shares: int) -> int:
-    """cgroup v2 cpu.weight for v1 cpu.shares, the mapping runc and crun use."""
-    if shares == 0:
-        return 0
-    return 1 + ((shares - 2) * 9999) // 262142
-
-
 def swap_max_from_swap(memory_swap: int, memory_limit: int) -> int:
     """cgroup v2 memory.swap.max for v1's memory+swap total."""
     return max(memory_swap - memory_limit, 0)
