@@ -105,12 +105,7 @@ def test_kill_at_random_moments(tmp_path, busybox_image, capsys):  # noqa: F811
                 leaked[f"{i}: {op} killed after {delay * 1000:.0f} ms"] = left
                 break   # the next census would count it again
     finally:
-        if d.proc is not None:
-            try:
-                for pod in h.pods(d):
-                    h.remove_pod(d, pod.id)
-            finally:
-                d.stop()
+        h.remove_pods_and_stop(d)
         h.delete_bridge()
     if restarts:
         times = sorted(restarts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +24,13 @@ from crio_native.runtime.handler import PodSandbox
 log = logging.getLogger(__name__)
 
 FIELD = "RunPodSandbox: config.linux.cgroup_parent"
+
+# Held while a pod's groups are planned and made, and (by the sandbox
+# manager) from the hand-over of a parent that pods share to the removal of
+# the pod's groups: a pod made meanwhile under a parent another pod made
+# would otherwise find it there, not own it, and see it removed under it
+# (or left behind, busy, owned by no one).
+SHARED_PARENTS = threading.RLock()
 
 
 class PodCgroup:
@@ -44,6 +52,11 @@ class PodCgroup:
             return
         if not parent:
             return
+        with SHARED_PARENTS:
+            self._create(pod, parent, resources, journal)
+
+    def _create(self, pod: PodSandbox, parent: str, resources: dict[str, Any],
+                journal: Callable[[], None]) -> None:
         try:
             plan = cgroups.plan_cgroups(parent, resources,
                                         root=resolve_cgroup_root(self.cgroup_root))
@@ -74,6 +87,10 @@ class PodCgroup:
         pod cgroup is left to the kubelet.  A group something else still
         uses (a child group made by someone else) is left, logged: it must
         not fail the pod's removal."""
+        with SHARED_PARENTS:
+            self._remove(pod)
+
+    def _remove(self, pod: PodSandbox) -> None:
         for d in sorted(pod.cgroups_made, key=lambda p: len(Path(p).parts), reverse=True):
             try:
                 cgroups.remove([Path(d)])

@@ -1,0 +1,214 @@
+"""A node reboot, simulated without rebooting (issue 17): the daemon dies by
+SIGKILL, then what a reboot ends is ended by hand, for this test's daemon
+only: every process its pods and containers own (what the killed daemon
+left below this test process, the suite being their subreaper), every
+mount under the test's directory (netns pins, /dev/shm, rootfs overlays),
+and the runroot (a tmpfs on a real node).  What a reboot keeps stays: the
+root (records, images, the persistent version file), the pod logs, the
+IPAM reservations of host-local, and (the harder case for the cleanup: a
+real reboot empties cgroupfs) the pods' and containers' now empty cgroups.
+
+The restarted daemon must say it found a reboot, list the pod NOTREADY and
+its container EXITED with CRI-O's unknown exit (255, reason Error), and
+take the kubelet's cleanup (StopPodSandbox, RemoveContainer,
+RemovePodSandbox) with nothing left behind: no mount, pin, link, IPAM
+reservation, cgroup, process or file beyond what was there before the pod
+(crash_harness's census)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from crio_native._proto import api_pb2
+from tests.e2e import crash_harness as h
+from tests.e2e.test_containers import busybox_image  # noqa: F401
+from tests.fixtures.registry import registry  # noqa: F401
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bridge():
+    yield
+    h.delete_bridge()
+
+
+def simulate_reboot(d, baseline: dict[str, set[str]]) -> None:
+    """End what a reboot ends, of this daemon's only (the daemon is dead)."""
+    assert d.proc is None
+    pids = [int(p.split()[0]) for p in h.census(d)["processes"] - baseline["processes"]]
+    assert pids, "the pod left no process to end"
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # Reap the killed ones that are ours as their subreaper: a PID
+    # namespace's init (the pod's pause) ends only once every process of its
+    # namespace has been reaped, and the container's was reparented here.
+    h.wait_for(lambda: reap(pids) or not (h.census(d)["processes"] - baseline["processes"]),
+               what="the pods' processes to end")
+    for point in sorted(h._mounts_under(d.base), key=len, reverse=True):
+        subprocess.run(["umount", point], check=True, capture_output=True)
+    assert h._mounts_under(d.base) == set()
+    subprocess.run(["rm", "-rf", "--one-file-system", str(d.base / "run")], check=True)
+
+
+def reap(pids: list[int]) -> bool:
+    """waitpid each of `pids` that is our child and has ended (never any
+    other child of the test process)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return False
+
+
+def run_pod(d, handler: str, network: str) -> tuple[str, str]:
+    pod = h.pod_config(d, name="reboot",
+                       pid=api_pb2.POD if network == "pod" else api_pb2.CONTAINER)
+    if network == "host":
+        # no pin, no /dev/shm of its own, no infra: only its directory in the
+        # runroot tells that the pod cannot be READY after the reboot
+        opts = pod.linux.security_context.namespace_options
+        opts.network = opts.ipc = api_pb2.NODE
+    pod_id = d.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(
+        config=pod, runtime_handler=handler), timeout=h.RPC_TIMEOUT).pod_sandbox_id
+    request = h.container_request(d, pod_id, pod)
+    cid = h.create(d, request)
+    h.start_container(d, cid)
+    h.wait_for(lambda: h.container_status(d, cid).state == api_pb2.CONTAINER_RUNNING
+               and any(line.endswith(" started") for line in _log_lines(d)),
+               what="the container running")
+    return pod_id, cid
+
+
+def _log_lines(d) -> list[str]:
+    path = d.pod_logs / "reboot" / "c" / "0.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def version_in(path: Path) -> str:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("handler, network", [("builtin", "pod"), ("runc", "pod"),
+                                              ("builtin", "host")])
+def test_reboot(handler, network, tmp_path, busybox_image):  # noqa: F811
+    d = h.crash_daemon(tmp_path / "d")
+    d.image_name = busybox_image[0]
+    try:
+        h.start(d)
+        h.pull(d, d.image_name)
+        assert "start-up: first start" in d.log()
+        from crio_native import __version__
+        assert version_in(d.base / "run" / "version") == __version__
+        assert version_in(d.base / "root" / "version") == __version__
+        baseline = h.census(d)
+        pod_id, cid = run_pod(d, handler, network)
+        ip = d.runtime.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(
+            pod_sandbox_id=pod_id), timeout=h.RPC_TIMEOUT).status.network.ip
+        assert h.census(d)["ipam"] - baseline["ipam"] == ({ip} if network == "pod" else set())
+
+        d.proc.send_signal(signal.SIGKILL)
+        assert h.sigkilled(h.wait_killed(d))
+        simulate_reboot(d, baseline)
+        log_before = len(d.log())
+        h.start(d)
+        restart_log = d.log()[log_before:]
+        assert "start-up: reboot" in restart_log
+        assert "pod sandbox not ready after restart" in restart_log
+        assert "the node rebooted" in restart_log
+        if os.environ.get("CRN_REBOOT_SHOW_LOG"):
+            print(restart_log)
+
+        # the CRI view: NOTREADY pod, EXITED container with CRI-O's unknown exit
+        pods = h.pods(d)
+        assert [(p.id, p.state) for p in pods] == [(pod_id, api_pb2.SANDBOX_NOTREADY)]
+        st = h.container_status(d, cid)
+        assert st.state == api_pb2.CONTAINER_EXITED
+        assert (st.exit_code, st.reason) == (255, "Error"), (st.exit_code, st.reason)
+        assert "exit status unknown" in st.message
+        assert st.finished_at >= st.started_at > 0
+        assert _log_lines(d), "the container's log was lost"
+        # the IPAM reservation outlived the reboot, as on a real node
+        assert network == "host" or ip in h.census(d)["ipam"]
+
+        # the kubelet's cleanup
+        h.stop_pod(d, pod_id)
+        status = d.runtime.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(
+            pod_sandbox_id=pod_id), timeout=h.RPC_TIMEOUT).status
+        assert status.state == api_pb2.SANDBOX_NOTREADY and not status.network.ip
+        assert h.census(d)["ipam"] == baseline["ipam"], "CNI DEL did not free the address"
+        h.remove_container(d, cid)
+        h.remove_pod(d, pod_id)
+        assert h.pods(d) == [] and h.containers(d) == []
+        d.stop()
+        h.wait_processes_settled(d, baseline["processes"])
+        h.wait_for(lambda: not h.leaks(baseline, h.census(d)).get("links"), timeout=5,
+                   what="the pod's veth to go with its netns")
+        assert h.leaks(baseline, h.census(d)) == {}
+        log_before = len(d.log())
+        h.start(d)
+        assert "start-up: restart after a clean shutdown" in d.log()[log_before:]
+        d.stop()
+    finally:
+        h.remove_pods_and_stop(d)
+
+
+def test_restart_after_kill_is_not_a_reboot(tmp_path):
+    """kill -9 without a reboot: the runroot's version file is still there.
+    An older major.minor in the persistent one tells an upgrade."""
+    from crio_native import __version__
+
+    d = h.crash_daemon(tmp_path / "d")
+    try:
+        h.start(d)
+        d.proc.send_signal(signal.SIGKILL)
+        h.wait_killed(d)
+        (d.base / "root" / "version").write_text('"0.0.7"')
+        log_before = len(d.log())
+        h.start(d)
+        restart_log = d.log()[log_before:]
+        assert "start-up: restart after a crash; upgrade from 0.0.7 to " in restart_log
+        assert version_in(d.base / "root" / "version") == __version__
+    finally:
+        d.stop()
+
+
+def test_start_up_sweeps_by_id(tmp_path):
+    """What no record names, found by the id in its name: a runtime's state
+    dir under the runroot and a crio-<id> cgroup under the cgroup root
+    (where a container of a pod without cgroup_parent gets its group)."""
+    from crio_native.container import orphans
+
+    stray = "5" * 64
+    d = h.crash_daemon(tmp_path / "d")
+    groups = [p / f"crio-{stray}" for p in orphans.cgroup_root_dirs(None)]
+    try:
+        h.start(d)
+        d.stop()
+        state = d.base / "run" / "runtimes" / "builtin" / stray
+        state.mkdir(parents=True)
+        for g in groups:
+            g.mkdir()
+        log_before = len(d.log())
+        h.start(d)
+        restart_log = d.log()[log_before:]
+        assert not state.exists()
+        assert [g for g in groups if g.exists()] == []
+        assert "deleted a runtime state no record owns" in restart_log
+        assert restart_log.count("removed a container cgroup no record owns") == len(groups)
+        d.stop()
+    finally:
+        for g in groups:
+            if g.exists():
+                g.rmdir()
+        if d.proc is not None:
+            d.stop()
