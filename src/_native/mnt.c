@@ -1,6 +1,9 @@
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <unistd.h>
 
+#include "idmap.h"
 #include "mnt.h"
 
 int crn_mnt_mount(const char *source, const char *target, const char *fstype,
@@ -19,4 +22,15 @@ int crn_mnt_unmount(const char *target, crn_error *err)
     if (errno == EINVAL || errno == ENOENT)
         return 0;
     return crn_error_set(err, errno, "umount2", target);
+}
+
+int crn_mnt_idmapped_tree(const char *path, const char *userns_path, int recursive,
+                          crn_error *err)
+{
+    int fd, userns = open(userns_path, O_RDONLY | O_CLOEXEC);
+    if (userns < 0)
+        return crn_error_set(err, errno, "open", userns_path);
+    fd = crn_idmap_tree(path, userns, recursive, err);
+    close(userns);
+    return fd;
 }

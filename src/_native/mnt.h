@@ -11,4 +11,9 @@ int crn_mnt_mount(const char *source, const char *target, const char *fstype,
 /* Lazily unmount every mount stacked on `target`; nothing mounted is not an error. */
 int crn_mnt_unmount(const char *target, crn_error *err);
 
+/* crn_idmap_tree (idmap.h) for the user namespace pinned at `userns_path`:
+ * the detached tree's fd. */
+int crn_mnt_idmapped_tree(const char *path, const char *userns_path, int recursive,
+                          crn_error *err);
+
 #endif

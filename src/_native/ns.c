@@ -130,3 +130,90 @@ int crn_ns_create_pinned(const char *const *names, const char *const *paths, int
     pthread_join(thread, NULL);
     return job.rc;
 }
+
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "syscalls.h"
+
+static int write_map(int pid, const char *file, const char *map, crn_error *err)
+{
+    char path[64];
+    size_t len = strlen(map);
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return crn_error_set(err, errno, "open", path);
+    if (write(fd, map, len) != (ssize_t)len) {
+        int saved = errno;
+        close(fd);
+        return crn_error_set(err, saved, "write", path);
+    }
+    close(fd);
+    return 0;
+}
+
+static int pin_from(int pid, const char *const *names, const char *const *paths, int count,
+                    crn_error *err)
+{
+    for (int i = 0; i < count; i++) {
+        char src[64];
+        snprintf(src, sizeof src, "/proc/%d/ns/%s", pid, names[i]);
+        if (crn_ns_pin(src, paths[i], err) < 0) {
+            crn_error scratch;
+            while (--i >= 0)
+                crn_ns_unpin(paths[i], &scratch);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int crn_ns_create_pinned_userns(const char *const *names, const char *const *paths, int count,
+                                const char *uid_map, const char *gid_map, crn_error *err)
+{
+    struct clone_args args;
+    uint64_t flags = CLONE_NEWUSER;
+    int gate[2], pid, rc;
+
+    for (int i = 0; i < count; i++) {
+        int flag = strcmp(names[i], "user") == 0 ? CLONE_NEWUSER : ns_flag(names[i]);
+        if (flag == 0)
+            return crn_error_set(err, EINVAL, "unsupported namespace", names[i]);
+        flags |= (uint64_t)flag;
+    }
+    if (pipe2(gate, O_CLOEXEC) < 0)
+        return crn_error_set(err, errno, "pipe2", NULL);
+    memset(&args, 0, sizeof args);
+    args.flags = flags;
+    args.exit_signal = SIGCHLD;
+    pid = (int)syscall(__NR_clone3, &args, sizeof args);
+    if (pid == 0) {
+        /* The holder: async-signal-safe only (the caller is multi-threaded).
+         * It waits until the parent closes the gate, then exits. */
+        char byte;
+        close(gate[1]);
+        while (read(gate[0], &byte, 1) < 0 && errno == EINTR)
+            ;
+        _exit(0);
+    }
+    close(gate[0]);
+    if (pid < 0) {
+        close(gate[1]);
+        return crn_error_set(err, errno, "clone3", "user namespace");
+    }
+    rc = write_map(pid, "uid_map", uid_map, err);
+    if (rc == 0)
+        rc = write_map(pid, "gid_map", gid_map, err);
+    if (rc == 0)
+        rc = pin_from(pid, names, paths, count, err);
+    close(gate[1]);
+    while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+    return rc;
+}

@@ -30,3 +30,12 @@ int crn_ns_unpin(const char *pin_path, crn_error *err);
  * pin already made is undone. */
 int crn_ns_create_pinned(const char *const *names, const char *const *paths, int count,
                          crn_error *err);
+
+/* Like crn_ns_create_pinned, with "user" among `names`: the other namespaces
+ * are made inside (owned by) a new user namespace whose maps are `uid_map`
+ * and `gid_map` ("inside outside count\n" lines).  A user namespace cannot be
+ * made by a thread of a multi-threaded process, so a short-lived child holds
+ * them while they are mapped and pinned; it runs no code but a read and
+ * _exit.  All or nothing. */
+int crn_ns_create_pinned_userns(const char *const *names, const char *const *paths, int count,
+                                const char *uid_map, const char *gid_map, crn_error *err);

@@ -46,9 +46,27 @@ static int join_all(crn_child *c, crn_error *err)
         types[n] = nstype;
         paths[n++] = path;
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        if (types[i] == CLONE_NEWUSER) {
+            /* Entered last (crn_proc_join_userns): as the host's root we can
+             * still join the rest, make the mounts (idmapped ones need it)
+             * and set rlimits; inside it we could not. */
+            c->userns_fd = crn_steal_fd(&fds[i]);
+            continue;
+        }
         if (setns(fds[i], (int)types[i]) < 0)
             return crn_error_set(err, errno, "setns", paths[i]);
+    }
+    return 0;
+}
+
+int crn_proc_join_userns(crn_child *c, crn_error *err)
+{
+    if (c->userns_fd < 0)
+        return 0;
+    if (setns(c->userns_fd, CLONE_NEWUSER) < 0)
+        return crn_error_set(err, errno, "setns", "user namespace");
+    crn_close_fdp(&c->userns_fd);
     return 0;
 }
 

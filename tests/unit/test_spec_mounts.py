@@ -124,7 +124,8 @@ def test_selinux_relabel_is_recorded():
      r"mounts\[0\]\.recursive_read_only", "does not support"),
     (m(propagation=7), {}, r"mounts\[0\]\.propagation", "unknown"),
     (m(image=api_pb2.ImageSpec(image="x")), {}, r"mounts\[0\]\.image", "not supported"),
-    (m(uidMappings=[api_pb2.IDMapping(length=1)]), {}, r"mounts\[0\]\.uidMappings", "not"),
+    (m(uidMappings=[api_pb2.IDMapping(length=1)]), {}, r"mounts\[0\]\.uidMappings",
+     "need a pod with a user namespace"),
 ])
 def test_request_mount_errors(mount, kw, field, reason):
     with pytest.raises(InvalidArgument, match=f"CreateContainer: config.{field}: .*{reason}"):

@@ -72,16 +72,18 @@ def test_user_namespace_joined_with_mappings():
                                                            length=65536)])
     cfg = config_with(**{f"{NS}__userns_options": userns})
     pins = dict(base_sandbox().pins, user="/pins/user")
-    b = apply(namespaces.with_namespaces, make_inputs(cfg, sandbox=base_sandbox(pins=pins)))
+    sandbox = base_sandbox(pins=pins, userns_uids=[[0, 100000, 65536]],
+                           userns_gids=[[0, 200000, 65536]])
+    b = apply(namespaces.with_namespaces, make_inputs(cfg, sandbox=sandbox))
     assert {"type": "user", "path": "/pins/user"} in b.linux["namespaces"]
     assert b.linux["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]
     assert b.linux["gidMappings"][0]["hostID"] == 200000
 
 
-@pytest.mark.parametrize("mode", [POD, CONTAINER])
-def test_user_namespace_needs_a_pinned_pod_namespace(mode):
+@pytest.mark.parametrize("mode, field", [(POD, "uids"), (CONTAINER, "mode")])
+def test_user_namespace_needs_a_pinned_pod_namespace(mode, field):
     cfg = config_with(**{f"{NS}__userns_options": api_pb2.UserNamespace(mode=mode)})
-    with pytest.raises(InvalidArgument, match=r"userns_options\.mode"):
+    with pytest.raises(InvalidArgument, match=rf"userns_options\.{field}"):
         namespaces_of(cfg)
 
 

@@ -80,6 +80,18 @@ def unpin(pin_path):
         raise_native(&err)
 
 
+cdef list _pin_arrays(pins, const char **names, const char **paths):
+    """Fill names[i]/paths[i] from `pins` (at most 8, checked by the caller);
+    the returned list owns the bytes they point into: keep it for the call."""
+    keep = []
+    for i, (name, path) in enumerate(pins.items()):
+        bname, bpath = name.encode(), os.fsencode(path)
+        keep.extend((bname, bpath))
+        names[i] = bname
+        paths[i] = bpath
+    return keep
+
+
 def create_pinned(pins):
     """New net/ipc/uts namespaces, each pinned at a path, with no process
     holding them.  `pins` maps nsfs name -> pin path.  All or nothing."""
@@ -90,14 +102,32 @@ def create_pinned(pins):
     cdef int rc
     if not 0 < count <= 8:
         raise ValueError("create_pinned: between 1 and 8 namespaces")
-    keep = []
-    for i, (name, path) in enumerate(pins.items()):
-        bname, bpath = name.encode(), os.fsencode(path)
-        keep.extend((bname, bpath))
-        names[i] = bname
-        paths[i] = bpath
+    keep = _pin_arrays(pins, names, paths)
     crn_error_clear(&err)
     with nogil:
         rc = c.crn_ns_create_pinned(names, paths, count, &err)
+    if rc < 0:
+        raise_native(&err)
+
+
+def create_pinned_userns(pins, uid_map, gid_map):
+    """A new user namespace with these maps ("inside outside count" lines),
+    pinned as pins["user"], and the other namespaces of `pins` made inside
+    it and pinned too.  All or nothing."""
+    cdef crn_error err
+    cdef const char *names[8]
+    cdef const char *paths[8]
+    cdef int count = len(pins)
+    cdef int rc
+    cdef bytes buid = uid_map.encode()
+    cdef bytes bgid = gid_map.encode()
+    cdef const char *cuid = buid
+    cdef const char *cgid = bgid
+    if not 0 < count <= 8 or "user" not in pins:
+        raise ValueError("create_pinned_userns: a user pin and at most 7 others")
+    keep = _pin_arrays(pins, names, paths)
+    crn_error_clear(&err)
+    with nogil:
+        rc = c.crn_ns_create_pinned_userns(names, paths, count, cuid, cgid, &err)
     if rc < 0:
         raise_native(&err)

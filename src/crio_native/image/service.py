@@ -15,7 +15,7 @@ from crio_native.image.pull import Puller
 from crio_native.image.reference import parse_reference
 from crio_native.image.registries import load_registries
 from crio_native.storage.images import ImageRecord
-from crio_native.storage.rootfs import RootfsStore
+from crio_native.storage.rootfs import RootfsIdmap, RootfsStore
 from crio_native.storage.store import ImageStore
 
 STORAGE_DIR = "storage"
@@ -106,12 +106,14 @@ class ImageService:
             self.store.remove_image(record)
             return record
 
-    def create_rootfs(self, container_id: str, image: str, mount_label: str = "") -> Path:
+    def create_rootfs(self, container_id: str, image: str, mount_label: str = "",
+                      idmap: RootfsIdmap | None = None) -> Path:
         """Mount a container's overlay rootfs from `image` (with the SELinux
-        `mount_label`, if any); returns its path."""
+        `mount_label`, if any; with idmapped layers for a pod with a user
+        namespace); returns its path."""
         with self.store.lock:  # so RemoveImage cannot slip in between
             record = lookup_or_not_found(self, image, "CreateContainer: config.image.image")
-            merged = self.rootfs.create(container_id, record, mount_label)
+            merged = self.rootfs.create(container_id, record, mount_label, idmap)
         self.store.invalidate_usage()
         return merged
 

@@ -30,6 +30,10 @@ class SandboxRecord(JsonRecord):
     network_mode: int = 0
     pid_mode: int = 0
     ipc_mode: int = 0
+    # the pod's user namespace (KEP-127): [container_id, host_id, length] each;
+    # empty: the host's.  Its pin is pins["user"].
+    userns_uids: list[list[int]] = field(default_factory=list)
+    userns_gids: list[list[int]] = field(default_factory=list)
     pins: dict[str, str] = field(default_factory=dict)   # nsfs name -> pin path we own
     infra: bool = False                                   # an infra process holds the PID ns
     sandbox_task: bool = False    # the pod's vm handler runs its sandbox task (runtime/shim/pod.py)

@@ -45,7 +45,10 @@ def namespaces_to_create(record: SandboxRecord) -> list[str]:
 def planned_pins(record: SandboxRecord, pin_root: Path) -> dict[str, str]:
     """Where the pod's namespaces will be pinned, known before they are:
     the record carries them first, so a crash while pinning still unpins."""
-    return {name: str(pin_root / name / record.id) for name in namespaces_to_create(record)}
+    names = namespaces_to_create(record)
+    if record.userns_uids:
+        names.append("user")
+    return {name: str(pin_root / name / record.id) for name in names}
 
 
 def pin_namespaces(record: SandboxRecord, pin_root: Path) -> None:
@@ -54,7 +57,14 @@ def pin_namespaces(record: SandboxRecord, pin_root: Path) -> None:
         return
     for path in pins.values():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    ns.create_pinned(pins)
+    if "user" in pins:
+        # the pod's other namespaces are made inside (owned by) its user namespace
+        from crio_native.sandbox.validate import id_map_text
+
+        ns.create_pinned_userns(pins, id_map_text(record.userns_uids),
+                                id_map_text(record.userns_gids))
+    else:
+        ns.create_pinned(pins)
     record.pins = pins
 
 

@@ -157,3 +157,54 @@ def check_port_mappings(mappings) -> list[dict]:
             out.append({"hostPort": pm.host_port, "containerPort": pm.container_port,
                         "protocol": protocols.get(pm.protocol, "tcp"), "hostIP": pm.host_ip})
     return out
+
+
+# ---- user namespaces (KEP-127) -------------------------------------------------
+
+USERNS_FIELD = "linux.security_context.namespace_options.userns_options"
+IdMap = tuple[int, int, int]        # (container_id, host_id, length)
+MODE_NAMES = {0: "POD", 1: "CONTAINER", 2: "NODE", 3: "TARGET"}
+
+
+def check_userns(userns, rpc: str = RPC) -> tuple[list[IdMap], list[IdMap]] | None:
+    """The id maps of a user namespace request, or None for the host's.
+
+    What the kubelet sends: mode NODE without mappings (hostUsers: true), or
+    mode POD with one uid and one gid mapping of container id 0 (a 65536-long
+    range at a multiple of 65536).  Everything else is refused, naming the
+    field: CONTAINER and TARGET (no per-container user namespaces), mappings
+    on NODE, more or fewer than one mapping, a range that leaves the
+    container's root unmapped or runs past 2^32."""
+    def err(path: str, reason: str) -> InvalidArgument:
+        return InvalidArgument(f"{rpc}: config.{USERNS_FIELD}.{path}: {reason}")
+
+    mode = userns.mode
+    if mode == 2:
+        for key in ("uids", "gids"):
+            if len(getattr(userns, key)):
+                raise err(key, "mappings are only for mode POD (mode NODE uses the host's "
+                               "user namespace)")
+        return None
+    if mode != 0:
+        raise err("mode", f"mode {MODE_NAMES.get(mode, mode)} is not supported: a user "
+                          "namespace is the pod's (POD) or the host's (NODE)")
+    maps = []
+    for key in ("uids", "gids"):
+        got = list(getattr(userns, key))
+        if len(got) != 1:
+            raise err(key, f"mode POD needs exactly one mapping, got {len(got)}")
+        m = got[0]
+        if m.container_id != 0:
+            raise err(f"{key}[0].container_id",
+                      f"the mapping must start at container id 0, got {m.container_id}")
+        if m.length == 0:
+            raise err(f"{key}[0].length", "must be at least 1")
+        if m.host_id + m.length > 1 << 32:
+            raise err(f"{key}[0].length", f"host ids {m.host_id}+{m.length} run past 2^32")
+        maps.append([(m.container_id, m.host_id, m.length)])
+    return maps[0], maps[1]
+
+
+def id_map_text(maps: list[IdMap] | list[list[int]]) -> str:
+    """/proc/PID/uid_map's format."""
+    return "".join(f"{c} {h} {n}\n" for c, h, n in maps)

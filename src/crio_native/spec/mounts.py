@@ -109,8 +109,7 @@ def request_mount(m: api_pb2.Mount, i: int, inputs: SpecInputs) -> dict[str, Any
         raise invalid(f"{field}.container_path", f"must be an absolute path, got {dest!r}")
     if m.HasField("image") and m.image.image:
         raise invalid(f"{field}.image", "image volume mounts are not supported")
-    if m.uidMappings or m.gidMappings:
-        raise invalid(f"{field}.uidMappings", "ID-mapped mounts are not supported")
+    check_mount_mappings(m, field, inputs)
     if not src.startswith("/"):
         raise invalid(f"{field}.host_path", f"must be an absolute path, got {src!r}")
     if not inputs.host_path_exists(src):
@@ -122,6 +121,22 @@ def request_mount(m: api_pb2.Mount, i: int, inputs: SpecInputs) -> dict[str, Any
         check_rro(m, field, inputs)
         options.append("rro")
     return _mount(os.path.normpath(dest), "bind", os.path.normpath(src), options)
+
+
+def check_mount_mappings(m: api_pb2.Mount, field: str, inputs: SpecInputs) -> None:
+    """A mount's own id maps: every bind of a pod with a user namespace is
+    idmapped through that namespace (namespaces.with_user_namespace), so
+    maps given here must be the pod's; other idmaps are not supported."""
+    for key, pods in (("uidMappings", inputs.sandbox.userns_uids),
+                      ("gidMappings", inputs.sandbox.userns_gids)):
+        mine = [[x.container_id, x.host_id, x.length] for x in getattr(m, key)]
+        if not mine:
+            continue
+        if not pods:
+            raise invalid(f"{field}.{key}", "idmapped mounts need a pod with a user namespace")
+        if mine != [list(p) for p in pods]:
+            raise invalid(f"{field}.{key}", f"{mine} differ from the pod's user namespace "
+                                            f"mappings {pods}: only those are supported")
 
 
 def check_rro(m: api_pb2.Mount, field: str, inputs: SpecInputs) -> None:

@@ -3,18 +3,20 @@
 net, ipc and uts are the pod's: joined by the path of the pin the sandbox
 made, or absent (the host's) when the pod has none of that kind.  pid follows
 the container's NamespaceMode; mount and cgroup are always the container's
-own; user only when the pod has a user namespace pinned."""
+own; user (KEP-127) only when the pod has a user namespace pinned, and then
+every container joins it."""
 from __future__ import annotations
 
 from typing import Any
 
 from crio_native._proto import api_pb2
 from crio_native.errors import FailedPrecondition, InvalidArgument
-from crio_native.sandbox.validate import sysctl_namespace
+from crio_native.sandbox.validate import check_userns, sysctl_namespace
 from crio_native.spec.inputs import RPC, SpecBuild, SpecInputs, invalid
 
 NS_OPTS = "linux.security_context.namespace_options"
-POD_KINDS = (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))
+POD_KINDS = (("network", "net"), ("ipc", "ipc"), ("uts", "uts"), ("user", "user"))
+USERNS = f"{NS_OPTS}.userns_options"
 
 
 def _ns(kind: str, path: str = "") -> dict[str, Any]:
@@ -66,21 +68,49 @@ def _check_pod_mode(inputs: SpecInputs) -> None:
                           f"differs from the pod's {api_pb2.NamespaceMode.Name(pod_mode)}")
 
 
-def user_namespace(inputs: SpecInputs) -> dict[str, Any] | None:
+def check_container_userns(inputs: SpecInputs) -> None:
+    """KEP-127: a container is in its pod's user namespace, the one RunPodSandbox
+    pinned (every container joins it, as net/ipc/uts).  Its own userns_options,
+    which the kubelet copies from the pod's, must say the same: the same mode
+    and, for POD, the pod's mappings."""
     opts = inputs.security.namespace_options
-    userns = opts.userns_options
-    if not opts.HasField("userns_options") or userns.mode == api_pb2.NODE:
-        return None
-    path = inputs.sandbox.pins.get("user")
-    if userns.mode != api_pb2.POD or not path:
-        raise invalid(f"{NS_OPTS}.userns_options.mode",
-                      "user namespaces need a pod with a pinned user namespace")
-    return _ns("user", path)
+    pod_has = "user" in inputs.sandbox.pins
+    if not opts.HasField("userns_options"):
+        return
+    maps = check_userns(opts.userns_options, RPC)
+    if maps is None:
+        if pod_has:
+            raise invalid(f"{USERNS}.mode", "mode NODE in a pod with its own user namespace")
+        return
+    if not pod_has:
+        raise invalid(f"{USERNS}.mode", f"mode POD but pod {inputs.sandbox.id} has no user "
+                                        "namespace (its RunPodSandbox asked for none)")
+    for key, mine, pods in (("uids", maps[0], inputs.sandbox.userns_uids),
+                            ("gids", maps[1], inputs.sandbox.userns_gids)):
+        if [list(m) for m in mine] != [list(m) for m in pods]:
+            raise invalid(f"{USERNS}.{key}", f"{mine} differ from the pod's mappings {pods}")
 
 
 def _id_mappings(mappings) -> list[dict[str, int]]:
-    return [{"containerID": m.container_id, "hostID": m.host_id, "size": m.length}
-            for m in mappings]
+    return [{"containerID": c, "hostID": h, "size": n} for c, h, n in mappings]
+
+
+def with_user_namespace(build: SpecBuild, inputs: SpecInputs) -> None:
+    """The pod's mappings on linux and on every bind mount: the runtime
+    makes those idmapped mounts through the pod's user namespace, so a
+    volume's files keep their on-disk owners as the container sees them
+    (container root writes uid 0 on disk) and nothing is chowned."""
+    if "user" not in inputs.sandbox.pins:
+        return
+    uids = _id_mappings(inputs.sandbox.userns_uids)
+    gids = _id_mappings(inputs.sandbox.userns_gids)
+    build.linux["uidMappings"] = uids
+    build.linux["gidMappings"] = gids
+    for m in build.spec.get("mounts") or []:
+        if m.get("type") == "bind" or "bind" in m.get("options", []) \
+                or "rbind" in m.get("options", []):
+            m["uidMappings"] = [dict(u) for u in uids]
+            m["gidMappings"] = [dict(g) for g in gids]
 
 
 def with_namespaces(build: SpecBuild, inputs: SpecInputs) -> None:
@@ -90,12 +120,8 @@ def with_namespaces(build: SpecBuild, inputs: SpecInputs) -> None:
     if pid:
         namespaces.append(pid)
     namespaces += [_ns("mount"), _ns("cgroup")]
-    user = user_namespace(inputs)
-    if user:
-        namespaces.append(user)
-        userns = inputs.security.namespace_options.userns_options
-        build.linux["uidMappings"] = _id_mappings(userns.uids)
-        build.linux["gidMappings"] = _id_mappings(userns.gids)
+    check_container_userns(inputs)
+    with_user_namespace(build, inputs)
     build.linux["namespaces"] = namespaces
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from crio_native.errors import AlreadyExists, InvalidArgument
+from crio_native.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from crio_native.state.files import atomic_write
 from crio_native.storage.images import ImageRecord
 from crio_native.storage.layers import LayerStore
@@ -48,6 +49,53 @@ def overlay_options(lowers: list[Path], upper: Path, work: Path, mount_label: st
     return options
 
 
+@dataclass(frozen=True)
+class RootfsIdmap:
+    """A rootfs for a pod with a user namespace (KEP-127): its layers are
+    idmapped through the namespace pinned at `userns`, and the upper dir (new
+    files, copied-up ones) is owned by the container's root as the host sees
+    it, `uid`:`gid`.  The overlay mount itself cannot be idmapped
+    (overlayfs does not allow it), but since 5.19 it accepts idmapped
+    layers: nothing in the image is chowned."""
+    userns: str
+    uid: int
+    gid: int
+
+    @classmethod
+    def of(cls, pins: dict[str, str], uids: list[list[int]],
+           gids: list[list[int]]) -> "RootfsIdmap | None":
+        """From a pod record's pins and mappings; None without a user namespace."""
+        if "user" not in pins or not uids or not gids:
+            return None
+        return cls(pins["user"], _host_root(uids), _host_root(gids))
+
+
+def _host_root(maps: list[list[int]]) -> int:
+    for inside, outside, size in maps:
+        if inside <= 0 < inside + size:
+            return outside
+    raise InvalidArgument("user namespace mappings leave the container's root unmapped")
+
+
+def _idmapped_layers(lowers: list[Path], idmap: RootfsIdmap) -> list[int]:
+    from crio_native._native import mount as native
+
+    fds: list[int] = []
+    try:
+        for lower in lowers:
+            try:
+                fds.append(native.idmapped_tree(str(lower), idmap.userns))
+            except OSError as e:
+                raise FailedPrecondition(
+                    f"CreateContainer: rootfs: layer {lower} cannot be idmapped for the pod's "
+                    f"user namespace (its filesystem must support idmapped mounts): {e}") from e
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
 class RootfsStore:
     def __init__(self, root: Path, layers: LayerStore, mount: MountFn = _native_mount,
                  unmount: UnmountFn = _native_unmount):
@@ -62,7 +110,8 @@ class RootfsStore:
             raise InvalidArgument(f"rootfs: bad container id {container_id!r}")
         return self.root / container_id
 
-    def create(self, container_id: str, image: ImageRecord, mount_label: str = "") -> Path:
+    def create(self, container_id: str, image: ImageRecord, mount_label: str = "",
+               idmap: RootfsIdmap | None = None) -> Path:
         """Mount the container's rootfs and return the merged directory."""
         d = self.path(container_id)
         try:
@@ -74,12 +123,28 @@ class RootfsStore:
             for sub in ("upper", "work", "merged"):
                 (d / sub).mkdir(mode=0o755)
             lowers = [self.layers.short_link(c) for c in reversed(image.layers)]
-            options = overlay_options(lowers, d / "upper", d / "work", mount_label)
-            self._mount("overlay", str(d / "merged"), "overlay", 0, options)
+            if idmap is None:
+                options = overlay_options(lowers, d / "upper", d / "work", mount_label)
+                self._mount("overlay", str(d / "merged"), "overlay", 0, options)
+            else:
+                self._mount_idmapped(d, lowers, mount_label, idmap)
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise
         return d / "merged"
+
+    def _mount_idmapped(self, d: Path, lowers: list[Path], mount_label: str,
+                        idmap: RootfsIdmap) -> None:
+        os.chown(d / "upper", idmap.uid, idmap.gid)
+        fds = _idmapped_layers(lowers, idmap)
+        try:
+            # the detached layer mounts, by fd: overlay takes its own clones
+            paths = [Path(f"/proc/self/fd/{fd}") for fd in fds]
+            options = overlay_options(paths, d / "upper", d / "work", mount_label)
+            self._mount("overlay", str(d / "merged"), "overlay", 0, options)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def remove(self, container_id: str) -> None:
         """Unmount and delete; a rootfs that is already gone is fine."""

@@ -16,6 +16,10 @@ def state(record: SandboxRecord) -> int:
     return api_pb2.SANDBOX_READY if record.state == READY else api_pb2.SANDBOX_NOTREADY
 
 
+def _id_mappings(maps: list[list[int]]) -> list[api_pb2.IDMapping]:
+    return [api_pb2.IDMapping(container_id=c, host_id=h, length=n) for c, h, n in maps]
+
+
 def status(record: SandboxRecord) -> api_pb2.PodSandboxStatus:
     network = api_pb2.PodSandboxNetworkStatus()
     if record.ips:
@@ -23,6 +27,10 @@ def status(record: SandboxRecord) -> api_pb2.PodSandboxStatus:
         network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in record.ips[1:])
     options = api_pb2.NamespaceOption(network=record.network_mode, pid=record.pid_mode,
                                       ipc=record.ipc_mode)
+    if record.userns_uids:
+        options.userns_options.CopyFrom(api_pb2.UserNamespace(
+            mode=api_pb2.POD, uids=_id_mappings(record.userns_uids),
+            gids=_id_mappings(record.userns_gids)))
     return api_pb2.PodSandboxStatus(
         id=record.id, metadata=metadata(record), state=state(record),
         created_at=record.created_at, network=network,

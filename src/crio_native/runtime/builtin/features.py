@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from crio_native.linux import capabilities, cgroups, seccomp
-from crio_native.linux.mounts import FLAG_OPTIONS, PROPAGATION, kernel_has_mount_setattr
+from crio_native.linux import apparmor, capabilities, cgroups, landlock, seccomp
+from pathlib import Path
+
+from crio_native.linux.mounts import (FLAG_OPTIONS, PROPAGATION, kernel_at_least,
+                                      kernel_has_mount_setattr)
 from crio_native.runtime.builtin.plan import NAMESPACES
+
+
+def user_namespaces_supported() -> bool:
+    """KEP-127 pods on this kernel: user namespaces enabled, and idmapped
+    mounts where the rootfs needs them (overlayfs takes idmapped layers
+    since Linux 5.19; mount_setattr itself came with 5.12)."""
+    try:
+        enabled = int(Path("/proc/sys/user/max_user_namespaces").read_text()) > 0
+    except (OSError, ValueError):
+        enabled = False
+    return enabled and kernel_at_least(5, 19)
 
 
 def features() -> dict[str, Any]:
@@ -22,6 +36,8 @@ def features() -> dict[str, Any]:
                                | ({"rro"} if kernel_has_mount_setattr() else set())),
         "linux": {
             "namespaces": sorted(NAMESPACES),
+            # idmapped bind mounts, through a joined user namespace (plan_rootfs)
+            "mountExtensions": {"idmap": {"enabled": user_namespaces_supported()}},
             "capabilities": sorted(capabilities.CAPABILITIES,
                                    key=capabilities.CAPABILITIES.__getitem__),
             "cgroup": {"v1": any(h.version == 1 for h, _ in hierarchies),
@@ -38,9 +54,13 @@ def features() -> dict[str, Any]:
                 # what this kernel takes (WAIT_KILLABLE_RECV: Linux 5.19)
                 "supportedFlags": seccomp.supported_flags(),
             },
-            "apparmor": {"enabled": False},
+            # process.apparmorProfile is applied whenever the host runs AppArmor
+            "apparmor": {"enabled": apparmor.enabled()},
             # labels are applied whenever the host runs SELinux
             "selinux": {"enabled": True},
         },
-        "annotations": {"org.crio-native.runtime": "builtin"},
+        # org.crio-native.landlock (a policy, spec/landlock.py) is enforced
+        # with this Landlock ABI; "0": the kernel has none
+        "annotations": {"org.crio-native.runtime": "builtin",
+                        "org.crio-native.landlock.abi": str(landlock.abi_version())},
     }

@@ -29,9 +29,8 @@ def namespace_records(linux: dict) -> tuple[list[Record], set[str]]:
             joins.append((kind, abs_path(ns["path"], f"{field}.path")))
         else:
             flags |= NAMESPACES[kind]
-    if not flags & NAMESPACES["mount"]:
-        raise invalid("linux.namespaces", "the built-in runtime needs a new mount namespace")
-    # A joined user namespace first: it grants the rights to join the rest.
+    # A joined user namespace is entered last, in the child, once the mounts
+    # are made (crn_proc_join_userns): its record goes first all the same.
     joins.sort(key=lambda j: j[0] != "user")
     records = [rec(Rec.NS_NEW, flags)]
     records += [rec(Rec.NS_JOIN, NAMESPACES[k], p) for k, p in joins]
@@ -39,8 +38,18 @@ def namespace_records(linux: dict) -> tuple[list[Record], set[str]]:
     return records, new
 
 
+def joined_user_namespace(linux: dict) -> bool:
+    return any(isinstance(ns, dict) and ns.get("type") == "user" and ns.get("path")
+               for ns in linux.get("namespaces") or [])
+
+
 def id_map_records(linux: dict, new_ns: set[str]) -> list[Record]:
-    out = []
+    """The maps the parent writes for a new user namespace.  A joined one
+    has its maps already; any given with it only describe it (the idmapped
+    mounts, plan_rootfs) and are not written."""
+    out: list[Record] = []
+    if "user" not in new_ns and joined_user_namespace(linux):
+        return out
     for which, key in ((0, "uidMappings"), (1, "gidMappings")):
         for i, m in enumerate(array_at(linux, key, f"linux.{key}")):
             field = f"linux.{key}[{i}]"

@@ -6,6 +6,7 @@ kind (file or directory) is known."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ from crio_native.linux.mounts import (DEFAULT_DEVICES, DEVICE_TYPES, MS_BIND, MS
                                       PROPAGATION, Device, MountOptions, default_symlinks,
                                       parse_mount_options)
 from crio_native.runtime.builtin.plan_fields import abs_path, array_at, invalid, object_at, u32
+from crio_native.runtime.builtin.plan_namespaces import joined_user_namespace
 from crio_native.runtime.builtin.records import (LABEL_MAX, MOUNT_BIND, MOUNT_DEST_FILE,
-                                                 MOUNT_FS, MOUNT_LABEL_XATTR, MOUNT_RRO, Rec,
-                                                 Record, rec)
+                                                 MOUNT_FS, MOUNT_IDMAP, MOUNT_LABEL_XATTR,
+                                                 MOUNT_RRO, Rec, Record, rec)
 
 FS_TYPES = {"tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup2", "bind", "none"}
 # Labelled by setxattr on their root rather than a context= option (runc's
@@ -101,8 +103,98 @@ def cgroup_mount_records(dest: str, opts: MountOptions, cgroups: CgroupPlan,
     return mounts, links
 
 
+def _maps(value: Any, field: str) -> list[tuple[int, int, int]]:
+    if not isinstance(value, list):
+        raise invalid(field, "must be an array")
+    out = []
+    for j, m in enumerate(value):
+        if not isinstance(m, dict):
+            raise invalid(f"{field}[{j}]", "must be an object")
+        out.append((u32(m.get("containerID"), f"{field}[{j}].containerID"),
+                    u32(m.get("hostID"), f"{field}[{j}].hostID"),
+                    u32(m.get("size"), f"{field}[{j}].size")))
+    return out
+
+
+def to_host_id(container_id: int, maps: list[tuple[int, int, int]]) -> int:
+    """`container_id` as the host sees it through a user namespace's maps."""
+    for inside, outside, size in maps:
+        if inside <= container_id < inside + size:
+            return outside + container_id - inside
+    return container_id
+
+
+def _idmap_kind(m: dict, field: str, linux: dict, is_bind: bool) -> int:
+    """MOUNT_IDMAP for a mount with id maps: a bind, idmapped through the
+    user namespace the container joins (the pod's, KEP-127), whose maps
+    must be the mount's.  A new user namespace is entered at clone, before
+    any mount, so its idmapped mounts cannot be made: refused."""
+    if "uidMappings" not in m and "gidMappings" not in m:
+        return 0
+    if not is_bind:
+        raise invalid(f"{field}.uidMappings", "idmapped mounts must be binds")
+    if not joined_user_namespace(linux):
+        raise invalid(f"{field}.uidMappings", "the built-in runtime makes idmapped mounts "
+                      "through a joined user namespace (linux.namespaces user with a path)")
+    for key in ("uidMappings", "gidMappings"):
+        mine = _maps(m.get(key, []), f"{field}.{key}")
+        theirs = _maps(linux.get(key, []), f"linux.{key}")
+        if mine != theirs:
+            raise invalid(f"{field}.{key}", f"{mine} differ from linux.{key} {theirs}: "
+                          "only the user namespace's own mapping is supported")
+    return MOUNT_IDMAP
+
+
+def check_idmappable(source: str, field: str, linux: dict, recursive: bool) -> None:
+    """A bind source whose filesystem cannot be idmapped (procfs, sysfs, most
+    network and FUSE filesystems, anything before its kernel learnt it) is
+    refused here, naming the mount, rather than failing in the child: tried
+    on the real source with the real namespace, a detached copy that is
+    dropped at once.  (Chowning the volume instead would change the host's
+    files under the pod's feet.)"""
+    userns = next((ns["path"] for ns in linux.get("namespaces") or []
+                   if isinstance(ns, dict) and ns.get("type") == "user" and ns.get("path")), "")
+    if not os.path.exists(userns):
+        return      # not on this host (a plan built for inspection)
+    from crio_native._native import mount as native
+
+    try:
+        os.close(native.idmapped_tree(source, userns, recursive))
+    except OSError as e:
+        raise invalid(f"{field}.source", f"{source} cannot be an idmapped mount (its "
+                      "filesystem, or one mounted below it, does not support idmapped "
+                      f"mounts), which a pod with a user namespace needs for its "
+                      f"volumes: {e.strerror}") from None
+
+
+ID_OPTION_TYPES = {"tmpfs", "devpts"}
+
+
+def host_id_options(fstype: str, data: str, linux: dict) -> str:
+    """uid=/gid= of a tmpfs or devpts are the container's ids: in a joined
+    user namespace the host's root mounts them, so they are translated
+    through its maps, and a tmpfs without them is owned by the container's
+    root, as it would be had the container mounted it itself."""
+    if fstype not in ID_OPTION_TYPES or not joined_user_namespace(linux):
+        return data
+    uids = _maps(linux.get("uidMappings", []), "linux.uidMappings")
+    gids = _maps(linux.get("gidMappings", []), "linux.gidMappings")
+    parts = [p for p in data.split(",") if p]
+    seen = set()
+    for n, part in enumerate(parts):
+        key, eq, value = part.partition("=")
+        if eq and key in ("uid", "gid") and value.isdigit():
+            seen.add(key)
+            parts[n] = f"{key}={to_host_id(int(value), uids if key == 'uid' else gids)}"
+    if fstype == "tmpfs":
+        for key, maps in (("uid", uids), ("gid", gids)):
+            if key not in seen:
+                parts.append(f"{key}={to_host_id(0, maps)}")
+    return ",".join(parts)
+
+
 def mount_record(m: Any, i: int, bundle: Path, rootfs: Path,
-                 mount_label: str | None = None) -> Record:
+                 mount_label: str | None = None, linux: dict | None = None) -> Record:
     field = f"mounts[{i}]"
     if not isinstance(m, dict):
         raise invalid(field, "must be an object")
@@ -125,7 +217,10 @@ def mount_record(m: Any, i: int, bundle: Path, rootfs: Path,
         fstype = ""
     if opts.recursive_ro:
         kind |= MOUNT_RRO
-    data = opts.data
+    kind |= _idmap_kind(m, field, linux or {}, bool(kind & MOUNT_BIND))
+    if kind & MOUNT_IDMAP:
+        check_idmappable(source, field, linux or {}, bool(opts.flags & MS_REC))
+    data = host_id_options(fstype, opts.data, linux or {})
     if kind == MOUNT_FS:
         data = selinux_mod.mount_data_with_label(fstype, data, mount_label)
         if mount_label and fstype in XATTR_LABEL_TYPES and "context=" not in data:
@@ -168,7 +263,7 @@ def rootfs_records(spec: dict, bundle: Path, barrier: str | None, new_ns: set[st
             out += more
             links += more_links
         else:
-            out.append(mount_record(m, i, bundle, rootfs, mount_label))
+            out.append(mount_record(m, i, bundle, rootfs, mount_label, linux))
     out += device_records(linux, userns="user" in new_ns) + links
     has_devpts = any(isinstance(m, dict) and m.get("type") == "devpts"
                      and m.get("destination") == "/dev/pts" for m in mounts)
@@ -200,5 +295,12 @@ def device_records(linux: dict, userns: bool = False) -> list[Record]:
         # mknod is refused in a user namespace: bind the host's node instead.
         return [rec(Rec.MOUNT, MS_BIND, 0, MOUNT_BIND | MOUNT_DEST_FILE, d.path, d.path, "", "")
                 for d in devices.values()]
+    if joined_user_namespace(linux):
+        # made by the host's root before the user namespace is entered: owned
+        # by the ids the container's uid/gid are on the host
+        uids = _maps(linux.get("uidMappings", []), "linux.uidMappings")
+        gids = _maps(linux.get("gidMappings", []), "linux.gidMappings")
+        devices = {p: replace(d, uid=to_host_id(d.uid, uids), gid=to_host_id(d.gid, gids))
+                   for p, d in devices.items()}
     return [rec(Rec.DEVICE, d.mode, d.major, d.minor, d.uid, d.gid, d.path)
             for d in devices.values()]
