@@ -26,7 +26,7 @@ NATIVE_MODULES = {
     "selinux": ([], ["selinux"]),
     "launch": (["fmt.c", "plan.c", "launch.c", "sync.c", "mounts.c", "msmove.c", "caps.c",
                 "creds.c", "nsjoin.c", "sysctl.c", "rlimit.c", "tty.c", "exec.c", "hooks.c",
-                "seccomp.c", "launchspawn.c"], []),
+                "seccomp.c", "landlock.c", "launchspawn.c"], []),
     "bpf": (["bpf.c"], []),
 }
 
@@ -117,7 +117,7 @@ def build_executable(name: str, sources: list[Path], headers: list[Path],
 # libseccomp nor libselinux is linked.
 LAUNCH_CORE = ["error.c", "fmt.c", "proc.c", "plan.c", "launch.c", "sync.c", "mounts.c",
                "msmove.c", "caps.c", "creds.c", "nsjoin.c", "sysctl.c", "rlimit.c", "tty.c",
-               "exec.c", "hooks.c", "seccomp.c"]
+               "exec.c", "hooks.c", "seccomp.c", "landlock.c"]
 
 
 def build_executables() -> None:

@@ -35,6 +35,16 @@ def systemd_is_init() -> bool:
         Path("/run/dbus/system_bus_socket").exists()
 
 
+@functools.cache
+def apparmor_enabled() -> bool:
+    """AppArmor on (as the runtime checks it) and its parser installed."""
+    import shutil
+
+    from crio_native.linux import apparmor
+
+    return apparmor.enabled() and shutil.which("apparmor_parser") is not None
+
+
 def host_lacks(marker: str) -> str | None:
     """The reason a test with `marker` cannot run here, or None if it can."""
     if marker == "root" and os.geteuid() != 0:
@@ -46,6 +56,8 @@ def host_lacks(marker: str) -> str | None:
         return "needs SELinux enabled on the host; runs in the vmrun.sh VM"
     if marker == "requires_systemd" and not systemd_is_init():
         return "needs systemd as PID 1 and its D-Bus system bus; runs in `vmrun.sh --init systemd`"
+    if marker == "requires_apparmor" and not apparmor_enabled():
+        return "needs AppArmor enabled on the host; runs in `vmrun.sh --apparmor`"
     if marker == "requires_gpu" and not has_gpu():
         return "needs an NVIDIA GPU; runs on the device machine"
     return None

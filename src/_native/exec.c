@@ -59,7 +59,10 @@ static const char *env_path(crn_child *c)
 int crn_proc_lookup(crn_child *c, crn_error *err)
 {
     const char *name = c->argv[0], *p = env_path(c);
-    size_t nlen = strlen(name);
+    size_t nlen;
+    if (name == NULL)
+        return 0;   /* no process (see crn_launch): it never gets past the barrier */
+    nlen = strlen(name);
     if (strchr(name, '/') != NULL) {
         if (nlen >= sizeof(c->exe))
             return crn_error_set(err, ENAMETOOLONG, "exec", name);
@@ -107,6 +110,38 @@ int crn_proc_selinux_label(crn_child *c, crn_error *err)
     /* the kernel wants the context in a single write, NUL included */
     if (write(fd, label, strlen(label) + 1) < 0)
         return crn_error_set(err, errno, "write", path);
+    return 0;
+}
+
+/* process.apparmorProfile: "exec NAME" makes the next execve enter profile
+ * NAME, as aa_change_onexec(3) does.  Kernels with LSM stacking have the
+ * per-module file attr/apparmor/exec; older ones only attr/exec.  A profile
+ * the kernel has not loaded fails here with ENOENT.  The plan has no record
+ * when AppArmor is off on the host. */
+int crn_proc_apparmor(crn_child *c, crn_error *err)
+{
+    static const char stacked[] = "/proc/thread-self/attr/apparmor/exec";
+    static const char legacy[] = "/proc/thread-self/attr/exec";
+    crn_plan_rec rec;
+    char cmd[CRN_LABEL_MAX + 8];
+    const char *path = stacked;
+    size_t n;
+    if (!crn_plan_find(c->plan, c->len, CRN_PLAN_APPARMOR, &rec))
+        return 0;
+    n = strlen((const char *)rec.data);
+    if (n + 6 > sizeof(cmd))
+        return crn_error_set(err, ENAMETOOLONG, "apparmor", (const char *)rec.data);
+    memcpy(cmd, "exec ", 5);
+    memcpy(cmd + 5, rec.data, n + 1);
+    crn_auto_fd fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        path = legacy;
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return crn_error_set(err, errno, "open", path);
+    if (write(fd, cmd, n + 5) < 0)
+        return crn_error_set(err, errno, "write apparmor exec profile", (const char *)rec.data);
     return 0;
 }
 

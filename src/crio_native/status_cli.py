@@ -24,13 +24,17 @@ def daemon_status(socket_path: str, timeout: float = TIMEOUT) -> dict[str, Any]:
         resp = api_pb2_grpc.RuntimeServiceStub(channel).Status(
             api_pb2.StatusRequest(verbose=True), timeout=timeout)
     info = dict(resp.info)
+    # AppArmor and the Landlock ABI per handler (no CRI field for them)
+    security = json.loads(info.get("handler_security", "{}"))
+    default = json.loads(info.get("config", "{}")).get("runtime", {}).get("default_runtime", "")
     return {
         "socket": socket_path,
         "version": info.get("version", ""),
         "conditions": {c.type: c.status for c in resp.status.conditions},
         "handlers": {h.name or "(default)": {
             "recursive_read_only_mounts": h.features.recursive_read_only_mounts,
-            "user_namespaces": h.features.user_namespaces} for h in resp.runtime_handlers},
+            "user_namespaces": h.features.user_namespaces,
+            **security.get(h.name or default, {})} for h in resp.runtime_handlers},
         "summary": json.loads(info.get("summary", "{}")),
         "config_files": json.loads(info.get("config_files", "[]")),
         "config": json.loads(info.get("config_origins", "{}")),

@@ -94,6 +94,13 @@ def _pod_with_level(d, handler: str, name: str, level: str) -> str:
 VM_START_TIMEOUT = 240.0
 
 
+def start_slow(d: Daemon) -> None:
+    """Start `d`, giving it VM_START_TIMEOUT to answer."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("tests.e2e.daemon.START_TIMEOUT", VM_START_TIMEOUT)
+        d.start()
+
+
 @pytest.fixture(scope="module")
 def sel(busybox_image, tmp_path_factory):  # noqa: F811
     """A daemon with the busybox image, for every test here; each test's
@@ -101,9 +108,7 @@ def sel(busybox_image, tmp_path_factory):  # noqa: F811
     base = tmp_path_factory.mktemp("cri-selinux")
     d = Daemon(base / "daemon")
     try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("tests.e2e.daemon.START_TIMEOUT", VM_START_TIMEOUT)
-            d.start()
+        start_slow(d)
         print(f"SELinux enforcing={_enforcing()}")
         yield from serving_image(d, busybox_image, base)
     finally:

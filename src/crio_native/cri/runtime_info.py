@@ -14,6 +14,7 @@ from crio_native._proto import api_pb2
 from crio_native.config.origins import config_with_origins
 from crio_native.context import DaemonContext, handlers_of
 from crio_native.errors import InvalidArgument
+from crio_native.linux import apparmor, landlock
 from crio_native.logsetup import fields
 from crio_native.network.cni_config import NoNetworkConfig, find_network_config
 from crio_native.state.files import atomic_write_json, read_json
@@ -61,7 +62,8 @@ def network_condition(ctx: DaemonContext) -> api_pb2.RuntimeCondition:
 def verbose_info(ctx: DaemonContext) -> dict[str, str]:
     """Status(verbose)'s info: what `crio-native status` shows."""
     native = {"libseccomp": ".".join(map(str, seccomp.library_version())),
-              "selinux_enabled": selinux.enabled()}
+              "selinux_enabled": selinux.enabled(),
+              "apparmor_enabled": apparmor.enabled(), "landlock_abi": landlock.abi_version()}
     return {
         "config": json.dumps(dataclasses.asdict(ctx.config), sort_keys=True),
         "config_origins": json.dumps(config_with_origins(ctx.loaded), sort_keys=True),
@@ -70,7 +72,23 @@ def verbose_info(ctx: DaemonContext) -> dict[str, str]:
         "pod_cidr": ctx.pod_cidr,
         "version": __version__,
         "summary": json.dumps(object_summary(ctx), sort_keys=True),
+        "handler_security": json.dumps(handler_security(ctx), sort_keys=True),
     }
+
+
+def handler_security(ctx: DaemonContext) -> dict[str, dict[str, object]]:
+    """Per handler, the security features CRI's RuntimeHandlerFeatures has no
+    field for: whether it applies AppArmor profiles, its Landlock ABI."""
+    out: dict[str, dict[str, object]] = {}
+    if ctx.handlers is None:
+        return out
+    for name in sorted(ctx.config.runtime.runtimes):
+        try:
+            features = handlers_of(ctx).get(name).features()
+        except Exception:  # noqa: BLE001 - listed in runtime_handlers' log already
+            continue
+        out[name] = {"apparmor": features.apparmor, "landlock_abi": features.landlock_abi}
+    return out
 
 
 def object_summary(ctx: DaemonContext) -> dict[str, dict[str, int]]:

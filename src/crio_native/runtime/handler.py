@@ -120,6 +120,10 @@ class HandlerFeatures:
 
     recursive_read_only_mounts: bool = False
     user_namespaces: bool = False
+    # The Landlock ABI the handler applies a container's policy with (0: none)
+    landlock_abi: int = 0
+    # process.apparmorProfile is applied (AppArmor is on and the runtime does it)
+    apparmor: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

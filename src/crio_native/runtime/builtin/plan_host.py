@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from crio_native.linux import apparmor as apparmor_mod
 from crio_native.linux import capabilities as caps_mod
+from crio_native.linux import landlock as landlock_mod
 from crio_native.linux import selinux as selinux_mod
 
 
@@ -18,6 +20,8 @@ class HostFacts:
     selinux_enabled: bool = False   # SELinux labels are applied only then
     # Does the loaded policy know this context?  None: not asked.
     selinux_context_known: Callable[[str], bool] | None = None
+    apparmor_enabled: bool = False  # process.apparmorProfile is applied only then
+    landlock_abi: int = 0           # the kernel's best Landlock ABI (0: none)
 
     @classmethod
     def current(cls) -> "HostFacts":
@@ -28,4 +32,6 @@ class HostFacts:
             can_lower_oom=bool(caps_mod.effective_caps() & (1 << caps_mod.CAP_SYS_RESOURCE)),
             selinux_enabled=selinux,
             selinux_context_known=selinux_mod.context_known if selinux else None,
+            apparmor_enabled=apparmor_mod.enabled(),
+            landlock_abi=landlock_mod.abi_version(),
         )

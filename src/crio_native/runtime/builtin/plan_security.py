@@ -1,19 +1,24 @@
 """The privilege records: the capability sets, the SELinux exec label
 (applied only where SELinux is on, and checked against the loaded policy),
-and the seccomp filter with, for SCMP_ACT_NOTIFY, where its listener fd
-goes.  (no_new_privs is one flag, in plan_process's order.)"""
+the AppArmor exec profile (only where AppArmor is on), the Landlock ruleset
+of a policy the CRI layer allowed, and the seccomp filter with, for
+SCMP_ACT_NOTIFY, where its listener fd goes.  (no_new_privs is one flag, in
+plan_process's order.)"""
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from crio_native.errors import FailedPrecondition
 from crio_native.linux import capabilities as caps_mod
+from crio_native.linux import landlock as landlock_mod
 from crio_native.linux import seccomp as seccomp_mod
 from crio_native.linux import selinux as selinux_mod
 from crio_native.runtime.builtin.plan_fields import invalid, object_at
 from crio_native.runtime.builtin.plan_host import HostFacts
 from crio_native.runtime.builtin.records import Rec, Record, rec
 from crio_native.runtime.builtin.seccomp_listener import ListenerState, listener_record
+from crio_native.spec import landlock as landlock_spec
 
 # The plan's one logger, whichever of its modules writes: log settings and
 # the JSON log's "logger" field name it.
@@ -78,4 +83,57 @@ def seccomp_records(linux: dict, listener: ListenerState | None = None) -> list[
     if filt.listener_path is not None:
         out.append(listener_record(filt.listener_path, filt.listener_metadata,
                                    listener or ListenerState("", "")))
+    return out
+
+
+def apparmor_records(profile: Any, host: HostFacts) -> list[Record]:
+    """process.apparmorProfile, entered at execve.  Ignored where AppArmor
+    is off on the host (the CRI layer never asks for one there, and
+    refuses a Localhost profile itself)."""
+    if not profile:
+        return []
+    if not isinstance(profile, str) or "\0" in profile or "\n" in profile:
+        raise invalid("process.apparmorProfile", f"not an AppArmor profile name: {profile!r}")
+    if not host.apparmor_enabled:
+        log.debug("config.json: process.apparmorProfile %r ignored: AppArmor is disabled on "
+                  "this host", profile)
+        return []
+    return [rec(Rec.APPARMOR, profile)]
+
+
+def landlock_records(spec: dict, process: dict, host: HostFacts) -> list[Record]:
+    """The Landlock ruleset of annotation org.crio-native.landlock (see
+    spec/landlock.py): every right of the kernel's best ABI is handled, the
+    policy's paths and ports are the only grants.  landlock_restrict_self
+    needs no_new_privs unless the process keeps CAP_SYS_ADMIN: a policy on
+    a process without it sets no_new_privs (as Landlock's own sandboxer)."""
+    text = (spec.get("annotations") or {}).get(landlock_spec.SPEC_ANNOTATION)
+    if text is None:
+        return []
+    field = f'annotations["{landlock_spec.SPEC_ANNOTATION}"]'
+    if not isinstance(text, str):
+        raise invalid(field, "must be a string")
+    try:
+        policy = landlock_spec.parse_policy(text)
+    except landlock_spec.PolicyError as e:
+        raise invalid(field, str(e)) from None
+    abi = host.landlock_abi
+    if abi < 1:
+        if policy.required:
+            raise FailedPrecondition(f"config.json: {field}: the Landlock policy is required "
+                                     "but this kernel has no Landlock")
+        log.warning("config.json: %s ignored: this kernel has no Landlock", field)
+        return []
+    fs, net = landlock_mod.fs_handled(abi), landlock_mod.net_handled(abi)
+    out = [rec(Rec.LANDLOCK, abi, fs, net, landlock_mod.scoped(abi))]
+    out += [rec(Rec.LANDLOCK_PATH, landlock_mod.FS_READ, p) for p in policy.read_only]
+    out += [rec(Rec.LANDLOCK_PATH, fs, p) for p in policy.read_write]
+    if net:
+        out += [rec(Rec.LANDLOCK_PORT, landlock_mod.NET_BIND_TCP, p) for p in policy.tcp_bind]
+        out += [rec(Rec.LANDLOCK_PORT, landlock_mod.NET_CONNECT_TCP, p)
+                for p in policy.tcp_connect]
+    effective = (process.get("capabilities") or {}).get("effective") or []
+    if not process.get("noNewPrivileges") and "CAP_SYS_ADMIN" not in effective:
+        log.info("config.json: %s: no_new_privs set for the Landlock policy", field)
+        out.append(rec(Rec.NO_NEW_PRIVS))
     return out

@@ -27,6 +27,7 @@ from typing import Any
 
 from crio_native.config import Config
 from crio_native.errors import CrioNativeError, FailedPrecondition, Internal, NotFound
+from crio_native.linux import apparmor
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.linux.procfs import process_cgroup_dirs
 from crio_native.monitor import launch_monitor
@@ -67,7 +68,10 @@ def features_from_json(doc: dict[str, Any], kernel_has_mount_setattr: bool) -> H
     rro = "rro" in (doc.get("mountOptions") or []) and kernel_has_mount_setattr
     idmap = ((linux.get("mountExtensions") or {}).get("idmap") or {}).get("enabled") is True
     userns = "user" in (linux.get("namespaces") or []) and idmap
+    # runc and crun apply process.apparmorProfile; they have no Landlock
     return HandlerFeatures(recursive_read_only_mounts=rro, user_namespaces=userns,
+                           apparmor=(linux.get("apparmor") or {}).get("enabled") is True
+                           and apparmor.enabled(),
                            extra={"oci_features": doc})
 
 
