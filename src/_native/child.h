@@ -2,7 +2,7 @@
  * step is async-signal-safe C that reads the validated plan; none allocates.
  * Internal to launch.c and the per-concern files it walks (mounts.c,
  * msmove.c, caps.c, creds.c, nsjoin.c, sysctl.c, rlimit.c, tty.c, exec.c,
- * hooks.c, seccomp.c), which call nothing in launch.c: what they share with
+ * hooks.c, seccomp.c, landlock.c), which call nothing in launch.c: what they share with
  * it is in sync.c and fmt.c. */
 #ifndef CRN_CHILD_H
 #define CRN_CHILD_H
@@ -27,7 +27,9 @@ typedef struct crn_child {
     int cwd_done;           /* chdir succeeded before the user switch */
     int seccomp_done;       /* filter loaded (early: no no_new_privs) */
     int listener_fd;        /* connected to linux.seccomp.listenerPath, or -1 */
+    int userns_fd;          /* the user namespace joined last (crn_proc_join_userns), or -1 */
     int host_pid;           /* our pid as the parent sees it (from CRN_SYNC_GO) */
+    int landlock_fd;        /* the Landlock ruleset until it is enforced, or -1 */
     char exe[PATH_MAX];     /* argv[0] resolved against $PATH */
 } crn_child;
 
@@ -47,6 +49,7 @@ typedef struct crn_sync_msg {
 int crn_child_wait_go(crn_child *c, crn_error *err);
 
 /* mounts.c */
+int crn_barrier_open(crn_child *c, crn_error *err);
 int crn_rootfs_prepare(crn_child *c, crn_error *err);
 int crn_mounts_apply(crn_child *c, crn_error *err);
 int crn_devices_apply(crn_child *c, crn_error *err);
@@ -69,6 +72,9 @@ int crn_proc_console(crn_child *c, crn_error *err);
 
 /* nsjoin.c */
 int crn_proc_join_namespaces(crn_child *c, crn_error *err);
+/* nsjoin.c: enter the joined user namespace, after everything that needs the
+ * host's root (mounts, rlimits) and before the user switch. */
+int crn_proc_join_userns(crn_child *c, crn_error *err);
 
 /* creds.c */
 int crn_proc_userns_root(crn_child *c, crn_error *err);
@@ -88,6 +94,7 @@ int crn_proc_cwd_early(crn_child *c, crn_error *err);
 int crn_proc_cwd(crn_child *c, crn_error *err);
 int crn_proc_lookup(crn_child *c, crn_error *err);
 int crn_proc_selinux_label(crn_child *c, crn_error *err);
+int crn_proc_apparmor(crn_child *c, crn_error *err);
 int crn_proc_personality(crn_child *c, crn_error *err);
 int crn_proc_exec(crn_child *c, crn_error *err);
 /* Not a directory, with an x bit, and access(X_OK) allows it (for argv[0]
@@ -100,6 +107,10 @@ int crn_proc_barrier(crn_child *c, crn_error *err);
 /* After the barrier: a failure is reported on the result fifo and stderr,
  * then the process exits 1 (runc's init does the same). */
 void crn_proc_start_hooks(crn_child *c);
+
+/* landlock.c */
+int crn_proc_landlock_prepare(crn_child *c, crn_error *err);
+int crn_proc_landlock(crn_child *c, crn_error *err);
 
 /* seccomp.c */
 int crn_proc_seccomp_connect(crn_child *c, crn_error *err);

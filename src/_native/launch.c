@@ -31,7 +31,7 @@ static const char *const stage_names[CRN_STAGE_COUNT] = {
     "none", "parent", "sync", "namespaces", "oom_score_adj", "hostname",
     "rootfs", "mounts", "devices", "pivot_root", "masks", "rlimits", "user",
     "cwd", "capabilities", "no_new_privs", "lookup", "barrier", "seccomp", "exec", "sysctl", "hooks",
-    "terminal", "selinux", "personality", "console",
+    "terminal", "selinux", "personality", "console", "apparmor", "landlock",
 };
 
 const char *crn_stage_name(int stage)
@@ -51,6 +51,7 @@ static const struct {
 } setup_steps[] = {
     {CRN_STAGE_TERMINAL, crn_proc_controlling_tty},
     {CRN_STAGE_SECCOMP, crn_proc_seccomp_connect},
+    {CRN_STAGE_ROOTFS, crn_barrier_open},
     {CRN_STAGE_NAMESPACES, crn_proc_join_namespaces},
     {CRN_STAGE_OOM, crn_proc_oom_score_adj},
     {CRN_STAGE_HOSTNAME, crn_proc_hostname},
@@ -63,8 +64,10 @@ static const struct {
     {CRN_STAGE_SYSCTL, crn_proc_sysctls},
     {CRN_STAGE_MASKS, crn_masks_apply},
     {CRN_STAGE_CONSOLE, crn_proc_console},
+    {CRN_STAGE_LANDLOCK, crn_proc_landlock_prepare},
     {CRN_STAGE_PERSONALITY, crn_proc_personality},
     {CRN_STAGE_RLIMITS, crn_proc_rlimits},
+    {CRN_STAGE_NAMESPACES, crn_proc_join_userns},
     {CRN_STAGE_SECCOMP, crn_proc_seccomp_early},
     {CRN_STAGE_CAPS, crn_caps_drop_bounding},
     {CRN_STAGE_CWD, crn_proc_cwd_early},
@@ -74,6 +77,8 @@ static const struct {
     {CRN_STAGE_NO_NEW_PRIVS, crn_proc_no_new_privs},
     {CRN_STAGE_LOOKUP, crn_proc_lookup},
     {CRN_STAGE_SELINUX, crn_proc_selinux_label},
+    {CRN_STAGE_APPARMOR, crn_proc_apparmor},
+    {CRN_STAGE_LANDLOCK, crn_proc_landlock},
     {CRN_STAGE_SECCOMP, crn_proc_seccomp_listener},
 };
 
@@ -431,7 +436,10 @@ int crn_launch_ex(const void *plan, size_t len, const int stdio[3], const crn_la
     envp = build_vec(plan, len, CRN_PLAN_ENV);
     if (argv == NULL || envp == NULL)
         return crn_error_set(err, ENOMEM, "calloc", NULL);
-    if (argv[0] == NULL)
+    /* No args: a spec without `process`, created to wait at its barrier
+     * for a start that refuses to let it go (runtime-spec: process is only
+     * required by start). */
+    if (argv[0] == NULL && crn_plan_count(plan, len, CRN_PLAN_BARRIER) == 0)
         return crn_error_set(err, EINVAL, "plan: no args", NULL);
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return crn_error_set(err, errno, "socketpair", NULL);
@@ -450,6 +458,8 @@ int crn_launch_ex(const void *plan, size_t len, const int stdio[3], const crn_la
             .plan = plan, .len = len, .argv = argv, .envp = envp,
             .sync_fd = child_end, .stdio = {stdio[0], stdio[1], stdio[2]},
             .rootfd = -1, .fifo_fd = -1, .result_fd = -1, .listener_fd = -1,
+            .userns_fd = -1,
+            .landlock_fd = -1,
         };
         close(parent_end);
         child_main(&c);

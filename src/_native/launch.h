@@ -40,6 +40,8 @@ enum crn_stage {
     CRN_STAGE_SELINUX,      /* the exec label (process.selinuxLabel) */
     CRN_STAGE_PERSONALITY,  /* linux.personality */
     CRN_STAGE_CONSOLE,      /* a pty from the container's /dev/ptmx (console socket) */
+    CRN_STAGE_APPARMOR,     /* the exec profile (process.apparmorProfile) */
+    CRN_STAGE_LANDLOCK,     /* the container's Landlock ruleset */
     CRN_STAGE_COUNT
 };
 

@@ -22,6 +22,7 @@
 
 #include "child.h"
 #include "cleanup.h"
+#include "idmap.h"
 #include "syscalls.h"
 
 #define RESOLVE_FLAGS (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
@@ -247,6 +248,21 @@ static int label_mount_root(crn_child *c, const char *dest, crn_error *err)
     return 0;
 }
 
+/* A bind whose files show through the user namespace the container joins
+ * (the pod's, KEP-127): made while we are still the host's root, which
+ * mount_setattr needs, and attached where a plain bind would go. */
+static int idmapped_bind(crn_child *c, const char *src, int dest_fd, int recursive,
+                         const char *dest, crn_error *err)
+{
+    crn_auto_fd tree = -1;
+    if (c->userns_fd < 0)
+        return crn_error_set(err, EINVAL, "idmapped mount without a joined user namespace", dest);
+    tree = crn_idmap_tree(src, c->userns_fd, recursive, err);
+    if (tree < 0)
+        return -1;
+    return crn_idmap_attach(tree, dest_fd, dest, err);
+}
+
 static int apply_mount(crn_child *c, const crn_plan_rec *rec, crn_error *err)
 {
     crn_plan_cur cur;
@@ -262,7 +278,10 @@ static int apply_mount(crn_child *c, const crn_plan_rec *rec, crn_error *err)
         return -1;
     if (bind) {
         uint64_t rest = flags & ~(uint64_t)(MS_BIND | MS_REC | MS_REMOUNT);
-        if (mount_at_fd(src, fd, NULL, MS_BIND | (flags & MS_REC), NULL, dest, err) < 0)
+        if (kind & CRN_MOUNT_IDMAP) {
+            if (idmapped_bind(c, src, fd, flags & MS_REC, dest, err) < 0)
+                return -1;
+        } else if (mount_at_fd(src, fd, NULL, MS_BIND | (flags & MS_REC), NULL, dest, err) < 0)
             return -1;
         if (rest && adjust_mount(c->rootfd, dest, MS_BIND | MS_REMOUNT | rest, err) < 0)
             return -1;
@@ -279,10 +298,12 @@ static int apply_mount(crn_child *c, const crn_plan_rec *rec, crn_error *err)
 /* The start fifo lives on the host: open it while the host is visible.
  * Opening for reading without a writer does not block; poll() later waits
  * for `start` to write. */
+/* Opened before any namespace is joined (crn_barrier_open): the fifo is a
+ * host path, which a joined mount namespace may not show. */
 static int open_barrier(crn_child *c, crn_error *err)
 {
     crn_plan_rec rec;
-    if (!crn_plan_find(c->plan, c->len, CRN_PLAN_BARRIER, &rec))
+    if (c->fifo_fd >= 0 || !crn_plan_find(c->plan, c->len, CRN_PLAN_BARRIER, &rec))
         return 0;
     c->fifo_fd = open((const char *)rec.data, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (c->fifo_fd < 0)
@@ -297,6 +318,11 @@ static int open_barrier(crn_child *c, crn_error *err)
     return 0;
 }
 
+int crn_barrier_open(crn_child *c, crn_error *err)
+{
+    return open_barrier(c, err);
+}
+
 /* The mount id of `path`, or 0 where statx cannot tell (before 5.8). */
 uint64_t crn_mount_id(const char *path)
 {
@@ -309,13 +335,13 @@ uint64_t crn_mount_id(const char *path)
 }
 
 /* pivot_root refuses a new root whose parent mount is shared (EINVAL), and
- * a bind mount copies its source's propagation.  So with a shared root
- * propagation, the mount holding the rootfs is made private (that mount
- * alone, not recursively: its other children keep propagating) before the
- * rootfs is bound onto itself, as runc does; so is the namespace's root
- * mount.  The mount point is found by walking up from the rootfs while the
+ * a bind mount copies its source's propagation.  So unless the whole tree
+ * was made rslave, the mount holding the rootfs is made private (a slave
+ * for "slave": `flag`), that mount alone, not recursively: its other
+ * children keep propagating, before the rootfs is bound onto itself, as
+ * runc does; so is the namespace's root mount.  The mount point is found by walking up from the rootfs while the
  * mount id stays the same. */
-static int make_rootfs_parent_private(const char *rootfs, crn_error *err)
+static int make_rootfs_parent_private(const char *rootfs, unsigned long flag, crn_error *err)
 {
     char path[PATH_MAX], up[PATH_MAX];
     uint64_t id = crn_mount_id(rootfs);
@@ -339,10 +365,10 @@ static int make_rootfs_parent_private(const char *rootfs, crn_error *err)
     }
     if (id == 0)
         memcpy(path, "/", 2);
-    if (mount(NULL, path, NULL, MS_PRIVATE, NULL) < 0)
+    if (mount(NULL, path, NULL, flag, NULL) < 0)
         return crn_error_set(err, errno, "mount", path);
     /* pivot_root also refuses a shared root mount of the namespace */
-    if (strcmp(path, "/") != 0 && mount(NULL, "/", NULL, MS_PRIVATE, NULL) < 0)
+    if (strcmp(path, "/") != 0 && mount(NULL, "/", NULL, flag, NULL) < 0)
         return crn_error_set(err, errno, "mount", "/");
     return 0;
 }
@@ -362,9 +388,17 @@ int crn_rootfs_prepare(crn_child *c, crn_error *err)
     rootfs = (const char *)rec.data;
     if (crn_plan_find(c->plan, c->len, CRN_PLAN_ROOT_PROPAGATION, &rec))
         memcpy(&prop, rec.data, 8);
+    /* an unbindable tree could not be bound from: the rootfs is bound off an
+     * rslave one and "/" made unbindable after pivot_root (root_propagation) */
+    if (prop & MS_UNBINDABLE)
+        prop = MS_SLAVE | MS_REC;
     if (mount(NULL, "/", NULL, prop, NULL) < 0)
         return crn_error_set(err, errno, "mount", "/");
-    if ((prop & MS_SHARED) && make_rootfs_parent_private(rootfs, err) < 0)
+    /* A non-recursive propagation can leave the mount holding the rootfs
+     * shared: it becomes private, or a slave for "slave" (so the rootfs
+     * bound from it is a slave of the same master: master:N inside). */
+    if (prop != (MS_SLAVE | MS_REC)
+        && make_rootfs_parent_private(rootfs, (prop & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE, err) < 0)
         return -1;
     if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
         return crn_error_set(err, errno, "mount", rootfs);
@@ -484,12 +518,46 @@ int crn_devices_apply(crn_child *c, crn_error *err)
     return 0;
 }
 
+/* linux.rootfsPropagation, once more on the container's own root after
+ * pivot_root, so that it is what the container sees on "/" (shared:N,
+ * master:N or unbindable in its mountinfo): before, it went to the tree the
+ * rootfs was bound from, and the bind of a shared rootfs is made from a
+ * private parent.  "/" alone: the mounts below it keep the propagation
+ * their spec gave them (a Bidirectional volume stays shared with the host). */
+static int root_propagation(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+    uint64_t prop;
+
+    if (!crn_plan_find(c->plan, c->len, CRN_PLAN_ROOT_PROPAGATION, &rec))
+        return 0;
+    memcpy(&prop, rec.data, 8);
+    if (mount(NULL, "/", NULL, prop & ~(uint64_t)MS_REC, NULL) < 0)
+        return crn_error_set(err, errno, "mount", "/ (rootfsPropagation)");
+    return 0;
+}
+
+/* No mount namespace of the container's own: chroot into the rootfs (as
+ * runc does without one), nothing mounted, pivoted or moved. */
+static int chroot_only(crn_child *c, crn_error *err)
+{
+    crn_plan_rec rec;
+
+    if (!crn_plan_find(c->plan, c->len, CRN_PLAN_CHROOT, &rec))
+        return 0;
+    if (chroot((const char *)rec.data) < 0)
+        return crn_error_set(err, errno, "chroot", (const char *)rec.data);
+    if (chdir("/") < 0)
+        return crn_error_set(err, errno, "chdir", "/");
+    return 0;
+}
+
 int crn_rootfs_pivot(crn_child *c, crn_error *err)
 {
     crn_plan_rec rec;
 
     if (c->rootfd < 0)
-        return 0;
+        return chroot_only(c, err);
     crn_auto_fd oldroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 
     if (oldroot < 0)
@@ -497,7 +565,7 @@ int crn_rootfs_pivot(crn_child *c, crn_error *err)
     if (fchdir(c->rootfd) < 0)
         return crn_error_set(err, errno, "fchdir", "rootfs");
     if (crn_plan_find(c->plan, c->len, CRN_PLAN_NO_PIVOT, &rec))
-        return crn_move_root(c, err);
+        return crn_move_root(c, err) < 0 ? -1 : root_propagation(c, err);
     /* pivot_root(".", ".") stacks the old root on top of the new one; it is
      * made a slave first so detaching it cannot propagate to the host.  The
      * cwd is moved onto the old root for that: "." right after pivot_root
@@ -506,7 +574,7 @@ int crn_rootfs_pivot(crn_child *c, crn_error *err)
     if (syscall(SYS_pivot_root, ".", ".") < 0) {
         int e = errno;
         if (crn_on_initramfs(e))
-            return crn_move_root(c, err);
+            return crn_move_root(c, err) < 0 ? -1 : root_propagation(c, err);
         return crn_error_set(err, e, "pivot_root", ".");
     }
     if (fchdir(oldroot) < 0)
@@ -519,7 +587,7 @@ int crn_rootfs_pivot(crn_child *c, crn_error *err)
         return crn_error_set(err, errno, "chdir", "/");
     close(c->rootfd);
     c->rootfd = -1;
-    return 0;
+    return root_propagation(c, err);
 }
 
 static int readonly_path(const char *path, crn_error *err)

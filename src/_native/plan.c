@@ -45,6 +45,11 @@ static const char *layout_of(uint16_t type)
     case CRN_PLAN_SECCOMP_LISTENER: return "sb";
     case CRN_PLAN_NO_PIVOT: return "";
     case CRN_PLAN_MOUNT_LABEL: return "s";
+    case CRN_PLAN_CHROOT: return "s";
+    case CRN_PLAN_APPARMOR: return "s";
+    case CRN_PLAN_LANDLOCK: return "IQQQ";
+    case CRN_PLAN_LANDLOCK_PATH: return "Qs";
+    case CRN_PLAN_LANDLOCK_PORT: return "QQ";
     default: return NULL;
     }
 }

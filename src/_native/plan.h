@@ -106,6 +106,22 @@ enum crn_plan_type_mounts {
     CRN_PLAN_MOUNT_LABEL = 61,      /* s linux.mountLabel for what the child mounts
                                        itself (the tmpfs over masked directories)
                                        and for CRN_MOUNT_LABEL_XATTR mounts */
+    CRN_PLAN_CHROOT = 62,           /* s rootfs: no mount namespace of its own (the
+                                       runtime's, or a joined one, is used as it
+                                       is): chroot into it, no mount is made */
+};
+
+/* Records of the Linux security modules other than SELinux, numbered apart. */
+enum crn_plan_type_lsm {
+    CRN_PLAN_APPARMOR = 70,         /* s process.apparmorProfile, written as
+                                       "exec NAME" to /proc/self/attr/apparmor/exec
+                                       (or attr/exec) before the barrier */
+    CRN_PLAN_LANDLOCK = 71,         /* I ABI, Q handled fs rights, Q handled net
+                                       rights (ABI 4), Q scopes (ABI 6): the
+                                       container's Landlock ruleset */
+    CRN_PLAN_LANDLOCK_PATH = 72,    /* Q fs rights granted beneath, s path (in the
+                                       container); one record per rule */
+    CRN_PLAN_LANDLOCK_PORT = 73,    /* Q net rights granted, Q TCP port */
 };
 
 /* At most this long a CRN_PLAN_MOUNT_LABEL. */
@@ -145,6 +161,9 @@ enum crn_mount_kind {
                                        mount below it read-only (mount_setattr) */
     CRN_MOUNT_LABEL_XATTR = 0x400,  /* or'ed in: then set security.selinux of its
                                        root to the CRN_PLAN_MOUNT_LABEL (mqueue) */
+    CRN_MOUNT_IDMAP = 0x800,        /* or'ed in (binds): an idmapped mount through
+                                       the joined user namespace (KEP-127),
+                                       made while still the host's root */
 };
 
 typedef struct crn_plan_rec {

@@ -52,7 +52,7 @@ def test_hooks_run_in_order_with_state(rt, make_bundle, recorder, tmp_path):
     pid = created["pid"]
     calls = log_file.read_text().splitlines()
     # before pivot_root the child still has the host's root
-    assert calls == [f"createRuntime creating {pid} host", f"createContainer creating {pid} host"]
+    assert calls == [f"createRuntime created {pid} host", f"createContainer created {pid} host"]
     rt.start("h1")
     assert log_file.read_text().splitlines()[2] == f"poststart running {pid} inside"
     rt.delete("h1", force=True)
@@ -167,6 +167,6 @@ def test_state_json_matches_runc_shape(rt, make_bundle, tmp_path):
     b = make_bundle(["true"], edit)
     rt.create("h4", b.path)
     doc = json.loads(out.read_text())
-    assert doc == {"ociVersion": "1.2.0", "id": "h4", "status": "creating",
+    assert doc == {"ociVersion": "1.2.0", "id": "h4", "status": "created",
                    "pid": rt.state("h4")["pid"], "bundle": str(b.path), "annotations": {"a": "b"}}
     rt.delete("h4", force=True)

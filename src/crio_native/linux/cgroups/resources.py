@@ -42,6 +42,12 @@ def resource_files(resources: dict[str, Any], pure_v2_host: bool = False,
                 # OCI's swap is memory+swap (v1's memsw); v2 limits swap alone
                 value = f"{value}|{max(int(mem['swap']) - int(mem['limit']), 0)}"
             out.append((f"memory.{key}", "memory", v1, v2, value))
+    if mem.get("kernelTCP") is not None:
+        # v1 only (v2 accounts socket memory in memory.max and has no file
+        # of its own: left out there, as runc's v2 driver leaves it)
+        tcp = int(mem["kernelTCP"])
+        out.append(("memory.kernelTCP", "memory", "memory.kmem.tcp.limit_in_bytes", "",
+                    "-1" if tcp == -1 else str(tcp)))
     cpu = resources.get("cpu") or {}
     if cpu.get("shares"):
         shares = int(cpu["shares"])

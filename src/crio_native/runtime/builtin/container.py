@@ -177,6 +177,10 @@ class BuiltinRuntime:
         if status != "created":
             raise FailedPrecondition(f"container {container_id!r} is {status}, "
                                      "not created: cannot start it")
+        if record.get("_no_process"):
+            # runtime-spec config.md: process is REQUIRED when start is called
+            raise FailedPrecondition(f"container {container_id!r}: config.json: process: "
+                                     "not set, and start needs it")
         start_hooks = [hook_from_json(h) for h in record.get("_startContainer", [])]
         if start_hooks:
             self._start_with_hooks(container_id, record, start_hooks)

@@ -77,6 +77,7 @@ def make(root: Path, p: Prepared,
     state = {"ociVersion": OCI_VERSION, "id": p.container_id, "status": "creating",
              "pid": 0, "bundle": str(p.bundle),
              "annotations": p.spec.get("annotations") or {}, "_cgroups": [],
+             **({"_no_process": True} if p.spec.get("process") is None else {}),
              **{f"_{k}": [h.to_json() for h in p.hooks.get(k, [])]
                 for k in ("startContainer", "poststart", "poststop")}}
     write_state(root, p.container_id, state)
@@ -143,7 +144,11 @@ def create_hooks_callback(state: dict[str, Any],
         return None
 
     def on_hooks(pid: int) -> None:
-        hook_state = {**oci_state_from_record(state), "status": "creating", "pid": pid}
+        # runtime-spec runtime.md: these run at lifecycle steps 3-5, after
+        # the environment was made (step 2), and the state's "created" is
+        # "after step 2 ... neither exited nor executed the program" (runc
+        # 1.1 sends "creating" here)
+        hook_state = {**oci_state_from_record(state), "status": "created", "pid": pid}
         for kind in CREATE_KINDS:
             run_hooks(kind, hooks.get(kind, []), hook_state)
     return on_hooks

@@ -17,8 +17,10 @@ from typing import Any
 from crio_native._native import proc as native_proc
 from crio_native.config import Config
 from crio_native.errors import FailedPrecondition, NotFound
+from crio_native.linux import apparmor, landlock
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.runtime.builtin.container import BuiltinRuntime
+from crio_native.runtime.builtin.features import user_namespaces_supported
 from crio_native.runtime.builtin.pod import pinned_pod_from_config
 from crio_native.runtime.pod_half import DelegatedPodHalf, PodHalf
 from crio_native.runtime.registry import runtime_root_of
@@ -139,7 +141,9 @@ class BuiltinHandler(DelegatedPodHalf, RuntimeHandler):
 
     def features(self) -> HandlerFeatures:
         return HandlerFeatures(recursive_read_only_mounts=kernel_has_mount_setattr(),
-                               user_namespaces=True)
+                               user_namespaces=user_namespaces_supported(),
+                               landlock_abi=landlock.abi_version(),
+                               apparmor=apparmor.enabled())
 
 
 def _collect(pid: int, out_r: int, err_r: int, timeout: float | None) -> ExecResult:

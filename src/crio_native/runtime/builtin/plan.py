@@ -10,7 +10,8 @@ This module holds the entry points and the order of the records; the
 records themselves are built by plan_namespaces (namespaces, id maps,
 hostname, sysctls), plan_rootfs (root, mounts, devices), plan_process (what
 runs, its limits, personality, startContainer hooks) and plan_security
-(capabilities, SELinux, seccomp), on plan_fields' checked readers."""
+(capabilities, SELinux, AppArmor, Landlock, seccomp), on plan_fields'
+checked readers."""
 from __future__ import annotations
 
 import json
@@ -28,8 +29,10 @@ from crio_native.runtime.builtin.plan_namespaces import (NAMESPACES, NS_PROC_FIL
                                                          namespace_records, sysctl_records)
 from crio_native.runtime.builtin.plan_process import (personality_records, process_records,
                                                       start_hook_records)
-from crio_native.runtime.builtin.plan_rootfs import has_cgroup_mount, rootfs_records
-from crio_native.runtime.builtin.plan_security import (seccomp_records, selinux_label,
+from crio_native.runtime.builtin.plan_rootfs import (has_cgroup_mount, root_path,
+                                                     rootfs_records)
+from crio_native.runtime.builtin.plan_security import (apparmor_records, landlock_records,
+                                                       seccomp_records, selinux_label,
                                                        selinux_records)
 from crio_native.runtime.builtin.records import Rec, Record, encode, rec
 from crio_native.runtime.builtin.seccomp_listener import ListenerState
@@ -69,20 +72,6 @@ def unsupported(spec: dict, terminal: bool = False) -> None:
     for field, present in checks:
         if present:
             raise Unimplemented(f"config.json: {field}: not supported by the built-in runtime yet")
-    profile = process.get("apparmorProfile")
-    if profile:
-        if _apparmor_enabled():
-            raise Unimplemented("config.json: process.apparmorProfile: apparmor profiles are "
-                                "not applied yet")
-        log.debug("config.json: process.apparmorProfile %r ignored: apparmor is disabled on "
-                  "this host", profile)
-
-
-def _apparmor_enabled() -> bool:
-    try:
-        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
-    except OSError:
-        return False
 
 
 # ---- the plan ---------------------------------------------------------------
@@ -109,15 +98,55 @@ def plan_records(spec: dict, bundle: Path, *, host: HostFacts, barrier: str | No
     ns, new_ns = namespace_records(linux)
     return (([rec(Rec.CONSOLE)] if console else [])
             + ns + id_map_records(linux, new_ns) + hostname_records(spec, new_ns)
-            + rootfs_records(spec, bundle, barrier, new_ns, cgroups, mount_label, no_pivot)
+            + (rootfs_records(spec, bundle, barrier, new_ns, cgroups, mount_label, no_pivot)
+               if "mount" in new_ns else shared_mount_ns_records(spec, bundle, barrier))
             + ([rec(Rec.HOOK_PAUSE)] if create_hooks else [])
             + sysctl_records(linux, new_ns)
             + personality_records(linux)
-            + process_records(spec, host)
+            + (process_records(spec, host) if spec.get("process") is not None
+               else no_process_records(barrier))
             + selinux_records(label)
+            + apparmor_records(process.get("apparmorProfile"), host)
+            + landlock_records(spec, process, host)
             + start_hook_records(hooks.get("startContainer", []), start_result)
             + seccomp_records(linux, ListenerState(container_id, str(bundle),
                                                    spec.get("annotations") or {})))
+
+
+def no_process_records(barrier: str | None) -> list[Record]:
+    """A spec without `process` (runtime-spec config.md: it is only REQUIRED
+    when start is called): the container is created all the same, its
+    process waits at the barrier with no program, and `start` refuses to let
+    it go (BuiltinRuntime.start).  Without a barrier nothing would wait."""
+    if barrier is None:
+        raise invalid("process", "missing: the container has nothing to run")
+    return [rec(Rec.CWD, "/")]
+
+
+def shared_mount_ns_records(spec: dict, bundle: Path, barrier: str | None) -> list[Record]:
+    """No mount namespace of the container's own (runtime-spec: a namespace
+    not listed is the runtime's).  Without one the process runs in the
+    runtime's mount namespace chrooted into root.path, as runc does; with a
+    joined one (`path`) it takes that namespace's root as it is, as setns
+    gives it.  Nothing is mounted, made or remounted: each field that would
+    do so is refused rather than applied to a namespace others live in."""
+    linux = object_at(spec, "linux", "linux")
+    joined = any(isinstance(ns, dict) and ns.get("type") == "mount" and ns.get("path")
+                 for ns in linux.get("namespaces") or [])
+    where = "the joined mount namespace" if joined else "the runtime's mount namespace"
+    for field, present in (("mounts", spec.get("mounts")),
+                           ("linux.maskedPaths", linux.get("maskedPaths")),
+                           ("linux.readonlyPaths", linux.get("readonlyPaths")),
+                           ("linux.devices", linux.get("devices")),
+                           ("linux.rootfsPropagation", linux.get("rootfsPropagation")),
+                           ("linux.mountLabel", linux.get("mountLabel")),
+                           ("root.readonly", object_at(spec, "root", "root").get("readonly"))):
+        if present:
+            raise invalid(field, f"needs a mount namespace of the container's own (it would "
+                                 f"change {where}): add {{\"type\": \"mount\"}} to "
+                                 "linux.namespaces")
+    out = [] if joined else [rec(Rec.CHROOT, str(root_path(spec, bundle)))]
+    return out + ([rec(Rec.BARRIER, barrier)] if barrier else [])
 
 
 def exec_records(spec: dict, process: dict, *, pid: int, host: HostFacts,
@@ -141,8 +170,10 @@ def exec_records(spec: dict, process: dict, *, pid: int, host: HostFacts,
     label = selinux_label(process.get("selinuxLabel") or own, "process.selinuxLabel", host)
     return (tty + [rec(Rec.NS_NEW, 0)] + joins + personality_records(linux)
             + process_records({"process": process}, host)
-            + selinux_records(label) + seccomp_records(linux, _exec_listener_state(
-                spec, container or {}, pid)))
+            + selinux_records(label)
+            + apparmor_records(process.get("apparmorProfile"), host)
+            + landlock_records(spec, process, host)
+            + seccomp_records(linux, _exec_listener_state(spec, container or {}, pid)))
 
 
 def _exec_listener_state(spec: dict, container: dict, pid: int) -> ListenerState:

@@ -48,6 +48,11 @@ class Rec(IntEnum):
     SECCOMP_LISTENER = 45
     NO_PIVOT = 60               # rootfs/mount records: 60 and up
     MOUNT_LABEL = 61
+    CHROOT = 62
+    APPARMOR = 70               # LSM records: 70 and up
+    LANDLOCK = 71
+    LANDLOCK_PATH = 72
+    LANDLOCK_PORT = 73
 
 
 # Field letters as in plan.h: I u32, i s32, Q u64, s string, b bytes, G u32 list.
@@ -62,7 +67,8 @@ LAYOUTS: dict[Rec, str] = {
     Rec.CONTROLLING_TTY: "", Rec.SELINUX_LABEL: "s", Rec.PERSONALITY: "I",
     Rec.START_HOOK: "IIsb", Rec.START_RESULT: "s", Rec.CONSOLE: "",
     Rec.SECCOMP_LISTENER: "sb",
-    Rec.NO_PIVOT: "", Rec.MOUNT_LABEL: "s",
+    Rec.NO_PIVOT: "", Rec.MOUNT_LABEL: "s", Rec.CHROOT: "s",
+    Rec.APPARMOR: "s", Rec.LANDLOCK: "IQQQ", Rec.LANDLOCK_PATH: "Qs", Rec.LANDLOCK_PORT: "QQ",
 }
 
 # plan.h: CRN_HOOK_MAX_STRS, CRN_START_STATE_MAX
@@ -75,6 +81,7 @@ MOUNT_BIND = 1
 MOUNT_DEST_FILE = 0x100
 MOUNT_RRO = 0x200
 MOUNT_LABEL_XATTR = 0x400
+MOUNT_IDMAP = 0x800          # through the joined user namespace (KEP-127)
 
 # plan.h: CRN_LABEL_MAX
 LABEL_MAX = 4096
