@@ -24,6 +24,7 @@ import os
 import signal
 from typing import Callable
 
+from crio_native import steps
 from crio_native.errors import Internal
 
 ENV = "CRIO_NATIVE_FAILPOINTS"
@@ -134,7 +135,9 @@ _armed: dict[str, Action] = parse(os.environ.get(ENV, ""))
 
 
 def hit(name: str) -> None:
-    """The operation passes the failpoint `name`: act if it is armed."""
+    """The operation passes the failpoint `name`: note the step for the
+    call's trace (steps.py) and act if it is armed."""
+    steps.reached(name)
     if _armed:
         action = _armed.get(name)
         if action is not None:

@@ -238,9 +238,9 @@ def test_bad_requests_name_the_field_and_leave_nothing(cdaemon):
     assert rootfs_mounts(d) == []
 
 
-def test_events_follow_the_lifecycle(cdaemon):
-    d = cdaemon
-    pod = run_pod(d)
+def collect_events(d):
+    """Subscribe to GetContainerEvents: the stream (cancel it to end), the
+    queue a reader thread puts each event on, and that thread."""
     got: queue.Queue = queue.Queue()
     stream = d.runtime.GetContainerEvents(api_pb2.GetEventsRequest())
 
@@ -254,6 +254,13 @@ def test_events_follow_the_lifecycle(cdaemon):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     time.sleep(0.2)
+    return stream, got, reader
+
+
+def test_events_follow_the_lifecycle(cdaemon):
+    d = cdaemon
+    pod = run_pod(d)
+    stream, got, reader = collect_events(d)
     cid = create(d, pod, container_config(d, command=["true"]))
     d.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=cid))
     wait_exited(d, cid)
@@ -401,18 +408,18 @@ def test_out_of_memory_is_reported_as_oomkilled(cdaemon):
     assert (st.state, st.reason, st.exit_code) == (api_pb2.CONTAINER_EXITED, "OOMKilled", 137)
 
 
-def pod_cgroup_parent() -> str:
-    """A pod cgroup the daemon may use: below the run's cgroup root, or below
-    our own memory cgroup (the deepest of ours on a hybrid host)."""
+def pod_cgroup_parent(leaf: str = "crn-e2e-pod") -> str:
+    """A pod cgroup `leaf` the daemon may use: below the run's cgroup root, or
+    below our own memory cgroup (the deepest of ours on a hybrid host)."""
     root = os.environ.get("CRIO_NATIVE_CGROUP_ROOT")
     if root:
-        return f"{root.rstrip('/')}/crn-e2e-pod"
+        return f"{root.rstrip('/')}/{leaf}"
     paths = {}
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         paths[controllers] = path
     base = next((p for c, p in paths.items() if "memory" in c.split(",")), paths.get("", "/"))
-    return f"{base.rstrip('/')}/crn-e2e-pod"
+    return f"{base.rstrip('/')}/{leaf}"
 
 
 def test_pod_stats_read_the_pod_cgroup(cdaemon):

@@ -112,9 +112,6 @@ def test_update_runtime_config_rejects_a_bad_cidr(daemon):
 
 @pytest.mark.parametrize("service, rpc, request_cls, streaming", [
     ("runtime", "CheckpointContainer", api_pb2.CheckpointContainerRequest, False),
-    ("runtime", "ListPodSandboxMetrics", api_pb2.ListPodSandboxMetricsRequest, False),
-    ("runtime", "ListMetricDescriptors", api_pb2.ListMetricDescriptorsRequest, False),
-    ("runtime", "StreamPodSandboxMetrics", api_pb2.StreamPodSandboxMetricsRequest, True),
 ])
 def test_unimplemented_rpcs_say_so(daemon, service, rpc, request_cls, streaming):
     stub = getattr(daemon, service)

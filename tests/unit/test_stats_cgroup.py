@@ -407,7 +407,8 @@ NET_DEV = """Inter-|   Receive                                                | 
 
 def test_parse_net_dev():
     got = parse_net_dev(NET_DEV)
-    assert got == [InterfaceStats("eth0", 9876543, 3, 4567890, 2),
+    assert got == [InterfaceStats("eth0", 9876543, 3, 4567890, 2, rx_packets=12345,
+                                  rx_dropped=1, tx_packets=6789, tx_dropped=0),
                    InterfaceStats("net1", 0, 0, 0, 0)]
 
 

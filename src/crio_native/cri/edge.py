@@ -17,7 +17,8 @@ import grpc
 
 from crio_native._proto import api_pb2
 from crio_native.cri.request_fields import check_request
-from crio_native.errors import CrioNativeError, ErrorKind, Unimplemented
+from crio_native import steps, tracing
+from crio_native.errors import CrioNativeError, DeadlineExceeded, ErrorKind, Unimplemented
 from crio_native.logsetup import fields
 from crio_native.metrics import hooks
 
@@ -62,13 +63,18 @@ def service_handler(service_name: str, impls: dict[str, Handler]) -> grpc.Generi
         response_cls = getattr(api_pb2, method.output_type.name)
         rpc = f"{service_name}.{method.name}"
         impl = impls.get(method.name)
+        tracer = tracing.current   # wrapped only when on: off costs no test per call
         if method.server_streaming:
+            stream = _streaming(rpc, impl)
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _streaming(rpc, impl), request_deserializer=request_cls.FromString,
+                stream if tracer is None else tracer.wrap_streaming(rpc, stream),
+                request_deserializer=request_cls.FromString,
                 response_serializer=response_cls.SerializeToString)
         else:
+            unary = _unary(rpc, impl)
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(rpc, impl), request_deserializer=request_cls.FromString,
+                unary if tracer is None else tracer.wrap_unary(rpc, unary),
+                request_deserializer=request_cls.FromString,
                 response_serializer=response_cls.SerializeToString)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
@@ -102,14 +108,60 @@ def _not_implemented(rpc: str) -> Unimplemented:
     return Unimplemented(f"{rpc} is not implemented by crio-native yet")
 
 
+def _trace_key(method: str, request: Any) -> str | None:
+    """What a traced call makes or acts on (steps.py), so that a retry of a
+    RunPodSandbox or CreateContainer finds the first call; None: untraced."""
+    if method == "RunPodSandbox":
+        m = request.config.metadata
+        return f"{m.namespace}/{m.name}/{m.uid}/{m.attempt}"
+    if method == "CreateContainer":
+        m = request.config.metadata
+        return f"{request.pod_sandbox_id}/{m.name}/{m.attempt}"
+    if method in ("StartContainer", "StopContainer", "RemoveContainer"):
+        return str(request.container_id)
+    if method in ("StopPodSandbox", "RemovePodSandbox"):
+        return str(request.pod_sandbox_id)
+    return None
+
+
+def _traced_call(rpc: str, impl: Handler, request: Any, context: grpc.ServicerContext,
+                 key: str) -> Any:
+    """impl(), with its steps traced: their durations go to the metrics; a
+    retry that timed out waiting for the first call says where that one is."""
+    with steps.tracing(rpc, key, context.time_remaining()) as trace:
+        try:
+            return impl(request, context)
+        except DeadlineExceeded as e:
+            first = steps.in_progress(rpc, key, but=trace)
+            if first is None:
+                raise
+            stage = first.last()[0]
+            metrics = hooks.current
+            if metrics is not None:
+                metrics.observe_stalled(stage)
+            raise DeadlineExceeded(f"{e}; {steps.stalled_note(first)}") from e
+        finally:
+            metrics = hooks.current
+            if metrics is not None and trace.steps:
+                metrics.observe_steps(trace.durations())
+            if tracing.current is not None:
+                tracing.current.record_steps(trace)
+
+
 def _unary(rpc: str, impl: Handler | None) -> Handler:
+    method = _method_of(rpc)
+
     def behavior(request: Any, context: grpc.ServicerContext) -> Any:
         started = time.monotonic()
         try:
             if impl is None:
                 raise _not_implemented(rpc)
-            check_request(_method_of(rpc), request)
-            response = impl(request, context)
+            check_request(method, request)
+            key = _trace_key(method, request)
+            if key is None:
+                response = impl(request, context)
+            else:
+                response = _traced_call(rpc, impl, request, context, key)
         except Exception as exc:  # noqa: BLE001 - the edge is where all errors end
             code, message = _status_of(rpc, exc)
         else:

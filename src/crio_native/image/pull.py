@@ -26,6 +26,8 @@ from crio_native.image.policy import load_policy
 from crio_native.image.reference import Reference, parse_reference
 from crio_native.image.registries import Source, load_registries
 from crio_native.logsetup import fields
+from crio_native.metrics import hooks as metrics_hooks
+from crio_native import tracing
 from crio_native.storage.images import ImageRecord
 from crio_native.storage.layers import chain_ids
 from crio_native.storage.store import ImageStore
@@ -85,12 +87,21 @@ class Puller:
         assert future is not None
         if not owner:
             return future.result()
+        metrics, started = metrics_hooks.current, time.monotonic()
+        if metrics is not None:
+            metrics.observe_pull_started()
         try:
-            record = self._pull_candidates(ref, credentials)
+            with tracing.span("image.pull", **{"image.name": str(ref)}):
+                record = self._pull_candidates(ref, credentials)
             future.set_result(record)
+            if metrics is not None:
+                metrics.observe_pull_done(time.monotonic() - started, None)
             return record
         except BaseException as e:
             future.set_exception(e)
+            if metrics is not None:
+                from crio_native.metrics.pull_failure import pull_failure_reason
+                metrics.observe_pull_done(time.monotonic() - started, pull_failure_reason(e))
             raise
         finally:
             with self._lock:
@@ -194,7 +205,8 @@ class Puller:
                     continue
                 future = self._layers.get(job.chain_id)
                 if future is None:
-                    future = self._downloads.submit(self._download, client, job)
+                    future = self._downloads.submit(tracing.in_context(self._download),
+                                                    client, job)
                     self._layers[job.chain_id] = future
                 waits.append(future)
         errors = [f.exception() for f in waits]
@@ -205,7 +217,11 @@ class Puller:
     def _download(self, client: RegistryClient, job: LayerJob) -> None:
         try:
             if not self.store.layers.exists(job.chain_id):
-                fetch_layer(client, self.store.layers, job)
+                with tracing.span("image.layer", **{"image.layer.digest": job.descriptor.digest,
+                                                    "image.layer.size": job.descriptor.size}):
+                    fetch_layer(client, self.store.layers, job)
+                if metrics_hooks.current is not None:
+                    metrics_hooks.current.observe_layer(job.descriptor.size)
         finally:
             with self._lock:
                 self._layers.pop(job.chain_id, None)

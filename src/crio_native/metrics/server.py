@@ -1,6 +1,7 @@
 """The Prometheus endpoint: `[metrics]` enable_metrics, metrics_host and
 metrics_port (CRI-O's keys), TLS with metrics_cert and metrics_key, served
-by prometheus-client's own HTTP server thread."""
+by prometheus-client's own HTTP server thread; with metrics_socket also on
+a unix socket (unix_socket.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +14,7 @@ from crio_native.config.sections import MetricsConfig
 from crio_native.errors import FailedPrecondition
 from crio_native.logsetup import fields
 from crio_native.metrics import collectors, hooks
+from crio_native.metrics.unix_socket import serve_unix, stop_unix
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +37,24 @@ def metrics_served(config: MetricsConfig) -> Iterator[collectors.DaemonMetrics |
         raise FailedPrecondition(
             f"metrics.metrics_port: cannot serve metrics on {config.metrics_host}:"
             f"{config.metrics_port}: {e.strerror or e}") from e
+    unix = None
+    if config.metrics_socket:
+        try:
+            unix = serve_unix(config.metrics_socket, metrics.registry)
+        except BaseException:
+            server.shutdown()
+            server.server_close()
+            raise
     hooks.install(metrics)
     log.info("serving metrics", extra=fields(
-        address=f"{config.metrics_host}:{server.server_port}", tls=tls))
+        address=f"{config.metrics_host}:{server.server_port}", tls=tls,
+        socket=config.metrics_socket))
     try:
         yield metrics
     finally:
         hooks.install(None)
+        if unix is not None:
+            stop_unix(*unix, config.metrics_socket)
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

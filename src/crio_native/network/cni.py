@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crio_native import tracing
 from crio_native.errors import FailedPrecondition, Internal
 from crio_native.logsetup import fields
 from crio_native.network.cni_config import (NetworkConfigFile, find_network_config,
@@ -77,12 +78,13 @@ class CNI:
     # ---- public operations -------------------------------------------------
 
     def add(self, net: NetworkList, att: Attachment) -> dict[str, Any]:
-        result: dict[str, Any] | None = None
-        for plugin in net.plugins:
-            result = self._exec(net, plugin, "ADD", att, result)
-        final = result or {"cniVersion": net.cni_version}
-        self._cache(net, att, final)
-        return final
+        with tracing.span("cni.add", **_span_attributes(net, att)):
+            result: dict[str, Any] | None = None
+            for plugin in net.plugins:
+                result = self._exec(net, plugin, "ADD", att, result)
+            final = result or {"cniVersion": net.cni_version}
+            self._cache(net, att, final)
+            return final
 
     def check(self, net: NetworkList, att: Attachment) -> None:
         """CHECK through the chain with the cached ADD result as prevResult;
@@ -140,6 +142,10 @@ class CNI:
     def delete(self, net: NetworkList, att: Attachment) -> None:
         """DEL through the chain in reverse; every plugin runs even if one fails
         (so a half-added pod releases what it can), then the first error is raised."""
+        with tracing.span("cni.del", **_span_attributes(net, att)):
+            self._delete(net, att)
+
+    def _delete(self, net: NetworkList, att: Attachment) -> None:
         entry = self.cached_entry(net.name, att)
         cached = entry["result"] if entry else None
         if entry:
@@ -246,6 +252,11 @@ class CNI:
             return json.loads(proc.stdout)
         except ValueError:
             raise PluginError(f"CNI plugin {plugin_type} ADD printed no JSON result") from None
+
+
+def _span_attributes(net: NetworkList, att: Attachment) -> dict[str, str]:
+    return {"cni.network": net.name, "cni.ifname": att.ifname,
+            "cni.container_id": att.container_id}
 
 
 def _plugin_message(stdout: bytes, stderr: bytes) -> str:

@@ -27,6 +27,11 @@ class InterfaceStats:
     rx_errors: int
     tx_bytes: int
     tx_errors: int
+    # for the CRI metrics (stats/pod_metrics.py); the stats RPCs carry none
+    rx_packets: int = 0
+    rx_dropped: int = 0
+    tx_packets: int = 0
+    tx_dropped: int = 0
 
 
 def parse_net_dev(text: str) -> list[InterfaceStats]:
@@ -41,10 +46,12 @@ def parse_net_dev(text: str) -> list[InterfaceStats]:
         if not sep or len(fields) < 16 or name == "lo":
             continue
         try:
-            rx_bytes, rx_errs, tx_bytes, tx_errs = (int(fields[i]) for i in (0, 2, 8, 10))
+            rx_bytes, rx_pkts, rx_errs, rx_drop, tx_bytes, tx_pkts, tx_errs, tx_drop = (
+                int(fields[i]) for i in (0, 1, 2, 3, 8, 9, 10, 11))
         except ValueError:
             continue
-        out.append(InterfaceStats(name, rx_bytes, rx_errs, tx_bytes, tx_errs))
+        out.append(InterfaceStats(name, rx_bytes, rx_errs, tx_bytes, tx_errs,
+                                  rx_pkts, rx_drop, tx_pkts, tx_drop))
     return sorted(out, key=lambda s: s.name)
 
 

@@ -1,0 +1,156 @@
+"""Where a built-in pod start spends its time (issue 21): RunPodSandbox +
+CreateContainer + StartContainer on the bench's bridge network, with the
+daemon's per-step histogram (container_runtime_crio_native_operation_step_
+duration_seconds, one series per failpoint step, steps.py) read from its
+metrics endpoint before and after the measured starts, and teardown
+(StopPodSandbox + RemovePodSandbox) likewise.  The floor of a pod start on
+a network is its CNI plugins' own exec time: the same two chains the daemon
+runs (loopback, then bridge + portmap) are run here directly, ADD then DEL,
+in a netns of their own, and that time is printed beside the steps that
+contain it (sandbox.run.loopback_added, sandbox.run.network_added)."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.cri_setup import (Peer, bench_run, crio_native_daemon, pod_config,  # noqa: E402
+                             pull_images, remove_pod, start_pod)
+from crio_native.failpoints import CATALOGUE  # noqa: E402
+from crio_native.network.cni import CNI, Attachment, NetworkList  # noqa: E402
+from crio_native.sandbox.manager import LOOPBACK  # noqa: E402
+from tests.e2e import cni  # noqa: E402
+from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
+
+WARMUP = 3
+STARTS = int(os.environ.get("BENCH_POD_STEPS", "20"))
+STEP_METRIC = "container_runtime_crio_native_operation_step_duration_seconds"
+START_OPS = ("sandbox.run", "container.create", "container.start")
+TEARDOWN_OPS = ("sandbox.stop", "sandbox.remove", "container.stop", "container.remove")
+CNI_STEPS = ("sandbox.run.loopback_added", "sandbox.run.network_added")
+CNI_DEL_STEPS = ("sandbox.stop.network_deleted", "sandbox.stop.network_detached")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def step_totals(port: int) -> dict[str, tuple[float, float]]:
+    """step -> (sum of seconds, count) from the daemon's metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, list[float]] = {}
+    for kind, step, value in re.findall(
+            rf'^{STEP_METRIC}_(sum|count)\{{step="([^"]+)"\}} (\S+)$', text, re.M):
+        out.setdefault(step, [0.0, 0.0])[0 if kind == "sum" else 1] = float(value)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def per_step_ms(before: dict, after: dict) -> dict[str, float]:
+    """Mean milliseconds of each step between two readings."""
+    out = {}
+    for step, (total, count) in after.items():
+        t0, c0 = before.get(step, (0.0, 0.0))
+        if count > c0:
+            out[step] = (total - t0) / (count - c0) * 1000
+    return out
+
+
+def cni_floor_ms(netdir: Path, rounds: int = 10) -> tuple[float, float]:
+    """ADD, then DEL, of the loopback and bench network chains in a fresh
+    netns, by the plugins alone: the median ms of the ADDs and of the DELs."""
+    net = NetworkList.load(str(netdir))
+    runner = CNI([cni.PLUGIN_DIR], str(netdir.parent / "cni-floor-cache"))
+    adds, dels = [], []
+    for i in range(rounds):
+        name = f"crn-floor-{os.getpid()}-{i}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        try:
+            netns = f"/run/netns/{name}"
+            lo = Attachment(f"floor{i}", netns, ifname="lo")
+            eth = Attachment(f"floor{i}", netns)
+            begin = time.perf_counter()
+            runner.add(LOOPBACK, lo)
+            runner.add(net, eth)
+            middle = time.perf_counter()
+            runner.delete(net, eth)
+            runner.delete(LOOPBACK, lo)
+            adds.append(middle - begin)
+            dels.append(time.perf_counter() - middle)
+        finally:
+            subprocess.run(["ip", "netns", "del", name], check=True)
+    return statistics.median(adds) * 1000, statistics.median(dels) * 1000
+
+
+def print_steps(title: str, ops: tuple[str, ...], ms: dict[str, float],
+                wall_ms: float) -> None:
+    print(f"  {title}: p50 {wall_ms:.1f} ms")
+    for op in ops:
+        for step in CATALOGUE[op]:
+            if step in ms:
+                print(f"    {step:42s} {ms[step]:7.2f} ms  {100 * ms[step] / wall_ms:5.1f} %")
+    named = sum(v for k, v in ms.items() if k.split(".")[0] + "." + k.split(".")[1] in ops)
+    print(f"    {'(outside the named steps)':42s} {wall_ms - named:7.2f} ms")
+
+
+def run() -> int:
+    if os.geteuid() != 0:
+        print("  skipped: needs root")
+        return 0
+    port = free_port()
+    with bench_run("crn-bench-steps-") as bench:
+        bench.pusher.push_image("bench/busybox", "1", ImageBuilder().busybox().build())
+        image = bench.image("bench/busybox")
+        daemon = crio_native_daemon(bench.tmp / "daemon", bench.netdir)
+        daemon.prepare()
+        (daemon.base / "crio-native.conf.d" / "60-metrics.conf").write_text(
+            f"[metrics]\nenable_metrics = true\nmetrics_port = {port}\n")
+        peer = Peer("crio-native builtin", daemon, image, handler="builtin")
+        try:
+            daemon.start()
+            pull_images(daemon, image)
+            for i in range(WARMUP):
+                remove_pod(peer, start_pod(peer, pod_config(peer, f"w{i}", bench.logs))[0])
+            starts, teardowns = [], []
+            pods = []
+            before = step_totals(port)
+            for i in range(STARTS):
+                t = time.perf_counter()
+                pods.append(start_pod(peer, pod_config(peer, f"s{i}", bench.logs))[0])
+                starts.append(time.perf_counter() - t)
+            middle = step_totals(port)
+            for pod in pods:
+                t = time.perf_counter()
+                remove_pod(peer, pod)
+                teardowns.append(time.perf_counter() - t)
+            after = step_totals(port)
+        finally:
+            daemon.stop()
+        add_floor, del_floor = cni_floor_ms(bench.netdir)
+    start_ms, stop_ms = per_step_ms(before, middle), per_step_ms(middle, after)
+    start_p50 = statistics.median(starts) * 1000
+    stop_p50 = statistics.median(teardowns) * 1000
+    print_steps("pod start (RunPodSandbox + CreateContainer + StartContainer)", START_OPS,
+                start_ms, start_p50)
+    print_steps("teardown (StopPodSandbox + RemovePodSandbox)", TEARDOWN_OPS, stop_ms, stop_p50)
+    print(f"  CNI plugins alone (loopback, bridge + portmap): ADD {add_floor:.1f} ms, "
+          f"DEL {del_floor:.1f} ms")
+    print(f"  start: its CNI steps {sum(start_ms.get(s, 0.0) for s in CNI_STEPS):.1f} ms; "
+          f"the start is {start_p50 / add_floor:.2f}x the ADD floor")
+    print(f"  teardown: its CNI steps {sum(stop_ms.get(s, 0.0) for s in CNI_DEL_STEPS):.1f} ms;"
+          f" the teardown is {stop_p50 / del_floor:.2f}x the DEL floor")
+    return 0
+
+
+BENCHMARK = ("pod_steps", "where a built-in pod start and teardown spend their time, "
+             "step by step, against the CNI plugins' own time", run)
