@@ -1,4 +1,4 @@
-"""The `crio-native` command: daemon, config, version."""
+"""The `crio-native` command: daemon, config, status, verify, version."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--socket", metavar="PATH",
                         help="the daemon's CRI socket (default: api.listen of the config)")
     status.add_argument("--json", action="store_true")
+    verify = sub.add_parser("verify", help="check a container's attestation record against "
+                            "the public key of the node whose state is under --root")
+    add_config_flags(verify)
+    verify.add_argument("file", metavar="FILE", help="the record (- for standard input)")
     version = sub.add_parser("version", help="print the version")
     version.add_argument("--json", action="store_true")
     return parser
@@ -113,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crio_native.status_cli import run_status
 
         return run_status(loaded, args.socket, args.json)
+    if args.command == "verify":
+        from crio_native.attestation.verify_cli import run_verify
+
+        return run_verify(loaded.config.root, args.file)
     configure_logging(loaded.config.log_level, loaded.config.log_format)
     from crio_native.daemon import serve
 
@@ -121,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlreadyRunning as e:
         print(f"crio-native: refusing to start: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:   # found at start-up: a policy file, the node key
+        print(f"crio-native: invalid configuration: {e}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

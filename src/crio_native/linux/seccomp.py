@@ -15,6 +15,7 @@ listener and ignored without one, as runc (libseccomp) and crun do."""
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno as errno_mod
 import functools
 import json
@@ -147,18 +148,24 @@ _cache_lock = threading.Lock()
 def compile_filter(seccomp: dict) -> Filter:
     """Compile an OCI seccomp section (or take it from the cache); errors
     name the field."""
-    key = json.dumps(seccomp, sort_keys=True, separators=(",", ":"))
+    # the agent's socket is per container (the notifier, the audit stream)
+    # and is not in the program: the cache is keyed without it
+    listener_path, metadata = listener_from_spec(seccomp)
+    body = {k: v for k, v in seccomp.items() if k not in ("listenerPath", "listenerMetadata")}
+    key = json.dumps([body, listener_path is not None], sort_keys=True, separators=(",", ":"))
     with _cache_lock:
         cached = _cache.get(key)
         if cached is not None:
             _cache.move_to_end(key)
-            return cached
-    filt = _compile_filter(seccomp)
-    with _cache_lock:
-        _cache[key] = filt
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return filt
+    if cached is None:
+        cached = _compile_filter(seccomp)
+        with _cache_lock:
+            _cache[key] = cached
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+    if (cached.listener_path, cached.listener_metadata) == (listener_path, metadata):
+        return cached
+    return dataclasses.replace(cached, listener_path=listener_path, listener_metadata=metadata)
 
 
 def _compile_filter(seccomp: dict) -> Filter:
