@@ -15,7 +15,9 @@ APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev libsystemd-de
 PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" \
 	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7" \
 	"urllib3>=2.0" "zstandard>=0.22" "isal>=1.6" "ruff>=0.6" "mypy>=1.10" \
-	"jeepney>=0.8" "hypothesis>=6.80" "prometheus-client>=0.17"
+	"jeepney>=0.8" "hypothesis>=6.80" "prometheus-client>=0.17" \
+	"cel-python>=0.5" "cryptography>=42" "PyYAML>=6.0" \
+	"opentelemetry-sdk>=1.25" "opentelemetry-exporter-otlp-proto-grpc>=1.25"
 
 # Peers the benchmarks measure against, installed by `make bench` only.
 BENCH_APT_PACKAGES := containerd
@@ -36,8 +38,13 @@ VM_SELINUX_TESTS ?= tests/integration tests/e2e/test_cri_selinux.py
 VM_SYSTEMD_TIMEOUT ?= 900
 # where vm_systemd tests live (collecting the whole suite costs ~20 s in the VM)
 VM_SYSTEMD_TESTS ?= tests/e2e/test_systemd_unit.py tests/e2e/test_systemd_driver.py
+# The fourth VM run: AppArmor enforcing (--apparmor), for the tests marked
+# `vm_apparmor` (profiles applied by builtin and runc).
+VM_APPARMOR_TIMEOUT ?= 900
+VM_APPARMOR_TESTS ?= tests/e2e/test_apparmor.py
 
-.PHONY: all install-deps build run lint test test-selinux test-systemd bench bench-systemd clean
+.PHONY: all install-deps build run lint test test-selinux test-systemd test-apparmor bench \
+	bench-systemd clean
 
 all: build
 
@@ -100,6 +107,7 @@ test: build lint
 	fi
 	$(vm_selinux_run)
 	$(vm_systemd_run)
+	$(vm_apparmor_run)
 
 # Only the SELinux VM run (after a build).
 test-selinux: build
@@ -108,6 +116,21 @@ test-selinux: build
 # Only the systemd VM run (after a build).
 test-systemd: build
 	$(vm_systemd_run)
+
+# Only the AppArmor VM run (after a build).
+test-apparmor: build
+	$(vm_apparmor_run)
+
+define vm_apparmor_run
+	@if [ ! -x "$(VMRUN)" ] || [ -n "$(NO_VM)" ]; then \
+		echo "== not running the vm_apparmor tests: no $(VMRUN) (or NO_VM set)"; \
+	else \
+		echo "== tests marked vm_apparmor, inside the VM with AppArmor enforcing"; \
+		$(VMRUN) --share $(CURDIR) --timeout $(VM_APPARMOR_TIMEOUT) --apparmor -- \
+			$(CURDIR)/$(VPY) -m pytest -m vm_apparmor -p no:cacheprovider $(PYTEST_ARGS) \
+			$(VM_APPARMOR_TESTS); \
+	fi
+endef
 
 # pytest's 5 means nothing was collected: no test is marked vm_systemd yet.
 define vm_systemd_run

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from crio_native import __version__
-from crio_native.config import LoadedConfig
+from crio_native.config import Config, LoadedConfig
 from crio_native.config.reload import apply_reload, describe, plan_reload
 from crio_native.context import DaemonContext, containers_of, sandboxes_of
 from crio_native.cri.server import bind_unix_socket, build_server
@@ -20,6 +20,7 @@ from crio_native.errors import ConfigError
 from crio_native.locking import InstanceLock
 from crio_native.logsetup import fields, reconfigure_logging
 from crio_native.notify import ServiceNotifier
+from crio_native.state import boot
 
 if TYPE_CHECKING:
     from crio_native.streaming.server import StreamingServer
@@ -76,21 +77,37 @@ def install_network(ctx: DaemonContext) -> None:
             network_dir=ctx.config.network.network_dir, error=str(e)))
 
 
+def has_records(config: Config) -> bool:
+    root = Path(config.root)
+    return any(any((root / kind).glob("*.json")) for kind in ("sandboxes", "containers"))
+
+
 def start_services(ctx: DaemonContext) -> None:
-    """Load records and finish or undo what a crash left half-done."""
+    """Load records and finish or undo what a crash left half-done.  First
+    say what kind of start this is (state/boot.py); once recovered, the
+    version files say this version started."""
+    from crio_native.attestation import Attestor
     from crio_native.container.manager import ContainerManager
     from crio_native.cri.image import images_of
     from crio_native.cri.runtime_info import load_pod_cidr
     from crio_native.runtime.registry import HandlerSet
+    from crio_native.policy import PolicyGate
     from crio_native.sandbox.manager import SandboxManager
 
+    # before anything is recovered: a policy that does not compile, or a
+    # node key that cannot be read, stops the start (ConfigError)
+    policy = PolicyGate.from_files(ctx.config.policy.files)
+    attestor = Attestor.for_config(ctx.config)
+    state = boot.examine(ctx.config, has_records(ctx.config))
+    boot.log_decision(state, ctx.config)
     load_pod_cidr(ctx)
     ctx.handlers = HandlerSet(ctx.config)
     ctx.sandboxes = SandboxManager(ctx.config, ctx.handlers)
-    ctx.sandboxes.recover()
+    ctx.sandboxes.recover(state.rebooted)
     ctx.containers = ContainerManager(ctx.config, ctx.sandboxes, lambda: images_of(ctx),
-                                      ctx.handlers)
-    ctx.containers.recover()
+                                      ctx.handlers, policy=policy, attestor=attestor)
+    ctx.containers.recover(state.rebooted)
+    boot.mark_started(ctx.config)
 
 
 def start_streaming(ctx: DaemonContext) -> StreamingServer:
@@ -182,8 +199,19 @@ def reload_configuration(ctx: DaemonContext, load: Callable[[], LoadedConfig],
                   extra=fields(error=str(e)))
         notifier.ready(f"serving CRI on {ctx.config.api.listen}; the last reload failed: {e}")
         return
+    try:   # the policy files are read again even when the globs did not change
+        from crio_native.policy import load_rules
+        rules = load_rules(wanted.config.policy.files)
+    except ConfigError as e:
+        log.error("configuration reload failed: the running configuration is kept",
+                  extra=fields(error=str(e)))
+        notifier.ready(f"serving CRI on {ctx.config.api.listen}; the last reload failed: {e}")
+        return
     plan = plan_reload(ctx.config, wanted.config)
     apply_reload(ctx.loaded, wanted, plan)
+    if ctx.containers is not None and ctx.containers.policy is not None:
+        ctx.containers.policy.replace(rules)
+        log.info("policy reloaded", extra=fields(rules=len(rules)))
     reconfigure_logging(ctx.config.log_level, ctx.config.log_format)
     log.info("configuration reloaded", extra=fields(
         applied=describe(plan.applied), needs_restart=describe(plan.needs_restart),
@@ -214,6 +242,10 @@ def serve(loaded: LoadedConfig, reload_config: Callable[[], LoadedConfig] | None
         if ctx.config.metrics.enable_metrics:   # prometheus-client is loaded only then
             from crio_native.metrics.server import metrics_served
             undo.enter_context(metrics_served(ctx.config.metrics))
+        if ctx.config.tracing.enable_tracing:   # OpenTelemetry is loaded only then
+            from crio_native import tracing   # before build_server: the edge wraps then
+            tracing.start(ctx.config.tracing)
+            undo.callback(tracing.stop)
         notifier.status("recovering pods and containers")
         start_services(ctx)
         undo.callback(sandboxes_of(ctx).networks.start().stop)   # NetworkReady via inotify
@@ -242,5 +274,6 @@ def serve(loaded: LoadedConfig, reload_config: Callable[[], LoadedConfig] | None
         notifier.stopping()
         containers_of(ctx).close()   # ends the GetContainerEvents streams
         server.stop(SHUTDOWN_GRACE_SECONDS).wait()
+        boot.mark_clean_shutdown(ctx.config)
     log.info("crio-native stopped")
     return 0

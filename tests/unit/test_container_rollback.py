@@ -20,7 +20,7 @@ from tests.fixtures.fakes import (FakeHandler, FakeHandlerSet, FakeImages, Injec
 
 IMAGE = "docker.io/library/busybox:latest"
 # CreateContainer's steps as the fakes see them, in order (each fails before it acts)
-CREATE_STEPS = ["images.get", "images.create_rootfs", "images.config", "handler.features",
+CREATE_STEPS = ["images.get", "images.create_rootfs", "handler.features", "images.config",
                 "prepare.build_spec", "prepare.write_bundle", "prepare.prepare_log",
                 "handler.create", "handler.create:done"]
 

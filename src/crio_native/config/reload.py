@@ -18,7 +18,10 @@ from crio_native.config.sections import Config
 # Safe to change under running pods and RPCs.  Everything else is read once
 # at start-up by a component that holds on to it (sockets, state roots, the
 # runtime handlers, the image service, the CNI watcher).
-RELOADABLE = ("log_level", "log_format")
+RELOADABLE = ("log_level", "log_format",
+              "policy.files",   # the daemon compiles the rules again (docs/policy.md)
+              # read by each CreateContainer, as CRI-O reloads them
+              "runtime.seccomp_profile", "runtime.privileged_seccomp_profile")
 
 UNSET = "(unset)"
 

@@ -157,8 +157,24 @@ class RuntimeConfig:
     # unconfined, as with CRI-O 1.36's defaults; true gives it RuntimeDefault
     # (the name older CRI-O releases used for that choice).
     seccomp_use_default_when_empty: bool = False
+    # CRI-O's key: the seccomp profile (a JSON file) of privileged
+    # containers, which otherwise run unconfined whatever they ask for.
+    privileged_seccomp_profile: str = ""
+    # Where the seccomp recorder (pod annotation
+    # seccomp-recorder.crio-native.io/<container> = NAME) writes NAME.json:
+    # the kubelet's Localhost profile directory, so a recorded profile can be
+    # used at once as localhost_ref <root>/NAME.json.
+    seccomp_profile_root: str = "/var/lib/kubelet/seccomp"
+    # Every syscall a container's seccomp profile denies or logs is logged
+    # (rate-limited per container) and counted, attributed to its pod,
+    # container and image (the daemon becomes the filter's notify agent).
+    seccomp_audit: bool = False
+    # The node's Ed25519 key that signs each started container's attestation
+    # record (PEM, PKCS#8); made at first start.  "" = <root>/attestation/node.key.
+    attestation_key: str = ""
 
     def validate(self) -> None:
+        require_absolute("runtime.attestation_key", self.attestation_key, allow_empty=True)
         for name, handler in self.runtimes.items():
             handler.validate(name)
         if self.default_runtime not in self.runtimes:
@@ -180,6 +196,9 @@ class RuntimeConfig:
             if not sep or not _SYSCTL_NAME.match(name.strip()):
                 raise ConfigError("runtime.default_sysctls", f"want name=value, got {entry!r}")
         require_absolute("runtime.seccomp_profile", self.seccomp_profile, allow_empty=True)
+        require_absolute("runtime.privileged_seccomp_profile", self.privileged_seccomp_profile,
+                         allow_empty=True)
+        require_absolute("runtime.seccomp_profile_root", self.seccomp_profile_root)
 
 
 @dataclass
@@ -232,6 +251,10 @@ class NetworkConfig:
             require_absolute("network.plugin_dirs", d)
 
 
+# CRI-O's included_pod_metrics groups
+POD_METRIC_GROUPS = ("cpu", "memory", "network", "disk", "process", "hugetlb", "oom")
+
+
 @dataclass
 class MetricsConfig:
     enable_metrics: bool = False
@@ -240,8 +263,16 @@ class MetricsConfig:
     # TLS for the endpoint: both or neither (PEM files)
     metrics_cert: str = ""
     metrics_key: str = ""
+    # metric groups ListPodSandboxMetrics reports (CRI-O's [crio.stats] key,
+    # empty by default as there); see docs/metrics.md
+    included_pod_metrics: list[str] = field(default_factory=list)
+    # also serve the endpoint on this unix socket (CRI-O's key); "" for none
+    metrics_socket: str = ""
 
     def validate(self) -> None:
+        require_absolute("metrics.metrics_socket", self.metrics_socket, allow_empty=True)
+        for i, group in enumerate(self.included_pod_metrics):
+            require_choice(f"metrics.included_pod_metrics[{i}]", group, POD_METRIC_GROUPS)
         require_address("metrics.metrics_host", self.metrics_host)
         require_port("metrics.metrics_port", self.metrics_port)
         require_absolute("metrics.metrics_cert", self.metrics_cert, allow_empty=True)
@@ -253,23 +284,67 @@ class MetricsConfig:
 
 
 @dataclass
+class TracingConfig:
+    """OpenTelemetry spans of the CRI calls, exported over OTLP/gRPC
+    (CRI-O's [crio.tracing] keys and defaults; docs/tracing.md)."""
+
+    enable_tracing: bool = False
+    tracing_endpoint: str = "127.0.0.1:4317"
+    # of each million traces the kubelet did not sample, how many we start;
+    # a call whose traceparent is sampled is always traced (parent-based)
+    tracing_sampling_rate_per_million: int = 0
+
+    def validate(self) -> None:
+        host, sep, port = self.tracing_endpoint.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError("tracing.tracing_endpoint",
+                              f"want host:port, got {self.tracing_endpoint!r}")
+        if not 0 <= self.tracing_sampling_rate_per_million <= 1_000_000:
+            raise ConfigError("tracing.tracing_sampling_rate_per_million",
+                              f"must be 0..1000000 (got "
+                              f"{self.tracing_sampling_rate_per_million})")
+
+
+@dataclass
+class PolicyConfig:
+    """The final-spec policy gate (docs/policy.md): globs of YAML rule files,
+    compiled at start-up; none by default."""
+
+    files: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        for i, pattern in enumerate(self.files):
+            require_absolute(f"policy.files[{i}]", pattern)
+
+
+@dataclass
 class Config:
     root: str = "/var/lib/crio-native"
     runroot: str = "/run/crio-native"
     log_dir: str = "/var/log/crio-native/pods"
     log_level: str = "info"
     log_format: str = "text"
+    # CRI-O's version files: one in the runroot (gone after a reboot), one
+    # under the root (kept; another major.minor there tells an upgrade).
+    # Empty: <runroot>/version and <root>/version (state/boot.py).
+    version_file: str = ""
+    version_file_persist: str = ""
     api: ApiConfig = field(default_factory=ApiConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     def validate(self) -> None:
         require_absolute("root", self.root)
         require_absolute("runroot", self.runroot)
         require_absolute("log_dir", self.log_dir)
+        require_absolute("version_file", self.version_file, allow_empty=True)
+        require_absolute("version_file_persist", self.version_file_persist, allow_empty=True)
         require_choice("log_level", self.log_level, ("debug", "info", "warning", "error"))
         require_choice("log_format", self.log_format, ("text", "json"))
-        for section in (self.api, self.runtime, self.image, self.network, self.metrics):
+        for section in (self.api, self.runtime, self.image, self.network, self.metrics,
+                        self.policy, self.tracing):
             section.validate()

@@ -22,10 +22,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from crio_native import failpoints
+from crio_native import failpoints, steps
 from crio_native._proto import api_pb2
 from crio_native.config import Config
-from crio_native.container import events, prepare
+from crio_native.container import events, orphans, prepare, seccomp_artifact, seccomp_notifier
 from crio_native.container.events import EventBus
 from crio_native.container.record import CREATED, CREATING, EXITED, RUNNING, ContainerRecord
 from crio_native.container.stops import PendingStop, StopTable
@@ -33,24 +33,31 @@ from crio_native.container.store import ContainerStore
 from crio_native.container.watcher import ExitWatcher
 from crio_native.errors import (AlreadyExists, CrioNativeError, DeadlineExceeded,
                                 FailedPrecondition, InvalidArgument, NotFound)
+from crio_native.attestation import signer as attestation_store
 from crio_native.metrics import hooks as metrics_hooks
+from crio_native.policy.gate import pod_input as policy_pod_input
 from crio_native.logsetup import fields
 from crio_native.state.rollback import forget_unless_failed, save_state, undo_step
 from crio_native.monitor import process_alive, read_exit, reopen_log
 from crio_native.runtime.handler import (ExecProcess, ExecResult, MonitorOptions,
                                          RuntimeHandler)
+from crio_native.runtime.registry import runtime_root_of
 from crio_native.sandbox.record import READY, SandboxRecord
 from crio_native.spec.process import signal_number
 from crio_native.stats import CgroupStats, CpuSampler, read_cgroup
 from crio_native.state.files import atomic_write_json, read_json
+from crio_native.storage.rootfs import RootfsIdmap
 
 if TYPE_CHECKING:
+    from crio_native.attestation import Attestor
     from crio_native.image.service import ImageService
+    from crio_native.policy import PolicyGate
     from crio_native.runtime.registry import HandlerSet
     from crio_native.sandbox.manager import SandboxManager
 
 log = logging.getLogger(__name__)
 
+UNKNOWN_EXIT_CODE = 255     # CRI-O's, for an exit no one recorded
 STARTING = "starting"        # in the container's run dir while a start is in progress
 KILL_WAIT_SECONDS = 10.0    # after SIGKILL, how long to wait for the monitor's exit record
 RETRY_WAIT_SECONDS = 240.0  # a retried CreateContainer waits this long for the first try
@@ -58,6 +65,13 @@ RETRY_WAIT_SECONDS = 240.0  # a retried CreateContainer waits this long for the 
 
 def request_digest(request: api_pb2.CreateContainerRequest) -> str:
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _observe_launch(record: ContainerRecord, step: str, started: float) -> None:
+    """The handler's create or start time, for the launch latency metric."""
+    if metrics_hooks.current is not None:
+        metrics_hooks.current.observe_launch(record.runtime_handler or "default", step,
+                                             time.monotonic() - started)
 
 
 def monitor_running(record: ContainerRecord) -> bool:
@@ -76,8 +90,11 @@ def monitor_running(record: ContainerRecord) -> bool:
 class ContainerManager:
     def __init__(self, config: Config, sandboxes: SandboxManager,
                  images: Callable[[], ImageService], handlers: HandlerSet,
-                 bus: EventBus | None = None):
+                 bus: EventBus | None = None, policy: PolicyGate | None = None,
+                 attestor: Attestor | None = None):
         self.config = config
+        self.policy = policy                  # the final-spec policy gate (policy/)
+        self.attestor = attestor              # signs each start's record (attestation/)
         self.sandboxes = sandboxes            # SandboxManager
         self.images = images                  # () -> ImageService, made on first use
         self.handlers = handlers              # runtime.registry.HandlerSet
@@ -90,17 +107,22 @@ class ContainerManager:
         self._specs: dict[str, dict[str, Any]] = {}
         self.stops = StopTable()              # stops in progress, joined by later ones
         self.watcher = ExitWatcher(self._on_monitor_exit)
+        self.notifier = seccomp_notifier.SeccompNotifier(Path(config.runroot) / "seccomp",
+                                                         self._seccomp_stop)
 
     def close(self) -> None:
         self.watcher.close()
+        self.notifier.close()
         self.events.close()
 
     # ---- startup -------------------------------------------------------------
 
-    def recover(self) -> None:
+    def recover(self, rebooted: bool = False) -> None:
         """Undo half-made containers; finish starts cut short; pick up the
         exits that happened while the daemon was down; watch the monitors
-        still running; sweep run dirs no record owns."""
+        still running; sweep run dirs and cgroups no record owns.
+        `rebooted` (state/boot.py) only adds to the log: each container is
+        judged by its monitor, which a reboot ends."""
         for record in self.store.load():
             if record.state == CREATING:
                 log.warning("rolling back half-made container", extra=fields(id=record.id))
@@ -118,10 +140,17 @@ class ContainerManager:
                     if record.state == RUNNING and starting.exists():
                         self._finish_start(record)
                     self.watcher.watch(record.id, record.monitor_pid)
+                    seccomp_notifier.relisten(self.notifier, record.id, self.spec_of(record))
                 else:
+                    if rebooted:
+                        log.warning("container exited with the node's reboot: exit unknown",
+                                    extra=fields(id=record.id, name=record.name))
                     self._record_exit(record)
             starting.unlink(missing_ok=True)
         self._sweep_orphans()
+        self.notifier.sweep()
+        self._sweep_runtime_states()
+        self._sweep_cgroups()
 
     def _finish_start(self, record: ContainerRecord) -> None:
         """A StartContainer cut short after it saved RUNNING: release the
@@ -132,6 +161,10 @@ class ContainerManager:
             if handler.state(record.id).get("status") != "created":
                 return
             log.warning("finishing a container start cut short", extra=fields(id=record.id))
+            if self.attestor is not None and \
+                    attestation_store.read(self.store.directory, record.id) is None:
+                self.attestor.attest(record, self.spec_of(record),
+                                     self.sandboxes.store.find(record.sandbox_id))
             handler.start(record.id)
         except FailedPrecondition:
             return   # no longer waiting at its barrier: it was released
@@ -161,6 +194,32 @@ class ContainerManager:
             self.images().remove_rootfs(d.name)
             shutil.rmtree(d, ignore_errors=True)
             log.warning("removed a container run dir no record owns", extra=fields(path=str(d)))
+
+    def _sweep_runtime_states(self) -> None:
+        """A handler's state of an id that neither a container nor a pod
+        record names, in the runtime roots under our runroot (a configured
+        runtime_root may be shared with other users of runc): deleted
+        through the handler, each logged; one that stays is logged too."""
+        roots = {name: runtime_root_of(name, self.config) for name in self.handlers.names()
+                 if not self.config.runtime.runtimes[name].runtime_root}
+        owned = {r.id for r in self.store.all()} | {p.id for p in self.sandboxes.store.all()}
+        for name, stray in orphans.stray_runtime_states(roots, owned):
+            try:
+                self.handlers.get(name).delete(stray, force=True)
+            except Exception as e:  # noqa: BLE001 - one stray must not stop the daemon
+                log.error("cannot delete a runtime state no record owns", extra=fields(
+                    handler=name, id=stray, error=str(e)))
+                continue
+            log.warning("deleted a runtime state no record owns",
+                        extra=fields(handler=name, id=stray))
+
+    def _sweep_cgroups(self) -> None:
+        """crio-<id> groups that no container record owns, in the pod
+        groups of the pods we know and under the cgroup root: removed if
+        empty, each logged (orphans.py)."""
+        parents = [Path(d) for pod in self.sandboxes.store.all() for d in pod.cgroup_dirs]
+        parents += orphans.cgroup_root_dirs(self.config.runtime.cgroup_root or None)
+        orphans.sweep_container_cgroups(parents, {r.id for r in self.store.all()})
 
     # ---- create ----------------------------------------------------------------
 
@@ -211,7 +270,7 @@ class ContainerManager:
                                 f"{record.attempt}) is already used by {holder.id} in pod "
                                 f"{record.sandbox_id}")
         event = self._done.get(holder.id)
-        if event is not None and not event.wait(RETRY_WAIT_SECONDS):
+        if event is not None and not event.wait(steps.wait_budget(RETRY_WAIT_SECONDS)):
             raise DeadlineExceeded(f"CreateContainer: container {record.name!r} is still "
                                    "being created by an earlier request")
         current = self.store.find(holder.id)
@@ -242,15 +301,23 @@ class ContainerManager:
             record.image_id = image.id
             record.image_ref = image.repo_digests[0] if image.repo_digests else image.id
             record.rootfs = str(images.create_rootfs(
-                record.id, image.id, prepare.rootfs_mount_label(config, sandbox)))
+                record.id, image.id, prepare.rootfs_mount_label(config, sandbox),
+                RootfsIdmap.of(sandbox.pins, sandbox.userns_uids, sandbox.userns_gids)))
             undo.callback(undo_step, failed, "remove rootfs",
                           lambda: images.remove_rootfs(record.id))
             failpoints.hit("container.create.rootfs")
+            features = handler.features()
             inputs = prepare.inputs_for(
                 record, config, sandbox, prepare.image_config_of(images, image), self.config,
-                supports_rro=handler.features().recursive_read_only_mounts,
-                target_pid=self._target_pid)
+                supports_rro=features.recursive_read_only_mounts,
+                target_pid=self._target_pid, landlock_abi=features.landlock_abi)
+            inputs.image_annotations = prepare.image_annotations_of(images, image)
+            inputs.seccomp_artifact = functools.partial(seccomp_artifact.fetch_profile,
+                                                        config=self.config.image)
             build = prepare.build_spec(inputs)
+            seccomp_notifier.attach(self.notifier, inputs, build, undo)
+            if self.policy is not None:
+                self.policy.check(build.spec, policy_pod_input(sandbox), record.name)
             prepare.relabel_host_paths(build, inputs.selinux_enabled)
             record.log_path = build.log_path
             record.stop_signal = build.stop_signal
@@ -261,10 +328,12 @@ class ContainerManager:
             failpoints.hit("container.create.bundle")
             # no save here: a crash before CREATED is saved rolls back through
             # the directory and the rootfs, which are found by the id
+            launch_started = time.monotonic()
             created = handler.create(record.id, Path(record.bundle), MonitorOptions(
                 state_dir=Path(record.monitor_dir),
                 log_path=Path(record.log_path) if record.log_path else None,
                 stdin=record.stdin, stdin_once=record.stdin_once, terminal=record.tty))
+            _observe_launch(record, "create", launch_started)
             undo.callback(undo_step, failed, "delete from runtime",
                           lambda: handler.delete(record.id, force=True))
             failpoints.hit("container.create.runtime_created")
@@ -312,7 +381,12 @@ class ContainerManager:
             failpoints.hit("container.start.journaled")
             self.events.publish(events.STARTED, record.id, record.sandbox_id)
             try:
+                if self.attestor is not None:   # signed before the program runs
+                    self.attestor.attest(record, self.spec_of(record),
+                                         self.sandboxes.store.find(record.sandbox_id))
+                launch_started = time.monotonic()
                 handler.start(record.id)
+                _observe_launch(record, "start", launch_started)
                 failpoints.hit("container.start.released")
             except Exception as e:
                 record.message = f"start failed: {e}"
@@ -395,9 +469,14 @@ class ContainerManager:
         # containers still get their rootfs and files removed
         with contextlib.suppress(NotFound, InvalidArgument):
             self.handlers.get(record.runtime_handler).delete(record.id, force=True)
+        self.notifier.forget(record.id)
         failpoints.hit("container.remove.runtime_deleted")
+        # the handler removes the groups it made; after a reboot (its state
+        # gone with the runroot) it no longer knows them: what is left goes
+        orphans.remove_leftover_cgroups(record.id, record.cgroup_dirs)
         if record.rootfs or Path(record.directory).exists():
             self.images().remove_rootfs(record.id)
+        attestation_store.discard(self.store.directory, record.id)
         shutil.rmtree(record.directory, ignore_errors=True)
         failpoints.hit("container.remove.rootfs_removed")
 
@@ -413,6 +492,19 @@ class ContainerManager:
                 or not monitor_running(record)):
             self._record_exit(record)
         return record
+
+    def _seccomp_stop(self, container_id: str, message: str) -> None:
+        """The seccomp notifier's "stop": the exit is recorded as seccomp killed."""
+        record = self.store.find(container_id)
+        if record is None:
+            return
+        seccomp_notifier.mark_killed(record, message)
+        log.warning("stopping container: %s", message, extra=fields(id=record.id))
+        try:
+            self.stop(record.id, timeout=0, rpc="seccomp notifier")
+        except CrioNativeError as e:
+            log.error("seccomp notifier could not stop container",
+                      extra=fields(id=record.id, error=str(e)))
 
     def _on_monitor_exit(self, container_id: str) -> None:
         record = self.store.find(container_id)
@@ -438,15 +530,19 @@ class ContainerManager:
         status = read_exit(record.monitor_dir)
         if status is None:
             # the monitor is gone without a word (killed, or a reboot wiped
-            # the run dir): the exit is unknown
-            record.exit_code, record.reason = 255, "Unknown"
-            record.message = record.message or "the container's monitor is gone"
+            # the run dir): the exit is unknown.  CRI-O's convention for a
+            # container its runtime no longer knows: exit code 255, reason
+            # Error, finished now (its message stays empty; ours says why).
+            record.exit_code, record.reason = UNKNOWN_EXIT_CODE, "Error"
+            record.message = record.message or ("exit status unknown: the container's monitor "
+                                                "is gone (killed, or the node rebooted)")
             record.finished_at = time.time_ns()
         else:
             record.exit_code = status.exit_code
             record.finished_at = status.finished_at_ns
             record.reason = ("OOMKilled" if status.oom_killed
                              else "Completed" if status.exit_code == 0 else "Error")
+        seccomp_notifier.fold_killed(record)
 
     # ---- exec, logs, resources -----------------------------------------------------
 

@@ -14,7 +14,7 @@ from crio_native._proto import api_pb2
 from crio_native.config import Config
 from crio_native.container.record import ContainerRecord
 from crio_native.errors import FailedPrecondition, InvalidArgument
-from crio_native.linux import capabilities
+from crio_native.linux import apparmor, capabilities
 from crio_native.linux.cgroups import hugetlb
 from crio_native.sandbox.record import SandboxRecord
 from crio_native.spec import devices
@@ -36,7 +36,8 @@ def check_config(config: api_pb2.ContainerConfig) -> None:
 
 def inputs_for(record: ContainerRecord, config: api_pb2.ContainerConfig,
                sandbox: SandboxRecord, image_config: dict[str, Any], daemon: Config, *,
-               supports_rro: bool, target_pid: Callable[[str], int]) -> SpecInputs:
+               supports_rro: bool, target_pid: Callable[[str], int],
+               landlock_abi: int = 0) -> SpecInputs:
     from crio_native._native import selinux
 
     privileged = config.linux.security_context.privileged
@@ -59,7 +60,20 @@ def inputs_for(record: ContainerRecord, config: api_pb2.ContainerConfig,
         machine=os.uname().machine,
         host_capabilities=capabilities.names_in_mask(capabilities.bounding_caps())
         if privileged else None,
-        hugepage_sizes=hugetlb.host_enforceable_page_sizes())
+        hugepage_sizes=hugetlb.host_enforceable_page_sizes(),
+        landlock_abi=landlock_abi, **apparmor_inputs())
+
+
+def apparmor_inputs() -> dict[str, Any]:
+    """SpecInputs' AppArmor facts; crio-native-default is loaded first (for
+    RuntimeDefault) where AppArmor is on."""
+    if not apparmor.enabled():
+        return {"apparmor_enabled": False}
+    try:
+        apparmor.ensure_default_loaded()
+    except RuntimeError as e:
+        raise FailedPrecondition(f"{RPC}: {e}") from None
+    return {"apparmor_enabled": True, "apparmor_profiles": set(apparmor.loaded_profiles())}
 
 
 def rootfs_mount_label(config: api_pb2.ContainerConfig, sandbox: SandboxRecord) -> str:
@@ -145,6 +159,20 @@ def requested_image(image: api_pb2.ImageSpec) -> dict[str, Any]:
 
 def image_config_of(images, image_record) -> dict[str, Any]:
     return json.loads(images.store.content.get(image_record.config_digest))
+
+
+def image_annotations_of(images, image_record) -> dict[str, str]:
+    """The image manifest's annotations (string values only)."""
+    if not image_record.manifest_digest:
+        return {}
+    try:
+        manifest = json.loads(images.store.content.get(image_record.manifest_digest))
+    except (OSError, ValueError):
+        return {}
+    raw = manifest.get("annotations") if isinstance(manifest, dict) else None
+    if not isinstance(raw, dict):
+        return {}
+    return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def process_for_exec(spec: dict[str, Any], cmd: list[str]) -> dict[str, Any]:

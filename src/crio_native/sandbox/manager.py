@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from crio_native import failpoints
+from crio_native import failpoints, steps
 from crio_native._native import selinux
 from crio_native._proto import api_pb2
 from crio_native.config import Config
@@ -24,6 +24,7 @@ from crio_native.network.cni import CNI, Attachment, NetworkList, ip_ranges_from
 from crio_native.network.cni_config import NoNetworkConfig
 from crio_native.network.watch import NetworkConfigWatcher
 from crio_native.runtime.handler import RuntimeHandler
+from crio_native.runtime.pod_cgroup import SHARED_PARENTS
 from crio_native.runtime.registry import HandlerSet
 from crio_native.sandbox import mcs, setup, validate
 from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
@@ -90,10 +91,12 @@ class SandboxManager:
 
     # ---- startup -------------------------------------------------------------
 
-    def recover(self) -> None:
+    def recover(self, rebooted: bool = False) -> None:
         """Roll back sandboxes a crash left half-made; mark pods not ready
         that are missing a piece (a stop or remove cut short, a reboot);
-        sweep what no record owns under the daemon's pod dirs and pins."""
+        sweep what no record owns under the daemon's pod dirs and pins.
+        `rebooted` (state/boot.py) only adds to the log: each pod is judged
+        on what is there, and a reboot takes its pins and its directory."""
         for record in self.store.load():
             if record.state == CREATING:
                 log.warning("rolling back half-made pod sandbox", extra=fields(id=record.id))
@@ -105,23 +108,34 @@ class SandboxManager:
                     continue
                 self.store.drop(record)
             else:
-                self._recheck(record)
+                self._recheck(record, rebooted)
         self._sweep_orphans()
         self.collect_network_garbage()
 
-    def _recheck(self, record: SandboxRecord) -> None:
+    def _recheck(self, record: SandboxRecord, rebooted: bool = False) -> None:
         """A pod is READY only if everything it needs is there: its pinned
-        namespaces (gone after a reboot: forgotten, as nothing is left to
-        undo) and its network attachment."""
+        namespaces and its /dev/shm (gone after a reboot: forgotten, as
+        nothing is left to undo), its directory of files for the containers,
+        and its network attachment.  The attachment itself stays recorded
+        while the pod does: its IPAM reservation outlives a reboot, and the
+        kubelet's StopPodSandbox runs CNI DEL (without a netns) to free it."""
+        before = record.to_dict()
         vanished = [kind for kind, pin in record.pins.items() if not Path(pin).exists()]
-        problem = ready_problem(record, vanished) if record.state == READY else ""
-        if problem:
-            log.warning("pod sandbox not ready after restart",
-                        extra=fields(id=record.id, reason=problem))
-            record.state = NOTREADY
         if vanished:
             record.pins = {k: p for k, p in record.pins.items() if k not in vanished}
-        if problem or vanished:
+        if record.shm_path and not Path(record.shm_path).exists():
+            record.shm_path = ""
+        if record.state == READY:
+            problem = ready_problem(record, vanished)
+            if not problem and record.directory and not Path(record.directory).is_dir():
+                problem = f"pod directory {record.directory} gone"
+            if problem and rebooted:
+                problem = f"the node rebooted: {problem}"
+            if problem:
+                log.warning("pod sandbox not ready after restart",
+                            extra=fields(id=record.id, pod=record.name_key, reason=problem))
+                record.state = NOTREADY
+        if record.to_dict() != before:
             self.store.save(record)
 
     def _sweep_orphans(self) -> None:
@@ -222,7 +236,7 @@ class SandboxManager:
         """The id of a sandbox another request made (or is making) under the
         same name; None if that attempt failed and this one should try again."""
         event = self._done.get(holder.id)
-        if event is not None and not event.wait(RETRY_WAIT_SECONDS):
+        if event is not None and not event.wait(steps.wait_budget(RETRY_WAIT_SECONDS)):
             raise DeadlineExceeded(f"RunPodSandbox: pod {holder.name_key} is still being "
                                    "created by an earlier request")
         current = self.store.find(holder.id)
@@ -263,7 +277,23 @@ class SandboxManager:
             shm_size=validate.shm_size(dict(config.annotations)),
             bandwidth=validate.bandwidth(dict(config.annotations)),
         )
+        self._check_user_namespace(record, opts)
         return record
+
+    def _check_user_namespace(self, record: SandboxRecord,
+                              opts: api_pb2.NamespaceOption) -> None:
+        """KEP-127: the pod's user namespace mappings, on a handler that
+        says it can run them (Status's user_namespaces)."""
+        maps = validate.check_userns(opts.userns_options) if opts.HasField(
+            "userns_options") else None
+        if maps is None:
+            return
+        if not self.handlers.get(record.runtime_handler).features().user_namespaces:
+            raise InvalidArgument(f"RunPodSandbox: config.{validate.USERNS_FIELD}.mode: "
+                                  f"runtime handler {record.runtime_handler!r} does not "
+                                  "support user namespaces")
+        record.userns_uids = [list(m) for m in maps[0]]
+        record.userns_gids = [list(m) for m in maps[1]]
 
     def _create(self, record: SandboxRecord, request: api_pb2.RunPodSandboxRequest) -> None:
         failed: list[str] = []
@@ -367,7 +397,6 @@ class SandboxManager:
     def _teardown(self, record: SandboxRecord) -> None:
         """Undo every piece of the pod, each step idempotent: a teardown cut
         short (an error, a crash) is finished by calling it again."""
-        self._hand_over_shared_cgroups(record)
         handler = self._handler_of(record)
         with self._saved_if_changed(record):
             handler.stop_sandbox(record)
@@ -378,7 +407,11 @@ class SandboxManager:
         failpoints.hit("sandbox.remove.shm_unmounted")
         self.host.unpin_namespaces(record)
         failpoints.hit("sandbox.remove.unpinned")
-        handler.remove_sandbox(record)
+        with SHARED_PARENTS:     # no pod is made under a parent while it changes hands
+            self._hand_over_shared_cgroups(record)
+            handler.remove_sandbox(record)
+            # gone: no later hand-over may pick this pod as an heir
+            record.cgroup_dirs = []
         failpoints.hit("sandbox.remove.handler_removed")
         self.host.remove_directory(record)
         failpoints.hit("sandbox.remove.directory_removed")

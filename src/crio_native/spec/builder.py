@@ -5,8 +5,8 @@ user and the other mounts and devices (it extends them)."""
 from __future__ import annotations
 
 from crio_native.spec import annotations as spec_annotations
-from crio_native.spec import (capabilities, cdi, devices, mounts, namespaces, process, resources,
-                              seccomp, selinux, user)
+from crio_native.spec import (apparmor, capabilities, cdi, devices, landlock, mounts, namespaces,
+                              process, resources, seccomp, selinux, user)
 from crio_native.spec.inputs import Option, SpecBuild, SpecInputs, new_build
 
 STEPS: tuple[Option, ...] = (
@@ -35,9 +35,11 @@ STEPS: tuple[Option, ...] = (
     mounts.with_masked_paths,
     seccomp.with_seccomp,
     selinux.with_selinux,
+    apparmor.with_apparmor,
     resources.with_resources,
     resources.with_cgroups_path,
     spec_annotations.with_annotations,
+    landlock.with_landlock,
 )
 
 

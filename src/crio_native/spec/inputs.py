@@ -87,6 +87,16 @@ class SpecInputs:
     # The huge page sizes the container's cgroups can limit ("2MB", "1GB"):
     # the kubelet's 0 limits for other sizes are left out.  None keeps all.
     hugepage_sizes: AbstractSet[str] | None = None
+    # The image manifest's annotations (a seccomp profile may come from one),
+    # and the fetcher of a seccomp profile OCI artifact by reference (None:
+    # none can be fetched).
+    image_annotations: dict[str, str] = field(default_factory=dict)
+    seccomp_artifact: Callable[[str], bytes] | None = None
+    # AppArmor on this host, and the profiles loaded (None: not known).
+    apparmor_enabled: bool = False
+    apparmor_profiles: AbstractSet[str] | None = None
+    # The Landlock ABI the pod's handler applies (0: it cannot apply Landlock).
+    landlock_abi: int = 0
 
     @property
     def security(self) -> api_pb2.LinuxContainerSecurityContext:
