@@ -357,9 +357,11 @@ class World:
         rt = self.d.runtime
         listed = {p.id for p in rt.ListPodSandbox(api_pb2.ListPodSandboxRequest()).items}
         listed |= {c.id for c in rt.ListContainers(api_pb2.ListContainersRequest()).containers}
+        # a listed object's record (<id>.json) and what is kept beside it
+        # (<id>.attestation) are not hidden; a temp file (.<id>...) always is
         return sorted(p for kind in ("sandboxes", "containers")
                       for p in (self.d.base / "root" / kind).iterdir()
-                      if p.name not in {f"{i}.json" for i in listed})
+                      if p.name.startswith(".") or p.name.split(".", 1)[0] not in listed)
 
     def _story_of(self, hidden: list[Path]) -> str:
         """The hidden records, what the daemon logged of them, and the

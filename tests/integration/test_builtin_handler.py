@@ -220,7 +220,7 @@ def test_create_runtime_hook_runs_while_the_child_waits(handler, make_bundle, mo
     opts = mon_opts("h1")
     created = handler.create("h1", make_bundle(["sleep", "60"], edit).path, opts)
     state = json.loads(out.read_text())
-    assert state["status"] == "creating" and state["pid"] == created.pid
+    assert state["status"] == "created" and state["pid"] == created.pid
     assert state["id"] == "h1"
     handler.start("h1")
     _wait_status(handler, "h1", "running")
