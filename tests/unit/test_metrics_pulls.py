@@ -49,6 +49,7 @@ def test_launch_latency_by_handler_and_step():
     assert f'{P}_handler_launch_seconds_count{{handler="runc",step="create"}} 1.0' in text
     assert f'{P}_handler_launch_seconds_bucket{{handler="runc",le="0.005",step="start"}} 1.0' \
         in text
+    assert f'{P}_containers_started_total{{handler="runc"}} 1.0' in text
 
 
 @pytest.mark.parametrize("exc, reason", [

@@ -43,6 +43,9 @@ class DaemonMetrics:
         self.containers_created = Counter(
             f"{PREFIX}_containers_created", "Containers created, by runtime handler.",
             ["handler"], registry=r)
+        self.containers_started = Counter(
+            f"{PREFIX}_containers_started", "Containers started (released to run their "
+            "program), by runtime handler.", ["handler"], registry=r)
         self.containers_exited = Counter(
             f"{PREFIX}_containers_exited", "Container exits recorded, by reason "
             "(Completed, Error, OOMKilled, Unknown).", ["reason"], registry=r)
@@ -131,8 +134,11 @@ class DaemonMetrics:
         self.image_pull_bytes.inc(size)
 
     def observe_launch(self, handler: str, step: str, seconds: float) -> None:
-        """A handler's create or start (`step`, one of LAUNCH_STEPS)."""
+        """A handler's create or start (`step`, one of LAUNCH_STEPS) that
+        succeeded; a start is also counted as a container started."""
         self.launch_latency.labels(handler, step).observe(seconds)
+        if step == "start":
+            self.containers_started.labels(handler).inc()
 
     def observe_steps(self, durations: list[tuple[str, float]]) -> None:
         """A traced call's steps (steps.Trace.durations)."""
