@@ -388,7 +388,9 @@ def test_exec_sync_ends_though_a_background_child_keeps_writing(handler, running
         "sh", "-c", "(while :; do echo tick; sleep 0.02; done) & echo first"]), timeout=30)
     assert time.monotonic() - started < 10
     assert (r.exit_code, r.timed_out) == (0, False)
-    assert r.stdout.startswith(b"first\n")
+    # the loop may print before the shell does (a slow VM schedules it first)
+    lines = r.stdout.splitlines()
+    assert lines.count(b"first") == 1 and b"tick" in lines
 
 
 # ---- pause, update, kill, delete ------------------------------------------------------
