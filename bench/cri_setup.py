@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -119,6 +120,26 @@ def start_pod(peer: Peer, config: api_pb2.PodSandboxConfig,
     peer.ids.add(cid)
     rt.StartContainer(api_pb2.StartContainerRequest(container_id=cid), timeout=RPC_TIMEOUT)
     return pod, cid
+
+
+def alternating_pod_starts(peers: list[Peer], logs: Path, cycles: int,
+                           warmup: int) -> dict[str, list[float]]:
+    """Seconds of each pod start (start_pod) per peer, the peers taking
+    turns in alternating order so drift hits all alike; each pod removed
+    after its start, the first `warmup` rounds not counted."""
+    samples: dict[str, list[float]] = {p.label: [] for p in peers}
+    for i in range(warmup + cycles):
+        order = peers if i % 2 == 0 else list(reversed(peers))
+        for peer in order:
+            # pod names from the peer's place, not its label: they become hostnames
+            config = pod_config(peer, f"p{peers.index(peer)}-{i}", logs)
+            began = time.perf_counter()
+            pod, _ = start_pod(peer, config)
+            elapsed = time.perf_counter() - began
+            remove_pod(peer, pod)
+            if i >= warmup:
+                samples[peer.label].append(elapsed)
+    return samples
 
 
 def remove_pod(peer: Peer, pod: str) -> None:

@@ -23,10 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cri_setup import (DAEMON_LOG_MARKERS, RPC_TIMEOUT, Peer, bench_run,  # noqa: E402
-                             check_cgroups, crio_native_daemon, log_problems, percentile,
-                             pod_config, print_load_at_end, print_machine, pull_images,
-                             remove_all_pods, remove_pod, report, start_pod)
+from bench.cri_setup import (DAEMON_LOG_MARKERS, RPC_TIMEOUT, Peer,  # noqa: E402
+                             alternating_pod_starts, bench_run, check_cgroups,
+                             crio_native_daemon, log_problems, percentile, pod_config,
+                             print_load_at_end, print_machine, pull_images, remove_all_pods,
+                             remove_pod, report, start_pod)
 from bench.peers import cgroup_dirs  # noqa: E402
 from crio_native._proto import api_pb2  # noqa: E402
 from tests.e2e.daemon import Daemon  # noqa: E402
@@ -46,19 +47,6 @@ def configure(daemon: Daemon, text: str) -> None:
     (drop_ins / "50-bench-observability.conf").write_text(text)
 
 
-def pod_starts(peers: list[Peer], logs: Path) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {p.label: [] for p in peers}
-    for i in range(WARMUP + CYCLES):
-        order = peers if i % 2 == 0 else list(reversed(peers))
-        for peer in order:
-            config = pod_config(peer, f"p-{i}", logs)
-            began = time.perf_counter()
-            pod, _ = start_pod(peer, config)
-            elapsed = time.perf_counter() - began
-            remove_pod(peer, pod)
-            if i >= WARMUP:
-                samples[peer.label].append(elapsed)
-    return samples
 
 
 def exec_syncs(peers: list[Peer], logs: Path) -> dict[str, list[float]]:
@@ -119,7 +107,7 @@ def run() -> int:
             for peer in peers:
                 daemons[peer.label].start()
                 pull_images(peer.endpoint, image)
-            starts = pod_starts(peers, bench.logs)
+            starts = alternating_pod_starts(peers, bench.logs, CYCLES, WARMUP)
             execs = exec_syncs(peers, bench.logs)
         except Exception:
             status = 1

@@ -17,19 +17,17 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cri_setup import (DAEMON_LOG_MARKERS, Peer, bench_run,  # noqa: E402
-                             crio_native_daemon, log_problems, percentile, pod_config,
-                             print_load_at_end, print_machine, pull_images, remove_all_pods,
-                             remove_pod, report, start_pod)
+from bench.cri_setup import (DAEMON_LOG_MARKERS, Peer, alternating_pod_starts,  # noqa: E402
+                             bench_run, check_cgroups, crio_native_daemon, log_problems,
+                             percentile, print_load_at_end, print_machine, pull_images,
+                             remove_all_pods, report)
 from bench.peers import cgroup_dirs  # noqa: E402
-from bench.cri_setup import check_cgroups  # noqa: E402
 from tests.e2e.daemon import Daemon  # noqa: E402
 from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
 
@@ -66,19 +64,6 @@ def audits_counted(daemon: Daemon) -> int:
     return daemon.log().count("policy audit: bench: every container is audited")
 
 
-def cycles(peers: list[Peer], logs: Path) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {p.label: [] for p in peers}
-    for i in range(WARMUP + CYCLES):
-        order = peers if i % 2 == 0 else list(reversed(peers))
-        for peer in order:
-            config = pod_config(peer, f"{peer.label.replace(' ', '-')}-{i}", logs)
-            began = time.perf_counter()
-            pod, _ = start_pod(peer, config)
-            elapsed = time.perf_counter() - began
-            remove_pod(peer, pod)
-            if i >= WARMUP:
-                samples[peer.label].append(elapsed)
-    return samples
 
 
 def run() -> int:
@@ -104,7 +89,7 @@ def run() -> int:
             for peer in peers:
                 peer.endpoint.start()
                 pull_images(peer.endpoint, image)
-            samples = cycles(peers, bench.logs)
+            samples = alternating_pod_starts(peers, bench.logs, CYCLES, WARMUP)
         except Exception:
             status = 1
             raise
