@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from crio_native.failpoints import CATALOGUE  # noqa: E402
 from crio_native.network.cni import CNI, Attachment, NetworkList  # noqa: E402
 from crio_native.sandbox.manager import LOOPBACK  # noqa: E402
 from tests.e2e import cni  # noqa: E402
+from tests.e2e.test_metrics import free_port  # noqa: E402
 from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
 
 WARMUP = 3
@@ -37,12 +37,6 @@ START_OPS = ("sandbox.run", "container.create", "container.start")
 TEARDOWN_OPS = ("sandbox.stop", "sandbox.remove", "container.stop", "container.remove")
 CNI_STEPS = ("sandbox.run.loopback_added", "sandbox.run.network_added")
 CNI_DEL_STEPS = ("sandbox.stop.network_deleted", "sandbox.stop.network_detached")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def step_totals(port: int) -> dict[str, tuple[float, float]]:

@@ -78,15 +78,21 @@ def probe_results(out: str) -> dict[str, int]:
     return res
 
 
-@pytest.fixture(scope="module")
-def probe_binary(tmp_path_factory) -> bytes:
+def build_static_probe(tmp_path_factory, source: str) -> bytes:
+    """`source` compiled with gcc -static (busybox images have no libc to
+    link against); skips the test where gcc is missing."""
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed: the syscall probe cannot be built")
     work = tmp_path_factory.mktemp("probe")
-    (work / "probe.c").write_text(PROBE_C)
+    (work / "probe.c").write_text(source)
     subprocess.run(["gcc", "-static", "-O2", "-o", str(work / "probe"), str(work / "probe.c")],
                    check=True, capture_output=True)
     return (work / "probe").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def probe_binary(tmp_path_factory) -> bytes:
+    return build_static_probe(tmp_path_factory, PROBE_C)
 
 
 @pytest.fixture(scope="module")

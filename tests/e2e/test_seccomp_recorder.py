@@ -13,8 +13,6 @@ import json
 import platform
 import re
 import shutil
-import socket
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -26,6 +24,8 @@ from crio_native.container.seccomp_audit import BURST
 from crio_native.container.seccomp_recorder import ANNOTATION, architectures
 from tests.e2e.test_container_security import remove_pod, run_once, shell
 from tests.e2e.test_containers import serving_image
+from tests.e2e.test_metrics import free_port
+from tests.e2e.test_seccomp_extras import build_static_probe, probe_results
 from tests.fixtures.oci_builder import ImageBuilder, Pusher, file
 from tests.fixtures.registry import registry  # noqa: F401
 
@@ -74,33 +74,13 @@ int main(int argc, char **argv) {
 """
 
 
-def probe_results(out: str) -> dict[str, int]:
-    res = {}
-    for line in out.splitlines():
-        name, sep, value = line.partition("=")
-        if sep and value.lstrip("-").isdigit():
-            res[name] = int(value)
-    return res
-
-
 @pytest.fixture(scope="module")
 def recorder_image(registry, tmp_path_factory):  # noqa: F811
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed: the syscall probe cannot be built")
-    work = tmp_path_factory.mktemp("probe")
-    (work / "probe.c").write_text(PROBE_C)
-    subprocess.run(["gcc", "-static", "-O2", "-o", str(work / "probe"), str(work / "probe.c")],
-                   check=True, capture_output=True)
+    probe = build_static_probe(tmp_path_factory, PROBE_C)
     b = ImageBuilder(labels={"probe": "recorder"}).busybox()
-    image = b.add_layer([file("bin/probe", (work / "probe").read_bytes(), mode=0o755)]).build()
+    image = b.add_layer([file("bin/probe", probe, mode=0o755)]).build()
     pushed = Pusher(registry.url).push_image("e2e/probe-recorder", "1", image)
     return f"{registry.host}/e2e/probe-recorder:1", pushed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
