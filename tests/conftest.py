@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostinfo import host_lacks
+from tests.processes import live_descendants
 
 
 def pytest_collection_modifyitems(config, items):
@@ -127,8 +128,8 @@ def _links() -> set[str]:
 
 
 def _descendants() -> set[str]:
-    """Live processes below this one (with the subreaper bit set, orphans of
-    the tests are reparented here, so nothing escapes the count)."""
+    """Live processes below this one, after reaping the zombies among our
+    own children."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -136,27 +137,7 @@ def _descendants() -> set[str]:
             break
         if pid == 0:
             break
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
-        if state == "Z":
-            continue
-        children.setdefault(int(ppid), []).append(int(entry))
-        names[int(entry)] = name
-    found, todo = set(), [os.getpid()]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(f"{child} ({names[child]})")
-            todo.append(child)
-    return found
+    return live_descendants()
 
 
 SNAPSHOTS = {"mounts": _mounts, "cgroups": _cgroups, "netns": _netns, "links": _links,

@@ -22,6 +22,7 @@ from crio_native._proto import api_pb2
 from crio_native.failpoints import ENV
 from tests.e2e import cni
 from tests.e2e.daemon import Daemon
+from tests.processes import live_descendants
 
 BRIDGE = "crncrash0"
 NET = "crn-crash"
@@ -315,31 +316,6 @@ def _cgroups() -> set[str]:
     return out
 
 
-def _processes() -> set[str]:
-    """Live (not zombie) processes below this one: with the subreaper bit the
-    suite sets, what a killed daemon leaves is reparented here."""
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
-        if state != "Z":
-            children.setdefault(int(ppid), []).append(int(entry))
-            names[int(entry)] = name
-    found, todo = set(), [os.getpid()]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(f"{child} ({names[child]})")
-            todo.append(child)
-    return found
-
-
 def _netns_pins(base: Path) -> set[str]:
     ns = base / "run" / "ns"
     return {str(p) for p in ns.rglob("*") if p.is_file()} if ns.is_dir() else set()
@@ -352,7 +328,7 @@ def census(d: Daemon) -> dict[str, set[str]]:
             # the bridge stays by design (the bridge plugin never removes it)
             "links": set(os.listdir("/sys/class/net")) - {BRIDGE}, "ipam": _ipam(d.ipam_dir),
             "cgroups": _cgroups(),
-            "processes": {p for p in _processes() if not p.startswith(own)},
+            "processes": {p for p in live_descendants() if not p.startswith(own)},
             "files": _files_under(d.base / "root", d.base / "run")}
 
 
