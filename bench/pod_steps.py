@@ -27,7 +27,7 @@ from crio_native.failpoints import CATALOGUE  # noqa: E402
 from crio_native.network.cni import CNI, Attachment, NetworkList  # noqa: E402
 from crio_native.sandbox.manager import LOOPBACK  # noqa: E402
 from tests.e2e import cni  # noqa: E402
-from tests.e2e.test_metrics import free_port  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
 
 WARMUP = 3

@@ -14,16 +14,11 @@ import grpc
 import pytest
 
 from crio_native._proto import api_pb2
+from tests.ports import free_port
 
 pytestmark = pytest.mark.root
 
 PROMETHEUS = shutil.which("prometheus")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def query(port: int, expr: str) -> list:

@@ -26,6 +26,7 @@ from tests.e2e.kubelet import kubelet  # noqa: F401
 from tests.e2e.test_containers import pod_cgroup_parent
 from tests.fixtures.oci_builder import ImageBuilder, Pusher, file
 from tests.fixtures.registry import registry  # noqa: F401
+from tests.ports import free_port
 
 pytestmark = pytest.mark.root
 
@@ -40,12 +41,6 @@ WORKLOAD = ("busybox awk 'BEGIN { s = sprintf(\"%33554432s\", \"\"); print \"all
             "while [ $(busybox date +%s) -lt $end ]; do :; done; "
             "busybox dd if=/dev/zero of=/fill bs=1048576 count=8 2>/dev/null; "
             "echo burned; sleep 1000\") }'")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from tests.conftest import own_cgroup_dirs
 from tests.e2e.daemon import run_cli
 from tests.e2e.test_containers import (busybox_image, container_config, create,  # noqa: F401
                                        cstatus, rpc_code, run_pod, serving_image)
-from tests.e2e.test_metrics import free_port
+from tests.ports import free_port
 from tests.fixtures.registry import registry  # noqa: F401
 
 pytestmark = pytest.mark.root

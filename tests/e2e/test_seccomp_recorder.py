@@ -24,7 +24,7 @@ from crio_native.container.seccomp_audit import BURST
 from crio_native.container.seccomp_recorder import ANNOTATION, architectures
 from tests.e2e.test_container_security import remove_pod, run_once, shell
 from tests.e2e.test_containers import serving_image
-from tests.e2e.test_metrics import free_port
+from tests.ports import free_port
 from tests.e2e.test_seccomp_extras import build_static_probe, probe_results
 from tests.fixtures.oci_builder import ImageBuilder, Pusher, file
 from tests.fixtures.registry import registry  # noqa: F401

@@ -15,7 +15,7 @@ import pytest
 
 from crio_native._proto import api_pb2
 from tests.e2e import cni
-from tests.e2e.test_metrics import free_port
+from tests.ports import free_port
 from tests.e2e.test_pod_sandbox import pod_config, remove, write_plugin
 
 pytestmark = pytest.mark.root

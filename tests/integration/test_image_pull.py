@@ -20,7 +20,8 @@ from tests.fixtures.image_service import make_service  # noqa: F401
 from tests.fixtures.oci_builder import (ImageBuilder, Pusher, directory, file, hostile_layers,
                                         opaque, whiteout)
 from tests.fixtures.proxy import FlakyProxy
-from tests.fixtures.registry import free_port, registry  # noqa: F401
+from tests.fixtures.registry import registry  # noqa: F401
+from tests.ports import free_port
 
 pytestmark = pytest.mark.root
 

@@ -14,6 +14,7 @@ from crio_native.errors import FailedPrecondition
 from crio_native.metrics import hooks
 from crio_native.metrics.collectors import DaemonMetrics
 from crio_native.metrics.server import metrics_served
+from tests.ports import free_port
 
 P = "container_runtime_crio_native"
 
@@ -41,12 +42,6 @@ def test_container_counters():
     assert f'{P}_containers_exited_total{{reason="OOMKilled"}} 1.0' in text
     assert f'{P}_containers_oom_total{{name="app"}} 1.0' in text
     assert 'name="init"' not in text
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_served_while_the_block_runs():

@@ -18,6 +18,7 @@ from crio_native.metrics import hooks
 from crio_native.metrics.collectors import DaemonMetrics
 from crio_native.metrics.pull_failure import REASONS, pull_failure_reason
 from crio_native.metrics.server import metrics_served
+from tests.ports import free_port
 
 P = "container_runtime_crio_native"
 
@@ -77,12 +78,6 @@ class UnixHTTPConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(self.socket_path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_served_on_a_unix_socket_too(tmp_path):
