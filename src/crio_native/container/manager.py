@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from crio_native import failpoints, steps
 from crio_native._proto import api_pb2
 from crio_native.config import Config
-from crio_native.container import events, orphans, prepare, seccomp_artifact, seccomp_notifier
+from crio_native.container import (events, orphans, prepare, recovery, seccomp_artifact,
+                                    seccomp_notifier)
 from crio_native.container.events import EventBus
 from crio_native.container.record import CREATED, CREATING, EXITED, RUNNING, ContainerRecord
+from crio_native.container.recovery import STARTING, monitor_running
 from crio_native.container.stops import PendingStop, StopTable
 from crio_native.container.store import ContainerStore
 from crio_native.container.watcher import ExitWatcher
@@ -38,10 +40,9 @@ from crio_native.metrics import hooks as metrics_hooks
 from crio_native.policy.gate import pod_input as policy_pod_input
 from crio_native.logsetup import fields
 from crio_native.state.rollback import forget_unless_failed, save_state, undo_step
-from crio_native.monitor import process_alive, read_exit, reopen_log
+from crio_native.monitor import read_exit, reopen_log
 from crio_native.runtime.handler import (ExecProcess, ExecResult, MonitorOptions,
                                          RuntimeHandler)
-from crio_native.runtime.registry import runtime_root_of
 from crio_native.sandbox.record import READY, SandboxRecord
 from crio_native.spec.process import signal_number
 from crio_native.stats import CgroupStats, CpuSampler, read_cgroup
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNKNOWN_EXIT_CODE = 255     # CRI-O's, for an exit no one recorded
-STARTING = "starting"        # in the container's run dir while a start is in progress
 KILL_WAIT_SECONDS = 10.0    # after SIGKILL, how long to wait for the monitor's exit record
 RETRY_WAIT_SECONDS = 240.0  # a retried CreateContainer waits this long for the first try
 
@@ -72,19 +72,6 @@ def _observe_launch(record: ContainerRecord, step: str, started: float) -> None:
     if metrics_hooks.current is not None:
         metrics_hooks.current.observe_launch(record.runtime_handler or "default", step,
                                              time.monotonic() - started)
-
-
-def monitor_running(record: ContainerRecord) -> bool:
-    """The record's monitor is alive: its pid runs crio-native-monitor for
-    this container (after a reboot the pid may name anything)."""
-    if not record.monitor_pid or not process_alive(record.monitor_pid):
-        return False
-    try:
-        argv = Path(f"/proc/{record.monitor_pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return bool(argv) and argv[0].endswith(b"crio-native-monitor") \
-        and record.id.encode() in argv
 
 
 class ContainerManager:
@@ -118,108 +105,9 @@ class ContainerManager:
     # ---- startup -------------------------------------------------------------
 
     def recover(self, rebooted: bool = False) -> None:
-        """Undo half-made containers; finish starts cut short; pick up the
-        exits that happened while the daemon was down; watch the monitors
-        still running; sweep run dirs and cgroups no record owns.
-        `rebooted` (state/boot.py) only adds to the log: each container is
-        judged by its monitor, which a reboot ends."""
-        for record in self.store.load():
-            if record.state == CREATING:
-                log.warning("rolling back half-made container", extra=fields(id=record.id))
-                try:
-                    self._teardown(record)
-                except Exception as e:  # noqa: BLE001 - one stuck container must not stop the daemon
-                    log.error("rollback of half-made container failed; record kept",
-                              extra=fields(id=record.id, error=str(e)))
-                    continue
-                self.store.drop(record)
-                continue
-            starting = Path(record.directory) / STARTING
-            if record.state in (CREATED, RUNNING):
-                if monitor_running(record):
-                    if record.state == RUNNING and starting.exists():
-                        self._finish_start(record)
-                    self.watcher.watch(record.id, record.monitor_pid)
-                    seccomp_notifier.relisten(self.notifier, record.id, self.spec_of(record))
-                else:
-                    if rebooted:
-                        log.warning("container exited with the node's reboot: exit unknown",
-                                    extra=fields(id=record.id, name=record.name))
-                    self._record_exit(record)
-            starting.unlink(missing_ok=True)
-        self._sweep_orphans()
-        self.notifier.sweep()
-        self._sweep_runtime_states()
-        self._sweep_cgroups()
-
-    def _finish_start(self, record: ContainerRecord) -> None:
-        """A StartContainer cut short after it saved RUNNING: release the
-        process if it still waits at its barrier, so the record tells the
-        truth; if that fails, kill it (the exit is then recorded)."""
-        handler = self.handlers.get(record.runtime_handler)
-        try:
-            if handler.state(record.id).get("status") != "created":
-                return
-            log.warning("finishing a container start cut short", extra=fields(id=record.id))
-            if self.attestor is not None and \
-                    attestation_store.read(self.store.directory, record.id) is None:
-                self.attestor.attest(record, self.spec_of(record),
-                                     self.sandboxes.store.find(record.sandbox_id))
-            handler.start(record.id)
-        except FailedPrecondition:
-            return   # no longer waiting at its barrier: it was released
-        except Exception as e:  # noqa: BLE001 - one container must not stop the daemon
-            log.error("finishing a container start failed; killing it",
-                      extra=fields(id=record.id, error=str(e)))
-            record.message = f"start failed: {e}"
-            with contextlib.suppress(Exception):
-                handler.kill(record.id, signal_mod.SIGKILL, all_processes=True)
-
-    def _sweep_orphans(self) -> None:
-        """Container run dirs that no record names (a record is saved before
-        its dir is made, so only a crash in a version that did not journal
-        it, or a hand, leaves one): its rootfs, its runtime state in every
-        handler and the dir go, each logged."""
-        try:
-            dirs = sorted(self.run_root.iterdir())
-        except FileNotFoundError:
-            return
-        owned = {r.id for r in self.store.all()}
-        for d in dirs:
-            if not d.is_dir() or d.name in owned:
-                continue
-            for name in self.handlers.names():
-                with contextlib.suppress(Exception):
-                    self.handlers.get(name).delete(d.name, force=True)
-            self.images().remove_rootfs(d.name)
-            shutil.rmtree(d, ignore_errors=True)
-            log.warning("removed a container run dir no record owns", extra=fields(path=str(d)))
-
-    def _sweep_runtime_states(self) -> None:
-        """A handler's state of an id that neither a container nor a pod
-        record names, in the runtime roots under our runroot (a configured
-        runtime_root may be shared with other users of runc): deleted
-        through the handler, each logged; one that stays is logged too."""
-        roots = {name: runtime_root_of(name, self.config) for name in self.handlers.names()
-                 if not self.config.runtime.runtimes[name].runtime_root}
-        owned = {r.id for r in self.store.all()} | {p.id for p in self.sandboxes.store.all()}
-        for name, stray in orphans.stray_runtime_states(roots, owned):
-            try:
-                self.handlers.get(name).delete(stray, force=True)
-            except Exception as e:  # noqa: BLE001 - one stray must not stop the daemon
-                log.error("cannot delete a runtime state no record owns", extra=fields(
-                    handler=name, id=stray, error=str(e)))
-                continue
-            log.warning("deleted a runtime state no record owns",
-                        extra=fields(handler=name, id=stray))
-
-    def _sweep_cgroups(self) -> None:
-        """crio-<id> groups that no container record owns, in the pod
-        groups of the pods we know and under the cgroup root: removed if
-        empty, each logged (orphans.py)."""
-        parents = [Path(d) for pod in self.sandboxes.store.all() for d in pod.cgroup_dirs]
-        parents += orphans.cgroup_root_dirs(self.config.runtime.cgroup_root or None)
-        orphans.sweep_container_cgroups(parents, {r.id for r in self.store.all()})
+        """At start-up: undo half-made containers, finish cut-short starts,
+        pick up exits and sweep what no record owns (container/recovery.py)."""
+        recovery.recover(self, rebooted)
 
     # ---- create ----------------------------------------------------------------
 
