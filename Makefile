@@ -16,7 +16,7 @@ PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpci
 	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7" \
 	"urllib3>=2.0" "zstandard>=0.22" "isal>=1.6" "ruff>=0.6" "mypy>=1.10" \
 	"jeepney>=0.8" "hypothesis>=6.80" "prometheus-client>=0.17" \
-	"cel-python>=0.5" "cryptography>=42" "PyYAML>=6.0" \
+	"cel-python>=0.5" "common-expression-language>=0.10" "cryptography>=42" "PyYAML>=6.0" \
 	"opentelemetry-sdk>=1.25" "opentelemetry-exporter-otlp-proto-grpc>=1.25"
 
 # Peers the benchmarks measure against, installed by `make bench` only.

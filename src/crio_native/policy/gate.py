@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from crio_native.errors import FailedPrecondition
 from crio_native.logsetup import fields
 from crio_native.metrics import hooks as metrics_hooks
+from crio_native.policy.paths import Paths, union
 from crio_native.policy.rules import AUDIT, DENY, Rule, RuleError, activation_for, load_rules
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ def pod_input(sandbox: SandboxRecord) -> dict[str, Any]:
             "labels": dict(sandbox.labels), "annotations": dict(sandbox.annotations)}
 
 
+def _state_of(rules: Sequence[Rule]) -> tuple[tuple[Rule, ...], dict[str, Paths]]:
+    return tuple(rules), union(r.paths for r in rules)
+
+
 def _count(rule: str, action: str) -> None:
     if metrics_hooks.current is not None:
         metrics_hooks.current.observe_policy(rule, action)
@@ -52,10 +57,12 @@ def _count(rule: str, action: str) -> None:
 
 class PolicyGate:
     """The compiled rules of `[policy] files`; replace() swaps them whole (a
-    reload), so a check in progress sees one set or the other."""
+    reload), so a check in progress sees one set or the other.  Each check
+    turns the spec and pod into CEL values once, for all the rules, pruned to
+    the paths some rule reads (paths.py)."""
 
     def __init__(self, rules: Sequence[Rule] = ()):
-        self._rules = tuple(rules)
+        self._state = _state_of(rules)
         self._lock = threading.Lock()
 
     @classmethod
@@ -65,18 +72,24 @@ class PolicyGate:
 
     @property
     def rules(self) -> tuple[Rule, ...]:
-        return self._rules
+        return self._state[0]
+
+    @property
+    def paths(self) -> dict[str, Paths]:
+        """What of spec and pod the rules read, together."""
+        return self._state[1]
 
     def replace(self, rules: Sequence[Rule]) -> None:
+        state = _state_of(rules)
         with self._lock:
-            self._rules = tuple(rules)
+            self._state = state
 
     def evaluate(self, spec: dict[str, Any], pod: dict[str, Any]) -> list[Decision]:
         """The rules that fire for this spec and pod, and those that failed."""
-        rules = self._rules
+        rules, paths = self._state
         if not rules:
             return []
-        activation = activation_for(spec, pod)
+        activation = activation_for(spec, pod, paths)
         out = []
         for rule in rules:
             try:

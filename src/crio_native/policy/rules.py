@@ -1,31 +1,38 @@
 """Policy rules: YAML files of `{name, expression, action, message}`, each
-expression CEL (cel-python, imported as `celpy`) over `spec` (the finished
-OCI spec) and `pod` (name, namespace, uid, labels, annotations).
+expression CEL over `spec` (the finished OCI spec) and `pod` (name,
+namespace, uid, labels, annotations).
+
+Two CEL implementations, each for what it does well: cel-python (`celpy`,
+pure Python) checks a rule when it is compiled: its parse tree gives the
+name check below, and its evaluation is stricter about types than the CEL
+spec's (it refuses `1 == "1"`, which the spec calls false), which the probe
+uses.  The rule is then compiled by `common-expression-language` (`cel`, a
+Rust interpreter) and that program is what runs for each container.
 
 A rule is compiled once, when the daemon starts (and again on a reload):
   1. parsed as CEL;
   2. checked: every free name is `spec` or `pod` (a macro's bound variable
      inside its macro), every function and method one CEL defines;
-  3. evaluated once against a plain sample container: the result must be a
-     boolean, or an error that only a missing map key or list index caused
-     (the rule reads a field the sample does not have, which `has()` guards
-     at run time); any other error (`1 + "a"`, a string compared with an
-     int) is a type error.
+  3. evaluated once against a plain sample container, by both: the result
+     must be a boolean, or an error that only a missing map key or list index
+     caused (the rule reads a field the sample does not have, which `has()`
+     guards at run time); any other error (`1 + "a"`, a string compared with
+     an int, a function the Rust evaluator lacks) is a type error.
 A failure of any step is a ConfigError naming the file and the rule: the
 daemon does not start with a policy it cannot apply."""
 from __future__ import annotations
 
 import glob
-import json
+import importlib.machinery
+import importlib.util
 import logging
+import sys
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-import yaml
-
 from crio_native.errors import ConfigError
+from crio_native.policy.paths import FULL, Paths, inputs, referenced
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,8 @@ SAMPLE_POD: dict[str, Any] = {"name": "sample", "namespace": "default", "uid": "
 # the errors of a well-typed rule that reads a field the sample lacks
 DATA_ERRORS = ("no such member", "no such key", "index out of range", "KeyError",
                "IndexError")
+# the same, as the Rust evaluator raises them
+DATA_EXCEPTIONS = (KeyError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -80,28 +89,29 @@ class Rule:
     action: str
     message: str
     source: str                # the file it came from
-    program: Any               # celpy's Runner
+    program: Any               # cel.Program (the Rust evaluator)
+    # what of spec and pod the expression can read (paths.py)
+    paths: dict[str, Paths] = field(default_factory=dict, compare=False, repr=False)
 
-    def evaluate(self, activation: dict[str, Any]) -> bool:
+    def evaluate(self, activation: Any) -> bool:
         """True when the rule fires; RuleError when it cannot be evaluated
-        (or gives something other than a boolean)."""
-        import celpy
-
+        (or gives something other than a boolean).  `activation`: from
+        activation_for()."""
         try:
-            result = self.program.evaluate(activation)
-        except celpy.CELEvalError as e:
-            raise RuleError(self, error_text(e)) from None
-        if isinstance(result, celpy.CELEvalError):
-            raise RuleError(self, error_text(result))
-        if not isinstance(result, celpy.celtypes.BoolType):
+            result = self.program.execute(activation)
+        except Exception as e:      # KeyError, TypeError, RuntimeError...: the data's fault
+            raise RuleError(self, evaluator_error_text(e), data=isinstance(
+                e, DATA_EXCEPTIONS)) from None
+        if not isinstance(result, bool):
             raise RuleError(self, f"gave {type(result).__name__}, not a boolean")
-        return bool(result)
+        return result
 
 
 class RuleError(Exception):
-    def __init__(self, rule: Rule, reason: str):
+    def __init__(self, rule: Rule, reason: str, data: bool = False):
         self.rule = rule
         self.reason = reason
+        self.data = data        # a missing key or index: the rule is well typed
         super().__init__(f"rule {rule.name!r} ({rule.source}): {reason}")
 
 
@@ -120,6 +130,45 @@ def error_text(error: BaseException) -> str:
             parts.append(value)
     walk(error)
     return "; ".join(parts) or repr(error)
+
+
+def evaluator_error_text(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, KeyError):
+        return f"no such key: {text}"
+    if isinstance(error, IndexError):
+        return f"index out of range: {text}"
+    return text or type(error).__name__
+
+
+_CEL: Any = None
+_CEL_LOCK = threading.Lock()        # the extension initialises once per process
+
+
+def evaluator() -> Any:
+    """The `cel` package's Rust extension module.  Loaded by itself: the
+    package's __init__ also imports its command-line REPL (typer, rich,
+    prompt_toolkit), about 200 ms and 30 MB the daemon has no use for.  A
+    later `import cel` finds the module in sys.modules and uses it."""
+    global _CEL
+    if _CEL is not None:
+        return _CEL
+    with _CEL_LOCK:
+        module = sys.modules.get("cel.cel")
+        if module is None:
+            package = importlib.util.find_spec("cel")       # finds; runs nothing
+            spec = importlib.machinery.PathFinder.find_spec(
+                "cel.cel", list(package.submodule_search_locations or ())) \
+                if package is not None else None
+            if spec is None or spec.loader is None:
+                import cel
+                module = cel
+            else:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                sys.modules["cel.cel"] = module
+        _CEL = module
+    return _CEL
 
 
 _ENVIRONMENT: Any = None
@@ -216,44 +265,13 @@ def check_names(tree: Any, functions: frozenset[str]) -> list[str]:
 
 # ---- compile ------------------------------------------------------------------------
 
-_SECCOMP_CACHE: OrderedDict[str, Any] = OrderedDict()
-_SECCOMP_CACHE_SIZE = 16
-_SECCOMP_LOCK = threading.Lock()
-
-
-def _seccomp_value(profile: Any) -> Any:
-    """linux.seccomp as a CEL value, kept for the next container with the
-    same profile: converting RuntimeDefault's few hundred syscall names is
-    most of the cost of turning a spec into CEL values.  CEL values are never
-    changed by an evaluation, so one may serve many."""
-    import celpy
-
-    key = json.dumps(profile, sort_keys=True, separators=(",", ":"))
-    with _SECCOMP_LOCK:
-        value = _SECCOMP_CACHE.get(key)
-        if value is not None:
-            _SECCOMP_CACHE.move_to_end(key)
-            return value
-    value = celpy.json_to_cel(profile)
-    with _SECCOMP_LOCK:
-        _SECCOMP_CACHE[key] = value
-        while len(_SECCOMP_CACHE) > _SECCOMP_CACHE_SIZE:
-            _SECCOMP_CACHE.popitem(last=False)
-    return value
-
-
-def activation_for(spec: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
-    import celpy
-
-    linux = spec.get("linux")
-    profile = linux.get("seccomp") if isinstance(linux, dict) else None
-    if not profile or not isinstance(linux, dict):
-        return {"spec": celpy.json_to_cel(spec), "pod": celpy.json_to_cel(pod)}
-    rest = {**spec, "linux": {k: v for k, v in linux.items() if k != "seccomp"}}
-    value: Any = celpy.json_to_cel(rest)
-    key = celpy.celtypes.StringType
-    value[key("linux")][key("seccomp")] = _seccomp_value(profile)
-    return {"spec": value, "pod": celpy.json_to_cel(pod)}
+def activation_for(spec: dict[str, Any], pod: dict[str, Any],
+                   paths: dict[str, Paths] | None = None) -> Any:
+    """The variables of one evaluation as the Rust evaluator's values, made
+    once for all the rules: spec and pod pruned to `paths` (everything when
+    None)."""
+    values = {"spec": spec, "pod": pod}
+    return evaluator().Context(variables=values if paths is None else inputs(paths, values))
 
 
 def compile_rule(doc: Any, source: str, index: int) -> Rule:
@@ -279,14 +297,16 @@ def compile_rule(doc: Any, source: str, index: int) -> Rule:
                           f"(got {action!r})", source)
     if not isinstance(message, str):
         raise ConfigError("policy.files", f"{where}: message: must be a string", source)
-    program = _compile_expression(expression, where, source)
+    checked = _check_expression(expression, where, source)
     rule = Rule(name=name, expression=expression, action=action, message=message,
-                source=source, program=program)
-    _probe(rule, where)
-    return rule
+                source=source, program=_compile_program(expression, where, source),
+                paths=referenced(expression))
+    _probe(rule, checked, where)
+    return _checked_paths(rule)
 
 
-def _compile_expression(expression: str, where: str, source: str) -> Any:
+def _check_expression(expression: str, where: str, source: str) -> Any:
+    """Parse and check names with cel-python: its Runner, for the probe."""
     import celpy
 
     env = environment()
@@ -303,14 +323,62 @@ def _compile_expression(expression: str, where: str, source: str) -> Any:
     return env.program(tree)
 
 
-def _probe(rule: Rule, where: str) -> None:
+def _compile_program(expression: str, where: str, source: str) -> Any:
     try:
-        rule.evaluate(activation_for(SAMPLE_SPEC, SAMPLE_POD))
-    except RuleError as e:
-        if any(marker in e.reason for marker in DATA_ERRORS):
-            return
+        return evaluator().compile(expression)
+    except ValueError as e:
+        text = " ".join(str(e).split())
+        raise ConfigError("policy.files", f"{where}: expression does not parse: {text}",
+                          source) from None
+
+
+def _probe(rule: Rule, checked: Any, where: str) -> None:
+    """Evaluate against the sample with cel-python (its type errors) and with
+    the Rust evaluator (what it lacks)."""
+    import celpy
+
+    reason = ""
+    try:
+        result = checked.evaluate({"spec": celpy.json_to_cel(SAMPLE_SPEC),
+                                   "pod": celpy.json_to_cel(SAMPLE_POD)})
+        if isinstance(result, celpy.CELEvalError):
+            raise result
+        if not isinstance(result, celpy.celtypes.BoolType):
+            reason = f"gave {type(result).__name__}, not a boolean"
+    except celpy.CELEvalError as e:
+        text = error_text(e)
+        if not any(marker in text for marker in DATA_ERRORS):
+            reason = text
+    if not reason:
+        try:
+            rule.evaluate(activation_for(SAMPLE_SPEC, SAMPLE_POD))
+        except RuleError as e:
+            if not e.data:
+                reason = e.reason
+    if reason:
         raise ConfigError("policy.files", f"{where}: expression does not type-check: "
-                          f"{e.reason}", rule.source) from None
+                          f"{reason}", rule.source)
+
+
+def _outcome(rule: Rule, paths: dict[str, Paths] | None) -> Any:
+    try:
+        return rule.evaluate(activation_for(SAMPLE_SPEC, SAMPLE_POD, paths))
+    except RuleError as e:
+        return type(e), e.data
+
+
+def _checked_paths(rule: Rule) -> Rule:
+    """A guard on paths.py: the rule gives the sample the same answer pruned
+    as whole, or it is given whole values."""
+    if _outcome(rule, rule.paths) == _outcome(rule, None):
+        return rule
+    log.warning("policy rule %s (%s): the values it reads could not be narrowed; it is "
+                "given the whole spec", rule.name, rule.source)
+    whole = {name: Paths() for name in rule.paths}
+    for node in whole.values():
+        node.mark = FULL
+    return Rule(rule.name, rule.expression, rule.action, rule.message, rule.source,
+                rule.program, whole)
 
 
 # ---- files ----------------------------------------------------------------------------
@@ -332,6 +400,8 @@ def policy_files(patterns: Iterable[str]) -> list[str]:
 
 
 def rules_of_file(path: str) -> list[Rule]:
+    import yaml   # only with [policy] files (daemon memory, bench daemon_rss)
+
     try:
         with open(path, encoding="utf-8") as f:
             doc = yaml.safe_load(f)
