@@ -20,6 +20,7 @@ class ImageRecord:
     repo_digests: list[str] = field(default_factory=list)
     user: str = ""               # the config's User field
     pulled_at: float = 0.0
+    signature: str = "unverified"  # the signature policy's verdict at the last pull
 
 
 class ImageRecords:
