@@ -9,7 +9,8 @@ import tarfile
 
 import pytest
 
-from crio_native.image.errors import UnsafeLayer
+from crio_native.image.errors import ContentMismatch, UnsafeLayer
+from crio_native.storage import streams
 from crio_native.storage.unpack import unpack_layer
 from tests.fixtures.oci_builder import (Entry, chardev, directory, file, hardlink, layer_tar,
                                         opaque, symlink, whiteout)
@@ -130,3 +131,28 @@ def test_nul_bytes_in_names_are_refused(tmp_path, kind, pax, fragment):
     message = str(info.value)
     assert message.startswith(WHAT) and "entry '" in message and fragment in message
     assert os.listdir(dest) == []
+
+
+@pytest.mark.parametrize("block", [1000, 4096, 1 << 20])
+def test_file_data_crossing_block_boundaries(tmp_path, monkeypatch, block):
+    """File data is copied from the decompressor's blocks straight to the
+    files: sizes around the 512-byte records and across blocks land intact,
+    with headers (PAX ones included) read in between."""
+    monkeypatch.setattr(streams, "BLOCK", block)
+    sizes = [0, 1, 511, 512, 513, 999, 1000, 1001, 4096, 70_000]
+    datas = {f"d/f{n}": os.urandom(n) for n in sizes}
+    entries = [file(name, data) for name, data in datas.items()]
+    entries.append(file("d/" + "long" * 40, b"pax name", xattrs={"user.k": "v"}))
+    dest = unpack(tmp_path, entries)
+    for name, data in datas.items():
+        assert (dest / name).read_bytes() == data, name
+    assert (dest / ("d/" + "long" * 40)).read_bytes() == b"pax name"
+
+
+def test_truncated_file_data_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(streams, "BLOCK", 4096)
+    tar = layer_tar([file("big", os.urandom(50_000)), file("after", "x")])
+    dest = tmp_path / "diff"
+    dest.mkdir()
+    with pytest.raises(ContentMismatch, match="not a valid tar stream"):
+        unpack_layer(io.BytesIO(tar[:30_000]), str(dest), WHAT)

@@ -18,7 +18,9 @@ from crio_native.image.manifest import Platform, diff_ids_of, parse_manifest, se
 from crio_native.image.service import ImageService, user_of
 from crio_native.storage.images import ImageRecord
 from crio_native.storage.layers import chain_ids
-from crio_native.storage.streams import (ChunkReader, HashingReader, compression_of,
+from crio_native.storage import layers as layers_mod
+from crio_native.storage import streams
+from crio_native.storage.streams import (ChunkReader, HashingReader, TarStream, compression_of,
                                          decompressed)
 
 D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
@@ -193,3 +195,52 @@ def test_rootfs_refuses_what_does_not_fit(tmp_path):
         rootfs.create("c2", record)
     with pytest.raises(InvalidArgument, match="bad container id"):
         rootfs.path("../x")
+
+
+def test_tar_stream_reads_seeks_forward_copies_and_hashes(tmp_path, monkeypatch):
+    monkeypatch.setattr(streams, "BLOCK", 7)   # every read crosses blocks
+    data = bytes(range(256)) * 10
+    tar = TarStream(io.BytesIO(data))
+    assert tar.read(3) == data[:3] and tar.tell() == 3
+    assert tar.read(20) == data[3:23]
+    assert tar.seek(100) == 100 and tar.read(1) == data[100:101]
+    with pytest.raises(io.UnsupportedOperation):
+        tar.seek(50)
+    with open(tmp_path / "out", "wb") as out:
+        assert tar.copy_to(out.fileno(), 1000) == 1000
+    assert (tmp_path / "out").read_bytes() == data[101:1101]
+    assert tar.tell() == 1101
+    tar.drain()
+    assert tar.read(5) == b"" and tar.size == len(data)
+    assert tar.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    with open(tmp_path / "short", "wb") as out:   # past the end: what there was
+        assert TarStream(io.BytesIO(b"abc")).copy_to(out.fileno(), 10) == 3
+
+
+@pytest.mark.parametrize("sync", [False, True])
+def test_layer_commit_syncs_the_filesystem_once_before_the_rename(tmp_path, monkeypatch, sync):
+    """image.sync_layers: one syncfs per layer, before the layer is visible."""
+    store = layers_mod.LayerStore(tmp_path / "layers", sync=sync)
+    staged = store.new_staging()
+    (staged / "diff" / "f").write_bytes(b"data")
+    seen = []
+    real_syncfs = layers_mod.syncfs
+
+    def recording_syncfs(path):
+        seen.append((path, store.exists(D1)))
+        real_syncfs(path)
+
+    monkeypatch.setattr(layers_mod, "syncfs", recording_syncfs)
+    store.commit(staged, layers_mod.LayerRecord(D1, D1, "", D2, 10, 4))
+    assert store.exists(D1) and (store.diff_dir(D1) / "f").read_bytes() == b"data"
+    assert seen == ([(staged, False)] if sync else [])
+
+
+def test_puller_takes_sync_layers_from_the_config(tmp_path):
+    config = Config(root=str(tmp_path / "root"))
+    config.image.sync_layers = True
+    service = ImageService(config)
+    try:
+        assert service.puller.store.layers.sync is True
+    finally:
+        service.close()

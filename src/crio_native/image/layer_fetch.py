@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import logging
 from dataclasses import dataclass
-from typing import BinaryIO, cast
 
 from crio_native.errors import ResourceExhausted
 from crio_native.image.distribution import RegistryClient
@@ -16,7 +15,7 @@ from crio_native.image.manifest import Descriptor
 from crio_native.logsetup import fields
 from crio_native.storage.layers import LayerRecord, LayerStore
 from crio_native.storage.streams import (DECOMPRESS_ERRORS, ChunkReader, HashingReader,
-                                         compression_of, decompressed)
+                                         TarStream, compression_of, decompressed)
 from crio_native.storage.unpack import unpack_layer
 
 log = logging.getLogger(__name__)
@@ -51,9 +50,9 @@ def _fetch_once(client: RegistryClient, layers: LayerStore, job: LayerJob) -> No
     try:
         raw = ChunkReader(iter(client.blob_chunks(desc.digest)))
         compressed = HashingReader(raw, desc.digest.split(":", 1)[0])
-        tar = HashingReader(decompressed(compressed, compression_of(raw.peek(4))))
+        tar = TarStream(decompressed(compressed, compression_of(raw.peek(4))))
         try:
-            size = unpack_layer(cast(BinaryIO, tar), str(staged / "diff"), job.what)
+            size = unpack_layer(tar, str(staged / "diff"), job.what)
             tar.drain()
             compressed.drain()
         except DECOMPRESS_ERRORS as e:
@@ -69,7 +68,7 @@ def _fetch_once(client: RegistryClient, layers: LayerStore, job: LayerJob) -> No
         raise
 
 
-def _verify(job: LayerJob, compressed: HashingReader, tar: HashingReader | None) -> None:
+def _verify(job: LayerJob, compressed: HashingReader, tar: TarStream | None) -> None:
     desc = job.descriptor
     compressed.drain()
     if compressed.size != desc.size:

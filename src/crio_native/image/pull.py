@@ -22,7 +22,7 @@ from crio_native.image.errors import ContentMismatch, PolicyRejected, UnsafeLaye
 from crio_native.image.layer_fetch import LayerJob, fetch_layer
 from crio_native.image.manifest import (ImageManifest, Platform, diff_ids_of, host, load_json,
                                         parse_manifest, select_platform)
-from crio_native.image.policy import load_policy
+from crio_native.image.policy import UNVERIFIED, Verification, load_policy
 from crio_native.image.reference import Reference, parse_reference
 from crio_native.image.registries import Source, load_registries
 from crio_native.logsetup import fields
@@ -51,6 +51,7 @@ class ResolvedImage:
     blobs: dict[str, bytes]   # verified manifests and config, stored with the image
     diff_ids: list[str]
     chains: list[str]
+    signature: str = UNVERIFIED   # the signature policy's verdict (image/policy.py)
 
 
 class Puller:
@@ -59,6 +60,7 @@ class Puller:
         self.config = config
         self.platform = platform or host()
         self.progress_timeout = parse_duration(config.pull_progress_timeout) or 300.0
+        store.layers.sync = config.sync_layers
         self._lock = threading.Lock()
         self._images: dict[str, Future] = {}
         self._layers: dict[str, Future] = {}
@@ -73,7 +75,7 @@ class Puller:
     def pull(self, image: str, credentials: Credentials | None = None) -> ImageRecord:
         """Pull `image` (any reference form); returns the stored record."""
         ref = parse_reference(image, "image.image")
-        if ref.digest:
+        if ref.digest and not self._must_verify(ref):
             present = self.store.lookup(image)
             if present is not None and self.store.has_layers(present):
                 return present
@@ -116,10 +118,10 @@ class Puller:
         failures: list[str] = []
         last: CrioNativeError | None = None
         for candidate in registries.candidates(ref):
-            policy.check(candidate)
+            verification = policy.check(candidate)
             for source in registries.sources(candidate):
                 try:
-                    return self._pull_from(source, candidate, credentials)
+                    return self._pull_from(source, candidate, credentials, verification)
                 except FINAL_ERRORS:
                     raise
                 except CrioNativeError as e:
@@ -134,14 +136,26 @@ class Puller:
 
     # ---- one source ---------------------------------------------------------
 
-    def _pull_from(self, source: Source, ref: Reference,
-                   credentials: Credentials | None) -> ImageRecord:
+    def _must_verify(self, ref: Reference) -> bool:
+        """Whether the policy wants signatures checked for `ref`: then even a
+        stored digest goes to the registry (a policy may have changed since)."""
+        try:
+            policy = load_policy(self.config.signature_policy)
+            # a short name may resolve to any registry: any sigstore scope counts
+            return policy.check(ref).needed or (ref.short and policy.verifies_any())
+        except (ConfigError, PolicyRejected):
+            return True   # the full pull reports it
+
+    def _pull_from(self, source: Source, ref: Reference, credentials: Credentials | None,
+                   verification: Verification) -> ImageRecord:
         if source.mirror or credentials is None:
             # CRI credentials are for the image's own registry, never sent to a mirror.
             credentials = credentials_from_file(self.config.auth_file, source)
         client = RegistryClient(source, credentials, self.progress_timeout,
                                 self.config.registry_certs_dir)
         image = self._resolve(client, ref, f"image {ref} from {source}")
+        # before any layer: what the tag resolved to is what is signed
+        image.signature = verification.verify(client, image.top_digest)
         try:
             return self._assemble(client, image)
         except BaseException:
@@ -183,7 +197,7 @@ class Puller:
                 repo_tags=[ref.tagged()] if ref.tag else [],
                 repo_digests=[ref.digested(image.top_digest)],
                 user=str((image.config.get("config") or {}).get("User") or ""),
-                pulled_at=time.time())
+                pulled_at=time.time(), signature=image.signature)
             return self.store.add_image(record)
 
     def _config(self, client: RegistryClient, digest: str, size: int, what: str) -> bytes:

@@ -6,6 +6,7 @@ visible and a crashed pull leaves only staging debris, cleared at start."""
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import json
 import os
@@ -41,9 +42,22 @@ class LayerRecord:
     size: int            # bytes of file data unpacked
 
 
+def syncfs(path: Path) -> None:
+    """syncfs(2) of the filesystem holding `path` (the os module has no wrapper)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).syncfs(fd) < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs `{path}`: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
 class LayerStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, sync: bool = False):
         self.root = root
+        # image.sync_layers: flush a layer's files to disk before commit
+        self.sync = sync
         self.staging = root / STAGING
         self.root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.staging, ignore_errors=True)  # debris of interrupted pulls
@@ -71,7 +85,12 @@ class LayerStore:
         return d
 
     def commit(self, staged: Path, record: LayerRecord) -> None:
-        """Make a staged layer visible under its chain ID (first writer wins)."""
+        """Make a staged layer visible under its chain ID (first writer wins).
+        A kill -9 before the rename leaves only staging debris; the files'
+        data reaches the disk before the rename only with `sync` (one
+        syncfs for the whole layer instead of an fsync per file)."""
+        if self.sync:
+            syncfs(staged)
         atomic_write_json(staged / "layer.json", asdict(record), mode=0o644)
         try:
             os.rename(staged, self.path(record.chain_id))

@@ -13,9 +13,10 @@ import os
 import shutil
 import stat
 import tarfile
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from crio_native.image.errors import ContentMismatch, UnsafeLayer
+from crio_native.storage.streams import TarStream
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -32,6 +33,7 @@ class Unpacker:
         self.what = what
         self.dir_times: list[tuple[str, int]] = []
         self.bytes_written = 0
+        self.stream: TarStream   # set by unpack()
 
     def refuse(self, name: str, why: str) -> UnsafeLayer:
         return UnsafeLayer(f"{self.what}: entry {name!r}: {why}")
@@ -80,9 +82,12 @@ class Unpacker:
 
     # ---- entries -----------------------------------------------------------
 
-    def unpack(self, stream: BinaryIO) -> None:
+    def unpack(self, stream: TarStream) -> None:
+        self.stream = stream
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
+            # mode "r" over a forward-only stream: tarfile reads headers
+            # through it, write_file() takes the data from it in big blocks
+            with tarfile.TarFile(fileobj=cast(BinaryIO, stream), mode="r") as tar:
                 for member in tar:
                     self.entry(tar, member)
         except tarfile.TarError as e:
@@ -129,9 +134,14 @@ class Unpacker:
     def write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as out:
-            src = tar.extractfile(member)
-            assert src is not None   # a regular file's member
-            shutil.copyfileobj(src, out, COPY_CHUNK)
+            if member.issparse():
+                src = tar.extractfile(member)
+                assert src is not None   # a regular file's member
+                shutil.copyfileobj(src, out, COPY_CHUNK)
+            else:
+                self.stream.seek(member.offset_data)
+                if self.stream.copy_to(fd, member.size) != member.size:
+                    raise tarfile.ReadError("unexpected end of data")
         self.bytes_written += member.size
 
     def hardlink(self, member: tarfile.TarInfo, path: str) -> None:
@@ -187,8 +197,8 @@ class Unpacker:
         os.setxattr(path, OPAQUE_XATTR, b"y", follow_symlinks=False)
 
 
-def unpack_layer(stream: BinaryIO, dest: str, what: str) -> int:
+def unpack_layer(stream: BinaryIO | TarStream, dest: str, what: str) -> int:
     """Unpack a decompressed tar stream into `dest`; returns the bytes of file data."""
     unpacker = Unpacker(dest, what)
-    unpacker.unpack(stream)
+    unpacker.unpack(stream if isinstance(stream, TarStream) else TarStream(stream))
     return unpacker.bytes_written
