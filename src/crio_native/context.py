@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from crio_native.image.service import ImageService
     from crio_native.runtime.registry import HandlerSet
     from crio_native.sandbox.manager import SandboxManager
-    from crio_native.streaming.server import StreamingServer
+    from crio_native.streaming.endpoint import StreamingEndpoint
 
 
 @dataclass
@@ -30,7 +30,7 @@ class DaemonContext:
     handlers: HandlerSet | None = None
     containers: ContainerManager | None = None
     # the Exec/Attach/PortForward URL server
-    streaming: StreamingServer | None = None
+    streaming: StreamingEndpoint | None = None
 
     @property
     def config(self) -> Config:

@@ -23,7 +23,7 @@ from crio_native.notify import ServiceNotifier
 from crio_native.state import boot
 
 if TYPE_CHECKING:
-    from crio_native.streaming.server import StreamingServer
+    from crio_native.streaming.endpoint import StreamingEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +110,21 @@ def start_services(ctx: DaemonContext) -> None:
     boot.mark_started(ctx.config)
 
 
-def start_streaming(ctx: DaemonContext) -> StreamingServer:
-    """The exec/attach/port-forward server on api.stream_address:stream_port."""
+def start_streaming(ctx: DaemonContext) -> StreamingEndpoint:
+    """The exec/attach/port-forward server on api.stream_address:stream_port:
+    bound now, serving from the first Exec/Attach/PortForward on
+    (streaming/endpoint.py)."""
     from crio_native.config.sections import parse_duration
-    from crio_native.streaming.server import StreamingServer
+    from crio_native.streaming.endpoint import StreamingEndpoint
     from crio_native.streaming.tokens import TokenCache, ttl_from_env
 
     api = ctx.config.api
-    ctx.streaming = StreamingServer(ctx.containers, ctx.sandboxes, address=api.stream_address,
-                                    port=api.stream_port, tls_cert=api.stream_tls_cert,
-                                    tls_key=api.stream_tls_key,
-                                    tokens=TokenCache(ttl=ttl_from_env()),
-                                    idle_timeout=parse_duration(api.stream_idle_timeout)).start()
+    ctx.streaming = StreamingEndpoint(ctx.containers, ctx.sandboxes, address=api.stream_address,
+                                      port=api.stream_port, tls_cert=api.stream_tls_cert,
+                                      tls_key=api.stream_tls_key,
+                                      tokens=TokenCache(ttl=ttl_from_env()),
+                                      idle_timeout=parse_duration(api.stream_idle_timeout)
+                                      ).start()
     return ctx.streaming
 
 

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from crio_native import cli
 from crio_native.attestation import NodeKey, canonical_bytes, public_key_path, verify_record
+from crio_native.attestation import keys
 from crio_native.attestation.keys import load_public_key
 from crio_native.attestation.record import parse_record
 from crio_native.attestation.signer import Attestor, read, record_path
@@ -210,3 +211,51 @@ def test_a_record_write_cut_short_is_swept_at_start(tmp_path):
     kept.write_text("{}")
     Attestor.for_config(config_for(tmp_path))
     assert not leftover.exists() and kept.exists()
+
+
+# ---- at start, without `cryptography` (keys.ensure_node_key) -----------------------------
+
+def test_the_first_start_makes_the_key_in_a_child_and_a_later_start_only_checks_it(
+        tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    path = keys.ensure_node_key(root)
+    assert path == root / "attestation" / "node.key"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    made = NodeKey.load_or_create(root)
+    assert load_public_key(public_key_path(root)).public_bytes_raw() == \
+        made.public.public_bytes_raw()
+
+    def no_child(*args, **kwargs):
+        raise AssertionError("a key of the usual form needs no child process")
+    monkeypatch.setattr(keys.subprocess, "run", no_child)
+    assert keys.ensure_node_key(root) == path
+
+
+def test_a_start_with_the_key_but_no_public_file_writes_it_again(tmp_path):
+    root = tmp_path / "root"
+    first = NodeKey.load_or_create(root)
+    public_key_path(root).unlink()
+    keys.ensure_node_key(root)
+    assert load_public_key(public_key_path(root)).public_bytes_raw() == \
+        first.public.public_bytes_raw()
+
+
+@pytest.mark.parametrize("content", [b"not a key", b"-----BEGIN PRIVATE KEY-----\nAAAA\n"
+                                     b"-----END PRIVATE KEY-----\n"])
+def test_a_start_with_a_key_file_that_is_no_ed25519_key_is_a_config_error(tmp_path, content):
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(content)
+    with pytest.raises(ConfigError, match="runtime.attestation_key.*not an unencrypted PEM"):
+        keys.ensure_node_key(tmp_path / "root", str(bad))
+    with pytest.raises(ConfigError, match="runtime.attestation_key"):
+        Attestor.for_config(config_for(tmp_path, attestation_key=str(bad)))
+
+
+def test_the_attestor_loads_the_key_at_its_first_record_and_signs_with_the_node_key(tmp_path):
+    config = config_for(tmp_path)
+    attestor = Attestor.for_config(config)
+    assert attestor._key is None
+    doc = attestor.record(container(), spec(), base_sandbox())
+    on_disk = NodeKey.load_or_create(config.root)
+    assert doc["node"]["key_id"] == on_disk.id
+    assert verify_record(json.dumps(doc).encode(), on_disk.public)[0]

@@ -4,21 +4,32 @@ The private key lives at `[runtime] attestation_key` (default
 <root>/attestation/node.key, PKCS#8 PEM, mode 0600) and is made at the
 daemon's first start.  Its public key is always written to
 <root>/attestation/node.pub (SubjectPublicKeyInfo PEM): `crio-native verify
---root DIR` reads it there, whoever keeps the private key elsewhere."""
+--root DIR` reads it there, whoever keeps the private key elsewhere.
+
+`cryptography` costs the daemon about 8 MiB resident (its Rust extension and
+the objects it makes), so the daemon does not load it at start:
+ensure_node_key checks the files' form with the standard library alone and
+makes a missing key in a short-lived child process (`python -m
+crio_native.attestation.keys`); the key itself is loaded at the first
+signature (the first StartContainer)."""
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
-                                                               Ed25519PublicKey)
+from typing import TYPE_CHECKING
 
 from crio_native.errors import ConfigError
 from crio_native.state.files import atomic_write
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
+                                                                   Ed25519PublicKey)
 
 DIRECTORY = "attestation"
 KEY_NAME = "node.key"
@@ -36,17 +47,24 @@ def public_key_path(root: str | Path) -> Path:
 
 def key_id(public: Ed25519PublicKey) -> str:
     """sha256 of the raw 32-byte public key: names the key in a record."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def public_pem(public: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public.public_bytes(serialization.Encoding.PEM,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
     """The public key in `path`; ValueError (with the reason) if it is none."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -62,6 +80,8 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
 
 
 def verify_signature(public: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     try:
         public.verify(signature, data)
     except InvalidSignature:
@@ -90,6 +110,9 @@ class NodeKey:
         """The node key (made on first use) with its public half written
         under `root`.  A key file that cannot be read or is not an Ed25519
         key is a ConfigError naming runtime.attestation_key."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         path = Path(configured) if configured else default_key_path(root)
         if path.exists():
             private = _read_private(path)
@@ -115,6 +138,9 @@ class NodeKey:
 
 
 def _read_private(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         data = path.read_bytes()
         key = serialization.load_pem_private_key(data, password=None)
@@ -127,3 +153,75 @@ def _read_private(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError("runtime.attestation_key", f"{path}: not an Ed25519 key")
     return key
+
+
+# ---- at start, without `cryptography` ------------------------------------------------------
+
+# The DER of an Ed25519 key in the forms `cryptography` writes (RFC 8410):
+# an unencrypted PKCS#8 v1 private key and a SubjectPublicKeyInfo, each a
+# fixed header (OID 1.3.101.112) and 32 raw bytes.
+PKCS8_HEADER = bytes.fromhex("302e020100300506032b657004220420")
+SPKI_HEADER = bytes.fromhex("302a300506032b6570032100")
+
+
+def pem_body(data: bytes, label: str) -> bytes | None:
+    """The DER inside a PEM file holding exactly one `label` block; None if it is not that."""
+    lines = data.strip().splitlines()
+    if len(lines) < 3 or lines[0] != b"-----BEGIN %s-----" % label.encode() \
+            or lines[-1] != b"-----END %s-----" % label.encode():
+        return None
+    try:
+        return base64.b64decode(b"".join(lines[1:-1]), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def has_form(path: Path, label: str, header: bytes) -> bool:
+    """Whether `path` is a PEM `label` block of `header` and 32 bytes (OSError if unreadable)."""
+    der = pem_body(path.read_bytes(), label)
+    return der is not None and len(der) == len(header) + 32 and der.startswith(header)
+
+
+def ensure_node_key(root: str | Path, configured: str = "") -> Path:
+    """At start: the node key's path, once a key of the form `cryptography`
+    writes and a public key file are there.  Anything else (no key yet, no
+    node.pub, another key format) goes to NodeKey.load_or_create in a child
+    process, which makes what is missing or refuses the key (ConfigError
+    naming runtime.attestation_key, as when the daemon loaded it itself).
+    Whether node.pub is the public half of the key is checked at the first
+    signature, where load_or_create writes it again if not."""
+    path = Path(configured) if configured else default_key_path(root)
+    try:
+        if has_form(path, "PRIVATE KEY", PKCS8_HEADER) \
+                and has_form(public_key_path(root), "PUBLIC KEY", SPKI_HEADER):
+            return path
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise ConfigError("runtime.attestation_key", f"cannot read {e.filename}: "
+                          f"{e.strerror or e}") from None
+    child = subprocess.run([sys.executable, "-m", __name__, str(root), configured],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if child.returncode == CHILD_CONFIG_ERROR:
+        raise ConfigError("runtime.attestation_key", child.stdout.strip())
+    if child.returncode != 0:
+        raise ConfigError("runtime.attestation_key", "cannot make or read the node key: "
+                          + (child.stderr.strip().splitlines() or ["?"])[-1])
+    return path
+
+
+CHILD_CONFIG_ERROR = 2
+
+
+def main(argv: list[str]) -> int:
+    """The child of ensure_node_key: ROOT [CONFIGURED]."""
+    try:
+        NodeKey.load_or_create(argv[0], argv[1] if len(argv) > 1 else "")
+    except ConfigError as e:
+        print(e.reason)
+        return CHILD_CONFIG_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from crio_native.attestation.keys import key_id, verify_signature
+
+if TYPE_CHECKING:   # `cryptography` is loaded at the first signature (keys.py)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 VERSION = 1
 SIGNATURE = "signature"

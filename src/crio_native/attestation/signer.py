@@ -8,11 +8,12 @@ as the `attestation` key of verbose ContainerStatus info."""
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crio_native.attestation import record as att
-from crio_native.attestation.keys import ALGORITHM_NAME, NodeKey
+from crio_native.attestation.keys import ALGORITHM_NAME, NodeKey, ensure_node_key
 from crio_native.config.sections import Config
 from crio_native.spec.allowed import handler_prefixes, is_allowed
 from crio_native.state.files import atomic_write, interrupted_writes
@@ -40,6 +41,19 @@ def discard(directory: str | Path, container_id: str) -> None:
     record_path(directory, container_id).unlink(missing_ok=True)
 
 
+def image_signature(root: str | Path, image_id: str) -> str:
+    """The signature policy's verdict stored with the image at its pull
+    (ImageRecord.signature under <root>/storage/images, as image/service.py
+    lays it out); "unverified" for an image pulled before verdicts were kept
+    or no longer stored."""
+    from crio_native.storage.images import ImageRecords
+
+    if not image_id.startswith("sha256:"):
+        return att.UNVERIFIED
+    record = ImageRecords(Path(root) / "storage" / "images").get(image_id)
+    return record.signature if record is not None else att.UNVERIFIED
+
+
 def landlock_policy(config: Config, sandbox: SandboxRecord | None,
                     container: ContainerRecord) -> str | None:
     """The container's Landlock annotation value when its handler honours it."""
@@ -54,21 +68,35 @@ def landlock_policy(config: Config, sandbox: SandboxRecord | None,
 
 
 class Attestor:
-    def __init__(self, config: Config, key: NodeKey, directory: str | Path):
+    """Signs with `key`, or with the node key loaded at the first record
+    when given none (keys.py: the daemon leaves `cryptography` unloaded
+    until a container starts)."""
+
+    def __init__(self, config: Config, key: NodeKey | None, directory: str | Path):
         self.config = config
-        self.key = key
+        self._key = key
+        self._key_lock = threading.Lock()
         self.directory = Path(directory)
         self.hostname = socket.gethostname()
+
+    @property
+    def key(self) -> NodeKey:
+        if self._key is None:
+            with self._key_lock:
+                if self._key is None:
+                    self._key = NodeKey.load_or_create(self.config.root,
+                                                       self.config.runtime.attestation_key)
+        return self._key
 
     @classmethod
     def for_config(cls, config: Config) -> "Attestor":
         """The node key is made here on the first start (ConfigError if the
-        configured one cannot be used)."""
-        key = NodeKey.load_or_create(config.root, config.runtime.attestation_key)
+        configured one cannot be used); it is loaded at the first record."""
+        ensure_node_key(config.root, config.runtime.attestation_key)
         directory = Path(config.root) / "containers"
         for leftover in interrupted_writes(directory, SUFFIX):   # a write a crash cut short
             leftover.unlink(missing_ok=True)
-        return cls(config, key, directory)
+        return cls(config, None, directory)
 
     def record(self, container: ContainerRecord, spec: dict[str, Any],
                sandbox: SandboxRecord | None) -> dict[str, Any]:
@@ -82,8 +110,7 @@ class Attestor:
                        "started_at": container.started_at},
             image={"name": container.image, "ref": container.image_ref,
                    "digest": att.image_digest(container.image_ref), "id": container.image_id,
-                   # no signature policy verifies signatures yet (image/policy.py)
-                   "signature": att.UNVERIFIED},
+                   "signature": image_signature(self.config.root, container.image_id)},
             handler=container.runtime_handler or self.config.runtime.default_runtime,
             landlock=landlock_policy(self.config, sandbox, container),
             node={"hostname": self.hostname, "key_id": self.key.id,

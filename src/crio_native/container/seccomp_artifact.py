@@ -9,16 +9,17 @@ the artifact in its store)."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from crio_native.config.sections import ImageConfig, parse_duration
 from crio_native.errors import ConfigError, CrioNativeError, FailedPrecondition
-from crio_native.image.auth_file import credentials_from_file
-from crio_native.image.distribution import INDEX_TYPES, RegistryClient
 from crio_native.image.manifest import host, load_json, select_platform
-from crio_native.image.policy import load_policy
 from crio_native.image.reference import parse_reference
-from crio_native.image.registries import Source, load_registries
+from crio_native.image.registries import load_registries
 from crio_native.logsetup import fields
+
+if TYPE_CHECKING:   # the registry client (urllib3) is loaded at the first fetch
+    from crio_native.image.registries import Source
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ MAX_PROFILE_BYTES = 1024 * 1024
 def fetch_profile(reference: str, config: ImageConfig) -> bytes:
     """The profile bytes of the artifact `reference`; FailedPrecondition
     naming it when no source has it."""
+    from crio_native.image.policy import load_policy
+
     what = f"seccomp profile artifact {reference}"
     ref = parse_reference(reference, what)
     try:
@@ -49,6 +52,9 @@ def fetch_profile(reference: str, config: ImageConfig) -> bytes:
 
 
 def _fetch_from(source: Source, obj: str, config: ImageConfig, what: str) -> bytes:
+    from crio_native.image.auth_file import credentials_from_file
+    from crio_native.image.distribution import INDEX_TYPES, RegistryClient
+
     credentials = credentials_from_file(config.auth_file, source) if config.auth_file else None
     client = RegistryClient(source, credentials,
                             parse_duration(config.pull_progress_timeout) or 300.0,

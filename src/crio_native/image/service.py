@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from crio_native.config.sections import Config
 from crio_native.errors import ConfigError, FailedPrecondition, InvalidArgument, NotFound
-from crio_native.image.distribution import Credentials
-from crio_native.image.pull import Puller
 from crio_native.image.reference import parse_reference
 from crio_native.image.registries import load_registries
 from crio_native.storage.images import ImageRecord
 from crio_native.storage.rootfs import RootfsIdmap, RootfsStore
 from crio_native.storage.store import ImageStore
+
+if TYPE_CHECKING:   # the puller (urllib3, zstandard, isal, tarfile) is loaded at the first pull
+    from crio_native.image.distribution import Credentials
+    from crio_native.image.pull import Puller
 
 STORAGE_DIR = "storage"
 
@@ -41,13 +44,23 @@ class ImageService:
     def __init__(self, config: Config):
         self.config = config
         self.store = ImageStore(Path(config.root) / STORAGE_DIR)
-        self.puller = Puller(self.store, config.image)
+        self._puller: Puller | None = None
+        self._puller_lock = threading.Lock()
         self.rootfs = RootfsStore(self.store.root / "containers", self.store.layers)
         # Containers whose rootfs is made from an image: RemoveImage refuses those.
         self.users_of_image: Callable[[str], list[str]] = self.rootfs.users_of
 
+    @property
+    def puller(self) -> Puller:
+        with self._puller_lock:
+            if self._puller is None:
+                from crio_native.image.pull import Puller
+                self._puller = Puller(self.store, self.config.image)
+            return self._puller
+
     def close(self) -> None:
-        self.puller.close()
+        if self._puller is not None:
+            self._puller.close()
 
     def pull(self, image: str, credentials: Credentials | None = None) -> ImageRecord:
         if not image:
@@ -133,7 +146,8 @@ class ImageService:
     def verbose_info(self, record: ImageRecord) -> dict[str, str]:
         config = json.loads(self.store.content.get(record.config_digest))
         info = {"id": record.id, "manifestDigest": record.manifest_digest,
-                "layers": record.layers, "imageSpec": config}
+                "layers": record.layers, "imageSpec": config,
+                "signature": record.signature}   # the signature policy's verdict at the pull
         return {"info": json.dumps(info, sort_keys=True)}
 
     def fs_usage(self) -> tuple[str, int, int]:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Sequence
@@ -40,8 +41,9 @@ DEFAULT_IDLE_TIMEOUT = 4 * 3600.0   # api.stream_idle_timeout's default
 class StreamingServer:
     def __init__(self, containers, sandboxes, *, address: str = "127.0.0.1", port: int = 0,
                  tls_cert: str = "", tls_key: str = "", tokens: TokenCache | None = None,
-                 idle_timeout: float | None = None):
+                 idle_timeout: float | None = None, sock: socket.socket | None = None):
         self.address, self.requested_port = address, port
+        self.sock = sock            # bound and listening already (endpoint.py), or None
         self.idle_timeout = DEFAULT_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
         self.tls_cert, self.tls_key = tls_cert, tls_key
         self.tokens = tokens if tokens is not None else TokenCache()
@@ -90,8 +92,11 @@ class StreamingServer:
         if self.tls_cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.tls_cert, self.tls_key)
-        self._server = await asyncio.start_server(self._accept, self.address,
-                                                  self.requested_port, ssl=context)
+        if self.sock is not None:
+            self._server = await asyncio.start_server(self._accept, sock=self.sock, ssl=context)
+        else:
+            self._server = await asyncio.start_server(self._accept, self.address,
+                                                      self.requested_port, ssl=context)
         self.port = self._server.sockets[0].getsockname()[1]
 
     def stop(self) -> None:

@@ -2,14 +2,19 @@
 ListImages and ContainerStatus report."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from crio_native._proto import api_pb2
-from crio_native.image.distribution import Credentials
 from crio_native.image.service import ImageService
+
+if TYPE_CHECKING:   # urllib3 is loaded at the first pull
+    from crio_native.image.distribution import Credentials
 
 
 def credentials_from(auth: api_pb2.AuthConfig) -> Credentials | None:
     if not (auth.username or auth.auth or auth.identity_token or auth.registry_token):
         return None
+    from crio_native.image.distribution import Credentials
     return Credentials.from_auth(auth.username, auth.password, auth.auth,
                                  auth.identity_token, auth.registry_token)
 
