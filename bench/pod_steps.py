@@ -4,10 +4,11 @@ daemon's per-step histogram (container_runtime_crio_native_operation_step_
 duration_seconds, one series per failpoint step, steps.py) read from its
 metrics endpoint before and after the measured starts, and teardown
 (StopPodSandbox + RemovePodSandbox) likewise.  The floor of a pod start on
-a network is its CNI plugins' own exec time: the same two chains the daemon
-runs (loopback, then bridge + portmap) are run here directly, ADD then DEL,
-in a netns of their own, and that time is printed beside the steps that
-contain it (sandbox.run.loopback_added, sandbox.run.network_added)."""
+a network is its CNI plugins' own exec time: the chain the daemon runs
+(bridge + portmap; lo it sets up itself) is run here directly, ADD then
+DEL, in a netns of their own, and that time is printed beside the steps
+that contain it (sandbox.run.loopback_added, sandbox.run.network_added);
+the loopback plugin is timed too, for comparison with older figures."""
 from __future__ import annotations
 
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from crio_native._proto import api_pb2  # noqa: E402
 from bench.cri_setup import (Peer, bench_run, crio_native_daemon, pod_config,  # noqa: E402
                              pull_images, remove_pod, start_pod)
 from crio_native.failpoints import CATALOGUE  # noqa: E402
@@ -32,11 +34,21 @@ from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
 
 WARMUP = 3
 STARTS = int(os.environ.get("BENCH_POD_STEPS", "20"))
+# BENCH_POD_STEPS_SHARED_PID=1: pods share one PID namespace, so each start
+# also launches the pod's infra process (sandbox.run.infra_*)
+SHARED_PID = os.environ.get("BENCH_POD_STEPS_SHARED_PID") == "1"
 STEP_METRIC = "container_runtime_crio_native_operation_step_duration_seconds"
 START_OPS = ("sandbox.run", "container.create", "container.start")
 TEARDOWN_OPS = ("sandbox.stop", "sandbox.remove", "container.stop", "container.remove")
 CNI_STEPS = ("sandbox.run.loopback_added", "sandbox.run.network_added")
 CNI_DEL_STEPS = ("sandbox.stop.network_deleted", "sandbox.stop.network_detached")
+
+
+def bench_pod_config(peer: Peer, name: str, logs: Path) -> api_pb2.PodSandboxConfig:
+    config = pod_config(peer, name, logs)
+    if SHARED_PID:
+        config.linux.security_context.namespace_options.pid = api_pb2.POD
+    return config
 
 
 def step_totals(port: int) -> dict[str, tuple[float, float]]:
@@ -60,12 +72,14 @@ def per_step_ms(before: dict, after: dict) -> dict[str, float]:
     return out
 
 
-def cni_floor_ms(netdir: Path, rounds: int = 10) -> tuple[float, float]:
-    """ADD, then DEL, of the loopback and bench network chains in a fresh
-    netns, by the plugins alone: the median ms of the ADDs and of the DELs."""
+def cni_floor_ms(netdir: Path, rounds: int = 10) -> tuple[float, float, float, float]:
+    """ADD, then DEL, of the bench network chain in a fresh netns, by the
+    plugins alone: the median ms of the ADDs and of the DELs; then the same
+    of the loopback plugin (which the daemon no longer runs: it sets lo up
+    itself), for comparison with earlier figures."""
     net = NetworkList.load(str(netdir))
     runner = CNI([cni.PLUGIN_DIR], str(netdir.parent / "cni-floor-cache"))
-    adds, dels = [], []
+    adds, dels, lo_adds, lo_dels = [], [], [], []
     for i in range(rounds):
         # a netns pinned on a file of the run's own (not `ip netns add`,
         # which leaves a /run/netns mount behind)
@@ -75,18 +89,24 @@ def cni_floor_ms(netdir: Path, rounds: int = 10) -> tuple[float, float]:
         try:
             lo = Attachment(f"floor{i}", netns, ifname="lo")
             eth = Attachment(f"floor{i}", netns)
-            begin = time.perf_counter()
+            t0 = time.perf_counter()
             runner.add(LOOPBACK, lo)
+            t1 = time.perf_counter()
             runner.add(net, eth)
-            middle = time.perf_counter()
+            t2 = time.perf_counter()
             runner.delete(net, eth)
+            t3 = time.perf_counter()
             runner.delete(LOOPBACK, lo)
-            adds.append(middle - begin)
-            dels.append(time.perf_counter() - middle)
+            t4 = time.perf_counter()
+            lo_adds.append(t1 - t0)
+            adds.append(t2 - t1)
+            dels.append(t3 - t2)
+            lo_dels.append(t4 - t3)
         finally:
             subprocess.run(["umount", netns], check=True)
             os.unlink(netns)
-    return statistics.median(adds) * 1000, statistics.median(dels) * 1000
+    return tuple(statistics.median(v) * 1000  # type: ignore[return-value]
+                 for v in (adds, dels, lo_adds, lo_dels))
 
 
 def print_steps(title: str, ops: tuple[str, ...], ms: dict[str, float],
@@ -117,13 +137,13 @@ def run() -> int:
             daemon.start()
             pull_images(daemon, image)
             for i in range(WARMUP):
-                remove_pod(peer, start_pod(peer, pod_config(peer, f"w{i}", bench.logs))[0])
+                remove_pod(peer, start_pod(peer, bench_pod_config(peer, f"w{i}", bench.logs))[0])
             starts, teardowns = [], []
             pods = []
             before = step_totals(port)
             for i in range(STARTS):
                 t = time.perf_counter()
-                pods.append(start_pod(peer, pod_config(peer, f"s{i}", bench.logs))[0])
+                pods.append(start_pod(peer, bench_pod_config(peer, f"s{i}", bench.logs))[0])
                 starts.append(time.perf_counter() - t)
             middle = step_totals(port)
             for pod in pods:
@@ -133,15 +153,17 @@ def run() -> int:
             after = step_totals(port)
         finally:
             daemon.stop()
-        add_floor, del_floor = cni_floor_ms(bench.netdir)
+        add_floor, del_floor, lo_add, lo_del = cni_floor_ms(bench.netdir)
     start_ms, stop_ms = per_step_ms(before, middle), per_step_ms(middle, after)
     start_p50 = statistics.median(starts) * 1000
     stop_p50 = statistics.median(teardowns) * 1000
     print_steps("pod start (RunPodSandbox + CreateContainer + StartContainer)", START_OPS,
                 start_ms, start_p50)
     print_steps("teardown (StopPodSandbox + RemovePodSandbox)", TEARDOWN_OPS, stop_ms, stop_p50)
-    print(f"  CNI plugins alone (loopback, bridge + portmap): ADD {add_floor:.1f} ms, "
+    print(f"  CNI plugins alone (bridge + portmap): ADD {add_floor:.1f} ms, "
           f"DEL {del_floor:.1f} ms")
+    print(f"  (the loopback plugin alone, not run by the daemon: ADD {lo_add:.1f} ms, "
+          f"DEL {lo_del:.1f} ms)")
     print(f"  start: its CNI steps {sum(start_ms.get(s, 0.0) for s in CNI_STEPS):.1f} ms; "
           f"the start is {start_p50 / add_floor:.2f}x the ADD floor")
     print(f"  teardown: its CNI steps {sum(stop_ms.get(s, 0.0) for s in CNI_DEL_STEPS):.1f} ms;"

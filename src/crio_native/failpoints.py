@@ -39,7 +39,7 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
         "sandbox.run.sysctls",           # sysctls and hostname applied
         "sandbox.run.shm_mounted",       # /dev/shm tmpfs mounted
         "sandbox.run.network_journaled",  # network_attached saved, no ADD yet
-        "sandbox.run.loopback_added",    # CNI ADD of lo done
+        "sandbox.run.loopback_added",    # lo UP in the pod's netns (no CNI plugin)
         "sandbox.run.network_added",     # CNI ADD of eth0 done, not saved
         "sandbox.run.cgroup_made",       # pod cgroup made (runtime/pod_half.py)
         "sandbox.run.infra_launched",    # the infra cloned, its pid not recorded yet
@@ -53,7 +53,7 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     "sandbox.stop": (
         "sandbox.stop.begin",            # NOTREADY saved, nothing stopped yet
         "sandbox.stop.handler_stopped",  # the infra (or sandbox task) is gone
-        "sandbox.stop.network_deleted",  # CNI DEL of eth0 done, lo not yet
+        "sandbox.stop.network_deleted",  # CNI DEL of eth0 done (and of lo, if a plugin added it)
         "sandbox.stop.network_detached",  # network_attached=False saved
     ),
     "sandbox.remove": (

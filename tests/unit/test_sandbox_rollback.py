@@ -20,14 +20,14 @@ CREATE_STEPS = [
     "host.apply_sysctls_and_hostname",
     "host.mount_shm",
     "networks.current",
-    "cni.add:lo",
+    "host.bring_up_loopback",
     "cni.add:eth0",
     "handler.start_sandbox:cgroup",
     "handler.start_sandbox:infra",
     "handler.start_sandbox:done",
     "host.write_pod_files",
 ]
-UNDO_STEPS = ["handler.remove_sandbox", "cni.delete:eth0", "cni.delete:lo", "host.unmount_shm",
+UNDO_STEPS = ["handler.remove_sandbox", "cni.delete:eth0", "host.unmount_shm",
               "host.unpin_namespaces", "host.remove_directory"]
 
 
@@ -82,7 +82,7 @@ def test_run_makes_every_piece_in_order_and_remove_undoes_them(manager, config, 
     sandbox_id = manager.run(pod_request())
     assert world.steps == CREATE_STEPS
     assert world.made == [f"{piece}@{sandbox_id[:8]}" for piece in (
-        "pin:net", "pin:uts", "pin:ipc", "shm", "cni:lo", "cni:eth0", "cgroup", "infra")]
+        "pin:net", "pin:uts", "pin:ipc", "shm", "cni:eth0", "cgroup", "infra")]
     [disk] = records_on_disk(config)
     assert (disk["id"], disk["state"], disk["ips"]) == (sandbox_id, READY, ["10.88.0.5"])
     assert disk["infra"] and sorted(disk["pins"]) == ["ipc", "net", "pid", "uts"]
@@ -227,7 +227,7 @@ def test_the_journal_persists_what_the_handler_made(config, world):
     restarted.recover()
     teardown = world.steps[:world.steps.index("host.remove_directory") + 1]
     assert teardown == ["handlers.get", "handler.stop_sandbox", "cni.delete:eth0",
-                        "cni.delete:lo", "host.unmount_shm", "host.unpin_namespaces",
+                        "host.unmount_shm", "host.unpin_namespaces",
                         "handler.remove_sandbox", "host.remove_directory"]
     assert_nothing_left(restarted, config, world)
     assert dead.store.find(sandbox_id) is not None   # the dead daemon never got further
@@ -259,8 +259,7 @@ def test_stop_runs_the_handler_then_cni_del_and_is_idempotent(manager, config, w
     sandbox_id = manager.run(pod_request())
     world.steps.clear()
     manager.stop(sandbox_id)
-    assert world.steps == ["handlers.get", "handler.stop_sandbox", "cni.delete:eth0",
-                           "cni.delete:lo"]
+    assert world.steps == ["handlers.get", "handler.stop_sandbox", "cni.delete:eth0"]
     [disk] = records_on_disk(config)
     assert (disk["state"], disk["network_attached"], disk["infra"], disk["ips"]) == (
         NOTREADY, False, False, [])
@@ -273,6 +272,23 @@ def test_stop_runs_the_handler_then_cni_del_and_is_idempotent(manager, config, w
     assert world.steps == ["handlers.get", "handler.stop_sandbox"]
     assert records_on_disk(config) == [disk]
 
+    manager.remove(sandbox_id)
+    assert_nothing_left(manager, config, world)
+
+
+def test_stop_deletes_lo_only_where_the_loopback_plugin_added_it(manager, config, world):
+    """lo is brought up without a plugin (nothing to DEL); a pod attached by
+    an earlier version, with the loopback plugin's ADD cached, gets its DEL."""
+    from crio_native.sandbox.manager import LOOPBACK
+
+    sandbox_id = manager.run(pod_request())
+    assert (LOOPBACK.name, sandbox_id, "lo") not in world.cni
+    world.cni[(LOOPBACK.name, sandbox_id, "lo")] = {"netns": "", "args": {}, "caps": {}}
+    world.make(f"cni:lo@{sandbox_id[:8]}")
+    world.steps.clear()
+    manager.stop(sandbox_id)
+    assert world.steps == ["handlers.get", "handler.stop_sandbox", "cni.delete:eth0",
+                           "cni.delete:lo"]
     manager.remove(sandbox_id)
     assert_nothing_left(manager, config, world)
 

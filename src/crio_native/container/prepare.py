@@ -117,7 +117,10 @@ def write_bundle(record: ContainerRecord, build: SpecBuild) -> None:
     for d in build.volume_dirs:
         os.makedirs(d, mode=0o755, exist_ok=True)
     Path(record.bundle).mkdir(mode=0o700, exist_ok=True)
-    atomic_write_json(Path(record.bundle) / "config.json", build.spec, mode=0o600)
+    # not fsynced: the bundle is under the runroot, gone after a reboot, and
+    # the page cache keeps it through a daemon crash
+    atomic_write_json(Path(record.bundle) / "config.json", build.spec, mode=0o600,
+                      durable=False)
 
 
 # errnos that say the path itself cannot be (the request's fault), not the host

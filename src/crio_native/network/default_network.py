@@ -1,7 +1,7 @@
 """The network a node gets when nobody configured one, as CRI-O's packaging
 ships 11-crio-ipv4-bridge.conflist: a bridge (crn0) with host-local addresses
 from 10.86.0.0/16, masquerade and hairpin, and portmap for hostPort.  The
-daemon runs the loopback plugin itself, so the list has none.
+daemon sets the pod's lo up itself, so the list has no loopback plugin.
 
 Why these names: CRI-O's bridge is cni0 on 10.85.0.0/16, podman's and
 containerd's examples use 10.88.0.0/16 (podman hands out 10.89.x.0/24 and up

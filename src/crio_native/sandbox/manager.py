@@ -35,8 +35,11 @@ from crio_native.state.rollback import forget_unless_failed, save_state, undo_st
 
 log = logging.getLogger(__name__)
 
-# The pod's loopback interface is brought up by CNI's own loopback plugin, run
-# as a network of its own before the configured one.
+# The pod's loopback interface is brought up by the daemon itself (setup.
+# bring_up_loopback: one ioctl in the pod's netns), not by exec'ing CNI's
+# loopback plugin, which did only that.  Pods attached by an earlier version
+# have an ADD of this built-in network cached for lo: their DEL and CHECK
+# still run the plugin, and GC keeps their attachment while the pod lives.
 LOOPBACK = NetworkList(name="cni-loopback", cni_version="1.0.0", plugins=[{"type": "loopback"}],
                        source="built in")
 RETRY_WAIT_SECONDS = 240.0   # a retried RunPodSandbox waits this long for the first try
@@ -352,7 +355,7 @@ class SandboxManager:
         self.store.save(record)  # a crash from here on runs DEL at restart
         undo.callback(undo_step, failed, "CNI DEL", lambda: self._detach_network(record))
         failpoints.hit("sandbox.run.network_journaled")
-        self.cni.add(LOOPBACK, self._attachment(record, "lo"))
+        self.host.bring_up_loopback(record)
         failpoints.hit("sandbox.run.loopback_added")
         result = self.cni.add(net, self._attachment(record))
         failpoints.hit("sandbox.run.network_added")
@@ -454,7 +457,8 @@ class SandboxManager:
                 self.store.save(record)
 
     def _detach_network(self, record: SandboxRecord, between: str = "") -> None:
-        """CNI DEL of eth0 then lo (`between`: the failpoint between them)."""
+        """CNI DEL of eth0 (`between`: the failpoint after it); lo needs none
+        unless the loopback plugin attached it."""
         if not record.network_attached:
             return
         try:
@@ -465,7 +469,9 @@ class SandboxManager:
         self.cni.delete(net, self._attachment(record))
         if between:
             failpoints.hit(between)
-        self.cni.delete(LOOPBACK, self._attachment(record, "lo"))
+        lo = self._attachment(record, "lo")
+        if self.cni.cached_entry(LOOPBACK.name, lo) is not None:
+            self.cni.delete(LOOPBACK, lo)    # attached by the loopback plugin (older version)
         record.network_attached = False
         record.ips = []
         self.store.save(record)
@@ -481,7 +487,11 @@ class SandboxManager:
                 return "skipped: not attached"
             try:
                 net = NetworkList.load(self.config.network.network_dir, record.network_name)
-                self.cni.check(LOOPBACK, self._attachment(record, "lo"))
+                lo = self._attachment(record, "lo")
+                if self.cni.cached_entry(LOOPBACK.name, lo) is not None:
+                    self.cni.check(LOOPBACK, lo)
+                else:
+                    self.host.check_loopback(record)
                 self.cni.check(net, self._attachment(record))
             except (NoNetworkConfig, FailedPrecondition) as e:
                 return f"skipped: {e}"

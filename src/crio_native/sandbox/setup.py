@@ -3,8 +3,11 @@ the runroot, sysctls and hostname applied inside them, the pod's files, and
 its /dev/shm.  Each maker has an undo the orchestrator registers at once."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import socket
+import struct
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -25,6 +28,8 @@ class PodHost(Protocol):
     def unpin_namespaces(self, record: SandboxRecord) -> None: ...
     def apply_sysctls_and_hostname(self, record: SandboxRecord) -> None: ...
     def mount_shm(self, record: SandboxRecord) -> None: ...
+    def bring_up_loopback(self, record: SandboxRecord) -> None: ...
+    def check_loopback(self, record: SandboxRecord) -> None: ...
     def unmount_shm(self, record: SandboxRecord) -> None: ...
     def write_pod_files(self, record: SandboxRecord) -> None: ...
     def remove_directory(self, record: SandboxRecord) -> None: ...
@@ -114,6 +119,47 @@ def apply_sysctls_and_hostname(record: SandboxRecord) -> None:
                     f"RunPodSandbox: config.linux.sysctls[{name!r}]: {e.strerror}") from None
 
     run_inside(record, [k for k in ("uts", "net", "ipc") if k in record.pins], work)
+
+
+# struct ifreq (40 bytes on 64-bit Linux): the name, then ifr_flags (a short)
+# at the start of the union; <linux/sockios.h>, <net/if.h>
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_IFREQ = "16sh22x"
+
+
+def _loopback_flags(sock: socket.socket) -> int:
+    return struct.unpack(_IFREQ, fcntl.ioctl(sock, _SIOCGIFFLAGS, struct.pack(_IFREQ, b"lo", 0)))[1]
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        flags = _loopback_flags(sock)
+        if not flags & _IFF_UP:
+            fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | _IFF_UP))
+
+
+def _loopback_state() -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        return bool(_loopback_flags(sock) & _IFF_UP)
+
+
+def bring_up_loopback(record: SandboxRecord) -> None:
+    """Set `lo` UP in the pod's network namespace: what CNI's loopback plugin
+    does on ADD (a link set up), without exec'ing it.  The kernel gives lo
+    127.0.0.1/8, and ::1/128 where IPv6 is on in the namespace, as it goes
+    up.  Nothing to undo: lo goes with the namespace, and holds no address
+    from any pool."""
+    if "net" in record.pins:
+        run_inside(record, ["net"], _loopback_up)
+
+
+def check_loopback(record: SandboxRecord) -> None:
+    """CNI CHECK's question for lo: is it still UP?  Raises Internal if not."""
+    if "net" in record.pins and not run_joined([("net", record.pins["net"])], _loopback_state,
+                                               name=f"pod-{record.id[:12]}"):
+        raise Internal(f"pod {record.id}: lo is down in its network namespace")
 
 
 def write_pod_files(record: SandboxRecord, host_resolv: str = "/etc/resolv.conf") -> None:

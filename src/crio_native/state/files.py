@@ -39,7 +39,11 @@ def interrupted_writes(directory: str | Path, suffix: str) -> list[Path]:
     return sorted(Path(directory) / n for n in names if pattern.match(n))
 
 
-def atomic_write(path: str | Path, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: str | Path, data: bytes, mode: int = 0o600,
+                 durable: bool = True) -> None:
+    """`durable=False`: still atomic (temp file and rename), but not fsynced,
+    for files under the runroot, which a reboot wipes (tmpfs) and which a
+    daemon crash alone cannot lose (the page cache outlives the process)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name))
@@ -47,7 +51,8 @@ def atomic_write(path: str | Path, data: bytes, mode: int = 0o600) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
@@ -56,13 +61,16 @@ def atomic_write(path: str | Path, data: bytes, mode: int = 0o600) -> None:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def atomic_write_json(path: str | Path, doc: Any, mode: int = 0o600) -> None:
+def atomic_write_json(path: str | Path, doc: Any, mode: int = 0o600,
+                      durable: bool = True) -> None:
     # Compact: json's C encoder only runs without `indent`, and a container's
     # config.json (its seccomp profile) is large enough for that to matter.
-    atomic_write(path, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(), mode)
+    atomic_write(path, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(), mode,
+                 durable)
 
 
 def read_json(path: str | Path) -> Any:
