@@ -32,6 +32,7 @@ from bench.cri_setup import (DAEMON_LOG_MARKERS, RPC_TIMEOUT, Helpers, Peer,  # 
                              measure_guarded, percentile, pod_config, print_load_at_end,
                              print_machine, print_ratios, pull_images, remove_pod, report,
                              run_containerd, seccomp_profile, start_pod)
+from bench import exec_sync as exec_bench  # noqa: E402
 from bench.peers import Containerd, cgroup_dirs  # noqa: E402
 from crio_native._proto import api_pb2  # noqa: E402
 from tests.e2e.daemon import Daemon  # noqa: E402
@@ -56,6 +57,7 @@ class Results:
     start: list[float] = field(default_factory=list)
     cycle: list[float] = field(default_factory=list)
     exec_sync: list[float] = field(default_factory=list)
+    exec_ops: float = 0.0      # ExecSync/s with bench.exec_sync.CALLERS callers
     memory: dict[str, float] = field(default_factory=dict)   # see measure_memory
 
 
@@ -90,9 +92,14 @@ def measure_exec_sync(peer: Peer, logs: Path, out: Results) -> None:
                                    f"stderr {reply.stderr[-300:]!r}")
             if i >= WARMUP_EXECS:
                 out.exec_sync.append(elapsed)
+        loaded = exec_bench.Results()
+        exec_bench.concurrent_execs(peer, request, loaded)
+        out.exec_ops = loaded.ops_per_s
     finally:
         remove_pod(peer, pod)
     report("ExecSync true", out.exec_sync)
+    print(f"  ExecSync true, {exec_bench.CALLERS} callers x {exec_bench.ROUNDS}:"
+          f" {out.exec_ops:7.1f} ops/s")
 
 
 # ---- (c) memory with N running pods ----------------------------------------
@@ -266,6 +273,8 @@ def figures(ours: Results, peer: Results) -> dict[str, tuple[float, float]]:
         "cycle p50": (statistics.median(ours.cycle), statistics.median(peer.cycle)),
         "ExecSync p50": (statistics.median(ours.exec_sync), statistics.median(peer.exec_sync)),
         "ExecSync p95": (percentile(ours.exec_sync, .95), percentile(peer.exec_sync, .95)),
+        # higher is better here: the ratio is ops/s over containerd's
+        f"ExecSync ops/s, {exec_bench.CALLERS} callers": (ours.exec_ops, peer.exec_ops),
         "Pss per pod": (ours.memory["pss_per_pod"], peer.memory["pss_per_pod"]),
         "VmRSS per pod": (ours.memory["rss_per_pod"], peer.memory["rss_per_pod"]),
         "Pss of helpers per pod": (ours.memory["pss_helpers_per_pod"],

@@ -403,6 +403,24 @@ def test_pause_and_resume(handler, running):
     assert handler.state("s1")["status"] == "running"
 
 
+def test_exec_sync_again_and_again(handler, running):
+    """Repeated execs reuse what the runtime kept of the last (exec_cache):
+    each still runs its own command, and a paused container refuses them
+    until it is resumed, though the first exec came before the pause."""
+    spec = running("s2", _cgroup_spec(f"crn-hd-again-{os.getpid()}"))
+    for word in ("one", "two", "one"):
+        r = handler.exec_sync("s2", _process(spec, ["echo", word]), timeout=10)
+        assert (r.exit_code, r.stdout, r.stderr) == (0, word.encode() + b"\n", b"")
+    handler.pause("s2")
+    try:
+        with pytest.raises(FailedPrecondition, match="paused"):
+            handler.exec_sync("s2", _process(spec, ["echo", "one"]), timeout=10)
+    finally:
+        handler.resume("s2")
+    r = handler.exec_sync("s2", _process(spec, ["sh", "-c", "exit 3"]), timeout=10)
+    assert r.exit_code == 3
+
+
 def test_update_changes_the_cgroup_limits(handler, running):
     resources, later, expect = {}, {}, []
     if cgroup_controller_usable("pids"):

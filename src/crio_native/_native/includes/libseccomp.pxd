@@ -12,6 +12,7 @@ cdef extern from "seccomp.h" nogil:
         SCMP_CMP_NE
     enum scmp_filter_attr:
         SCMP_FLTATR_CTL_NNP
+        SCMP_FLTATR_CTL_OPTIMIZE
     struct scmp_arg_cmp:
         unsigned int arg
         scmp_compare op

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from crio_native.errors import FailedPrecondition
 
@@ -48,3 +49,10 @@ def freeze(dirs: list[Path], frozen: bool, timeout: float = 5.0) -> None:
 def is_frozen(dirs: list[Path]) -> bool:
     files = _freezer_files(dirs)
     return bool(files) and all(_settled(p, w, True) for p, _on, _off, w in files)
+
+
+def frozen_probe(dirs: list[Path]) -> Callable[[], bool]:
+    """is_frozen(dirs) for asking again and again (ExecSync checks it at
+    every exec): which freezer files are in charge is looked up once."""
+    files = _freezer_files(dirs)
+    return lambda: bool(files) and all(_settled(p, w, True) for p, _on, _off, w in files)

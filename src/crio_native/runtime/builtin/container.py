@@ -6,6 +6,7 @@ which cgroups it gets is cgroup_records.py's."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from crio_native.runtime.builtin.cgroup_records import (cgroup_join_records, oom
                                                         update_cgroups)
 from crio_native.runtime.builtin.creation import (create_hooks_callback, make, prepare,
                                                   record_created, scope_gate)
+from crio_native.runtime.builtin.exec_cache import ExecCache, process_key
 from crio_native.runtime.builtin.hooks import Hook, hook_from_json, run_hooks, start_hook_failure
 from crio_native.runtime.builtin.plan import HostFacts, exec_records, load_spec
 from crio_native.runtime.builtin.process import (console_connect, descendants_of, kill_and_reap,
@@ -69,21 +71,26 @@ class BuiltinRuntime:
         # benchmarks can move every runtime they start without plumbing a flag.
         self.cgroup_root = resolve_cgroup_root(cgroup_root)
         self._specs: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+        self._execs = ExecCache()
 
     def _bundle_spec(self, bundle: Path) -> dict[str, Any]:
         """config.json of a bundle, parsed once per version of the file:
         probes exec into the same containers many times a minute."""
+        return self._stamped_spec(bundle)[1]
+
+    def _stamped_spec(self, bundle: Path) -> tuple[tuple[int, int, int], dict[str, Any]]:
+        """(the file's stamp, config.json) of a bundle (_bundle_spec)."""
         path = bundle / "config.json"
         try:
             st = path.stat()
         except FileNotFoundError:
-            return load_spec(bundle)        # raises the usual error
+            return (0, 0, 0), load_spec(bundle)        # raises the usual error
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         cached = self._specs.get(path)
         if cached is None or cached[0] != stamp:
             cached = (stamp, load_spec(bundle))
             self._specs[path] = cached
-        return cached[1]
+        return cached
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -234,18 +241,26 @@ class BuiltinRuntime:
         the pid; the caller is its parent and reaps it."""
         record = read_state(self.root, container_id)
         pid, start_time = record.get("pid") or 0, record.get("_start_time")
-        state = refresh_status(self.root, container_id, record)
+        dirs = cgroup_dirs_of(record)
+        # exec_cache: the plan is a pure function of these and `inputs`
+        identity = (pid, start_time, record["bundle"], tuple(map(str, dirs)))
+        state = refresh_status(self.root, container_id, record, is_frozen=functools.partial(
+            self._execs.is_frozen, container_id, identity, dirs))
         if state["status"] not in ("running", "created"):
             raise FailedPrecondition(f"cannot exec in container {container_id!r}: it is "
                                      f"{state['status']}")
-        spec = self._bundle_spec(Path(state["bundle"]))
-        records = exec_records(spec, process, pid=pid, host=HostFacts.current(), container=state)
-        records += cgroup_join_records(cgroup_dirs_of(record))
+        stamp, spec = self._stamped_spec(Path(state["bundle"]))
+        host = HostFacts.current()
+
+        def build() -> bytes:
+            return encode(exec_records(spec, process, pid=pid, host=host, container=state)
+                          + cgroup_join_records(dirs))
+        inputs = (stamp, process_key(process), host, state["status"], state.get("id"))
+        plan = self._execs.plan(container_id, identity, dirs, inputs, build)
         # keeps the init (and its /proc/PID) pinned
         fd = open_pidfd(container_id, {"pid": pid, "_start_time": start_time})
         try:
-            pid, pidfd = native_launch.launch(encode(records), stdio,
-                                              launcher=LAUNCHER)
+            pid, pidfd = native_launch.launch(plan, stdio, launcher=LAUNCHER)
         except NativeError as e:
             raise launch_error(e, {"process": process}) from e
         finally:
@@ -323,6 +338,7 @@ class BuiltinRuntime:
         return reap(state.get("pid") or 0)
 
     def delete(self, container_id: str, force: bool = False) -> None:
+        self._execs.forget(container_id)
         try:
             record = read_state(self.root, container_id)
         except NotFound:

@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from crio_native._native import launch as native_launch
 from crio_native._native import proc as native_proc
@@ -127,14 +127,16 @@ def is_alive(state: dict[str, Any]) -> bool:
     return pid > 0 and start_time_of(pid) == state.get("_start_time")
 
 
-def refresh_status(root: Path, container_id: str, state: dict[str, Any]) -> dict[str, Any]:
-    """The record `state` with its status brought up to date."""
+def refresh_status(root: Path, container_id: str, state: dict[str, Any],
+                   is_frozen: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """The record `state` with its status brought up to date.  `is_frozen`:
+    the check of its freezer, where the caller keeps one (exec_cache)."""
     if state["status"] != "creating":
         if not is_alive(state):
             state["status"] = "stopped"
         elif (state_dir(root, container_id) / FIFO).exists():
             state["status"] = "created"
-        elif cgroups.is_frozen(cgroup_dirs_of(state)):
+        elif is_frozen() if is_frozen is not None else cgroups.is_frozen(cgroup_dirs_of(state)):
             state["status"] = "paused"
         else:
             state["status"] = "running"
