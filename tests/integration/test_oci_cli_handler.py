@@ -20,6 +20,7 @@ from crio_native.monitor import AttachClient, process_alive, wait_exit
 from crio_native.runtime.exec_output import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
 from crio_native.runtime.handler import Created, MonitorOptions
 from crio_native.runtime.oci.cgroups import memory_cgroup_dir
+from crio_native.runtime.oci.exec import exec_files_dir
 from crio_native.runtime.oci.handler import OciCliHandler
 
 from tests.integration.conftest import CRUN, RUNC
@@ -315,6 +316,7 @@ def test_exec_sync_output_and_exit_code(oci):
     assert r.exit_code == 128 + 9
     r = oci.handler.exec_sync(c.id, exec_process("true"), timeout=None)
     assert (r.exit_code, r.stdout, r.stderr) == (0, b"", b"")
+    assert not exec_files_left(c.id)
 
 
 def test_exec_sync_timeout_kills_the_process(oci):
@@ -332,7 +334,14 @@ def test_exec_sync_timeout_kills_the_process(oci):
         time.sleep(0.01)
     runtime_execs = set(processes_mentioning(" exec --process "))
     assert not runtime_execs & set(processes_mentioning(str(oci.handler.runtime_root)))
-    assert not list(Path(tempfile.gettempdir()).glob(f"crn-exec-{c.id}-*"))
+    assert not exec_files_left(c.id)
+
+
+def exec_files_left(container_id: str) -> list[Path]:
+    """The per-exec temp dirs of the container still there (exec.py names
+    them after its first 12 characters)."""
+    dirs = {tempfile.gettempdir(), exec_files_dir() or tempfile.gettempdir()}
+    return [p for d in dirs for p in Path(d).glob(f"crn-exec-{container_id[:12]}-*")]
 
 
 def our_children_in_pid_namespace_of(pid: int) -> list[int]:

@@ -8,6 +8,7 @@ import pytest
 
 from crio_native.linux.cgroups import Hierarchy
 from crio_native.runtime.oci.cgroups import memory_cgroup_dir
+from crio_native.runtime.oci.exec import tmpfs_mount_points
 from crio_native.runtime.oci.handler import features_from_json
 from crio_native.runtime.oci.messages import runtime_messages
 
@@ -84,3 +85,24 @@ def test_features_from_json(doc, kernel_ok, rro, userns):
     f = features_from_json(doc, kernel_ok)
     assert (f.recursive_read_only_mounts, f.user_namespaces) == (rro, userns)
     assert f.extra["oci_features"] is doc
+
+
+MOUNTINFO = """\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+25 22 0:5 / /dev rw,nosuid shared:2 - devtmpfs udev rw,mode=755
+26 25 0:21 / /dev/shm rw,nosuid,nodev shared:3 - tmpfs tmpfs rw
+27 22 0:22 / /run rw,nosuid,nodev - ext4 /dev/vdb rw
+28 22 0:23 / /run/user rw - tmpfs tmpfs rw
+"""
+
+
+@pytest.mark.parametrize("mountinfo, want", [
+    (MOUNTINFO, ["/dev/shm"]),
+    # /run a tmpfs too: both, in the candidates' order
+    (MOUNTINFO + "29 22 0:24 / /run rw - tmpfs tmpfs rw\n", ["/dev/shm", "/run"]),
+    # the last mount on a point is the one seen: /dev/shm covered by ext4
+    (MOUNTINFO + "30 26 254:1 / /dev/shm rw - ext4 /dev/vdc rw\n", []),
+    ("", []),
+])
+def test_tmpfs_mount_points(mountinfo, want):
+    assert tmpfs_mount_points(mountinfo, ("/dev/shm", "/run")) == want

@@ -1,0 +1,330 @@
+"""ExecSync through the runc handler against its floor (issue 21): runc
+itself.  One container started by crio-native's runc handler is exec'd
+into, in alternating rounds, by
+  - `runc exec <id> true` run directly (the floor),
+  - `runc exec --process F --pid-file P --log L <id>` run directly, as the
+    handler calls it (the floor of our way of calling it),
+  - the handler's exec path in this process (runtime/oci/exec.py, no
+    daemon, no gRPC): what our own bookkeeping around runc adds,
+  - ExecSync over the CRI to the daemon (the whole of ours),
+  - ExecSync over the CRI to containerd (runc through its shim v2), if
+    installed;
+then N callers at once (CRN_BENCH_EXEC_CALLERS, default 4) for a while,
+ops/s for ours and containerd's.  Ratios are printed against runc's floor
+and containerd.  Last, the runtime part of a pod start against its floor:
+CreateContainer + StartContainer in the running pod over the CRI vs `runc
+create` + `runc start` of a copy of that container's bundle, alternating.
+
+Environment: CRN_BENCH_EXECS (rounds, default 100), CRN_BENCH_EXEC_CALLERS
+(default 4), CRN_BENCH_EXEC_SECONDS (each throughput run, default 5),
+CRN_BENCH_CREATES (create + start rounds, default 20)."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ratio  # noqa: E402
+from bench.cri_setup import (RPC_TIMEOUT, DAEMON_LOG_MARKERS, Peer, bench_run,  # noqa: E402
+                             check_cgroups, container_config, crio_native_daemon, log_problems,
+                             percentile, pod_config, print_load_at_end, print_machine, pull_images,
+                             remove_all_pods, start_pod)
+from bench.peers import Containerd, cgroup_dirs, containerd_missing  # noqa: E402
+from bench.pod import own_cgroup_parent  # noqa: E402
+from crio_native._proto import api_pb2  # noqa: E402
+from crio_native.runtime.oci import exec as oci_exec  # noqa: E402
+from crio_native.runtime.oci.command import RuntimeCommand  # noqa: E402
+from tests.e2e import cni  # noqa: E402
+from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
+
+ROUNDS = int(os.environ.get("CRN_BENCH_EXECS", "100"))
+CALLERS = int(os.environ.get("CRN_BENCH_EXEC_CALLERS", "4"))
+SECONDS = float(os.environ.get("CRN_BENCH_EXEC_SECONDS", "5"))
+CREATES = int(os.environ.get("CRN_BENCH_CREATES", "20"))
+WARMUP = 5
+RUNC = "/usr/sbin/runc"
+
+Call = Callable[[], None]
+
+
+def exec_sync_call(peer: Peer, cid: str) -> Call:
+    request = api_pb2.ExecSyncRequest(container_id=cid, cmd=["true"], timeout=10)
+
+    def call() -> None:
+        reply = peer.runtime.ExecSync(request, timeout=RPC_TIMEOUT)
+        if reply.exit_code != 0:
+            raise RuntimeError(f"{peer.label} ExecSync true: exit code {reply.exit_code}, "
+                               f"stderr {reply.stderr[-300:]!r}")
+    return call
+
+
+def runc_calls(root: Path, cid: str, tmp: Path) -> dict[str, Call]:
+    """The floor: runc run directly, plain and as the handler calls it
+    (with files of the call's own: runc's --pid-file is not for sharing)."""
+    bundle = Path(json.loads(subprocess.run([RUNC, "--root", str(root), "state", cid],
+                                            capture_output=True, check=True).stdout)["bundle"])
+    process = dict(json.loads((bundle / "config.json").read_text())["process"])
+    process.update(args=["true"], terminal=False)
+    plain = [RUNC, "--root", str(root), "exec", cid, "true"]
+
+    def as_we_call_it() -> None:
+        calls = tmp / f"thread-{threading.get_ident()}"
+        calls.mkdir(exist_ok=True)
+        process_file, pid_file = calls / "process.json", calls / "exec.pid"
+        process_file.write_text(json.dumps(process))
+        spawn([RUNC, "--root", str(root), "--log-format", "json", "--log", str(calls / "runc.log"),
+             "exec", "--process", str(process_file), "--pid-file", str(pid_file), cid])()
+
+    def spawn(argv: list[str]) -> Call:
+        def call() -> None:
+            subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=True)
+        return call
+
+    command = RuntimeCommand("runc", RUNC, root)
+
+    def in_process() -> None:
+        result = oci_exec.exec_sync(command, cid, process, 10.0)
+        if result.exit_code != 0:
+            raise RuntimeError(f"exec path: exit code {result.exit_code}")
+
+    return {"runc exec true (floor)": spawn(plain),
+            "runc exec --process (as we call it)": as_we_call_it,
+            "handler exec path, in process": in_process}
+
+
+def create_start_calls(peer: Peer, pod: str, config: api_pb2.PodSandboxConfig, root: Path,
+                       cid: str, tmp: Path) -> dict[str, Callable[[int], tuple[float, float]]]:
+    """(create, start) seconds of one container, made over the CRI in `pod`
+    or by runc directly from a copy of `cid`'s bundle (its own cgroup and
+    id); each removed after."""
+    bundle = Path(json.loads(subprocess.run([RUNC, "--root", str(root), "state", cid],
+                                            capture_output=True, check=True).stdout)["bundle"])
+    spec = json.loads((bundle / "config.json").read_text())
+    own_root = tmp / "runc-root"
+    own_root.mkdir(exist_ok=True)
+
+    def direct(i: int) -> tuple[float, float]:
+        copy = tmp / f"bundle-{i}"
+        copy.mkdir()
+        spec["linux"]["cgroupsPath"] = f"crn-bench-floor-{i}"
+        (copy / "config.json").write_text(json.dumps(spec))
+        runc = [RUNC, "--root", str(own_root)]
+        began = time.perf_counter()
+        # not captured: the container inherits create's stdio and holds it
+        subprocess.run([*runc, "--log-format", "json", "--log", str(copy / "log"), "create",
+                        "--bundle", str(copy), "--pid-file", str(copy / "pid"), f"floor-{i}"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True)
+        created = time.perf_counter()
+        subprocess.run([*runc, "start", f"floor-{i}"], capture_output=True, check=True)
+        started = time.perf_counter()
+        subprocess.run([*runc, "delete", "--force", f"floor-{i}"], capture_output=True,
+                       check=True)
+        return created - began, started - created
+
+    def over_cri(i: int) -> tuple[float, float]:
+        rt = peer.runtime
+        ctr = container_config(peer.image, ["sleep", "1000"])
+        ctr.metadata.name = f"c{i}"
+        began = time.perf_counter()
+        new = rt.CreateContainer(api_pb2.CreateContainerRequest(
+            pod_sandbox_id=pod, config=ctr, sandbox_config=config),
+            timeout=RPC_TIMEOUT).container_id
+        created = time.perf_counter()
+        rt.StartContainer(api_pb2.StartContainerRequest(container_id=new), timeout=RPC_TIMEOUT)
+        started = time.perf_counter()
+        rt.StopContainer(api_pb2.StopContainerRequest(container_id=new, timeout=0),
+                         timeout=RPC_TIMEOUT)
+        rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=new), timeout=RPC_TIMEOUT)
+        return created - began, started - created
+
+    return {"runc create + start (floor)": direct,
+            "crio-native runc CreateContainer + StartContainer": over_cri}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """user + system CPU of `pids` themselves (not of their waited-for children: runc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def containerd_pids(containerd: Containerd) -> list[int]:
+    """containerd and the shims it started for its socket."""
+    pids = [containerd.proc.pid] if containerd.proc else []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") \
+                and containerd.socket.encode() in argv:
+            pids.append(int(name))
+    return pids
+
+
+def alternate(calls: dict[str, Call], rounds: int) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for i in range(WARMUP + rounds):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            began = time.perf_counter()
+            calls[name]()
+            if i >= WARMUP:
+                samples[name].append(time.perf_counter() - began)
+    return samples
+
+
+def throughput(call: Call, callers: int, seconds: float) -> float:
+    """ops/s of `callers` threads calling `call` for `seconds`."""
+    done = [0] * callers
+    stop = time.monotonic() + seconds
+    errors: list[BaseException] = []
+
+    def caller(i: int) -> None:
+        try:
+            while time.monotonic() < stop:
+                call()
+                done[i] += 1
+        except BaseException as e:        # noqa: BLE001 - reported below
+            errors.append(e)
+    began = time.perf_counter()
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sum(done) / (time.perf_counter() - began)
+
+
+def run() -> int:
+    if os.geteuid() != 0:
+        print("  skipped: needs root")
+        return 0
+    print_machine(f"{ROUNDS} alternating rounds (+{WARMUP}), {CALLERS} callers for "
+                  f"{SECONDS:.0f} s; ExecSync `true`")
+    status = 0
+    with bench_run("crn-bench-runcexec-") as bench, \
+            tempfile.TemporaryDirectory(prefix="crn-bench-runcexec-files-") as files:
+        bench.pusher.push_image("bench/busybox", "1", ImageBuilder().busybox().build())
+        image = bench.image("bench/busybox")
+        daemon = crio_native_daemon(bench.tmp / "daemon", bench.netdir)
+        ours = Peer("crio-native runc", daemon, image, handler="runc")
+        containerd = None
+        cgroups_before = cgroup_dirs()
+        try:
+            daemon.start()
+            pull_images(daemon, image)
+            our_config = pod_config(ours, "exec", bench.logs)
+            our_pod, cid = start_pod(ours, our_config)
+            calls = runc_calls(daemon.base / "run" / "runtimes" / "runc", cid, Path(files))
+            calls["crio-native runc ExecSync"] = exec_sync_call(ours, cid)
+            missing = containerd_missing()
+            if missing:
+                print(f"  containerd: skipped, {missing}")
+            else:
+                containerd = Containerd(bench.pause, bench.registry.host, cni.PLUGIN_DIR,
+                                        str(bench.netdir))
+                peer = Peer("containerd", containerd, image, cgroup_parent=own_cgroup_parent())
+                containerd.start()
+                pull_images(containerd, bench.pause, image)
+                _, peer_cid = start_pod(peer, pod_config(peer, "exec", bench.logs))
+                calls["containerd ExecSync"] = exec_sync_call(peer, peer_cid)
+            assert daemon.proc is not None
+            helpers = {"crio-native runc ExecSync": [daemon.proc.pid]}
+            if containerd is not None:
+                helpers["containerd ExecSync"] = containerd_pids(containerd)
+            cpu_before = {name: cpu_seconds(pids) for name, pids in helpers.items()}
+            samples = alternate(calls, ROUNDS)
+            for name, pids in helpers.items():
+                per_call = (cpu_seconds(pids) - cpu_before[name]) / (WARMUP + ROUNDS) * 1000
+                print(f"  {name}: CPU of the daemon side (runc excluded) {per_call:.1f} ms"
+                      f" per call ({len(pids)} processes)")
+            for name, got in samples.items():
+                print(f"  {name:<40} p50 {statistics.median(got) * 1000:7.1f} ms"
+                      f"   p95 {percentile(got, .95) * 1000:7.1f} ms   n={len(got)}")
+            rates = {"crio-native runc": throughput(calls["crio-native runc ExecSync"],
+                                                    CALLERS, SECONDS)}
+            if containerd is not None:
+                rates["containerd"] = throughput(calls["containerd ExecSync"], CALLERS, SECONDS)
+            rates["runc exec --process (floor)"] = throughput(
+                calls["runc exec --process (as we call it)"], CALLERS, SECONDS)
+            for name, rate in rates.items():
+                print(f"  {CALLERS} callers, {name:<36} {rate:7.1f} ops/s")
+            p50 = {name: statistics.median(got) for name, got in samples.items()}
+            floor = p50["runc exec true (floor)"]
+            print("ratios:")
+            ratio("runc exec floor: runc exec --process / runc exec true",
+                  p50["runc exec --process (as we call it)"], floor)
+            ratio("crio-native runc ExecSync p50 / runc exec floor",
+                  p50["crio-native runc ExecSync"], floor)
+            ratio("handler exec path p50 / runc exec --process",
+                  p50["handler exec path, in process"],
+                  p50["runc exec --process (as we call it)"])
+            if containerd is not None:
+                ratio("crio-native runc ExecSync p50 / containerd",
+                      p50["crio-native runc ExecSync"], p50["containerd ExecSync"])
+                ratio(f"containerd ops/s / crio-native runc ops/s ({CALLERS} callers)",
+                      rates["containerd"], rates["crio-native runc"])
+            creates = create_start_calls(ours, our_pod, our_config,
+                                         daemon.base / "run" / "runtimes" / "runc", cid,
+                                         Path(files))
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name in creates}
+            for i in range(2 + CREATES):
+                for name in (list(creates) if i % 2 == 0 else list(creates)[::-1]):
+                    pair = creates[name](i)
+                    if i >= 2:
+                        times[name].append(pair)
+            for name, pairs in times.items():
+                print(f"  {name:<50} create p50 {statistics.median(c for c, _ in pairs) * 1e3:6.1f}"
+                      f" ms, start p50 {statistics.median(s for _, s in pairs) * 1000:5.1f} ms,"
+                      f" both p50 {statistics.median(c + s for c, s in pairs) * 1000:6.1f} ms")
+            both = {name: statistics.median(c + s for c, s in pairs)
+                    for name, pairs in times.items()}
+            ratio("crio-native runc create+start / runc create+start floor",
+                  both["crio-native runc CreateContainer + StartContainer"],
+                  both["runc create + start (floor)"])
+        except Exception as e:           # noqa: BLE001 - reported; the run exits 1
+            import traceback
+            print(f"  FAILED: {e}\n{traceback.format_exc()}")
+            status = 1
+        finally:
+            floor_root = Path(files) / "runc-root"
+            if floor_root.exists():
+                for left in subprocess.run([RUNC, "--root", str(floor_root), "list", "-q"],
+                                           capture_output=True, text=True).stdout.split():
+                    subprocess.run([RUNC, "--root", str(floor_root), "delete", "--force", left],
+                                   capture_output=True)
+            for peer_ in ([ours] + ([peer] if containerd is not None else [])):
+                try:
+                    remove_all_pods(peer_)
+                except Exception as e:   # noqa: BLE001
+                    print(f"  warning: could not remove the pods left: {e}")
+            daemon.stop()
+            if containerd is not None:
+                containerd.stop()
+            check_cgroups(ours, cgroups_before)
+            log_problems("crio-native", daemon.log(), DAEMON_LOG_MARKERS)
+    print_load_at_end()
+    return status
+
+
+BENCHMARK = ("runc_exec", "ExecSync through the runc handler vs runc exec itself (its floor) "
+             "and containerd, one at a time and N callers at once", run)
