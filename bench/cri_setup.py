@@ -223,9 +223,11 @@ def bench_run(prefix: str) -> Iterator[BenchRun]:
 
 
 def run_containerd(run: BenchRun, image: str, measure: Callable[[Peer, Path], R | None],
-                   helpers: Callable[[Containerd], Helpers] | None = None) -> None:
+                   helpers: Callable[[Containerd], Helpers] | None = None,
+                   pull: bool = True) -> None:
     """containerd as the peer, if installed: start it, pull the pause image
-    and `image`, `measure`, stop it; its results recorded in `run`."""
+    and `image` (unless not `pull`: `measure` pulls), `measure`, stop it;
+    its results recorded in `run`."""
     missing = containerd_missing()
     if missing:
         print(f"containerd: skipped, {missing}")
@@ -237,7 +239,8 @@ def run_containerd(run: BenchRun, image: str, measure: Callable[[Peer, Path], R 
     results = None
     try:
         proc.start()
-        pull_images(proc, run.pause, image)
+        if pull:
+            pull_images(proc, run.pause, image)
         results = measure(peer, run.logs)
         if results is None:
             print("  containerd log tail:\n" + (proc.base / "containerd.log").read_text()[-3000:])

@@ -30,15 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cri_setup import (CONTAINERD_LOG_MARKERS, DAEMON_LOG_MARKERS,  # noqa: E402
+from bench import cri_setup  # noqa: E402
+from bench.cri_setup import (DAEMON_LOG_MARKERS,  # noqa: E402
                              RPC_TIMEOUT, BenchRun, Peer, bench_run, check_cgroups,
                              crio_native_daemon, log_problems, measure_guarded, pod_config,
                              print_load_at_end, print_machine, pull_images, remove_pod,
                              start_pod)
-from bench.peers import Containerd, cgroup_dirs, containerd_missing  # noqa: E402
-from bench.pod import own_cgroup_parent  # noqa: E402
+from bench.peers import cgroup_dirs  # noqa: E402
 from crio_native._proto import api_pb2  # noqa: E402
-from tests.e2e import cni  # noqa: E402
 from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
 
 PODS = int(os.environ.get("CRN_BENCH_RSS_PODS", "20"))
@@ -111,26 +110,13 @@ def run_crio_native(bench: BenchRun, image: str) -> None:
 
 
 def run_containerd(bench: BenchRun, image: str) -> None:
-    """As cri_setup.run_containerd, but measured before its first pull."""
-    missing = containerd_missing()
-    if missing:
-        print(f"containerd: skipped, {missing}")
-        return
-    proc = Containerd(bench.pause, bench.registry.host, cni.PLUGIN_DIR, str(bench.netdir))
-    peer = Peer("containerd", proc, image, cgroup_parent=own_cgroup_parent())
-    cgroups_before = cgroup_dirs()
-    text = ""
-    try:
-        proc.start()
-        assert proc.proc is not None
-        bench.record("containerd", measure(peer, proc.proc.pid, [bench.pause, image],
-                                           bench.logs) or None)
-    finally:
-        log = proc.base / "containerd.log"
-        text = log.read_text(errors="replace") if log.exists() else ""
-        proc.stop()
-        check_cgroups(peer, cgroups_before)
-        log_problems("containerd", text, CONTAINERD_LOG_MARKERS)
+    """containerd measured as crio-native is: before its first pull."""
+    def measured(peer: Peer, logs: Path) -> dict[str, Reading] | None:
+        proc = peer.endpoint.proc      # type: ignore[attr-defined]
+        assert proc is not None
+        return measure(peer, proc.pid, [bench.pause, image], logs)
+
+    cri_setup.run_containerd(bench, image, measured, pull=False)
 
 
 def print_ratios(results: dict[str, object]) -> None:

@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 BACKLOG = 100   # asyncio.start_server's
 
 
+def base_url(address: str, port: int, tls: bool) -> str:
+    """The streaming URLs' scheme, host (an IPv6 one bracketed) and port."""
+    host = address
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
 def bind_listener(address: str, port: int) -> socket.socket | None:
     """A listening TCP socket on address:port as asyncio would bind it; None
     when the address resolves to more than one socket address."""
@@ -85,12 +94,7 @@ class StreamingEndpoint:
 
     @property
     def base_url(self) -> str:
-        host = self.address
-        with contextlib.suppress(ValueError):
-            if ipaddress.ip_address(host).version == 6:
-                host = f"[{host}]"
-        scheme = "https" if self.tls_cert else "http"
-        return f"{scheme}://{host}:{self.port}"
+        return base_url(self.address, self.port, bool(self.tls_cert))
 
     def url_for(self, request: StreamRequest) -> str:
         """Store `request` under a new token; its single-use URL (the server

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import ssl
@@ -27,6 +26,7 @@ from crio_native.errors import InvalidArgument
 from crio_native.streaming import protocol as sp
 from crio_native.streaming import sessions, websocket, ws_channels
 from crio_native.streaming.idle import Activity, run_until_idle
+from crio_native.streaming.endpoint import base_url
 from crio_native.streaming.tokens import ATTACH, EXEC, KINDS, PORTFORWARD, StreamRequest, TokenCache
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,7 @@ class StreamingServer:
 
     @property
     def base_url(self) -> str:
-        host = self.address
-        with contextlib.suppress(ValueError):
-            if ipaddress.ip_address(host).version == 6:
-                host = f"[{host}]"
-        scheme = "https" if self.tls_cert else "http"
-        return f"{scheme}://{host}:{self.port}"
+        return base_url(self.address, self.port, bool(self.tls_cert))
 
     def url_for(self, request: StreamRequest) -> str:
         """Store `request` under a new token; its single-use URL."""

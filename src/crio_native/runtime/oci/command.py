@@ -27,6 +27,20 @@ log = logging.getLogger(__name__)
 _UNKNOWN_MARKERS = ("container does not exist",)   # runc; crun: no <root>/<id>, see _unknown
 
 
+def output_until_exit(proc: subprocess.Popen, deadline: float | None) -> tuple[bytes, bytes, bool]:
+    """`proc`'s stdout and stderr (both pipes), read until it exits (seen on
+    a pidfd, no polling) or `deadline` (monotonic) passes; the bool says
+    the deadline passed first.  The caller kills on a timeout or error."""
+    assert proc.stdout is not None and proc.stderr is not None
+    exited = native_proc.pidfd_open(proc.pid)
+    try:
+        (out, err), timed_out = collect_exec_output(
+            [proc.stdout.fileno(), proc.stderr.fileno()], exited, deadline)
+    finally:
+        os.close(exited)
+    return out, err, timed_out
+
+
 def run_to_end(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     """subprocess.run(cmd, capture_output=True, timeout=timeout), waiting
     for the exit on a pidfd: subprocess's own wait with a timeout polls
@@ -36,14 +50,8 @@ def run_to_end(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     deadline = time.monotonic() + timeout
     with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
         try:
-            exited = native_proc.pidfd_open(proc.pid)
-            try:
-                (out, err), timed_out = collect_exec_output(
-                    [proc.stdout.fileno(), proc.stderr.fileno()], exited, deadline)
-            finally:
-                os.close(exited)
+            out, err, timed_out = output_until_exit(proc, deadline)
         except BaseException:
             proc.kill()
             raise

@@ -25,10 +25,9 @@ from crio_native._native import proc as native_proc
 from crio_native.errors import CrioNativeError
 from crio_native.linux.procfs import children_of
 from crio_native.monitor import process_alive
-from crio_native.runtime.exec_output import (EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE,
-                                             collect_exec_output)
+from crio_native.runtime.exec_output import (EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE)
 from crio_native.runtime.handler import ExecProcess, ExecResult
-from crio_native.runtime.oci.command import RuntimeCommand
+from crio_native.runtime.oci.command import RuntimeCommand, output_until_exit
 from crio_native.runtime.oci.messages import runtime_log_messages, runtime_messages
 
 log = logging.getLogger(__name__)
@@ -54,14 +53,8 @@ def exec_sync(runtime: RuntimeCommand, container_id: str, process: dict[str, Any
         with proc:
             deadline = time.monotonic() + timeout if timeout else None
             try:
-                assert proc.stdout is not None and proc.stderr is not None
                 # the runtime's exit is the exec's (it is not detached)
-                exited = native_proc.pidfd_open(proc.pid)
-                try:
-                    (out, err), timed_out = collect_exec_output(
-                        [proc.stdout.fileno(), proc.stderr.fileno()], exited, deadline)
-                finally:
-                    os.close(exited)
+                out, err, timed_out = output_until_exit(proc, deadline)
             except BaseException:
                 kill_exec(runtime, container_id, proc, pid_file)
                 raise
