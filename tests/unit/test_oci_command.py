@@ -3,7 +3,9 @@ subprocess.run's contract (output, exit status, TimeoutExpired with the
 command killed), waited for on a pidfd."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import time
 
@@ -33,11 +35,19 @@ def test_timeout_kills_the_command(tmp_path):
         os.kill(pid, 0)
 
 
-def test_a_background_child_holding_the_output_does_not_hold_the_call():
+def test_a_background_child_holding_the_output_does_not_hold_the_call(tmp_path):
+    pid_file = tmp_path / "pid"
     began = time.monotonic()
-    p = run_to_end(["sh", "-c", "sleep 5 & echo done"], 30)
-    assert (p.returncode, p.stdout) == (0, b"done\n")
-    assert time.monotonic() - began < 4
+    try:
+        p = run_to_end(["sh", "-c", f"sleep 30 & echo $! > {pid_file}; echo done"], 60)
+        assert (p.returncode, p.stdout) == (0, b"done\n")
+        assert time.monotonic() - began < 20
+    finally:
+        if pid_file.exists():         # the child is the test's to end
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 def test_missing_executable():
