@@ -47,8 +47,7 @@ def freeze(dirs: list[Path], frozen: bool, timeout: float = 5.0) -> None:
 
 
 def is_frozen(dirs: list[Path]) -> bool:
-    files = _freezer_files(dirs)
-    return bool(files) and all(_settled(p, w, True) for p, _on, _off, w in files)
+    return frozen_probe(dirs)()
 
 
 def frozen_probe(dirs: list[Path]) -> Callable[[], bool]:

@@ -31,7 +31,6 @@ PLANS = 8
 @dataclass
 class _Entry:
     identity: Hashable
-    dirs: list[Path]
     is_frozen: Callable[[], bool]
     plans: "OrderedDict[Hashable, bytes]" = field(default_factory=OrderedDict)
 
@@ -50,7 +49,7 @@ class ExecCache:
                 self._entries.move_to_end(container_id)
                 return entry
         # outside the lock: the probe stats a file per hierarchy
-        fresh = _Entry(identity, dirs, frozen_probe(dirs))
+        fresh = _Entry(identity, frozen_probe(dirs))
         with self._lock:
             self._entries[container_id] = fresh
             self._entries.move_to_end(container_id)
