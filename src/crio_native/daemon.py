@@ -97,7 +97,8 @@ def start_services(ctx: DaemonContext) -> None:
     # before anything is recovered: a policy that does not compile, or a
     # node key that cannot be read, stops the start (ConfigError)
     policy = PolicyGate.from_files(ctx.config.policy.files)
-    attestor = Attestor.for_config(ctx.config)
+    attestor = Attestor.for_config(
+        ctx.config, image_signature=lambda image_id: images_of(ctx).signature_of(image_id))
     state = boot.examine(ctx.config, has_records(ctx.config))
     boot.log_decision(state, ctx.config)
     load_pod_cidr(ctx)

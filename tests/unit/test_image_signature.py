@@ -218,15 +218,18 @@ def test_keys_from_paths_and_bad_keys(tmp_path):
 
 def test_the_attestation_record_carries_the_verdict_kept_with_the_image(tmp_path):
     from crio_native.attestation.signer import Attestor
-    from crio_native.storage.images import ImageRecord, ImageRecords
+    from crio_native.image.service import ImageService
+    from crio_native.storage.images import ImageRecord
     from tests.unit.test_attestation import config_for, container, spec
     from tests.unit.test_spec_support import base_sandbox
 
-    attestor = Attestor.for_config(config_for(tmp_path))
+    config = config_for(tmp_path)
+    images = ImageService(config)
+    attestor = Attestor.for_config(config, image_signature=images.signature_of)
     c = container()
     assert attestor.record(c, spec(), base_sandbox())["image"]["signature"] == "unverified"
     verdict = "verified: sigstoreSigned key sha256:" + "12" * 32 + " identity registry.local/app:1"
-    ImageRecords(tmp_path / "root" / "storage" / "images").save(ImageRecord(
+    images.store.images.save(ImageRecord(
         id=c.image_id, manifest_digest="sha256:" + "ab" * 32, config_digest=c.image_id,
         layers=[], size=0, signature=verdict))
     assert attestor.record(c, spec(), base_sandbox())["image"]["signature"] == verdict

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from crio_native.attestation import record as att
 from crio_native.attestation.keys import ALGORITHM_NAME, NodeKey, ensure_node_key
@@ -41,19 +41,6 @@ def discard(directory: str | Path, container_id: str) -> None:
     record_path(directory, container_id).unlink(missing_ok=True)
 
 
-def image_signature(root: str | Path, image_id: str) -> str:
-    """The signature policy's verdict stored with the image at its pull
-    (ImageRecord.signature under <root>/storage/images, as image/service.py
-    lays it out); "unverified" for an image pulled before verdicts were kept
-    or no longer stored."""
-    from crio_native.storage.images import ImageRecords
-
-    if not image_id.startswith("sha256:"):
-        return att.UNVERIFIED
-    record = ImageRecords(Path(root) / "storage" / "images").get(image_id)
-    return record.signature if record is not None else att.UNVERIFIED
-
-
 def landlock_policy(config: Config, sandbox: SandboxRecord | None,
                     container: ContainerRecord) -> str | None:
     """The container's Landlock annotation value when its handler honours it."""
@@ -72,8 +59,12 @@ class Attestor:
     when given none (keys.py: the daemon leaves `cryptography` unloaded
     until a container starts)."""
 
-    def __init__(self, config: Config, key: NodeKey | None, directory: str | Path):
+    def __init__(self, config: Config, key: NodeKey | None, directory: str | Path,
+                 image_signature: Callable[[str], str] | None = None):
         self.config = config
+        # the signature policy's verdict kept with an image at its pull, by
+        # image id (ImageService.signature_of); "unverified" without one
+        self.image_signature = image_signature or (lambda _image_id: att.UNVERIFIED)
         self._key = key
         self._key_lock = threading.Lock()
         self.directory = Path(directory)
@@ -89,14 +80,15 @@ class Attestor:
         return self._key
 
     @classmethod
-    def for_config(cls, config: Config) -> "Attestor":
+    def for_config(cls, config: Config,
+                   image_signature: Callable[[str], str] | None = None) -> "Attestor":
         """The node key is made here on the first start (ConfigError if the
         configured one cannot be used); it is loaded at the first record."""
         ensure_node_key(config.root, config.runtime.attestation_key)
         directory = Path(config.root) / "containers"
         for leftover in interrupted_writes(directory, SUFFIX):   # a write a crash cut short
             leftover.unlink(missing_ok=True)
-        return cls(config, None, directory)
+        return cls(config, None, directory, image_signature)
 
     def record(self, container: ContainerRecord, spec: dict[str, Any],
                sandbox: SandboxRecord | None) -> dict[str, Any]:
@@ -110,7 +102,7 @@ class Attestor:
                        "started_at": container.started_at},
             image={"name": container.image, "ref": container.image_ref,
                    "digest": att.image_digest(container.image_ref), "id": container.image_id,
-                   "signature": image_signature(self.config.root, container.image_id)},
+                   "signature": self.image_signature(container.image_id)},
             handler=container.runtime_handler or self.config.runtime.default_runtime,
             landlock=landlock_policy(self.config, sandbox, container),
             node={"hostname": self.hostname, "key_id": self.key.id,

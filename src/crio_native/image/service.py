@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable
 
 from crio_native.config.sections import Config
 from crio_native.errors import ConfigError, FailedPrecondition, InvalidArgument, NotFound
+from crio_native.image.policy import UNVERIFIED
 from crio_native.image.reference import parse_reference
 from crio_native.image.registries import load_registries
 from crio_native.storage.images import ImageRecord
@@ -142,6 +143,12 @@ class ImageService:
             if any(fnmatch.fnmatchcase(n, normalized) for n in names):
                 return True
         return False
+
+    def signature_of(self, image_id: str) -> str:
+        """The signature policy's verdict kept with the image at its pull;
+        "unverified" for one pulled before verdicts were kept or gone."""
+        record = self.store.images.get(image_id) if image_id.startswith("sha256:") else None
+        return record.signature if record is not None else UNVERIFIED
 
     def verbose_info(self, record: ImageRecord) -> dict[str, str]:
         config = json.loads(self.store.content.get(record.config_digest))
