@@ -28,6 +28,8 @@ NATIVE_MODULES = {
                 "creds.c", "nsjoin.c", "sysctl.c", "rlimit.c", "tty.c", "exec.c", "hooks.c",
                 "seccomp.c", "landlock.c", "launchspawn.c"], []),
     "bpf": (["bpf.c"], []),
+    # the libcrypto Python's _hashlib/_ssl already map (docs/memory.md)
+    "ed25519": (["ed25519.c"], ["crypto"]),
 }
 
 

@@ -62,7 +62,7 @@ def test_a_configured_key_path_is_used_and_the_public_key_still_goes_under_root(
     assert key.path == tmp_path / "keys" / "k.pem" and key.path.exists()
     assert not (tmp_path / "root" / "attestation" / "node.key").exists()
     public = load_public_key(public_key_path(tmp_path / "root"))
-    assert NodeKey(Ed25519PrivateKey.generate(), key.path).id != key.id
+    assert NodeKey(Ed25519PrivateKey.generate().private_bytes_raw(), key.path).id != key.id
     assert public.public_bytes_raw() == key.public.public_bytes_raw()
 
 
@@ -259,3 +259,91 @@ def test_the_attestor_loads_the_key_at_its_first_record_and_signs_with_the_node_
     on_disk = NodeKey.load_or_create(config.root)
     assert doc["node"]["key_id"] == on_disk.id
     assert verify_record(json.dumps(doc).encode(), on_disk.public)[0]
+
+
+# ---- signing through the process's libcrypto (_native.ed25519) ---------------------------
+
+def test_the_node_key_signs_with_libcrypto_what_cryptography_signs_and_verifies(tmp_path):
+    """Ed25519 is deterministic: the native signature is byte for byte the
+    one `cryptography` makes, and the existing verifier accepts the record."""
+    from crio_native._native.ed25519 import SigningKey
+
+    config = config_for(tmp_path)
+    attestor = Attestor.for_config(config)
+    doc = attestor.record(container(), spec(), base_sandbox())
+    seed = keys._read_private(keys.default_key_path(config.root)).private_bytes_raw()
+    reference = Ed25519PrivateKey.from_private_bytes(seed)
+    signed = canonical_bytes(doc)
+    assert bytes.fromhex(doc["signature"]) == reference.sign(signed)
+    assert verify_record(json.dumps(doc).encode(), load_public_key(public_key_path(config.root)))
+    native = SigningKey(seed)
+    for data in (b"", b"x", signed * 50):
+        assert native.sign(data) == reference.sign(data)
+    assert native.public_key() == reference.public_key().public_bytes_raw()
+    assert repr(seed) not in repr(attestor.key) and seed.hex() not in repr(attestor.key)
+
+
+def test_the_public_key_file_is_written_byte_for_byte_as_cryptography_writes_it(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    for _ in range(5):
+        private = Ed25519PrivateKey.generate()
+        expected = private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        assert keys.spki_pem(private.public_key().public_bytes_raw()) == expected
+
+
+# RFC 8410 section 10.3: a PKCS#8 v2 (OneAsymmetricKey) Ed25519 key with an
+# attribute and its public key attached, a form `cryptography` never writes
+RFC8410_V2_KEY = b"""-----BEGIN PRIVATE KEY-----
+MHICAQEwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC
+oB8wHQYKKoZIhvcNAQkJFDEPDA1DdXJkbGUgQ2hhaXJzgSEAGb9ECWmEzf6FQbrB
+Z9w7lshQhqowtrbLDFw4rXAxZuE=
+-----END PRIVATE KEY-----
+"""
+
+
+def test_a_key_file_of_another_pkcs8_form_is_read_through_cryptography(tmp_path):
+    path = tmp_path / "v2.pem"
+    path.write_bytes(RFC8410_V2_KEY)
+    key = NodeKey.load_or_create(tmp_path / "root", str(path))
+    assert key.public_raw.hex() == \
+        "19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1"
+    reference = keys._read_private(path)
+    assert key.sign(b"data") == reference.sign(b"data")
+    assert load_public_key(public_key_path(tmp_path / "root")).public_bytes_raw() == \
+        key.public_raw
+
+
+def test_the_native_signer_gives_rfc8032s_first_test_vector():
+    from crio_native._native.ed25519 import SigningKey
+
+    key = SigningKey(bytes.fromhex(
+        "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"))
+    assert key.public_key().hex() == \
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    assert key.sign(b"").hex() == (
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+        "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+
+
+def test_a_bad_seed_is_refused_by_the_native_signer():
+    from crio_native._native.ed25519 import SigningKey
+
+    for seed in (b"short", b"", b"x" * 33):
+        with pytest.raises(ValueError, match="seed"):
+            SigningKey(seed)
+
+
+def test_one_native_key_signs_from_many_threads_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crio_native._native.ed25519 import SigningKey
+
+    seed = Ed25519PrivateKey.generate().private_bytes_raw()
+    reference = Ed25519PrivateKey.from_private_bytes(seed)
+    key = SigningKey(seed)
+    messages = [b"record %d" % i * (i + 1) for i in range(400)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(key.sign, messages))
+    assert got == [reference.sign(m) for m in messages]

@@ -215,3 +215,17 @@ def test_configured_default_profile_replaces_ours(tmp_path):
     daemon.runtime.seccomp_profile = str(tmp_path / "missing.json")
     with pytest.raises(FailedPrecondition, match="runtime.seccomp_profile"):
         run(daemon=daemon)
+
+
+def test_containers_share_the_default_profiles_syscall_name_strings():
+    """Every container keeps its spec (ContainerManager.spec_of): the default
+    profile's names are one set of strings for all of them (docs/memory.md),
+    in lists of their own, so changing one container's rules changes no other's."""
+    a, b = run(), run()
+    assert a == b
+    names_a, names_b = a["syscalls"][0]["names"], b["syscalls"][0]["names"]
+    assert len(names_a) > 100
+    assert names_a is not names_b
+    assert all(x is y for x, y in zip(names_a, names_b))
+    names_a.append("not_a_syscall")
+    assert "not_a_syscall" not in run()["syscalls"][0]["names"]

@@ -7,11 +7,15 @@ daemon's first start.  Its public key is always written to
 --root DIR` reads it there, whoever keeps the private key elsewhere.
 
 `cryptography` costs the daemon about 8 MiB resident (its Rust extension and
-the objects it makes), so the daemon does not load it at start:
+the objects it makes), so the daemon does not load it:
 ensure_node_key checks the files' form with the standard library alone and
 makes a missing key in a short-lived child process (`python -m
-crio_native.attestation.keys`); the key itself is loaded at the first
-signature (the first StartContainer)."""
+crio_native.attestation.keys`, with `cryptography`); the key itself is read
+at the first signature (the first StartContainer), as its raw seed, and
+signs with the libcrypto the process already maps (_native.ed25519: Ed25519
+signatures are deterministic, so they are the bytes `cryptography` would
+make).  A key file of another form than the one `cryptography` writes is
+still read with `cryptography`."""
 from __future__ import annotations
 
 import base64
@@ -20,7 +24,8 @@ import hashlib
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +33,7 @@ from crio_native.errors import ConfigError
 from crio_native.state.files import atomic_write
 
 if TYPE_CHECKING:
+    from crio_native._native.ed25519 import SigningKey
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
                                                                    Ed25519PublicKey)
 
@@ -49,15 +55,12 @@ def key_id(public: Ed25519PublicKey) -> str:
     """sha256 of the raw 32-byte public key: names the key in a record."""
     from cryptography.hazmat.primitives import serialization
 
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    return raw_key_id(public.public_bytes(serialization.Encoding.Raw,
+                                          serialization.PublicFormat.Raw))
 
 
-def public_pem(public: Ed25519PublicKey) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return public.public_bytes(serialization.Encoding.PEM,
-                               serialization.PublicFormat.SubjectPublicKeyInfo)
+def raw_key_id(raw_public: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw_public).hexdigest()
 
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
@@ -91,41 +94,44 @@ def verify_signature(public: Ed25519PublicKey, signature: bytes, data: bytes) ->
 
 @dataclass(frozen=True)
 class NodeKey:
-    private: Ed25519PrivateKey
+    """The node key as its raw 32-byte Ed25519 seed (RFC 8032), signing
+    through the process's libcrypto."""
+    seed: bytes = field(repr=False)     # the secret: never in a log line
     path: Path
+
+    @cached_property
+    def _signer(self) -> SigningKey:
+        from crio_native._native.ed25519 import SigningKey
+
+        return SigningKey(self.seed)
+
+    @cached_property
+    def public_raw(self) -> bytes:
+        return self._signer.public_key()
 
     @property
     def public(self) -> Ed25519PublicKey:
-        return self.private.public_key()
+        """As a `cryptography` key, for verifying (loads `cryptography`)."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        return Ed25519PublicKey.from_public_bytes(self.public_raw)
 
     @property
     def id(self) -> str:
-        return key_id(self.public)
+        return raw_key_id(self.public_raw)
 
     def sign(self, data: bytes) -> bytes:
-        return self.private.sign(data)
+        return self._signer.sign(data)
 
     @classmethod
     def load_or_create(cls, root: str | Path, configured: str = "") -> "NodeKey":
         """The node key (made on first use) with its public half written
         under `root`.  A key file that cannot be read or is not an Ed25519
         key is a ConfigError naming runtime.attestation_key."""
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
         path = Path(configured) if configured else default_key_path(root)
-        if path.exists():
-            private = _read_private(path)
-        else:
-            private = Ed25519PrivateKey.generate()
-            pem = private.private_bytes(serialization.Encoding.PEM,
-                                        serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption())
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            atomic_write(path, pem, mode=0o600)
-        key = cls(private, path)
+        key = cls(_read_seed(path) if path.exists() else _create(path), path)
         pub_path = public_key_path(root)
-        wanted = public_pem(key.public)
+        wanted = spki_pem(key.public_raw)
         try:
             current = pub_path.read_bytes()
         except FileNotFoundError:
@@ -135,6 +141,34 @@ class NodeKey:
             os.chmod(pub_path.parent, 0o755)
             atomic_write(pub_path, wanted, mode=0o644)
         return key
+
+
+def _create(path: Path) -> bytes:
+    """A new key written to `path` (with `cryptography`: in the daemon this
+    runs in ensure_node_key's child process); its seed."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(path, pem, mode=0o600)
+    return private.private_bytes_raw()
+
+
+def _read_seed(path: Path) -> bytes:
+    """The seed of the key in `path`: of the form `cryptography` writes with
+    the standard library, of any other with `cryptography`."""
+    try:
+        der = pem_body(path.read_bytes(), "PRIVATE KEY")
+    except OSError as e:
+        raise ConfigError("runtime.attestation_key", f"cannot read {path}: "
+                          f"{e.strerror or e}") from None
+    if der is not None and len(der) == len(PKCS8_HEADER) + 32 and der.startswith(PKCS8_HEADER):
+        return der[len(PKCS8_HEADER):]
+    return _read_private(path).private_bytes_raw()
 
 
 def _read_private(path: Path) -> Ed25519PrivateKey:
@@ -180,6 +214,14 @@ def has_form(path: Path, label: str, header: bytes) -> bool:
     """Whether `path` is a PEM `label` block of `header` and 32 bytes (OSError if unreadable)."""
     der = pem_body(path.read_bytes(), label)
     return der is not None and len(der) == len(header) + 32 and der.startswith(header)
+
+
+def spki_pem(raw_public: bytes) -> bytes:
+    """The SubjectPublicKeyInfo PEM of a raw public key, byte for byte as
+    `cryptography` writes it (64-column base64 lines, a final newline)."""
+    b64 = base64.b64encode(SPKI_HEADER + raw_public)
+    lines = [b64[i:i + 64] for i in range(0, len(b64), 64)]
+    return b"\n".join([b"-----BEGIN PUBLIC KEY-----", *lines, b"-----END PUBLIC KEY-----", b""])
 
 
 def ensure_node_key(root: str | Path, configured: str = "") -> Path:

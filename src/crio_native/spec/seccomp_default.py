@@ -13,6 +13,7 @@ linux.seccomp section for one container's capabilities and architecture.
 contrib/seccomp/crio-native-default.json is made)."""
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -149,7 +150,15 @@ _BY_ARCH = {
 
 
 def _names(text: str) -> list[str]:
-    return sorted(set(text.split()))
+    return list(_sorted_names(text))
+
+
+@functools.cache
+def _sorted_names(text: str) -> tuple[str, ...]:
+    # one set of name strings for the process: every container's spec keeps
+    # its rendered profile (ContainerManager.spec_of), which would otherwise
+    # hold its own copy of ~400 names (about 20 KiB a container)
+    return tuple(sorted(set(text.split())))
 
 
 def _allow(names: list[str], **extra: Any) -> dict[str, Any]:

@@ -3,28 +3,57 @@ dependency-free D-Bus library with a blocking API, which suits the daemon's
 worker threads (no event loop, no GLib, nothing to compile).  Calls are
 serialised on one connection; each unit change waits for its job's
 JobRemoved signal, as systemctl does, so the unit's cgroup exists (or is
-gone) when a call returns."""
+gone) when a call returns.
+
+jeepney is imported at the first call (about 0.4 MiB resident): the
+built-in runtime imports this module, but only the systemd cgroup driver
+talks to systemd (docs/memory.md)."""
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
-from typing import Any
-
-from jeepney import DBusAddress, MatchRule, new_method_call
-from jeepney.bus_messages import message_bus
-from jeepney.io.blocking import DBusConnection, open_dbus_connection
-from jeepney.wrappers import DBusErrorResponse, unwrap_msg
+from typing import TYPE_CHECKING, Any
 
 from crio_native.errors import FailedPrecondition, Unavailable
 from crio_native.linux.systemd.properties import Property
 
-MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name="org.freedesktop.systemd1",
-                      interface="org.freedesktop.systemd1.Manager")
-# no sender: the signals carry systemd's unique bus name, which jeepney's
-# local matching would compare with the well-known one
-JOB_REMOVED = MatchRule(type="signal", interface="org.freedesktop.systemd1.Manager",
-                        member="JobRemoved", path="/org/freedesktop/systemd1")
+if TYPE_CHECKING:
+    from jeepney import DBusAddress, MatchRule, Message
+    from jeepney.io.blocking import DBusConnection
+
+
+@functools.cache
+def manager_address() -> DBusAddress:
+    from jeepney import DBusAddress
+
+    return DBusAddress("/org/freedesktop/systemd1", bus_name="org.freedesktop.systemd1",
+                       interface="org.freedesktop.systemd1.Manager")
+
+
+@functools.cache
+def job_removed_rule() -> MatchRule:
+    from jeepney import MatchRule
+
+    # no sender: the signals carry systemd's unique bus name, which jeepney's
+    # local matching would compare with the well-known one
+    return MatchRule(type="signal", interface="org.freedesktop.systemd1.Manager",
+                     member="JobRemoved", path="/org/freedesktop/systemd1")
+
+
+def open_dbus_connection(bus: str) -> DBusConnection:
+    from jeepney.io.blocking import open_dbus_connection as open_connection
+
+    return open_connection(bus=bus)
+
+
+def unwrap_msg(reply: Message) -> Any:
+    from jeepney.wrappers import unwrap_msg as unwrap
+
+    return unwrap(reply)
+
+
 NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 UNIT_EXISTS = "org.freedesktop.systemd1.UnitExists"
 
@@ -55,14 +84,19 @@ class SystemdManager:
 
     def _connection(self) -> DBusConnection:
         if self._conn is None:
+            from jeepney import new_method_call
+            from jeepney.bus_messages import message_bus
+            from jeepney.wrappers import DBusErrorResponse
+
             try:
                 conn = open_dbus_connection(bus=self.bus)
-                conn.filter(JOB_REMOVED, queue=self._signals)   # kept while conn lives
-                unwrap_msg(conn.send_and_get_reply(message_bus.AddMatch(JOB_REMOVED),
+                rule = job_removed_rule()
+                conn.filter(rule, queue=self._signals)   # kept while conn lives
+                unwrap_msg(conn.send_and_get_reply(message_bus.AddMatch(rule),
                                                    timeout=self.timeout))
                 # systemd only emits job signals while some client subscribes
-                unwrap_msg(conn.send_and_get_reply(new_method_call(MANAGER, "Subscribe"),
-                                                   timeout=self.timeout))
+                unwrap_msg(conn.send_and_get_reply(
+                    new_method_call(manager_address(), "Subscribe"), timeout=self.timeout))
             except (OSError, TimeoutError, DBusErrorResponse) as e:
                 raise Unavailable("systemd cgroup driver: cannot talk to systemd on the "
                                   f"D-Bus system bus: {e}; is systemd PID 1? (else set "
@@ -79,6 +113,8 @@ class SystemdManager:
 
     def _failed(self, what: str, e: BaseException) -> Exception:
         """The error to raise for a failed call on the connection."""
+        from jeepney.wrappers import DBusErrorResponse
+
         if isinstance(e, DBusErrorResponse):
             return SystemdError(f"systemd {what}: {e.name}: {' '.join(map(str, e.data))}",
                                 e.name or "")
@@ -89,9 +125,13 @@ class SystemdManager:
         """Call a Manager method; its reply's body."""
         with self._lock:
             conn = self._connection()
+            from jeepney import new_method_call
+            from jeepney.wrappers import DBusErrorResponse
+
             try:
                 reply = conn.send_and_get_reply(
-                    new_method_call(MANAGER, method, signature, body), timeout=self.timeout)
+                    new_method_call(manager_address(), method, signature, body),
+                    timeout=self.timeout)
                 out = unwrap_msg(reply)
             except (DBusErrorResponse, OSError, TimeoutError, EOFError) as e:
                 raise self._failed(f"{method}{body[:1]}", e) from e
