@@ -181,14 +181,12 @@ class Signals:
 
 
 def wait_until_answering(listen: str, timeout: float = READY_PROBE_SECONDS) -> None:
-    """A Version call over the CRI socket: what a client gets once we say READY."""
-    import grpc
+    """A Version call over the CRI socket: what a client gets once we say
+    READY.  Made with h2 (cri/wire/probe.py): a grpc client would load
+    grpcio into the daemon."""
+    from crio_native.cri.wire.probe import call_version
 
-    from crio_native._proto import api_pb2, api_pb2_grpc
-
-    with grpc.insecure_channel(f"unix:{listen}") as channel:
-        api_pb2_grpc.RuntimeServiceStub(channel).Version(
-            api_pb2.VersionRequest(), timeout=timeout, wait_for_ready=True)
+    call_version(listen, timeout)
 
 
 def reload_configuration(ctx: DaemonContext, load: Callable[[], LoadedConfig],
@@ -277,7 +275,7 @@ def serve(loaded: LoadedConfig, reload_config: Callable[[], LoadedConfig] | None
         log.info("shutting down", extra=fields(signal=signals.stop))
         notifier.stopping()
         containers_of(ctx).close()   # ends the GetContainerEvents streams
-        server.stop(SHUTDOWN_GRACE_SECONDS).wait()
+        server.stop(SHUTDOWN_GRACE_SECONDS)
         boot.mark_clean_shutdown(ctx.config)
     log.info("crio-native stopped")
     return 0

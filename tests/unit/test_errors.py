@@ -9,6 +9,7 @@ import pytest
 
 from crio_native import errors
 from crio_native.cri import edge
+from crio_native.cri.wire import StatusCode
 from crio_native.image import errors as image_errors
 
 
@@ -31,29 +32,29 @@ class RecordingContext:
 # Every typed error class of errors.py and image/errors.py, with the code the
 # CRI edge answers it with.
 CODES = {
-    errors.CrioNativeError: grpc.StatusCode.INTERNAL,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-    errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
-    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    errors.Internal: grpc.StatusCode.INTERNAL,
-    image_errors.RegistryUnavailable: grpc.StatusCode.UNAVAILABLE,
-    image_errors.PullTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
-    image_errors.ManifestUnknown: grpc.StatusCode.NOT_FOUND,
-    image_errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    image_errors.ContentMismatch: grpc.StatusCode.FAILED_PRECONDITION,
-    image_errors.UnsafeLayer: grpc.StatusCode.FAILED_PRECONDITION,
-    image_errors.PolicyRejected: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.CrioNativeError: StatusCode.INTERNAL,
+    errors.NotFound: StatusCode.NOT_FOUND,
+    errors.AlreadyExists: StatusCode.ALREADY_EXISTS,
+    errors.InvalidArgument: StatusCode.INVALID_ARGUMENT,
+    errors.FailedPrecondition: StatusCode.FAILED_PRECONDITION,
+    errors.ResourceExhausted: StatusCode.RESOURCE_EXHAUSTED,
+    errors.DeadlineExceeded: StatusCode.DEADLINE_EXCEEDED,
+    errors.Unavailable: StatusCode.UNAVAILABLE,
+    errors.Unimplemented: StatusCode.UNIMPLEMENTED,
+    errors.Unauthenticated: StatusCode.UNAUTHENTICATED,
+    errors.Internal: StatusCode.INTERNAL,
+    image_errors.RegistryUnavailable: StatusCode.UNAVAILABLE,
+    image_errors.PullTimeout: StatusCode.DEADLINE_EXCEEDED,
+    image_errors.ManifestUnknown: StatusCode.NOT_FOUND,
+    image_errors.Unauthenticated: StatusCode.UNAUTHENTICATED,
+    image_errors.ContentMismatch: StatusCode.FAILED_PRECONDITION,
+    image_errors.UnsafeLayer: StatusCode.FAILED_PRECONDITION,
+    image_errors.PolicyRejected: StatusCode.FAILED_PRECONDITION,
 }
 
 
 def _id(value) -> str:
-    if isinstance(value, grpc.StatusCode):
+    if isinstance(value, StatusCode):
         return value.name
     return f"{value.__module__.removeprefix('crio_native.')}.{value.__qualname__}"
 
@@ -65,7 +66,13 @@ def _typed_error_classes(module) -> set[type]:
 
 def test_every_kind_has_a_status_code():
     assert set(edge.STATUS_CODES) == set(errors.ErrorKind)
-    assert all(isinstance(code, grpc.StatusCode) for code in edge.STATUS_CODES.values())
+    assert all(isinstance(code, StatusCode) for code in edge.STATUS_CODES.values())
+
+
+def test_our_status_codes_are_grpc_s():
+    """cri/wire's codes go on the wire as numbers: they must be gRPC's."""
+    assert {c.name: c.value for c in StatusCode} == {
+        c.name: c.value[0] for c in grpc.StatusCode}
 
 
 def test_every_typed_error_class_is_in_the_table():
@@ -78,7 +85,7 @@ def test_status_code_of_typed_error(cls, code):
 
 
 def test_status_code_of_other_exceptions_is_internal():
-    assert edge.status_code_of(KeyError("x")) == grpc.StatusCode.INTERNAL
+    assert edge.status_code_of(KeyError("x")) == StatusCode.INTERNAL
 
 
 def test_image_unauthenticated_is_the_base_kind():
@@ -108,7 +115,7 @@ def test_unexpected_exception_is_internal_and_logged(caplog):
     context = RecordingContext()
     with pytest.raises(Aborted):
         edge._unary("RuntimeService.Status", impl)(None, context)
-    assert context.code == grpc.StatusCode.INTERNAL
+    assert context.code == StatusCode.INTERNAL
     assert "RuntimeService.Status" in context.details and "KeyError" in context.details
     assert any(r.exc_info for r in caplog.records), "traceback must be logged"
 
@@ -117,7 +124,7 @@ def test_missing_implementation_answers_unimplemented_naming_the_rpc():
     context = RecordingContext()
     with pytest.raises(Aborted):
         edge._unary("RuntimeService.CreateContainer", None)(None, context)
-    assert context.code == grpc.StatusCode.UNIMPLEMENTED
+    assert context.code == StatusCode.UNIMPLEMENTED
     assert "RuntimeService.CreateContainer" in context.details
 
 

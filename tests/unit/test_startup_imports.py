@@ -23,6 +23,8 @@ DEFERRED = {
     "opentelemetry": "[tracing] enable_tracing",
     "prometheus_client": "[metrics] enable_metrics",
     "hypothesis": "never (tests only)",
+    "jeepney": "the first call to systemd (runtime.cgroup_manager = \"systemd\")",
+    "grpc": "never: the CRI server is cri/wire (h2); grpc is for clients",
 }
 
 START = """
@@ -32,6 +34,7 @@ from crio_native import daemon
 from crio_native.attestation import Attestor
 from crio_native.container.manager import ContainerManager
 from crio_native.cri.server import build_server
+import crio_native.cri.wire.probe
 from crio_native.policy import PolicyGate
 from crio_native.runtime.registry import HandlerSet
 from crio_native.sandbox.manager import SandboxManager
@@ -40,6 +43,7 @@ from crio_native.streaming.endpoint import StreamingEndpoint
 config = Config(root=sys.argv[1])
 PolicyGate.from_files(config.policy.files)
 Attestor.for_config(config)
+HandlerSet(config).get("")   # the default (built-in) handler, as recovery makes it
 endpoint = StreamingEndpoint(None, None).start()
 endpoint.stop()
 print(json.dumps(sorted(sys.modules)))

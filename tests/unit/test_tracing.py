@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from concurrent import futures
 
 import grpc
 import pytest
@@ -16,6 +15,7 @@ from crio_native._proto import api_pb2, api_pb2_grpc
 from crio_native.config import load_config
 from crio_native.config.sections import TracingConfig
 from crio_native.cri import edge
+from crio_native.cri.wire import Server
 from crio_native.errors import ConfigError, NotFound
 from tests.fixtures.otlp import OtlpReceiver
 
@@ -57,6 +57,7 @@ OFF_PROBE = """
 import json, sys
 from crio_native import daemon, tracing
 from crio_native.cri import edge
+from crio_native.cri.wire import Server
 from crio_native.image import pull
 from crio_native.network import cni
 from crio_native.config.sections import TracingConfig
@@ -76,8 +77,7 @@ def test_off_imports_no_opentelemetry():
 
 def test_off_leaves_the_edge_handlers_unwrapped():
     assert tracing.current is None
-    behavior = edge.service_handler("RuntimeService", {})._method_handlers[
-        "/runtime.v1.RuntimeService/Version"].unary_unary
+    behavior = edge.service_handler("RuntimeService", {}).methods["Version"].behavior
     assert behavior.__qualname__ == "_unary.<locals>.behavior"
 
 
@@ -112,20 +112,20 @@ class _null:
 
 
 @pytest.fixture
-def traced_server():
+def traced_server(tmp_path):
     receiver = OtlpReceiver().start()
     tracing.start(TracingConfig(enable_tracing=True, tracing_endpoint=receiver.endpoint))
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server = Server([edge.service_handler(
+        "RuntimeService", {"RunPodSandbox": fake_run, "PodSandboxStatus": fake_status,
+                           "GetContainerEvents": fake_events})],
+        max_workers=2, max_send=1 << 24, max_recv=1 << 24)
     try:
-        server.add_generic_rpc_handlers([edge.service_handler(
-            "RuntimeService", {"RunPodSandbox": fake_run, "PodSandboxStatus": fake_status,
-                               "GetContainerEvents": fake_events})])
-        port = server.add_insecure_port("127.0.0.1:0")
+        server.bind(str(tmp_path / "cri.sock"))
         server.start()
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.insecure_channel(f"unix:{tmp_path / 'cri.sock'}") as channel:
             yield receiver, api_pb2_grpc.RuntimeServiceStub(channel)
     finally:
-        server.stop(0).wait()
+        server.stop(0)
         tracing.stop()      # flushes the batch to the receiver
         receiver.stop()
 

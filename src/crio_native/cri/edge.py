@@ -13,10 +13,9 @@ import logging
 import time
 from typing import Any, Callable, Iterator
 
-import grpc
-
 from crio_native._proto import api_pb2
 from crio_native.cri.request_fields import check_request
+from crio_native.cri.wire import Call, Method, Service, StatusCode
 from crio_native import steps, tracing
 from crio_native.errors import CrioNativeError, DeadlineExceeded, ErrorKind, Unimplemented
 from crio_native.logsetup import fields
@@ -24,32 +23,32 @@ from crio_native.metrics import hooks
 
 log = logging.getLogger("crio_native.cri")
 
-Handler = Callable[[Any, grpc.ServicerContext], Any]
+Handler = Callable[[Any, Call], Any]
 
-STATUS_CODES: dict[ErrorKind, grpc.StatusCode] = {
-    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    ErrorKind.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
-    ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
-    ErrorKind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
-    ErrorKind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ErrorKind.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
-    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    ErrorKind.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
-    ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
-    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
+STATUS_CODES: dict[ErrorKind, StatusCode] = {
+    ErrorKind.NOT_FOUND: StatusCode.NOT_FOUND,
+    ErrorKind.ALREADY_EXISTS: StatusCode.ALREADY_EXISTS,
+    ErrorKind.INVALID_ARGUMENT: StatusCode.INVALID_ARGUMENT,
+    ErrorKind.FAILED_PRECONDITION: StatusCode.FAILED_PRECONDITION,
+    ErrorKind.RESOURCE_EXHAUSTED: StatusCode.RESOURCE_EXHAUSTED,
+    ErrorKind.DEADLINE_EXCEEDED: StatusCode.DEADLINE_EXCEEDED,
+    ErrorKind.UNAVAILABLE: StatusCode.UNAVAILABLE,
+    ErrorKind.UNIMPLEMENTED: StatusCode.UNIMPLEMENTED,
+    ErrorKind.UNAUTHENTICATED: StatusCode.UNAUTHENTICATED,
+    ErrorKind.INTERNAL: StatusCode.INTERNAL,
 }
 
 
-def status_code_of(exc: BaseException) -> grpc.StatusCode:
+def status_code_of(exc: BaseException) -> StatusCode:
     """The gRPC code the edge answers `exc` with: its kind's code for our
     typed errors, INTERNAL for anything else."""
     if isinstance(exc, CrioNativeError):
         return STATUS_CODES[exc.kind]
-    return grpc.StatusCode.INTERNAL
+    return StatusCode.INTERNAL
 
 
-def service_handler(service_name: str, impls: dict[str, Handler]) -> grpc.GenericRpcHandler:
-    """gRPC handlers for every method of runtime.v1.<service_name>."""
+def service_handler(service_name: str, impls: dict[str, Handler]) -> Service:
+    """The server's handlers (cri/wire) for every method of runtime.v1.<service_name>."""
     service = api_pb2.DESCRIPTOR.services_by_name[service_name]
     known = {m.name for m in service.methods}
     stray = set(impls) - known
@@ -66,27 +65,24 @@ def service_handler(service_name: str, impls: dict[str, Handler]) -> grpc.Generi
         tracer = tracing.current   # wrapped only when on: off costs no test per call
         if method.server_streaming:
             stream = _streaming(rpc, impl)
-            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                stream if tracer is None else tracer.wrap_streaming(rpc, stream),
-                request_deserializer=request_cls.FromString,
-                response_serializer=response_cls.SerializeToString)
+            behavior = stream if tracer is None else tracer.wrap_streaming(rpc, stream)
         else:
             unary = _unary(rpc, impl)
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                unary if tracer is None else tracer.wrap_unary(rpc, unary),
-                request_deserializer=request_cls.FromString,
-                response_serializer=response_cls.SerializeToString)
-    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+            behavior = unary if tracer is None else tracer.wrap_unary(rpc, unary)
+        handlers[method.name] = Method(
+            deserialize=request_cls.FromString, serialize=response_cls.SerializeToString,
+            behavior=behavior, streaming=method.server_streaming)
+    return Service(service.full_name, handlers)
 
 
-def _status_of(rpc: str, exc: BaseException) -> tuple[grpc.StatusCode, str]:
+def _status_of(rpc: str, exc: BaseException) -> tuple[StatusCode, str]:
     if isinstance(exc, CrioNativeError):
         return status_code_of(exc), str(exc)
     log.error("unexpected error", exc_info=exc, extra=fields(method=rpc))
-    return grpc.StatusCode.INTERNAL, f"{rpc}: internal error: {type(exc).__name__}: {exc}"
+    return StatusCode.INTERNAL, f"{rpc}: internal error: {type(exc).__name__}: {exc}"
 
 
-def _log_call(rpc: str, started: float, code: grpc.StatusCode, message: str = "") -> None:
+def _log_call(rpc: str, started: float, code: StatusCode, message: str = "") -> None:
     metrics = hooks.current
     if metrics is not None:
         metrics.observe_call(rpc, time.monotonic() - started, code.name)
@@ -124,7 +120,7 @@ def _trace_key(method: str, request: Any) -> str | None:
     return None
 
 
-def _traced_call(rpc: str, impl: Handler, request: Any, context: grpc.ServicerContext,
+def _traced_call(rpc: str, impl: Handler, request: Any, context: Call,
                  key: str) -> Any:
     """impl(), with its steps traced: their durations go to the metrics; a
     retry that timed out waiting for the first call says where that one is."""
@@ -151,7 +147,7 @@ def _traced_call(rpc: str, impl: Handler, request: Any, context: grpc.ServicerCo
 def _unary(rpc: str, impl: Handler | None) -> Handler:
     method = _method_of(rpc)
 
-    def behavior(request: Any, context: grpc.ServicerContext) -> Any:
+    def behavior(request: Any, context: Call) -> Any:
         started = time.monotonic()
         try:
             if impl is None:
@@ -165,7 +161,7 @@ def _unary(rpc: str, impl: Handler | None) -> Handler:
         except Exception as exc:  # noqa: BLE001 - the edge is where all errors end
             code, message = _status_of(rpc, exc)
         else:
-            _log_call(rpc, started, grpc.StatusCode.OK)
+            _log_call(rpc, started, StatusCode.OK)
             return response
         _log_call(rpc, started, code, message)
         context.abort(code, message)
@@ -174,7 +170,7 @@ def _unary(rpc: str, impl: Handler | None) -> Handler:
 
 
 def _streaming(rpc: str, impl: Handler | None) -> Callable[..., Iterator[Any]]:
-    def behavior(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def behavior(request: Any, context: Call) -> Iterator[Any]:
         started = time.monotonic()
         try:
             if impl is None:
@@ -184,7 +180,7 @@ def _streaming(rpc: str, impl: Handler | None) -> Callable[..., Iterator[Any]]:
         except Exception as exc:  # noqa: BLE001
             code, message = _status_of(rpc, exc)
         else:
-            _log_call(rpc, started, grpc.StatusCode.OK)
+            _log_call(rpc, started, StatusCode.OK)
             return
         _log_call(rpc, started, code, message)
         context.abort(code, message)

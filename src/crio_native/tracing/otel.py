@@ -22,7 +22,6 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Iterator, TypeVar
 
-import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -35,6 +34,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from crio_native import __version__
 from crio_native.config.sections import TracingConfig
+from crio_native.cri.wire import Call, StatusCode as RpcCode
 from crio_native.steps import Trace
 
 SERVICE_NAME = "crio-native"
@@ -76,14 +76,14 @@ def _ids_of(message: Any) -> dict[str, str]:
             if name in fields and getattr(message, name)}
 
 
-def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode:
+def _code_of(context: Call) -> RpcCode:
     code = context.code() if hasattr(context, "code") else None
-    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+    return code if isinstance(code, RpcCode) else RpcCode.UNKNOWN
 
 
-def _finish(span: trace.Span, code: grpc.StatusCode, context: grpc.ServicerContext) -> None:
-    span.set_attribute("rpc.grpc.status_code", code.value[0])
-    if code is not grpc.StatusCode.OK:
+def _finish(span: trace.Span, code: RpcCode, context: Call) -> None:
+    span.set_attribute("rpc.grpc.status_code", int(code))
+    if code is not RpcCode.OK:
         details = context.details() if hasattr(context, "details") else None
         if isinstance(details, bytes):
             details = details.decode(errors="replace")
@@ -108,7 +108,7 @@ class Tracer:
 
     # ---- the gRPC edge ------------------------------------------------------
 
-    def _parent(self, context: grpc.ServicerContext) -> otel_context.Context:
+    def _parent(self, context: Call) -> otel_context.Context:
         """The kubelet's trace context from the call's metadata, or a new root."""
         carrier = {k: v for k, v in (context.invocation_metadata() or ())
                    if isinstance(v, str)}
@@ -116,11 +116,11 @@ class Tracer:
             return otel_context.Context()
         return self.propagator.extract(carrier)
 
-    def wrap_unary(self, rpc: str, behavior: Callable[[Any, grpc.ServicerContext], Any]
-                   ) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def wrap_unary(self, rpc: str, behavior: Callable[[Any, Call], Any]
+                   ) -> Callable[[Any, Call], Any]:
         name = span_name(rpc)
 
-        def traced(request: Any, context: grpc.ServicerContext) -> Any:
+        def traced(request: Any, context: Call) -> Any:
             with self.tracer.start_as_current_span(
                     name, context=self._parent(context), kind=SpanKind.SERVER,
                     record_exception=False, set_status_on_exception=False) as span:
@@ -133,7 +133,7 @@ class Tracer:
                     raise
                 if span.is_recording():
                     span.set_attributes(_ids_of(response))
-                _finish(span, grpc.StatusCode.OK, context)
+                _finish(span, RpcCode.OK, context)
                 return response
 
         return traced
@@ -142,17 +142,17 @@ class Tracer:
                        ) -> Callable[..., Iterator[Any]]:
         name = span_name(rpc)
 
-        def traced(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        def traced(request: Any, context: Call) -> Iterator[Any]:
             # not made current: the stream's generator may be resumed anywhere
             span = self.tracer.start_span(name, context=self._parent(context),
                                           kind=SpanKind.SERVER)
             if span.is_recording():
                 span.set_attributes(request_attributes(rpc, request))
-            code = grpc.StatusCode.OK
+            code = RpcCode.OK
             try:
                 yield from behavior(request, context)
             except GeneratorExit:
-                code = grpc.StatusCode.CANCELLED
+                code = RpcCode.CANCELLED
                 raise
             except BaseException:
                 code = _code_of(context)
