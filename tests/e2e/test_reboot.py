@@ -212,3 +212,52 @@ def test_start_up_sweeps_by_id(tmp_path):
                 g.rmdir()
         if d.proc is not None:
             d.stop()
+
+
+def test_reboot_with_records_cut_short(tmp_path, busybox_image):  # noqa: F811
+    """A power loss: the pod's and the container's records, written without
+    fsync (docs/recovery.md, "Durability"), come back empty after the reboot
+    (the harsher case: the pod's network save was fsynced).  The restarted
+    daemon takes each for an interrupted write: removed and logged; the
+    address is freed by CNI GC from the durable result cache, the rootfs
+    (in the image store, which a reboot keeps) by the rootfs sweep, and
+    nothing is listed for the kubelet to clean up."""
+    d = h.crash_daemon(tmp_path / "d")
+    d.image_name = busybox_image[0]
+    try:
+        h.start(d)
+        h.pull(d, d.image_name)
+        baseline = h.census(d)
+        pod_id, cid = run_pod(d, "builtin", "pod")
+        rootfs = d.base / "root" / "storage" / "containers" / cid
+        assert rootfs.is_dir()
+        d.proc.send_signal(signal.SIGKILL)
+        assert h.sigkilled(h.wait_killed(d))
+        simulate_reboot(d, baseline)
+        # A real reboot empties cgroupfs; the simulated one keeps the pod's
+        # and the container's (now empty) groups, which with the records
+        # gone nothing names: removed here as the reboot would.
+        for group in sorted(h.census(d)["cgroups"] - baseline["cgroups"], key=len,
+                            reverse=True):
+            os.rmdir(group)
+        records = [d.base / "root" / "sandboxes" / f"{pod_id}.json",
+                   d.base / "root" / "containers" / f"{cid}.json"]
+        records[0].write_bytes(b"")
+        records[1].write_bytes(records[1].read_bytes()[:40])    # cut short
+        log_before = len(d.log())
+        h.start(d)
+        restart_log = d.log()[log_before:]
+        assert "start-up: reboot" in restart_log
+        assert "removed a pod sandbox record a power loss cut short" in restart_log
+        assert "removed a container record a power loss cut short" in restart_log
+        assert "removed a container rootfs no record owns" in restart_log
+        assert h.pods(d) == [] and h.containers(d) == []
+        assert not any(r.exists() for r in records) and not rootfs.exists()
+        assert h.census(d)["ipam"] == baseline["ipam"], "CNI GC did not free the address"
+        assert _log_lines(d), "the container's log was lost"
+        d.stop()
+        h.wait_for(lambda: not h.leaks(baseline, h.census(d)).get("links"), timeout=5,
+                   what="the pod's veth to go with its netns")
+        assert h.leaks(baseline, h.census(d)) == {}
+    finally:
+        h.remove_pods_and_stop(d)

@@ -117,11 +117,11 @@ def spin_guard(manager: ContainerManager, limit: int = 50) -> None:
 def fail_first_created_save(manager: ContainerManager) -> None:
     save, failed = manager.store.save, []
 
-    def save_failing_once_at_created(record):
+    def save_failing_once_at_created(record, durable=True):
         if record.state == CREATED and not failed:
             failed.append(record.id)
             raise OSError(28, "No space left on device")
-        save(record)
+        save(record, durable=durable)
 
     manager.store.save = save_failing_once_at_created
 

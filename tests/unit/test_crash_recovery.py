@@ -8,6 +8,7 @@ create) are not reached with fakes: tests/e2e/test_crash_failpoints.py
 kills a real daemon there, and at every other point too."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,10 @@ from crio_native import failpoints
 from crio_native.container.manager import STARTING
 from crio_native.container.record import CREATED, EXITED, RUNNING
 from crio_native.sandbox.record import NOTREADY, READY
-from tests.fixtures.fakes import pod_request, sandbox_manager
+from tests.fixtures.fakes import end_monitor, pod_request, sandbox_manager, short
 from tests.unit.test_container_rollback import node, world  # noqa: F401
-from tests.unit.test_sandbox_rollback import assert_nothing_left, config, manager  # noqa: F401
+from tests.unit.test_sandbox_rollback import (assert_nothing_left, config,  # noqa: F401
+                                              files_left, manager, records_on_disk)
 
 IN_THE_RUNTIME = {"sandbox.run.cgroup_made", "sandbox.run.infra_launched",
                   "sandbox.run.infra_created",
@@ -189,4 +191,92 @@ def test_recover_sweeps_container_dirs_that_no_record_owns(node, world):  # noqa
     restarted.recover()
     assert not orphan.exists()
     assert "images.remove_rootfs" in world.steps
+    node.assert_no_container_left(restarted)
+
+
+# ---- a power loss: records saved without fsync come back empty ------------------------
+# (docs/recovery.md, "Durability").  The harsher case is taken at every point:
+# every record file is emptied, the fsynced ones too; a reboot also ends
+# what the fakes model as namespaces, mounts, cgroups and processes.
+
+REBOOT_ENDS = ("pin:", "shm@", "cgroup@", "infra@", "container@")
+
+
+def power_loss(directory: Path) -> list[str]:
+    """Empty every record in `directory`; returns their ids."""
+    ids = []
+    for path in sorted(directory.glob("*.json")):
+        path.write_bytes(b"")
+        ids.append(path.stem)
+    return ids
+
+
+def cut_short_ids(caplog, kind: str) -> list[str]:
+    return [r.fields["id"] for r in caplog.records
+            if f"removed a {kind} record a power loss cut short" in r.getMessage()]
+
+
+@pytest.mark.parametrize("point", points("sandbox.run"))
+def test_a_run_cut_by_a_power_loss_at_each_point_frees_its_address(
+        point, config, world, caplog):  # noqa: F811
+    """Whatever a power loss leaves of the pod's record, the restart drops
+    the record, DELs the network attachment (its IPAM lease outlives a
+    reboot: CNI GC finds it in the result cache) and sweeps the runroot."""
+    die_at(point, world, sandbox_manager(config, world).run, pod_request())
+    ids = power_loss(Path(config.root) / "sandboxes")
+    assert len(ids) == 1
+    restarted = sandbox_manager(config, world)
+    restarted.recover()
+    assert cut_short_ids(caplog, "pod sandbox") == ids
+    assert restarted.store.all() == [] and records_on_disk(config) == []
+    assert files_left(config) == []
+    assert world.cni == {}
+    assert [p for p in world.live if not p.startswith(REBOOT_ENDS)] == []
+
+
+@pytest.mark.parametrize("point", points("container.create") + points("container.start"))
+def test_a_container_cut_by_a_power_loss_at_each_point_leaves_no_rootfs(
+        point, node, world, caplog):  # noqa: F811
+    """The rootfs lies in the image store, which a reboot keeps: with the
+    record empty and the runroot gone, start-up finds it by its id."""
+    from crio_native.image.service import rootfs_root
+
+    node.images.root = rootfs_root(node.config)
+    manager = node.manager()
+    if point.startswith("container.start"):
+        cid = manager.create(node.request())
+        die_at(point, world, manager.start, cid)
+    else:
+        die_at(point, world, manager.create, node.request())
+    node.stop(manager)
+    for cid, container in list(world.containers.items()):    # the reboot
+        end_monitor(container)
+        del world.containers[cid]
+        world.unmake(f"container@{short(cid)}")
+    shutil.rmtree(Path(node.config.runroot) / "containers", ignore_errors=True)
+    ids = power_loss(Path(node.config.root) / "containers")
+    restarted = node.manager()
+    restarted.recover()
+    assert cut_short_ids(caplog, "container") == ids
+    assert restarted.store.all() == [] and node.records_on_disk() == []
+    assert [p for p in world.live if p.startswith("rootfs@")] == []
+    left = sorted(p.name for p in node.images.root.iterdir()) if node.images.root.exists() else []
+    assert left == []
+    if point not in ("container.create.reserved", "container.create.directory"):
+        assert "removed a container rootfs no record owns" in caplog.text
+    node.stop(restarted)
+
+
+def test_recover_sweeps_attestations_that_no_record_owns(node, world):  # noqa: F811
+    """An attestation is fsynced, the RUNNING save before it is not: after a
+    power loss the attestation may outlive the record."""
+    manager = node.manager()
+    kept = started(node, manager)
+    directory = Path(node.config.root) / "containers"
+    (directory / f"{kept}.attestation").write_text("{}")
+    orphan = directory / f"{'ef' * 32}.attestation"
+    orphan.write_text("{}")
+    restarted = restart(node, manager)
+    assert not orphan.exists() and (directory / f"{kept}.attestation").exists()
+    restarted.remove(kept)
     node.assert_no_container_left(restarted)

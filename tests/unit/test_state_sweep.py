@@ -83,3 +83,47 @@ def test_a_failed_write_matches_the_sweep_pattern(tmp_path, monkeypatch):
 
 def test_no_directory_means_nothing_to_sweep(tmp_path):
     assert files.interrupted_writes(tmp_path / "absent", ".json") == []
+
+
+# ---- records a power loss cut short (saves without fsync) -------------------
+
+@pytest.mark.parametrize("content", [b"", b'{"id": "b", "na', b"\0\0\0\0"])
+def test_a_record_cut_short_by_a_power_loss_is_removed_and_logged(tmp_path, caplog, content):
+    """An empty or truncated record (a save without fsync that a power
+    loss interrupted) is taken for an interrupted write: removed, logged
+    with its id, and the other records load."""
+    store = RecordStore(tmp_path, Thing.from_dict, "thing")
+    store.save(Thing("a", "one"), durable=False)
+    (tmp_path / "b.json").write_bytes(content)
+    caplog.set_level(logging.WARNING, logger="crio_native.state.records")
+    loaded = RecordStore(tmp_path, Thing.from_dict, "thing")
+    assert [r.id for r in loaded.load()] == ["a"]
+    assert os.listdir(tmp_path) == ["a.json"]
+    assert loaded.unreadable == set()
+    cut = [r for r in caplog.records if "a power loss cut short" in r.getMessage()]
+    assert [(r.fields["id"], r.fields["size"]) for r in cut] == [("b", len(content))]
+
+
+def test_a_record_of_another_shape_is_kept_and_its_id_noted(tmp_path, caplog):
+    """JSON that is not a record (not what a power loss leaves) stays on disk,
+    logged as an error, and its id is noted so sweeps spare what it owns."""
+    (tmp_path / "c.json").write_text('{"no_id": 1}')
+    (tmp_path / ".x.json").write_text("k")    # no record is named so: left as before
+    caplog.set_level(logging.ERROR, logger="crio_native.state.records")
+    store = RecordStore(tmp_path, Thing.from_dict, "thing")
+    assert store.load() == []
+    assert sorted(os.listdir(tmp_path)) == [".x.json", "c.json"]
+    assert store.unreadable == {"c", ".x"}
+    assert sum("unreadable thing record" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_saves_are_fsynced_only_when_durable(tmp_path, monkeypatch):
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    store = RecordStore(tmp_path, Thing.from_dict, "thing")
+    store.save(Thing("a", "one"), durable=False)
+    assert calls == []
+    store.save(Thing("a", "one"))
+    assert len(calls) == 2      # the file and its directory
+    assert RecordStore(tmp_path, Thing.from_dict, "thing").load()[0].name == "one"

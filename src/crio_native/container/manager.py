@@ -35,6 +35,7 @@ from crio_native.container.store import ContainerStore
 from crio_native.container.watcher import ExitWatcher
 from crio_native.errors import (AlreadyExists, CrioNativeError, DeadlineExceeded,
                                 FailedPrecondition, InvalidArgument, NotFound)
+from crio_native.linux.cgroups.warm import AttachWarmer
 from crio_native.attestation import signer as attestation_store
 from crio_native.metrics import hooks as metrics_hooks
 from crio_native.policy.gate import pod_input as policy_pod_input
@@ -96,6 +97,8 @@ class ContainerManager:
         self.watcher = ExitWatcher(self._on_monitor_exit)
         self.notifier = seccomp_notifier.SeccompNotifier(Path(config.runroot) / "seccomp",
                                                          self._seccomp_stop)
+        # the v1 attach's grace period, waited alongside a create's own work
+        self.warmer = AttachWarmer()
 
     def close(self) -> None:
         self.watcher.close()
@@ -174,9 +177,14 @@ class ContainerManager:
     def _create(self, record: ContainerRecord, config: api_pb2.ContainerConfig,
                 sandbox: SandboxRecord, images: ImageService, handler: RuntimeHandler) -> None:
         failed: list[str] = []
-        with ExitStack() as undo:
+        with ExitStack() as undo, ExitStack() as warm:
+            # held until the runtime has launched the process (linux/cgroups/warm.py)
+            warm.enter_context(self.warmer.held())
             undo.callback(forget_unless_failed, self.store, record, failed)
-            self.store.save(record)
+            # The create's saves are not fsynced (docs/recovery.md,
+            # "Durability"): a reboot ends the container's processes, mounts
+            # and run dir, and start-up sweeps a rootfs no record names.
+            self.store.save(record, durable=False)
             failpoints.hit("container.create.reserved")
             Path(record.monitor_dir).mkdir(parents=True, mode=0o700)
             undo.callback(undo_step, failed, "remove container directory",
@@ -222,12 +230,13 @@ class ContainerManager:
                 log_path=Path(record.log_path) if record.log_path else None,
                 stdin=record.stdin, stdin_once=record.stdin_once, terminal=record.tty))
             _observe_launch(record, "create", launch_started)
+            warm.close()
             undo.callback(undo_step, failed, "delete from runtime",
                           lambda: handler.delete(record.id, force=True))
             failpoints.hit("container.create.runtime_created")
             record.pid, record.monitor_pid = created.pid, created.monitor_pid
             record.cgroup_dirs = [str(d) for d in created.cgroup_dirs]
-            save_state(self.store, record, CREATED, CREATING)
+            save_state(self.store, record, CREATED, CREATING, durable=False)
             failpoints.hit("container.create.created")
             undo.pop_all()
         self.watcher.watch(record.id, record.monitor_pid)
@@ -262,10 +271,12 @@ class ContainerManager:
             marker.touch()
             # RUNNING before the release, so a process that ends at once is
             # seen (by the exit watcher) as a run that ended, in that order
+            # not fsynced: after a reboot a RUNNING record and a CREATED one
+            # end alike (exited, exit unknown)
             with self.store.lock:
                 record.state = RUNNING
                 record.started_at = time.time_ns()
-                self.store.save(record)
+                self.store.save(record, durable=False)
             failpoints.hit("container.start.journaled")
             self.events.publish(events.STARTED, record.id, record.sandbox_id)
             try:

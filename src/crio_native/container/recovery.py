@@ -68,6 +68,8 @@ def recover(manager: ContainerManager, rebooted: bool = False) -> None:
                 manager._record_exit(record)
         starting.unlink(missing_ok=True)
     sweep_run_dirs(manager)
+    sweep_rootfs(manager)
+    sweep_attestations(manager)
     manager.notifier.sweep()
     sweep_runtime_states(manager)
     sweep_cgroups(manager)
@@ -116,6 +118,46 @@ def sweep_run_dirs(manager: ContainerManager) -> None:
         manager.images().remove_rootfs(d.name)
         shutil.rmtree(d, ignore_errors=True)
         log.warning("removed a container run dir no record owns", extra=fields(path=str(d)))
+
+
+def sweep_rootfs(manager: ContainerManager) -> None:
+    """Rootfs dirs in the image store (which a reboot keeps) that no
+    container record names: a power loss took the record, saved without
+    fsync, of a container whose rootfs was made (docs/recovery.md).
+    Unmounted if need be and removed, each logged; the image service is
+    made only if there is one."""
+    from crio_native.image.service import rootfs_root
+
+    try:
+        dirs = sorted(rootfs_root(manager.config).iterdir())
+    except FileNotFoundError:
+        return
+    owned = {r.id for r in manager.store.all()} | manager.store.unreadable
+    for d in dirs:
+        if not orphans.HEX_ID.match(d.name) or d.name in owned or not d.is_dir():
+            continue
+        try:
+            manager.images().remove_rootfs(d.name)
+        except Exception as e:  # noqa: BLE001 - one stuck rootfs must not stop the daemon
+            log.error("cannot remove a container rootfs no record owns",
+                      extra=fields(path=str(d), error=str(e)))
+            continue
+        log.warning("removed a container rootfs no record owns", extra=fields(path=str(d)))
+
+
+def sweep_attestations(manager: ContainerManager) -> None:
+    """`<id>.attestation` beside the records whose id no record names: the
+    record was saved without fsync and a power loss took it, while the
+    attestation (fsynced) stayed."""
+    directory = manager.store.directory
+    owned = {r.id for r in manager.store.all()} | manager.store.unreadable
+    for path in sorted(directory.glob("*" + attestation_store.SUFFIX)):
+        container_id = path.name[:-len(attestation_store.SUFFIX)]
+        if not orphans.HEX_ID.match(container_id) or container_id in owned:
+            continue
+        attestation_store.discard(directory, container_id)
+        log.warning("removed an attestation record no container record owns",
+                    extra=fields(path=str(path)))
 
 
 def sweep_runtime_states(manager: ContainerManager) -> None:

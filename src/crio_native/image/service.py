@@ -41,13 +41,18 @@ def user_of(user: str) -> ImageUser:
     return ImageUser(None, name)
 
 
+def rootfs_root(config: Config) -> Path:
+    """Where the containers' rootfs dirs lie, one per container id."""
+    return Path(config.root) / STORAGE_DIR / "containers"
+
+
 class ImageService:
     def __init__(self, config: Config):
         self.config = config
         self.store = ImageStore(Path(config.root) / STORAGE_DIR)
         self._puller: Puller | None = None
         self._puller_lock = threading.Lock()
-        self.rootfs = RootfsStore(self.store.root / "containers", self.store.layers)
+        self.rootfs = RootfsStore(rootfs_root(config), self.store.layers)
         # Containers whose rootfs is made from an image: RemoveImage refuses those.
         self.users_of_image: Callable[[str], list[str]] = self.rootfs.users_of
 

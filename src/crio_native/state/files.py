@@ -2,7 +2,10 @@
 rename, fsync the directory.  A reader sees the old content or the new, never
 half, and a failed write leaves no temp file behind (one a crash cut short
 is found by interrupted_writes, for start-up to sweep).  Records, image
-store metadata and CNI result caches all go through here."""
+store metadata and CNI result caches all go through here.  `durable=False`
+leaves out the two fsyncs: still atomic, and kept through a daemon crash,
+but not through a power loss (docs/recovery.md, "Durability", says when
+that is enough)."""
 from __future__ import annotations
 
 import json
@@ -45,15 +48,22 @@ def atomic_write(path: str | Path, data: bytes, mode: int = 0o600,
     for files under the runroot, which a reboot wipes (tmpfs) and which a
     daemon crash alone cannot lose (the page cache outlives the process)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name))
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name))
+    except FileNotFoundError:     # the directory first (not tried each time: a syscall)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name))
+    try:
+        try:
+            # plain os.write: no buffered file object for one write
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
             if durable:
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.rename(tmp, path)
     except BaseException:
         try:

@@ -1,8 +1,17 @@
 """Records on disk and in memory, with name reservations: the one store
 behind pod sandboxes and containers.
 
-Each record is <directory>/<id>.json, written crash-safely.  A record's
-`name_key` maps to at most one id, so a name cannot be taken twice."""
+Each record is <directory>/<id>.json, written atomically.  A record's
+`name_key` maps to at most one id, so a name cannot be taken twice.
+
+Durability (docs/recovery.md, "Durability"): a save is fsynced only when
+the caller says the record notes something that outlives a reboot and
+that nothing else durable notes (a pod's network attachment before CNI
+ADD: its IPAM lease is on disk).  Every other save is atomic without
+fsync: a daemon crash cannot lose it (the page cache outlives the
+process), and what it notes (processes, mounts, pins, cgroups, the
+runroot) a reboot ends anyway.  A power loss may then leave a record
+empty or cut short: load() takes that for a write the loss interrupted."""
 from __future__ import annotations
 
 import dataclasses
@@ -53,6 +62,9 @@ class RecordStore(Generic[R]):
         self.lock = threading.RLock()
         self._records: dict[str, R] = {}
         self._names: dict[str, str] = {}
+        # ids of records kept on disk that load() could not read for a
+        # reason other than an interrupted write: sweeps leave what they own
+        self.unreadable: set[str] = set()
 
     def load(self) -> list[R]:
         """Read every record from disk (at startup), after sweeping the temp
@@ -61,15 +73,52 @@ class RecordStore(Generic[R]):
         with self.lock:
             self.sweep_interrupted_writes()
             for path in sorted(self.directory.glob("*.json")):
-                try:
-                    record = self.from_dict(read_json(path))
-                except (OSError, ValueError, TypeError) as e:
-                    log.error(f"unreadable {self.kind} record",
-                              extra=fields(path=str(path), error=str(e)))
+                record = self._read(path)
+                if record is None:
                     continue
                 self._records[record.id] = record
                 self._names[record.name_key] = record.id
             return list(self._records.values())
+
+    def _read(self, path: Path) -> R | None:
+        try:
+            doc = read_json(path)
+        except ValueError as e:
+            if not path.name.startswith("."):    # save() names no record so
+                self._drop_cut_short(path, e)
+                return None
+            problem: Exception = e
+        except OSError as e:
+            problem = e
+        else:
+            try:
+                return self.from_dict(doc)
+            except (ValueError, TypeError) as e:
+                problem = e
+        log.error(f"unreadable {self.kind} record",
+                  extra=fields(path=str(path), error=str(problem)))
+        self.unreadable.add(path.stem)
+        return None
+
+    def _drop_cut_short(self, path: Path, error: ValueError) -> None:
+        """A record that is not JSON (empty, or cut short): a save without
+        fsync that a power loss interrupted.  What the record noted of the
+        pod or container is found by its id (the sweeps of pins, pod and
+        run dirs, rootfs and cgroups; CNI GC from its durable cache), so
+        the record goes, logged, as a save cut short by a crash would."""
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.error(f"cannot remove a {self.kind} record a power loss cut short",
+                      extra=fields(path=str(path), error=str(e)))
+            self.unreadable.add(path.stem)
+            return
+        log.warning(f"removed a {self.kind} record a power loss cut short (an interrupted "
+                    "write): what it owned is swept by id", extra=fields(
+                        path=str(path), id=path.stem, size=size, error=str(error)))
 
     def sweep_interrupted_writes(self) -> None:
         """Remove `.<id>.json.<random>`: a save the process died in before
@@ -110,9 +159,12 @@ class RecordStore(Generic[R]):
             if answer is not None:
                 return answer
 
-    def save(self, record: R) -> None:
+    def save(self, record: R, durable: bool = True) -> None:
+        """`durable=False`: atomic, not fsynced (see the module's text for
+        when that is enough)."""
         with self.lock:
-            atomic_write_json(self.directory / f"{record.id}.json", record.to_dict())
+            atomic_write_json(self.directory / f"{record.id}.json", record.to_dict(),
+                              durable=durable)
 
     def drop(self, record: R) -> None:
         with self.lock:

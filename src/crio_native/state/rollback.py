@@ -30,13 +30,14 @@ def forget_unless_failed(store: Any, record: Any, failed: list[str]) -> None:
         store.drop(record)
 
 
-def save_state(store: Any, record: Any, state: str, before: str) -> None:
+def save_state(store: Any, record: Any, state: str, before: str,
+               durable: bool = True) -> None:
     """Move the record to `state` and save it; if the save fails, the record
     goes back to `before`, so the rollback's own saves (and a record kept
     after a failed undo) never claim the state that was not reached."""
     record.state = state
     try:
-        store.save(record)
+        store.save(record, durable=durable)
     except BaseException:
         record.state = before
         raise

@@ -119,7 +119,9 @@ class RootfsStore:
         except FileExistsError:
             raise AlreadyExists(f"rootfs for container {container_id} exists") from None
         try:
-            atomic_write(d / IMAGE_FILE, image.id.encode(), mode=0o644)
+            # not fsynced: a power loss that empties it only lets RemoveImage
+            # take an image an exited container was made from (docs/recovery.md)
+            atomic_write(d / IMAGE_FILE, image.id.encode(), mode=0o644, durable=False)
             for sub in ("upper", "work", "merged"):
                 (d / sub).mkdir(mode=0o755)
             lowers = [self.layers.short_link(c) for c in reversed(image.layers)]

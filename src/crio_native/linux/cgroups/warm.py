@@ -1,0 +1,144 @@
+"""Keep cgroup v1's attach path warm while containers are being made.
+
+Every write to a v1 `cgroup.procs` takes the kernel's global
+`cgroup_threadgroup_rwsem` for writing.  That percpu rwsem is guarded by
+an rcu_sync: the first writer after a quiet spell waits a whole RCU grace
+period (6-16 ms measured on the 2-core development host) for readers to
+switch to the slow path; writers that follow within about one grace period
+of the last one pass at once (0.15-0.2 ms).  A container launch makes such
+a first write (the built-in launcher moves the child into its v1 groups;
+runc does the same), so on a hybrid or v1 host each create pays the grace
+period in the middle of its launch.
+
+`AttachWarmer.held()` takes that wait off the create's path: while any
+create holds it, a thread writes this daemon's own pid into the daemon's
+own group of one v1 hierarchy (a move to where it already is: nothing
+changes) every few ms, so the grace period is waited there, alongside the
+rootfs, bundle and plan work, and the launch's own writes find the rwsem
+in its fast state.  The cost while held: one short write every
+INTERVAL_SECONDS, and forks on the host take the rwsem's slower reader path
+(as they do during any v1 attach).  Where nothing is to gain (a pure v2
+host: the built-in launcher clones straight into the group) or the write
+is refused, it does nothing."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from crio_native.linux.cgroups.hierarchy import (Hierarchy, host_hierarchies, own_cgroups,
+                                                   pure_v2)
+
+log = logging.getLogger(__name__)
+
+# Shorter than the rcu_sync's linger after the last writer (one grace
+# period, 6 ms and up here), so the state never drops back while held.
+INTERVAL_SECONDS = 0.003
+
+
+def own_cgroup_procs(hierarchies: list[tuple[Hierarchy, str]] | None = None,
+                     own: dict[str, str] | None = None) -> Path | None:
+    """The cgroup.procs file of this process's own cgroup, in the v2
+    hierarchy if there is one, else in the first v1 one that shows it (any
+    hierarchy will do: the attach lock is one for all of them).  The runc
+    handler's monitor warms it (--warm-cgroup): a monitor starts in our
+    cgroups, so writing itself there moves nothing.  None when no mount
+    shows our cgroup."""
+    hierarchies = host_hierarchies() if hierarchies is None else hierarchies
+    own = own_cgroups() if own is None else own
+    for h, mount_root in sorted(hierarchies, key=lambda pair: pair[0].version != 2):
+        d = h.dir_of(h.own_path(own), mount_root)
+        if d is not None and (d / "cgroup.procs").exists():
+            return d / "cgroup.procs"
+    return None
+
+
+def own_procs_file() -> Path | None:
+    """`cgroup.procs` of this process's own group in one v1 controller
+    hierarchy, for the daemon's warmer; None on a pure v2 host (the built-in
+    launcher clones straight into the group) or where none is visible."""
+    hierarchies = host_hierarchies()
+    if pure_v2(hierarchies):
+        return None
+    v1 = [(h, root) for h, root in sorted(hierarchies, key=lambda pair: pair[0].name)
+          if h.version == 1 and any(not c.startswith("name=") for c in h.controllers)]
+    return own_cgroup_procs(v1, own_cgroups())
+
+
+class AttachWarmer:
+    def __init__(self, procs_file: Path | None = None, probe: bool = True):
+        """`procs_file`: where to write (found on first use if None and
+        `probe`); `probe=False` with no file: a warmer that does nothing."""
+        self._file = procs_file
+        self._probed = procs_file is not None or not probe
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.writes = 0                       # for tests and benchmarks
+
+    def _target(self) -> Path | None:
+        if not self._probed:
+            self._probed = True
+            try:
+                self._file = own_procs_file()
+            except OSError as e:
+                log.debug("cgroup attach warmer off: %s", e)
+                self._file = None
+        return self._file
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep the attach path warm until the block ends."""
+        with self._lock:
+            target = self._target()
+            if target is not None:
+                self._holders += 1
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, args=(target,),
+                                                    name="cgroup-warmer", daemon=True)
+                    self._thread.start()
+        try:
+            yield
+        finally:
+            if target is not None:
+                with self._lock:
+                    self._holders -= 1
+                    if self._holders == 0:
+                        self._wake.set()
+
+    def _run(self, target: Path) -> None:
+        pid = str(os.getpid()).encode()
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as e:
+            self._give_up(target, e)
+            return
+        try:
+            while True:
+                with self._lock:
+                    self._wake.clear()
+                    if self._holders == 0:
+                        self._thread = None
+                        return
+                try:
+                    os.write(fd, pid)
+                except OSError as e:
+                    self._give_up(target, e)
+                    return
+                self.writes += 1
+                self._wake.wait(INTERVAL_SECONDS)
+        finally:
+            os.close(fd)
+
+    def _give_up(self, target: Path, error: OSError) -> None:
+        """The write is refused here (a read-only or delegated cgroupfs):
+        off for good, the creates go on as before."""
+        log.info("cgroup attach warmer off: cannot write our pid to %s: %s", target, error)
+        with self._lock:
+            self._file = None
+            self._thread = None
+            self._wake.clear()

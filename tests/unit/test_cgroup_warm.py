@@ -1,0 +1,87 @@
+"""linux/cgroups/warm.py: while a create holds the warmer, its thread
+writes our pid to the procs file every few ms; it stops when the last
+holder leaves, starts again for the next, and gives up for good where the
+write is refused.  A plain file stands in for cgroup.procs."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from crio_native.linux.cgroups import warm
+from crio_native.linux.cgroups.warm import AttachWarmer
+
+
+def wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.002)
+
+
+def test_writes_our_pid_while_held_and_stops_after(tmp_path):
+    procs = tmp_path / "cgroup.procs"
+    procs.write_text("")
+    warmer = AttachWarmer(procs)
+    with warmer.held():
+        wait_for(lambda: warmer.writes >= 3)
+        assert [t for t in threading.enumerate() if t.name == "cgroup-warmer"]
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name == "cgroup-warmer"])
+    after = warmer.writes
+    time.sleep(5 * warm.INTERVAL_SECONDS)
+    assert warmer.writes == after
+    # each write is our pid (O_WRONLY without O_APPEND: rewritten at the offset)
+    assert procs.read_text().startswith(str(os.getpid()))
+
+
+def test_one_thread_for_overlapping_holders_and_a_new_one_after(tmp_path):
+    procs = tmp_path / "cgroup.procs"
+    procs.write_text("")
+    warmer = AttachWarmer(procs)
+    with warmer.held():
+        with warmer.held():
+            wait_for(lambda: warmer.writes >= 1)
+            assert len([t for t in threading.enumerate() if t.name == "cgroup-warmer"]) == 1
+        before = warmer.writes
+        wait_for(lambda: warmer.writes >= before + 2)     # still held by the outer one
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name == "cgroup-warmer"])
+    before = warmer.writes
+    with warmer.held():
+        wait_for(lambda: warmer.writes > before)
+
+
+def test_a_refused_write_turns_it_off_for_good(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="crio_native.linux.cgroups.warm")
+    warmer = AttachWarmer(tmp_path)          # a directory: open(O_WRONLY) fails
+    with warmer.held():
+        wait_for(lambda: warmer._target() is None)
+    assert warmer.writes == 0 and "cgroup attach warmer off" in caplog.text
+    with warmer.held():
+        pass
+    assert not [t for t in threading.enumerate() if t.name == "cgroup-warmer"]
+
+
+def test_off_where_there_is_no_file():
+    warmer = AttachWarmer(None, probe=False)
+    with warmer.held():
+        pass
+    assert warmer.writes == 0
+
+
+def test_finds_a_v1_controller_hierarchy_of_our_own(monkeypatch, tmp_path):
+    from crio_native.linux.cgroups.hierarchy import Hierarchy
+
+    (tmp_path / "pids" / "a").mkdir(parents=True)
+    (tmp_path / "pids" / "a" / "cgroup.procs").write_text("")
+    (tmp_path / "named").mkdir()
+    (tmp_path / "named" / "cgroup.procs").write_text("")
+    hierarchies = [(Hierarchy(tmp_path / "named", 1, frozenset({"name=systemd"})), "/"),
+                   (Hierarchy(tmp_path / "pids", 1, frozenset({"pids"})), "/"),
+                   (Hierarchy(tmp_path / "v2", 2, frozenset()), "/")]
+    monkeypatch.setattr(warm, "host_hierarchies", lambda: hierarchies)
+    monkeypatch.setattr(warm, "own_cgroups", lambda: {"pids": "/a", "name=systemd": "/",
+                                                      "": "/"})
+    assert warm.own_procs_file() == tmp_path / "pids" / "a" / "cgroup.procs"
+    monkeypatch.setattr(warm, "host_hierarchies", lambda: hierarchies[2:])
+    assert warm.own_procs_file() is None        # pure v2: the launcher clones into the group
