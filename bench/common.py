@@ -18,6 +18,23 @@ def time_calls(fn: Callable[[], object], iterations: int, warmup: int = 5) -> li
     return samples
 
 
+def time_alternating(calls: dict[str, Callable[[], object]], iterations: int,
+                     warmup: int = 5) -> dict[str, list[float]]:
+    """time_calls of several callables at once, taking turns call by call
+    (the order reversed every round), so drift and warm-up hit all alike."""
+    names = list(calls)
+    for _ in range(warmup):
+        for name in names:
+            calls[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(iterations):
+        for name in names if i % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            calls[name]()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
 def summarize(label: str, samples: list[float]) -> float:
     """Print p50/p90 in milliseconds; return the median."""
     ordered = sorted(samples)

@@ -2,8 +2,9 @@
 built-in runtime through the Python API the daemon uses (with and without
 its per-container monitor), against runc and crun through their CLIs
 (`run`, their own fastest path for the same cycle), on the same bundle in
-the same run.  A peer that cannot run here is skipped
-with its reason.  Also `unshare -fmpiun --mount-proc true` as a floor."""
+the same run, taking turns cycle by cycle.  A peer that cannot run here is
+skipped with its reason.  Also `unshare -fmpiun --mount-proc true` as a
+floor.  On pure cgroup v2: `make bench-v2` (the plain VM)."""
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from bench.common import ratio, summarize, time_calls
+from bench.common import ratio, summarize, time_alternating
 
 ITERATIONS = int(os.environ.get("BENCH_ITERATIONS", "50"))
 BUSYBOX = "/bin/busybox"
@@ -120,27 +121,31 @@ def run() -> int:
         plain = make_bundle(base, None)
         with_cg = make_bundle(base, cg_name)
         # the peers always make a cgroup: compare like with like
-        builtin = summarize("builtin (cgroupsPath)",
-                            time_calls(builtin_cycle(base / "builtin", with_cg), ITERATIONS))
-        no_cg = summarize("builtin (no cgroup)",
-                          time_calls(builtin_cycle(base / "builtin", plain), ITERATIONS))
-        monitored = summarize("builtin + monitor (cgroupsPath)", time_calls(
-            builtin_monitored_cycle(base / "builtin-mon", with_cg), ITERATIONS))
+        cycles = {"builtin (cgroupsPath)": builtin_cycle(base / "builtin", with_cg),
+                  "builtin (no cgroup)": builtin_cycle(base / "builtin", plain),
+                  "builtin + monitor (cgroupsPath)": builtin_monitored_cycle(
+                      base / "builtin-mon", with_cg)}
+        peers = []
         for name, binary in PEERS.items():
-            root = base / name
-            problem = peer_problem(binary, root, with_cg)
+            problem = peer_problem(binary, base / name, with_cg)
             if problem:
                 print(f"  {name}: skipped ({problem})")
                 continue
-            peer = summarize(f"{name} run (cgroupsPath)",
-                             time_calls(cli_cycle(binary, root, with_cg), ITERATIONS))
+            peers.append(name)
+            cycles[f"{name} run (cgroupsPath)"] = cli_cycle(binary, base / name, with_cg)
+        floor = "unshare -fmpiun --mount-proc true"
+        cycles[floor] = lambda: subprocess.run(["unshare", "-fmpiun", "--mount-proc", "true"],
+                                               check=True)
+        p50 = {label: summarize(label, samples)
+               for label, samples in time_alternating(cycles, ITERATIONS).items()}
+        builtin, no_cg = p50["builtin (cgroupsPath)"], p50["builtin (no cgroup)"]
+        monitored = p50["builtin + monitor (cgroupsPath)"]
+        for name in peers:
+            peer = p50[f"{name} run (cgroupsPath)"]
             ratio(f"builtin / {name}", builtin, peer)
             ratio(f"builtin without a cgroup / {name}", no_cg, peer)
             ratio(f"builtin + monitor / {name}", monitored, peer)
-        floor = summarize("unshare -fmpiun --mount-proc true", time_calls(
-            lambda: subprocess.run(["unshare", "-fmpiun", "--mount-proc", "true"], check=True),
-            ITERATIONS))
-        ratio("builtin / unshare", builtin, floor)
+        ratio("builtin / unshare", builtin, p50[floor])
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0

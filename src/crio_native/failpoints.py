@@ -52,9 +52,10 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     ),
     "sandbox.stop": (
         "sandbox.stop.begin",            # NOTREADY saved, nothing stopped yet
-        "sandbox.stop.handler_stopped",  # the infra (or sandbox task) is gone
+        # DEL runs while StopPodSandbox kills the containers (sandbox/overlap.py)
         "sandbox.stop.network_deleted",  # CNI DEL of eth0 done (and of lo, if a plugin added it)
         "sandbox.stop.network_detached",  # network_attached=False saved
+        "sandbox.stop.handler_stopped",  # the containers, then the infra (or sandbox task), gone
     ),
     "sandbox.remove": (
         "sandbox.remove.begin",          # NOTREADY saved

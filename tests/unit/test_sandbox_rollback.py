@@ -126,11 +126,11 @@ def test_network_not_ready_is_a_precondition_and_rolled_back(manager, config, wo
 def fail_first_ready_save(manager) -> None:
     save, failed = manager.store.save, []
 
-    def save_failing_once_at_ready(record):
+    def save_failing_once_at_ready(record, durable=True):
         if record.state == READY and not failed:
             failed.append(record.id)
             raise OSError(28, "No space left on device")
-        save(record)
+        save(record, durable=durable)
 
     manager.store.save = save_failing_once_at_ready
 
@@ -255,11 +255,12 @@ def test_a_retry_during_the_first_run_waits_for_it(manager, world):
     assert world.steps.count("handler.start_sandbox:cgroup") == 1
 
 
-def test_stop_runs_the_handler_then_cni_del_and_is_idempotent(manager, config, world):
+def test_stop_runs_cni_del_then_the_handler_and_is_idempotent(manager, config, world):
     sandbox_id = manager.run(pod_request())
     world.steps.clear()
     manager.stop(sandbox_id)
-    assert world.steps == ["handlers.get", "handler.stop_sandbox", "cni.delete:eth0"]
+    # DEL first (alongside StopPodSandbox's container kill), the infra last
+    assert world.steps == ["cni.delete:eth0", "handlers.get", "handler.stop_sandbox"]
     [disk] = records_on_disk(config)
     assert (disk["state"], disk["network_attached"], disk["infra"], disk["ips"]) == (
         NOTREADY, False, False, [])
@@ -287,8 +288,8 @@ def test_stop_deletes_lo_only_where_the_loopback_plugin_added_it(manager, config
     world.make(f"cni:lo@{sandbox_id[:8]}")
     world.steps.clear()
     manager.stop(sandbox_id)
-    assert world.steps == ["handlers.get", "handler.stop_sandbox", "cni.delete:eth0",
-                           "cni.delete:lo"]
+    assert world.steps == ["cni.delete:eth0", "cni.delete:lo", "handlers.get",
+                           "handler.stop_sandbox"]
     manager.remove(sandbox_id)
     assert_nothing_left(manager, config, world)
 

@@ -12,13 +12,14 @@ import threading
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from crio_native import failpoints, steps
 from crio_native._native import selinux
 from crio_native._proto import api_pb2
 from crio_native.config import Config
 from crio_native.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from crio_native.linux import mountinfo
 from crio_native.logsetup import fields
 from crio_native.network.cni import CNI, Attachment, NetworkList, ip_ranges_from_cidr, pod_ips
 from crio_native.network.cni_config import NoNetworkConfig
@@ -27,6 +28,7 @@ from crio_native.runtime.handler import RuntimeHandler
 from crio_native.runtime.pod_cgroup import SHARED_PARENTS
 from crio_native.runtime.registry import HandlerSet
 from crio_native.sandbox import mcs, setup, validate
+from crio_native.sandbox.overlap import alongside
 from crio_native.sandbox.record import CREATING, NOTREADY, READY, SandboxRecord
 from crio_native.sandbox.store import SandboxStore
 from crio_native.spec import selinux as selinux_spec
@@ -63,11 +65,7 @@ def _children(directory: Path) -> list[Path]:
 
 def _mounts_under(directory: Path) -> list[str]:
     """Mount points at or below `directory`, deepest first."""
-    prefix = str(directory)
-    with open("/proc/self/mountinfo") as f:
-        points = {line.split()[4] for line in f}
-    return sorted((p for p in points if p == prefix or p.startswith(prefix + "/")),
-                  key=len, reverse=True)
+    return mountinfo.under(mountinfo.read(), str(directory))
 
 
 class SandboxManager:
@@ -302,7 +300,10 @@ class SandboxManager:
         failed: list[str] = []
         with ExitStack() as undo:
             undo.callback(forget_unless_failed, self.store, record, failed)
-            self.store.save(record)
+            # Not fsynced (docs/recovery.md, "Durability"): until the network
+            # is journaled, all a pod holds (pins, /dev/shm, its runroot dir,
+            # cgroups) ends with a reboot, and a daemon crash loses no write.
+            self.store.save(record, durable=False)
             failpoints.hit("sandbox.run.reserved")
             handler = self.handlers.get(record.runtime_handler)
             resources = pod_resources(request.config.linux)
@@ -318,7 +319,7 @@ class SandboxManager:
             undo.callback(undo_step, failed, "unpin namespaces",
                           lambda: self.host.unpin_namespaces(record))
             undo.callback(undo_step, failed, "unmount shm", lambda: self.host.unmount_shm(record))
-            self.store.save(record)
+            self.store.save(record, durable=False)
             failpoints.hit("sandbox.run.pins_journaled")
             self.host.pin_namespaces(record, self.pin_root)
             failpoints.hit("sandbox.run.pinned")
@@ -333,11 +334,15 @@ class SandboxManager:
             # failed to undo itself is undone here, or stays visible
             undo.callback(undo_step, failed, "remove the runtime's part of the pod",
                           lambda: handler.remove_sandbox(record))
-            handler.start_sandbox(record, resources, lambda: self.store.save(record))
+            handler.start_sandbox(record, resources,
+                                  lambda: self.store.save(record, durable=False))
             failpoints.hit("sandbox.run.handler_done")
             self.host.write_pod_files(record)
             failpoints.hit("sandbox.run.files_written")
-            save_state(self.store, record, READY, CREATING)
+            # A power loss that takes this save leaves the durable CREATING
+            # record (or an empty one): rolled back at start-up, its address
+            # freed (by the record, or by CNI GC from the durable cache).
+            save_state(self.store, record, READY, CREATING, durable=False)
             failpoints.hit("sandbox.run.ready")
             undo.pop_all()
         log.info("pod sandbox ready", extra=fields(id=record.id, pod=record.name_key,
@@ -352,6 +357,8 @@ class SandboxManager:
         net = NetworkList.from_file(state.config)
         record.network_name = net.name
         record.network_attached = True
+        # Fsynced: the IPAM lease ADD takes outlives a reboot, and until the
+        # CNI result cache is written this record alone says to DEL it.
         self.store.save(record)  # a crash from here on runs DEL at restart
         undo.callback(undo_step, failed, "CNI DEL", lambda: self._detach_network(record))
         failpoints.hit("sandbox.run.network_journaled")
@@ -365,20 +372,26 @@ class SandboxManager:
 
     # ---- stop and remove ----------------------------------------------------------
 
-    def stop(self, sandbox_id: str) -> None:
+    def stop(self, sandbox_id: str, kill_containers: Callable[[], None] | None = None) -> None:
+        """`kill_containers` (StopPodSandbox's kill of what still runs in the
+        pod) runs alongside CNI DEL (overlap.py says why), before the
+        handler stops the pod's own part (the infra), as CRI-O orders it."""
         record = self.store.find(sandbox_id)
         if record is None:
+            if kill_containers is not None:
+                kill_containers()
             return  # CRI: stopping an unknown sandbox succeeds
         with self._lock(record.id):
             # NOTREADY is saved before anything is stopped: a stop cut short
             # leaves a pod that says so, and the kubelet's retry finishes it
             self._mark_not_ready(record)
             failpoints.hit("sandbox.stop.begin")
+            with alongside(kill_containers, "kill the pod's containers"):
+                self._detach_network(record, between="sandbox.stop.network_deleted")
+                failpoints.hit("sandbox.stop.network_detached")
             with self._saved_if_changed(record):
                 self._handler_of(record).stop_sandbox(record)
             failpoints.hit("sandbox.stop.handler_stopped")
-            self._detach_network(record, between="sandbox.stop.network_deleted")
-            failpoints.hit("sandbox.stop.network_detached")
 
     def remove(self, sandbox_id: str) -> None:
         record = self.store.find(sandbox_id)

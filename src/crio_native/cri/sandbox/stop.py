@@ -12,8 +12,14 @@ def stop_pod_sandbox(ctx: DaemonContext, request: api_pb2.StopPodSandboxRequest)
     record = sandboxes_of(ctx).store.find(request.pod_sandbox_id)
     if record is None:
         return api_pb2.StopPodSandboxResponse()
-    # the kubelet has stopped them gracefully already; what is left is killed
-    for container in containers_of(ctx).of_sandbox(record.id):
-        containers_of(ctx).stop(container.id, timeout=0, rpc="StopPodSandbox")
-    sandboxes_of(ctx).stop(record.id)
+    containers = containers_of(ctx)
+    in_pod = containers.of_sandbox(record.id)
+
+    def kill_containers() -> None:
+        # the kubelet has stopped them gracefully already; what is left is killed
+        for container in in_pod:
+            containers.stop(container.id, timeout=0, rpc="StopPodSandbox")
+
+    # the kill runs alongside the pod's CNI DEL (sandbox/overlap.py)
+    sandboxes_of(ctx).stop(record.id, kill_containers if in_pod else None)
     return api_pb2.StopPodSandboxResponse()
