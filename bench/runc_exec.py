@@ -11,13 +11,11 @@ into, in alternating rounds, by
     installed;
 then N callers at once (CRN_BENCH_EXEC_CALLERS, default 4) for a while,
 ops/s for ours and containerd's.  Ratios are printed against runc's floor
-and containerd.  Last, the runtime part of a pod start against its floor:
-CreateContainer + StartContainer in the running pod over the CRI vs `runc
-create` + `runc start` of a copy of that container's bundle, alternating.
+and containerd.  (The runtime part of a pod start against its floor, step
+by step: bench/runc_start.py.)
 
 Environment: CRN_BENCH_EXECS (rounds, default 100), CRN_BENCH_EXEC_CALLERS
-(default 4), CRN_BENCH_EXEC_SECONDS (each throughput run, default 5),
-CRN_BENCH_CREATES (create + start rounds, default 20)."""
+(default 4), CRN_BENCH_EXEC_SECONDS (each throughput run, default 5)."""
 from __future__ import annotations
 
 import json
@@ -35,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ratio  # noqa: E402
 from bench.cri_setup import (RPC_TIMEOUT, DAEMON_LOG_MARKERS, Peer, bench_run,  # noqa: E402
-                             check_cgroups, container_config, crio_native_daemon, log_problems,
+                             check_cgroups, crio_native_daemon, log_problems,
                              percentile, pod_config, print_load_at_end, print_machine, pull_images,
                              remove_all_pods, start_pod)
 from bench.peers import Containerd, cgroup_dirs, containerd_missing  # noqa: E402
@@ -49,7 +47,6 @@ from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
 ROUNDS = int(os.environ.get("CRN_BENCH_EXECS", "100"))
 CALLERS = int(os.environ.get("CRN_BENCH_EXEC_CALLERS", "4"))
 SECONDS = float(os.environ.get("CRN_BENCH_EXEC_SECONDS", "5"))
-CREATES = int(os.environ.get("CRN_BENCH_CREATES", "20"))
 WARMUP = 5
 RUNC = "/usr/sbin/runc"
 
@@ -99,56 +96,6 @@ def runc_calls(root: Path, cid: str, tmp: Path) -> dict[str, Call]:
     return {"runc exec true (floor)": spawn(plain),
             "runc exec --process (as we call it)": as_we_call_it,
             "handler exec path, in process": in_process}
-
-
-def create_start_calls(peer: Peer, pod: str, config: api_pb2.PodSandboxConfig, root: Path,
-                       cid: str, tmp: Path) -> dict[str, Callable[[int], tuple[float, float]]]:
-    """(create, start) seconds of one container, made over the CRI in `pod`
-    or by runc directly from a copy of `cid`'s bundle (its own cgroup and
-    id); each removed after."""
-    bundle = Path(json.loads(subprocess.run([RUNC, "--root", str(root), "state", cid],
-                                            capture_output=True, check=True).stdout)["bundle"])
-    spec = json.loads((bundle / "config.json").read_text())
-    own_root = tmp / "runc-root"
-    own_root.mkdir(exist_ok=True)
-
-    def direct(i: int) -> tuple[float, float]:
-        copy = tmp / f"bundle-{i}"
-        copy.mkdir()
-        spec["linux"]["cgroupsPath"] = f"crn-bench-floor-{i}"
-        (copy / "config.json").write_text(json.dumps(spec))
-        runc = [RUNC, "--root", str(own_root)]
-        began = time.perf_counter()
-        # not captured: the container inherits create's stdio and holds it
-        subprocess.run([*runc, "--log-format", "json", "--log", str(copy / "log"), "create",
-                        "--bundle", str(copy), "--pid-file", str(copy / "pid"), f"floor-{i}"],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=True)
-        created = time.perf_counter()
-        subprocess.run([*runc, "start", f"floor-{i}"], capture_output=True, check=True)
-        started = time.perf_counter()
-        subprocess.run([*runc, "delete", "--force", f"floor-{i}"], capture_output=True,
-                       check=True)
-        return created - began, started - created
-
-    def over_cri(i: int) -> tuple[float, float]:
-        rt = peer.runtime
-        ctr = container_config(peer.image, ["sleep", "1000"])
-        ctr.metadata.name = f"c{i}"
-        began = time.perf_counter()
-        new = rt.CreateContainer(api_pb2.CreateContainerRequest(
-            pod_sandbox_id=pod, config=ctr, sandbox_config=config),
-            timeout=RPC_TIMEOUT).container_id
-        created = time.perf_counter()
-        rt.StartContainer(api_pb2.StartContainerRequest(container_id=new), timeout=RPC_TIMEOUT)
-        started = time.perf_counter()
-        rt.StopContainer(api_pb2.StopContainerRequest(container_id=new, timeout=0),
-                         timeout=RPC_TIMEOUT)
-        rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=new), timeout=RPC_TIMEOUT)
-        return created - began, started - created
-
-    return {"runc create + start (floor)": direct,
-            "crio-native runc CreateContainer + StartContainer": over_cri}
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -232,8 +179,7 @@ def run() -> int:
         try:
             daemon.start()
             pull_images(daemon, image)
-            our_config = pod_config(ours, "exec", bench.logs)
-            our_pod, cid = start_pod(ours, our_config)
+            _, cid = start_pod(ours, pod_config(ours, "exec", bench.logs))
             calls = runc_calls(daemon.base / "run" / "runtimes" / "runc", cid, Path(files))
             calls["crio-native runc ExecSync"] = exec_sync_call(ours, cid)
             missing = containerd_missing()
@@ -283,35 +229,11 @@ def run() -> int:
                       p50["crio-native runc ExecSync"], p50["containerd ExecSync"])
                 ratio(f"containerd ops/s / crio-native runc ops/s ({CALLERS} callers)",
                       rates["containerd"], rates["crio-native runc"])
-            creates = create_start_calls(ours, our_pod, our_config,
-                                         daemon.base / "run" / "runtimes" / "runc", cid,
-                                         Path(files))
-            times: dict[str, list[tuple[float, float]]] = {name: [] for name in creates}
-            for i in range(2 + CREATES):
-                for name in (list(creates) if i % 2 == 0 else list(creates)[::-1]):
-                    pair = creates[name](i)
-                    if i >= 2:
-                        times[name].append(pair)
-            for name, pairs in times.items():
-                print(f"  {name:<50} create p50 {statistics.median(c for c, _ in pairs) * 1e3:6.1f}"
-                      f" ms, start p50 {statistics.median(s for _, s in pairs) * 1000:5.1f} ms,"
-                      f" both p50 {statistics.median(c + s for c, s in pairs) * 1000:6.1f} ms")
-            both = {name: statistics.median(c + s for c, s in pairs)
-                    for name, pairs in times.items()}
-            ratio("crio-native runc create+start / runc create+start floor",
-                  both["crio-native runc CreateContainer + StartContainer"],
-                  both["runc create + start (floor)"])
         except Exception as e:           # noqa: BLE001 - reported; the run exits 1
             import traceback
             print(f"  FAILED: {e}\n{traceback.format_exc()}")
             status = 1
         finally:
-            floor_root = Path(files) / "runc-root"
-            if floor_root.exists():
-                for left in subprocess.run([RUNC, "--root", str(floor_root), "list", "-q"],
-                                           capture_output=True, text=True).stdout.split():
-                    subprocess.run([RUNC, "--root", str(floor_root), "delete", "--force", left],
-                                   capture_output=True)
             for peer_ in ([ours] + ([peer] if containerd is not None else [])):
                 try:
                     remove_all_pods(peer_)

@@ -19,6 +19,7 @@ from crio_native.errors import DeadlineExceeded, FailedPrecondition, NotFound
 from crio_native.monitor import AttachClient, process_alive, wait_exit
 from crio_native.runtime.exec_output import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
 from crio_native.runtime.handler import Created, MonitorOptions
+from crio_native.linux.cgroups.warm import own_cgroup_procs
 from crio_native.runtime.oci.cgroups import memory_cgroup_dir
 from crio_native.runtime.oci.exec import exec_files_dir
 from crio_native.runtime.oci.handler import OciCliHandler
@@ -183,6 +184,22 @@ def test_cgroup_dirs_hold_the_container_and_include_the_memory_group(oci):
     oci.handler.delete(c.id, force=True)
     oci.finish(c)
     assert not any(d.exists() for d in c.created.cgroup_dirs)
+
+
+def test_the_monitor_keeps_our_own_cgroup_warm_during_the_create(oci):
+    """The handler's monitors get --warm-cgroup with this process's own
+    cgroup.procs (monitor/adopt.c), and stay in our cgroups."""
+    c = oci.create(["sleep", "30"])
+    argv = Path(f"/proc/{c.created.monitor_pid}/cmdline").read_bytes().split(b"\0")
+    procs = own_cgroup_procs()
+    if procs is None:
+        assert b"--warm-cgroup" not in argv
+    else:
+        assert argv[argv.index(b"--warm-cgroup") + 1] == str(procs).encode()
+    assert (Path(f"/proc/{c.created.monitor_pid}/cgroup").read_text()
+            == Path("/proc/self/cgroup").read_text())
+    oci.handler.delete(c.id, force=True)
+    oci.finish(c)
 
 
 def test_missing_executable_fails_create_and_leaves_nothing(oci):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from crio_native.linux.cgroups import Hierarchy
+from crio_native.linux.cgroups.warm import own_cgroup_procs
 from crio_native.runtime.oci.cgroups import memory_cgroup_dir
 from crio_native.runtime.oci.exec import tmpfs_mount_points
 from crio_native.runtime.oci.handler import features_from_json
@@ -106,3 +107,40 @@ MOUNTINFO = """\
 ])
 def test_tmpfs_mount_points(mountinfo, want):
     assert tmpfs_mount_points(mountinfo, ("/dev/shm", "/run")) == want
+
+
+# ---- the monitor's --warm-cgroup: our own cgroup.procs ---------------------------
+
+def fake_mount(root: Path, *groups: str) -> Path:
+    """A directory standing in for a cgroup mount, with a cgroup.procs in
+    each of `groups` (paths below it)."""
+    for g in groups:
+        (root / g.strip("/")).mkdir(parents=True, exist_ok=True)
+        (root / g.strip("/") / "cgroup.procs").write_text("")
+    return root
+
+
+def test_own_cgroup_procs_prefers_the_v2_hierarchy(tmp_path):
+    cpu = fake_mount(tmp_path / "cpu", "/")
+    unified = fake_mount(tmp_path / "unified", "/svc")
+    hierarchies = [(Hierarchy(cpu, 1, frozenset({"cpu"})), "/"),
+                   (Hierarchy(unified, 2, frozenset()), "/")]
+    got = own_cgroup_procs(hierarchies, {"cpu": "/", "": "/svc"})
+    assert got == unified / "svc" / "cgroup.procs"
+
+
+def test_own_cgroup_procs_falls_back_to_a_v1_hierarchy_that_shows_our_group(tmp_path):
+    cpu = fake_mount(tmp_path / "cpu", "/a")
+    memory = fake_mount(tmp_path / "memory", "/svc/me")
+    unified = tmp_path / "unified"          # mounted, but our group is not there
+    unified.mkdir()
+    hierarchies = [(Hierarchy(unified, 2, frozenset()), "/"),
+                   (Hierarchy(cpu, 1, frozenset({"cpu"})), "/other-root"),
+                   (Hierarchy(memory, 1, frozenset({"memory"})), "/")]
+    own = {"cpu": "/a", "memory": "/svc/me", "": "/x"}
+    assert own_cgroup_procs(hierarchies, own) == memory / "svc" / "me" / "cgroup.procs"
+
+
+def test_own_cgroup_procs_none_where_no_mount_shows_our_group(tmp_path):
+    nested = [(Hierarchy(tmp_path, 2, frozenset({"memory"})), "/ns-root")]
+    assert own_cgroup_procs(nested, {"": "/elsewhere"}) is None

@@ -4,13 +4,19 @@
  * subreaper, we inherit that process and watch it as the container. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../proc.h"
 #include "cleanup.h"
 #include "monitor.h"
+
+/* How often the attach lock is touched while the runtime's create runs:
+ * well within an RCU grace period (a few ms), so it never goes idle. */
+#define WARM_INTERVAL_MS 2
 
 static int read_pid_file(const char *path, pid_t *pid, crn_error *err)
 {
@@ -48,6 +54,34 @@ static int runtime_failed(struct crn_monitor *m, int status, crn_error *err)
     return crn_error_set(err, 0, msg, NULL);
 }
 
+/* --warm-cgroup: until `runtime` exits, write "0" (ourselves) to the
+ * cgroup.procs of the cgroup we are in, every WARM_INTERVAL_MS.  Moving a
+ * process where it already is changes nothing, but each write takes the
+ * kernel's cgroup attach lock (cgroup_threadgroup_rwsem) for writing.
+ * After such a write the lock stays in its slow mode for an RCU grace
+ * period, and a write in that time finds it there; only the first write
+ * after an idle spell waits a whole grace period (about 7 ms on the test
+ * host) to switch the lock over.  runc joins the container's cgroups by
+ * writing cgroup.procs itself, some 15 ms into its create: this way that
+ * wait is ours, here, while runc's Go runtime starts, instead of runc's.
+ * (A `favordynmods` cgroup mount keeps the lock in that mode for good.)
+ * Best effort: a failure only leaves the wait to runc. */
+static void wait_warming(const char *procs_path, pid_t runtime)
+{
+    crn_error ignored;
+    cleanup_fd int procs = open(procs_path, O_WRONLY | O_CLOEXEC);
+    cleanup_fd int exited = procs < 0 ? -1 : crn_pidfd_open(runtime, &ignored);
+    struct pollfd p = {.fd = exited, .events = POLLIN};
+    int n;
+
+    if (exited < 0)
+        return;
+    do {
+        (void)!write(procs, "0", 1);
+        n = poll(&p, 1, WARM_INTERVAL_MS);
+    } while (n == 0 || (n < 0 && errno == EINTR));
+}
+
 /* argv was an OCI runtime's create: wait for it, then adopt the container
  * process it left (reparented to us, the subreaper) from the pid file.  A
  * failing create has no errno (err 0); its stderr is quoted instead. */
@@ -57,6 +91,8 @@ int crn_adopt_created(struct crn_monitor *m, crn_error *err)
     int status;
 
     m->child = 0;
+    if (m->opts.warm_cgroup)
+        wait_warming(m->opts.warm_cgroup, runtime);
     while (waitpid(runtime, &status, 0) < 0)
         if (errno != EINTR)
             return crn_error_set(err, errno, "waitpid", m->opts.argv[0]);

@@ -2,15 +2,16 @@
  *
  *   crio-native-monitor --state-dir DIR [--id ID] [--log-path FILE]
  *       [--cgroup-path DIR] [--sync-fd N] [--stdin] [--stdin-once]
- *       [--terminal] [--container-pid-file FILE [--console-socket PATH]]
- *       -- COMMAND [ARG...]
+ *       [--terminal] [--container-pid-file FILE [--console-socket PATH]
+ *       [--warm-cgroup PROCS]] -- COMMAND [ARG...]
  *   crio-native-monitor --state-dir DIR [...] --plan FILE
  *
  * With --container-pid-file, COMMAND is an OCI runtime's `create` (runc,
  * crun): it makes the container process and exits, the process is
  * reparented to us (we are a child subreaper) and FILE names it; for a
  * container with a terminal the runtime sends the pty master to the socket
- * we listen on at PATH (its --console-socket; console.c).  With
+ * we listen on at PATH (its --console-socket; console.c), and PROCS is
+ * our own cgroup's cgroup.procs, kept warm while it runs (adopt.c).  With
  * --plan there is no COMMAND: FILE is the built-in runtime's launch plan.
  */
 #define _GNU_SOURCE
@@ -21,7 +22,8 @@
 #include "monitor.h"
 
 enum { OPT_ID = 256, OPT_STATE_DIR, OPT_LOG_PATH, OPT_CGROUP, OPT_SYNC_FD, OPT_STDIN,
-       OPT_STDIN_ONCE, OPT_TERMINAL, OPT_PID_FILE, OPT_PLAN, OPT_CONSOLE, OPT_GATE };
+       OPT_STDIN_ONCE, OPT_TERMINAL, OPT_PID_FILE, OPT_PLAN, OPT_CONSOLE, OPT_GATE,
+       OPT_WARM };
 
 static const struct option long_opts[] = {
     {"id", required_argument, NULL, OPT_ID},
@@ -36,6 +38,7 @@ static const struct option long_opts[] = {
     {"plan", required_argument, NULL, OPT_PLAN},
     {"console-socket", required_argument, NULL, OPT_CONSOLE},
     {"gate", no_argument, NULL, OPT_GATE},
+    {"warm-cgroup", required_argument, NULL, OPT_WARM},
     {NULL, 0, NULL, 0},
 };
 
@@ -65,6 +68,7 @@ static int apply(struct crn_monitor_opts *o, int opt, const char *arg, crn_error
     case OPT_PLAN: o->plan_path = arg; return 0;
     case OPT_CONSOLE: o->console_socket = arg; return 0;
     case OPT_GATE: o->gate = true; return 0;
+    case OPT_WARM: o->warm_cgroup = arg; return 0;
     default: return crn_error_set(err, EINVAL, "unknown option", NULL);
     }
 }
@@ -101,6 +105,8 @@ int crn_monitor_parse_args(struct crn_monitor_opts *o, int argc, char **argv, cr
     /* an OCI runtime makes the pty itself and hands the master back */
     if (o->console_socket && !o->container_pid_file)
         return crn_error_set(err, EINVAL, "--console-socket needs", "--container-pid-file");
+    if (o->warm_cgroup && !o->container_pid_file)
+        return crn_error_set(err, EINVAL, "--warm-cgroup needs", "--container-pid-file");
     if (o->terminal && o->container_pid_file && !o->console_socket)
         return crn_error_set(err, EINVAL, "--terminal with --container-pid-file needs",
                              "--console-socket");

@@ -39,6 +39,9 @@ struct crn_monitor_opts {
                                     the container process is cloned */
     const char *console_socket;  /* with container_pid_file and terminal: where
                                     the runtime sends the pty master */
+    const char *warm_cgroup;     /* with container_pid_file: the cgroup.procs of
+                                    our own cgroup, rewritten while the runtime's
+                                    create runs (adopt.c) */
     char **argv;                 /* what to exec as the container process;
                                     NULL with plan_path */
 };

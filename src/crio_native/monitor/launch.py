@@ -45,7 +45,8 @@ def monitor_command(container_id: str, argv: Sequence[str], state_dir: Path,
                     container_pid_file: str | os.PathLike | None = None,
                     plan_file: str | os.PathLike | None = None,
                     console_socket: str | os.PathLike | None = None,
-                    binary: Path | None = None, gate: bool = False) -> list[str]:
+                    binary: Path | None = None, gate: bool = False,
+                    warm_cgroup: str | os.PathLike | None = None) -> list[str]:
     cmd = [str(binary or monitor_binary()), "--id", container_id,
            "--state-dir", str(state_dir), "--sync-fd", str(sync_fd)]
     if log_path is not None:
@@ -59,6 +60,8 @@ def monitor_command(container_id: str, argv: Sequence[str], state_dir: Path,
         cmd += ["--container-pid-file", str(container_pid_file)]
     if console_socket is not None:
         cmd += ["--console-socket", str(console_socket)]
+    if warm_cgroup is not None:
+        cmd += ["--warm-cgroup", str(warm_cgroup)]
     if plan_file is not None:
         cmd += ["--plan", str(plan_file)]
     cmd += ["--gate"] if gate else []
@@ -234,7 +237,8 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
                    console_socket: str | os.PathLike | None = None,
                    on_hooks: HookCallback | None = None,
                    on_gate: Callable[[], None] | None = None,
-                   timeout: float = 10.0, binary: Path | None = None) -> Monitor:
+                   timeout: float = 10.0, binary: Path | None = None,
+                   warm_cgroup: str | os.PathLike | None = None) -> Monitor:
     """Start `argv` as a container process under a new monitor.
 
     `state_dir` must exist and belong to this container; the monitor keeps
@@ -249,7 +253,11 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
     PATH` and `console_socket` is that PATH (a short one: a socket path has
     at most 107 bytes, in a directory only we can write): the monitor
     listens there and takes the pty master the runtime sends as the
-    container's stdio.
+    container's stdio.  `warm_cgroup`, with `container_pid_file`: the
+    cgroup.procs file of the cgroup this process (and so the monitor) is
+    in, which the monitor rewrites while the create runs, so the runtime's
+    own cgroup.procs writes do not wait for an RCU grace period (the
+    monitor's adopt.c says how).
     `cgroup_path` is the container's cgroup directory (v2, or the v1 memory
     controller's), read for the oom_kill count.
 
@@ -270,7 +278,8 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
                               stdin=stdin, stdin_once=stdin_once, terminal=terminal,
                               cgroup_path=cgroup_path, container_pid_file=container_pid_file,
                               plan_file=plan_file, console_socket=console_socket,
-                              binary=binary, gate=on_gate is not None)
+                              binary=binary, gate=on_gate is not None,
+                              warm_cgroup=warm_cgroup)
         first = _spawn_first(cmd, theirs, env)
         try:
             line = reader.final_line(deadline)

@@ -56,3 +56,4 @@ def memory_cgroup_dir(cgroups_path: str | None, container_id: str,
             full = "/".join([base.rstrip("/"), *parts]) or "/"
         return h.dir_of(full, mount_root)
     return None
+

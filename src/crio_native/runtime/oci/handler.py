@@ -3,7 +3,9 @@
 Every container process is a child of its own crio-native-monitor: the
 monitor runs `<runtime> create --pid-file F ...` and, being a child
 subreaper, adopts the process the runtime leaves at its start barrier
-(docs/monitor.md, --container-pid-file).  Everything else is one runtime
+(docs/monitor.md, --container-pid-file), and meanwhile keeps the kernel's
+cgroup attach lock warm for runc's own cgroup.procs writes (--warm-cgroup,
+`warm_cgroup` below).  Everything else is one runtime
 command per call, each with a timeout, run through the handler's
 RuntimeCommand (command.py), which puts the runtime's own messages (JSON
 lines with "msg", from `--log-format json`: messages.py) into our error
@@ -15,6 +17,7 @@ the runtime's create log live in the container's monitor state dir."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -25,6 +28,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from crio_native import steps
 from crio_native.config import Config
 from crio_native.errors import CrioNativeError, FailedPrecondition, Internal, NotFound
 from crio_native.linux import apparmor
@@ -37,6 +41,7 @@ from crio_native.runtime.handler import (Created, ExecProcess, ExecResult, Handl
                                          MonitorOptions, RuntimeHandler)
 from crio_native.runtime.registry import runtime_root_of
 from crio_native.runtime.oci import exec as exec_paths
+from crio_native.linux.cgroups.warm import own_cgroup_procs
 from crio_native.runtime.oci.cgroups import cgroups_path_of, memory_cgroup_dir
 from crio_native.runtime.oci.command import RuntimeCommand
 from crio_native.runtime.oci.messages import runtime_log_messages, runtime_messages
@@ -58,6 +63,15 @@ def _runtime_path(name: str, configured: str) -> str:
 PID_FILE = "container.pid"          # in the monitor's state dir: written by `create`
 CREATE_LOG = "runtime-create.log"   # in the monitor's state dir: the runtime's create log
 CONSOLE_SOCKET = "console.sock"     # in a private temp dir, for a tty container's create
+
+# The handler's own steps (steps.py: traced per call, timed in the step
+# histogram; not failpoints), by the catalogue step they fall before:
+# what `bench runc_start` prints where the time of a create and a start goes.
+PREPARED = "container.create.runc.prepared"   # argv, paths, the cgroup to watch
+LAUNCHED = "container.create.runc.launched"   # monitor up, `runc create` done, pid adopted
+CALLED = "container.start.runc.called"        # the start reached the handler
+STEPS = {"container.create.runtime_created": (PREPARED, LAUNCHED),
+         "container.start.released": (CALLED,)}
 
 
 def features_from_json(doc: dict[str, Any], kernel_has_mount_setattr: bool) -> HandlerFeatures:
@@ -149,12 +163,14 @@ class OciCliHandler(DelegatedPodHalf, RuntimeHandler):
         argv = self.command.argv("create", "--bundle", str(bundle), "--pid-file", str(pid_file),
                                  *console_args, container_id, log_file=create_log)
         log.debug("runtime handler %s: monitor runs %s", self.name, shlex.join(argv))
+        steps.reached(PREPARED)
         try:
             mon = launch_monitor(container_id, argv, state_dir, monitor.log_path,
                                  stdin=monitor.stdin, stdin_once=monitor.stdin_once,
                                  cgroup_path=str(cgroup_dir) if cgroup_dir else None,
                                  container_pid_file=pid_file, console_socket=console_socket,
-                                 timeout=self.create_timeout, binary=self.monitor_binary)
+                                 timeout=self.create_timeout, binary=self.monitor_binary,
+                                 warm_cgroup=self.warm_cgroup)
         except Internal as e:
             said = runtime_log_messages(create_log)
             self._undo_create(container_id, pid_file, create_log)
@@ -164,6 +180,7 @@ class OciCliHandler(DelegatedPodHalf, RuntimeHandler):
         except BaseException:
             self._undo_create(container_id, pid_file, create_log)
             raise
+        steps.reached(LAUNCHED)
         try:
             dirs = process_cgroup_dirs(mon.container_pid)
         except OSError as e:
@@ -175,6 +192,19 @@ class OciCliHandler(DelegatedPodHalf, RuntimeHandler):
                         "OOM kills will not be seen", self.name, container_id,
                         ", ".join(map(str, dirs)) or "no cgroup", cgroup_dir)
         return Created(pid=mon.container_pid, monitor_pid=mon.pid, cgroup_dirs=dirs)
+
+    @functools.cached_property
+    def warm_cgroup(self) -> Path | None:
+        """Our own cgroup's cgroup.procs, where the monitor keeps the
+        kernel's cgroup attach lock warm while `create` runs (launch_monitor's
+        warm_cgroup, monitor/adopt.c): the runtime's own cgroup.procs writes
+        then skip an RCU grace period.  None: no warming."""
+        try:
+            return own_cgroup_procs()
+        except OSError as e:
+            log.info("runtime handler %s: no cgroup.procs of our own to keep the cgroup "
+                     "attach lock warm with: %s", self.name, e)
+            return None
 
     def _undo_create(self, container_id: str, pid_file: Path, create_log: Path) -> None:
         """Leave nothing of a failed create: no runtime state, no process (the
@@ -191,6 +221,7 @@ class OciCliHandler(DelegatedPodHalf, RuntimeHandler):
     # ---- lifecycle ---------------------------------------------------------------
 
     def start(self, container_id: str) -> None:
+        steps.reached(CALLED)
         self.command.check(container_id, "start")
 
     def state(self, container_id: str) -> dict[str, Any]:
