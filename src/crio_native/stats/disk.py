@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+
+from crio_native.linux import mountinfo
 
 
 @dataclass(frozen=True)
@@ -55,16 +56,8 @@ def fs_mountpoint(path: str | os.PathLike[str]) -> str:
     """The mountpoint of the filesystem holding `path` (FilesystemIdentifier):
     the longest mountinfo entry that is a prefix of the real path."""
     real = os.path.realpath(path)
-    best = "/"
     try:
-        text = Path("/proc/self/mountinfo").read_text()
+        entries = mountinfo.read()
     except OSError:
-        return best
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 5:
-            continue
-        mp = fields[4].replace("\\040", " ")
-        if (real == mp or real.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
-            best = mp
-    return best
+        return "/"
+    return mountinfo.holding(entries, real)

@@ -8,7 +8,7 @@ import select
 from dataclasses import dataclass
 from pathlib import Path
 
-from crio_native.linux import cgroup_net
+from crio_native.linux import cgroup_net, mountinfo
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,11 @@ def host_hierarchies(mountinfo: str | None = None) -> list[tuple[Hierarchy, str]
 
 def _parse_hierarchies(text: str) -> list[tuple[Hierarchy, str]]:
     seen, out = set(), []
-    for line in text.splitlines():
-        left, _, right = line.partition(" - ")
-        fstype, _source, opts = (right.split() + ["", ""])[:3]
+    for entry in mountinfo.parse(text):
+        fstype, opts = entry.fstype, entry.super_options
         if fstype not in ("cgroup", "cgroup2"):
             continue
-        fields = left.split()
-        mount_root, mountpoint = fields[3], Path(fields[4])
+        mount_root, mountpoint = entry.root, Path(entry.mount_point)
         if fstype == "cgroup2":
             try:
                 ctrls = frozenset((mountpoint / "cgroup.controllers").read_text().split())

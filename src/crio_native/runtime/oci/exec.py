@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from crio_native._native import proc as native_proc
 from crio_native.errors import CrioNativeError
+from crio_native.linux import mountinfo
 from crio_native.linux.procfs import children_of
 from crio_native.monitor import process_alive
 from crio_native.runtime.exec_output import (EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE)
@@ -167,17 +168,10 @@ def exec_files_dir() -> str | None:
     return None
 
 
-def tmpfs_mount_points(mountinfo: str, candidates: Sequence[str]) -> list[str]:
+def tmpfs_mount_points(text: str, candidates: Sequence[str]) -> list[str]:
     """Those of `candidates`, in order, that /proc/self/mountinfo's text
     shows as tmpfs mount points (the last mount on a point counts)."""
-    fstype: dict[str, str] = {}
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if "-" not in fields[6:]:
-            continue
-        sep = fields.index("-", 6)
-        if len(fields) > sep + 1:
-            fstype[fields[4]] = fields[sep + 1]
+    fstype = mountinfo.fstype_at(mountinfo.parse(text))
     return [c for c in candidates if fstype.get(c) == "tmpfs"]
 
 
