@@ -30,6 +30,7 @@ from crio_native.network.cni import CNI, Attachment, NetworkList  # noqa: E402
 from crio_native.sandbox.manager import LOOPBACK  # noqa: E402
 from tests.e2e import cni  # noqa: E402
 from tests.ports import free_port  # noqa: E402
+from tests.e2e.daemon import Daemon  # noqa: E402
 from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
 
 WARMUP = 3
@@ -120,18 +121,25 @@ def print_steps(title: str, ops: tuple[str, ...], ms: dict[str, float],
     print(f"    {'(outside the named steps)':42s} {wall_ms - named:7.2f} ms")
 
 
+def metrics_daemon(base: Path, netdir: Path) -> tuple[Daemon, int]:
+    """A prepared (not started) crio-native daemon whose Prometheus endpoint,
+    where step_totals reads the step histogram, listens on the port returned."""
+    port = free_port()
+    daemon = crio_native_daemon(base, netdir)
+    daemon.prepare()
+    (daemon.base / "crio-native.conf.d" / "60-metrics.conf").write_text(
+        f"[metrics]\nenable_metrics = true\nmetrics_port = {port}\n")
+    return daemon, port
+
+
 def run() -> int:
     if os.geteuid() != 0:
         print("  skipped: needs root")
         return 0
-    port = free_port()
     with bench_run("crn-bench-steps-") as bench:
         bench.pusher.push_image("bench/busybox", "1", ImageBuilder().busybox().build())
         image = bench.image("bench/busybox")
-        daemon = crio_native_daemon(bench.tmp / "daemon", bench.netdir)
-        daemon.prepare()
-        (daemon.base / "crio-native.conf.d" / "60-metrics.conf").write_text(
-            f"[metrics]\nenable_metrics = true\nmetrics_port = {port}\n")
+        daemon, port = metrics_daemon(bench.tmp / "daemon", bench.netdir)
         peer = Peer("crio-native builtin", daemon, image, handler="builtin")
         try:
             daemon.start()

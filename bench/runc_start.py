@@ -35,17 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ratio  # noqa: E402
 from bench.cri_setup import (RPC_TIMEOUT, DAEMON_LOG_MARKERS, Peer, bench_run,  # noqa: E402
-                             check_cgroups, container_config, crio_native_daemon, log_problems,
+                             check_cgroups, container_config, log_problems,
                              percentile, pod_config, print_load_at_end, print_machine,
                              pull_images, remove_all_pods, start_pod)
 from bench.peers import cgroup_dirs  # noqa: E402
-from bench.pod_steps import per_step_ms, step_totals  # noqa: E402
+from bench.pod_steps import metrics_daemon, per_step_ms, step_totals  # noqa: E402
 from crio_native._proto import api_pb2  # noqa: E402
 from crio_native.failpoints import CATALOGUE  # noqa: E402
 from crio_native.runtime.handler import MonitorOptions  # noqa: E402
 from crio_native.runtime.oci.handler import STEPS as HANDLER_STEPS, OciCliHandler  # noqa: E402
 from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
-from tests.ports import free_port  # noqa: E402
 
 ROUNDS = int(os.environ.get("CRN_BENCH_RUNC_STARTS", "20"))
 WARMUP = 2
@@ -189,16 +188,12 @@ def run() -> int:
         print("  skipped: needs root")
         return 0
     print_machine(f"{ROUNDS} alternating rounds (+{WARMUP}) of create + start, runc handler")
-    port = free_port()
     status = 0
     with bench_run("crn-bench-runcstart-") as bench, \
             tempfile.TemporaryDirectory(prefix="crn-bench-runcstart-files-") as files:
         bench.pusher.push_image("bench/busybox", "1", ImageBuilder().busybox().build())
         image = bench.image("bench/busybox")
-        daemon = crio_native_daemon(bench.tmp / "daemon", bench.netdir)
-        daemon.prepare()
-        (daemon.base / "crio-native.conf.d" / "60-metrics.conf").write_text(
-            f"[metrics]\nenable_metrics = true\nmetrics_port = {port}\n")
+        daemon, port = metrics_daemon(bench.tmp / "daemon", bench.netdir)
         ours = Peer("crio-native runc", daemon, image, handler="runc")
         own_root = Path(files) / "runc-root"
         own_root.mkdir()

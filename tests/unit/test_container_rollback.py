@@ -78,13 +78,6 @@ class Node:
 
 
 @pytest.fixture
-def world():
-    w = World()
-    yield w
-    assert w.close() == []
-
-
-@pytest.fixture
 def node(tmp_path, world, monkeypatch):
     for name in ("build_spec", "write_bundle", "prepare_log"):
         real = getattr(prepare, name)

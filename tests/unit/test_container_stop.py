@@ -51,13 +51,6 @@ class StubbornHandler(FakeHandler):
 
 
 @pytest.fixture
-def world():
-    w = World()
-    yield w
-    assert w.close() == []
-
-
-@pytest.fixture
 def node(tmp_path, world):
     n = Node(tmp_path, world)
     yield n

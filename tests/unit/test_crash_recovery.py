@@ -18,7 +18,7 @@ from crio_native.container.manager import STARTING
 from crio_native.container.record import CREATED, EXITED, RUNNING
 from crio_native.sandbox.record import NOTREADY, READY
 from tests.fixtures.fakes import end_monitor, pod_request, sandbox_manager, short
-from tests.unit.test_container_rollback import node, world  # noqa: F401
+from tests.unit.test_container_rollback import node  # noqa: F401
 from tests.unit.test_sandbox_rollback import (assert_nothing_left, config,  # noqa: F401
                                               files_left, manager, records_on_disk)
 

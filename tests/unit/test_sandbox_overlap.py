@@ -11,16 +11,9 @@ import pytest
 from crio_native import failpoints, steps
 from crio_native.sandbox.overlap import alongside
 from crio_native.sandbox.record import NOTREADY
-from tests.fixtures.fakes import Injected, World, config_under, pod_request, sandbox_manager
+from tests.fixtures.fakes import Injected, config_under, pod_request, sandbox_manager
 
 WAIT = 10.0
-
-
-@pytest.fixture
-def world():
-    w = World()
-    yield w
-    assert w.close() == []
 
 
 @pytest.fixture

@@ -32,13 +32,6 @@ UNDO_STEPS = ["handler.remove_sandbox", "cni.delete:eth0", "host.unmount_shm",
 
 
 @pytest.fixture
-def world():
-    w = World()
-    yield w
-    assert w.close() == []
-
-
-@pytest.fixture
 def config(tmp_path):
     return config_under(tmp_path)
 
