@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import threading
 from typing import Any
 
 from crio_native._proto import api_pb2
@@ -166,7 +167,7 @@ def profile_choice(sc: api_pb2.LinuxContainerSecurityContext,
 def default_profile(inputs: SpecInputs) -> dict[str, Any]:
     path = inputs.daemon.runtime.seccomp_profile
     if not path:
-        return seccomp_default.template()
+        return seccomp_default.shared_template()
     try:
         return load_profile(path)
     except ProfileError as e:
@@ -256,11 +257,51 @@ def with_seccomp(build: SpecBuild, inputs: SpecInputs) -> None:
     if profile is None:
         return
     caps = build.process.get("capabilities", {}).get("bounding", [])
+    machine = inputs.machine or platform.machine()
+    if profile is seccomp_default.shared_template():
+        build.linux["seccomp"] = _rendered_default(tuple(caps), machine)
+        return
     try:
-        build.linux["seccomp"] = render_template(profile, caps,
-                                                 inputs.machine or platform.machine())
+        build.linux["seccomp"] = render_template(profile, caps, machine)
     except (ProfileError, KeyError, TypeError) as e:
         raise InvalidArgument(f"{RPC}: {name}: {e}") from None
+
+
+# The built-in default rendered for each (bounding set, machine) seen: most
+# of a node's containers hold the same few sets.  Bounded; each caller gets
+# its own copy of every dict and list in it, sharing only strings and ints.
+_RENDERED_SIZE = 32
+_rendered: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
+_rendered_lock = threading.Lock()
+
+
+def _rendered_default(caps: tuple[str, ...], machine: str) -> dict[str, Any]:
+    key = (caps, machine)
+    with _rendered_lock:
+        section = _rendered.get(key)
+    if section is None:
+        section = render_template(seccomp_default.shared_template(), list(caps), machine)
+        with _rendered_lock:
+            if len(_rendered) >= _RENDERED_SIZE:
+                _rendered.pop(next(iter(_rendered)))
+            _rendered[key] = section
+    return _copy_section(section)
+
+
+def _copy_section(section: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a section render_template made: its lists hold
+    strings (architectures, flags, names) or, in "args", flat dicts."""
+    out = {k: list(v) if isinstance(v, list) else v for k, v in section.items()}
+    out["syscalls"] = [_copy_rule(r) for r in section["syscalls"]]
+    return out
+
+
+def _copy_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    out = dict(rule)
+    out["names"] = list(rule["names"])
+    if "args" in rule:
+        out["args"] = [dict(a) for a in rule["args"]]
+    return out
 
 
 # The seccomp notifier (CRI-O's annotation, in its two spellings): a pod

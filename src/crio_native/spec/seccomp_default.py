@@ -249,5 +249,13 @@ def template() -> dict[str, Any]:
             "archMap": ARCH_MAP, "syscalls": syscalls}
 
 
+@functools.cache
+def shared_template() -> dict[str, Any]:
+    """template(), built once for the process: the default profile of every
+    container (spec/seccomp.py renders it, and keeps each rendering).
+    Read-only: callers that change a profile take template()."""
+    return template()
+
+
 if __name__ == "__main__":
     print(json.dumps(template(), indent=2))

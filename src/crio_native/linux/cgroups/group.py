@@ -31,18 +31,44 @@ def _inherit_cpuset(d: Path) -> None:
             f.write_text((d.parent / name).read_text())
 
 
-def _make_dirs(d: Path, made: list[Path]) -> None:
-    """mkdir `d` and its missing parents, appending each one made."""
+def _make_dirs(d: Path, base: Path, made: list[Path]) -> None:
+    """mkdir `d` and its missing parents, appending each one made.  The leaf
+    is tried first: a container's parents (its pod's group) usually exist,
+    so one mkdir answers what a stat of each level would.  A walk up that
+    reaches a missing `base` (the cgroup root) fails as create() says."""
     missing = []
     p = d
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
+    while True:
+        if p == base:
+            # here only when `d` is the root or a dir below it had no parent
+            if d == base and base.is_dir():
+                return
+            raise _missing_root(base)
+        try:
+            p.mkdir()
+        except FileExistsError:
+            break
+        except FileNotFoundError:
+            missing.append(p)
+            p = p.parent
+            continue
+        made.append(p)
+        if (p / "cpuset.cpus").exists():
+            _inherit_cpuset(p)
+        break
     for m in reversed(missing):
-        m.mkdir()
+        try:
+            m.mkdir()
+        except FileExistsError:     # another create made a shared parent meanwhile
+            continue
         made.append(m)
         if (m / "cpuset.cpus").exists():
             _inherit_cpuset(m)
+
+
+def _missing_root(base: Path) -> FailedPrecondition:
+    return FailedPrecondition(f"cgroup root {base} does not exist: create it first "
+                              "(see runtime.cgroup_root)")
 
 
 def missing_dirs(plan: CgroupPlan) -> list[Path]:
@@ -112,14 +138,10 @@ def create(plan: CgroupPlan) -> list[Path]:
     """Make the groups (each cgroup root must exist), enable controllers
     from the root down on pure v2, and write the limits.  Returns the dirs
     made, for remove(); on failure removes what it made and raises."""
-    for base in plan.bases:
-        if not base.is_dir():
-            raise FailedPrecondition(f"cgroup root {base} does not exist: create it first "
-                                     "(see runtime.cgroup_root)")
     made: list[Path] = []
     try:
-        for d in plan.dirs:
-            _make_dirs(d, made)
+        for base, d in zip(plan.bases, plan.dirs, strict=True):
+            _make_dirs(d, base, made)
         if plan.v2 is not None:
             enable_controllers(delegation_chain(*plan.v2), plan.controllers)
         write_limits(plan.writes)

@@ -70,19 +70,35 @@ class _MountTable:
 
 
 _mount_table = _MountTable()
-_hierarchies_cache: tuple[str, list[tuple["Hierarchy", str]]] | None = None
+# (the mount table text last looked at, its cgroup lines, their hierarchies)
+_hierarchies_cache: tuple[str, list[str], list[tuple["Hierarchy", str]]] | None = None
+
+
+def cgroup_mount_lines(text: str) -> list[str]:
+    """The lines of mountinfo `text` that mount a cgroup or cgroup2
+    filesystem.  A path field escapes its spaces (\\040), so " - cgroup "
+    can only be the separator and the filesystem type."""
+    return [line for line in text.splitlines()
+            if " - cgroup " in line or " - cgroup2 " in line]
 
 
 def host_hierarchies(mountinfo: str | None = None) -> list[tuple[Hierarchy, str]]:
     """Each cgroup hierarchy once, with the root of its first mount; parsed
-    again only when the mount table changed."""
+    again only when the cgroup mounts changed.  Every create mounts a
+    rootfs, which changes the mount table but not its cgroup lines."""
     global _hierarchies_cache
     if mountinfo is not None:
         return _parse_hierarchies(mountinfo)
     text = _mount_table.text()
-    if _hierarchies_cache is None or _hierarchies_cache[0] is not text:
-        _hierarchies_cache = (text, _parse_hierarchies(text))
-    return list(_hierarchies_cache[1])
+    cached = _hierarchies_cache
+    if cached is None or cached[0] is not text:
+        lines = cgroup_mount_lines(text)
+        if cached is None or cached[1] != lines:
+            cached = (text, lines, _parse_hierarchies("\n".join(lines)))
+        else:
+            cached = (text, lines, cached[2])
+        _hierarchies_cache = cached
+    return list(cached[2])
 
 
 def _parse_hierarchies(text: str) -> list[tuple[Hierarchy, str]]:

@@ -80,10 +80,15 @@ def make(root: Path, p: Prepared,
              **({"_no_process": True} if p.spec.get("process") is None else {}),
              **{f"_{k}": [h.to_json() for h in p.hooks.get(k, [])]
                 for k in ("startContainer", "poststart", "poststop")}}
+    in_scope = p.groups is not None and p.groups.scope is not None
+    if not in_scope:
+        # the groups go in the first record (one write fewer): it is
+        # still written before any of them is made
+        _note_cgroups(p, state)
     write_state(root, p.container_id, state)
     scope = _start_scope(root, p, state, undo)
     if scope is None:
-        finish_cgroups(root, p, state, undo)
+        _make_cgroups(root, p, state, undo)
     return state, scope
 
 
@@ -93,13 +98,28 @@ def finish_cgroups(root: Path, p: Prepared, state: dict[str, Any],
     scope: once it exists)."""
     if p.groups is None:
         return
-    # recorded before they are made, so a delete after a crash at any
-    # point from here removes them (a missing group is no error there)
+    _note_cgroups(p, state)
+    write_state(root, p.container_id, state)
+    _make_cgroups(root, p, state, undo)
+
+
+def _note_cgroups(p: Prepared, state: dict[str, Any]) -> None:
+    """The groups in the state record, for the caller to write before
+    they are made, so a delete after a crash at any point from there
+    removes them (a missing group is no error there)."""
+    if p.groups is None:
+        return
     state["_cgroups"] = [str(d) for d in cgroups.missing_dirs(p.groups.plan)]
     state["_cgroup_dirs"] = [str(d) for d in p.groups.plan.dirs]
     state["_cgroups_path"] = p.groups.path
     state["_cgroup_root"] = p.groups.root
-    write_state(root, p.container_id, state)
+
+
+def _make_cgroups(root: Path, p: Prepared, state: dict[str, Any],
+                  undo: contextlib.ExitStack) -> None:
+    """Make the groups _note_cgroups recorded, with their undo."""
+    if p.groups is None:
+        return
     made = [str(d) for d in cgroups.create(p.groups.plan)]
     undo.callback(cgroups.remove, [Path(d) for d in made])
     if made != state["_cgroups"]:   # another create made a shared parent meanwhile
