@@ -1,21 +1,29 @@
 """ExecSync through the runc handler against its floor (issue 21): runc
 itself.  One container started by crio-native's runc handler is exec'd
 into, in alternating rounds, by
-  - `runc exec <id> true` run directly (the floor),
+  - `runc exec <id> true` run directly (the floor), and the same while
+    this process holds the cgroup attach warmer (linux/cgroups/warm.py:
+    the floor moves),
   - `runc exec --process F --pid-file P --log L <id>` run directly, as the
     handler calls it (the floor of our way of calling it),
   - the handler's exec path in this process (runtime/oci/exec.py, no
-    daemon, no gRPC): what our own bookkeeping around runc adds,
+    daemon, no gRPC): what our own bookkeeping around runc adds, as it is
+    (holding the shared attach warmer while runc runs) and with a warmer
+    that does nothing (what the warmer gains),
   - ExecSync over the CRI to the daemon (the whole of ours),
   - ExecSync over the CRI to containerd (runc through its shim v2), if
     installed;
 then N callers at once (CRN_BENCH_EXEC_CALLERS, default 4) for a while,
-ops/s for ours and containerd's.  Ratios are printed against runc's floor
+ops/s for ours and containerd's, and the in-process path with and without
+the warmer.  Ratios are printed against runc's floor
 and containerd.  (The runtime part of a pod start against its floor, step
 by step: bench/runc_start.py.)
 
 Environment: CRN_BENCH_EXECS (rounds, default 100), CRN_BENCH_EXEC_CALLERS
-(default 4), CRN_BENCH_EXEC_SECONDS (each throughput run, default 5)."""
+(default 4), CRN_BENCH_EXEC_SECONDS (each throughput run, default 5),
+CRN_BENCH_EXEC_GAP_MS (a pause before each timed call, default 0: with
+some 20 ms and more each call's cgroup write comes after a quiet spell, as
+a probe's does, instead of within a grace period of the call before)."""
 from __future__ import annotations
 
 import json
@@ -39,6 +47,7 @@ from bench.cri_setup import (RPC_TIMEOUT, DAEMON_LOG_MARKERS, Peer, bench_run,  
 from bench.peers import Containerd, cgroup_dirs, containerd_missing  # noqa: E402
 from bench.pod import own_cgroup_parent  # noqa: E402
 from crio_native._proto import api_pb2  # noqa: E402
+from crio_native.linux.cgroups import warm  # noqa: E402
 from crio_native.runtime.oci import exec as oci_exec  # noqa: E402
 from crio_native.runtime.oci.command import RuntimeCommand  # noqa: E402
 from tests.e2e import cni  # noqa: E402
@@ -47,6 +56,7 @@ from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
 ROUNDS = int(os.environ.get("CRN_BENCH_EXECS", "100"))
 CALLERS = int(os.environ.get("CRN_BENCH_EXEC_CALLERS", "4"))
 SECONDS = float(os.environ.get("CRN_BENCH_EXEC_SECONDS", "5"))
+GAP = float(os.environ.get("CRN_BENCH_EXEC_GAP_MS", "0")) / 1000
 WARMUP = 5
 RUNC = "/usr/sbin/runc"
 
@@ -87,15 +97,24 @@ def runc_calls(root: Path, cid: str, tmp: Path) -> dict[str, Call]:
         return call
 
     command = RuntimeCommand("runc", RUNC, root)
+    cold = warm.AttachWarmer(None, probe=False)
 
-    def in_process() -> None:
-        result = oci_exec.exec_sync(command, cid, process, 10.0)
-        if result.exit_code != 0:
-            raise RuntimeError(f"exec path: exit code {result.exit_code}")
+    def in_process(warmer: warm.AttachWarmer | None) -> Call:
+        def call() -> None:
+            result = oci_exec.exec_sync(command, cid, process, 10.0, warmer=warmer)
+            if result.exit_code != 0:
+                raise RuntimeError(f"exec path: exit code {result.exit_code}")
+        return call
+
+    def warm_floor() -> None:
+        with warm.shared().held():
+            spawn(plain)()
 
     return {"runc exec true (floor)": spawn(plain),
+            "runc exec true, warmer held": warm_floor,
             "runc exec --process (as we call it)": as_we_call_it,
-            "handler exec path, in process": in_process}
+            "handler exec path, in process": in_process(None),
+            "handler exec path, no warmer": in_process(cold)}
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -130,6 +149,8 @@ def alternate(calls: dict[str, Call], rounds: int) -> dict[str, list[float]]:
     names = list(calls)
     for i in range(WARMUP + rounds):
         for name in (names if i % 2 == 0 else names[::-1]):
+            if GAP:
+                time.sleep(GAP)
             began = time.perf_counter()
             calls[name]()
             if i >= WARMUP:
@@ -166,7 +187,7 @@ def run() -> int:
         print("  skipped: needs root")
         return 0
     print_machine(f"{ROUNDS} alternating rounds (+{WARMUP}), {CALLERS} callers for "
-                  f"{SECONDS:.0f} s; ExecSync `true`")
+                  f"{SECONDS:.0f} s; ExecSync `true`; {GAP * 1000:.0f} ms before each call")
     status = 0
     with bench_run("crn-bench-runcexec-") as bench, \
             tempfile.TemporaryDirectory(prefix="crn-bench-runcexec-files-") as files:
@@ -212,6 +233,8 @@ def run() -> int:
                 rates["containerd"] = throughput(calls["containerd ExecSync"], CALLERS, SECONDS)
             rates["runc exec --process (floor)"] = throughput(
                 calls["runc exec --process (as we call it)"], CALLERS, SECONDS)
+            for name in ("handler exec path, in process", "handler exec path, no warmer"):
+                rates[name] = throughput(calls[name], CALLERS, SECONDS)
             for name, rate in rates.items():
                 print(f"  {CALLERS} callers, {name:<36} {rate:7.1f} ops/s")
             p50 = {name: statistics.median(got) for name, got in samples.items()}
@@ -224,6 +247,12 @@ def run() -> int:
             ratio("handler exec path p50 / runc exec --process",
                   p50["handler exec path, in process"],
                   p50["runc exec --process (as we call it)"])
+            ratio("runc exec floor: warmer held / not",
+                  p50["runc exec true, warmer held"], floor)
+            ratio("handler exec path p50: warmer / no warmer",
+                  p50["handler exec path, in process"], p50["handler exec path, no warmer"])
+            ratio(f"handler exec path ops/s: warmer / no warmer ({CALLERS} callers)",
+                  rates["handler exec path, in process"], rates["handler exec path, no warmer"])
             if containerd is not None:
                 ratio("crio-native runc ExecSync p50 / containerd",
                       p50["crio-native runc ExecSync"], p50["containerd ExecSync"])

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from crio_native.errors import DeadlineExceeded, FailedPrecondition, NotFound
 from crio_native.monitor import AttachClient, process_alive, wait_exit
 from crio_native.runtime.exec_output import EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE
 from crio_native.runtime.handler import Created, MonitorOptions
+from crio_native.linux.cgroups import warm as cgroup_warm
 from crio_native.linux.cgroups.warm import own_cgroup_procs
 from crio_native.runtime.oci.cgroups import memory_cgroup_dir
 from crio_native.runtime.oci.exec import exec_files_dir
@@ -334,6 +336,29 @@ def test_exec_sync_output_and_exit_code(oci):
     r = oci.handler.exec_sync(c.id, exec_process("true"), timeout=None)
     assert (r.exit_code, r.stdout, r.stderr) == (0, b"", b"")
     assert not exec_files_left(c.id)
+
+
+def test_exec_sync_holds_the_shared_attach_warmer_while_runc_runs(oci):
+    """runc exec writes cgroup.procs to join the container's groups: on a
+    v1 host the process's warmer writes our pid to our own group while it
+    starts (linux/cgroups/warm.py), and stops once runc is done."""
+    c = oci.create(["sleep", "30"])
+    oci.handler.start(c.id)
+    warmer = cgroup_warm.shared()
+    before, groups = warmer.writes, Path("/proc/self/cgroup").read_text()
+    r = oci.handler.exec_sync(c.id, exec_process("true"), timeout=10)
+    assert r.exit_code == 0
+    if warmer._target() is None:          # pure v2 or the write refused: off
+        assert warmer.writes == before
+    else:
+        assert warmer.writes > before
+    assert Path("/proc/self/cgroup").read_text() == groups      # the writes moved nothing
+    deadline = time.monotonic() + 5
+    while [t for t in threading.enumerate() if t.name == "cgroup-warmer"]:
+        assert time.monotonic() < deadline, "the warmer still runs after the exec"
+        time.sleep(0.005)
+    oci.handler.delete(c.id, force=True)
+    oci.finish(c)
 
 
 def test_exec_sync_timeout_kills_the_process(oci):

@@ -85,3 +85,37 @@ def test_finds_a_v1_controller_hierarchy_of_our_own(monkeypatch, tmp_path):
     assert warm.own_procs_file() == tmp_path / "pids" / "a" / "cgroup.procs"
     monkeypatch.setattr(warm, "host_hierarchies", lambda: hierarchies[2:])
     assert warm.own_procs_file() is None        # pure v2: the launcher clones into the group
+
+
+def warmer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "cgroup-warmer"]
+
+
+def test_a_hold_ends_at_its_at_most_without_a_release(tmp_path):
+    procs = tmp_path / "cgroup.procs"
+    procs.write_text("")
+    warmer = AttachWarmer(procs)
+    release = warmer.hold(at_most=0.05)
+    wait_for(lambda: warmer.writes >= 1)
+    wait_for(lambda: not warmer_threads())       # the runc exec that runs on is not warmed
+    after = warmer.writes
+    release()                                    # late: does nothing
+    release()
+    time.sleep(5 * warm.INTERVAL_SECONDS)
+    assert warmer.writes == after and not warmer_threads()
+
+
+def test_an_unbounded_hold_outlasts_a_bounded_one(tmp_path):
+    procs = tmp_path / "cgroup.procs"
+    procs.write_text("")
+    warmer = AttachWarmer(procs)
+    with warmer.held():
+        warmer.hold(at_most=0.01)
+        time.sleep(0.05)
+        before = warmer.writes
+        wait_for(lambda: warmer.writes >= before + 2)
+    wait_for(lambda: not warmer_threads())
+
+
+def test_shared_is_one_instance_for_the_process():
+    assert warm.shared() is warm.shared()

@@ -35,7 +35,7 @@ from crio_native.container.store import ContainerStore
 from crio_native.container.watcher import ExitWatcher
 from crio_native.errors import (AlreadyExists, CrioNativeError, DeadlineExceeded,
                                 FailedPrecondition, InvalidArgument, NotFound)
-from crio_native.linux.cgroups.warm import AttachWarmer
+from crio_native.linux.cgroups import warm as cgroup_warm
 from crio_native.attestation import signer as attestation_store
 from crio_native.metrics import hooks as metrics_hooks
 from crio_native.policy.gate import pod_input as policy_pod_input
@@ -98,7 +98,7 @@ class ContainerManager:
         self.notifier = seccomp_notifier.SeccompNotifier(Path(config.runroot) / "seccomp",
                                                          self._seccomp_stop)
         # the v1 attach's grace period, waited alongside a create's own work
-        self.warmer = AttachWarmer()
+        self.warmer = cgroup_warm.shared()    # the runc handler's execs hold it too
 
     def close(self) -> None:
         self.watcher.close()

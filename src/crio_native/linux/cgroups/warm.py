@@ -19,15 +19,21 @@ in its fast state.  The cost while held: one short write every
 INTERVAL_SECONDS, and forks on the host take the rwsem's slower reader path
 (as they do during any v1 attach).  Where nothing is to gain (a pure v2
 host: the built-in launcher clones straight into the group) or the write
-is refused, it does nothing."""
+is refused, it does nothing.
+
+The runc handler's exec path holds the same warmer (`shared()`, one per
+process) while `runc exec` starts: runc joins the container's groups by
+writing `cgroup.procs` too.  An exec may run for long, so its hold ends
+at `at_most` seconds even if the exec goes on."""
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from crio_native.linux.cgroups.hierarchy import (Hierarchy, host_hierarchies, own_cgroups,
                                                    pure_v2)
@@ -75,7 +81,8 @@ class AttachWarmer:
         self._file = procs_file
         self._probed = procs_file is not None or not probe
         self._lock = threading.Lock()
-        self._holders = 0
+        self._holds: dict[int, float] = {}    # hold -> its end (monotonic; inf: none)
+        self._next_hold = 0
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.writes = 0                       # for tests and benchmarks
@@ -91,24 +98,37 @@ class AttachWarmer:
         return self._file
 
     @contextmanager
-    def held(self) -> Iterator[None]:
-        """Keep the attach path warm until the block ends."""
-        with self._lock:
-            target = self._target()
-            if target is not None:
-                self._holders += 1
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, args=(target,),
-                                                    name="cgroup-warmer", daemon=True)
-                    self._thread.start()
+    def held(self, at_most: float | None = None) -> Iterator[None]:
+        """Keep the attach path warm until the block ends, or for `at_most`
+        seconds if that comes first."""
+        release = self.hold(at_most)
         try:
             yield
         finally:
-            if target is not None:
-                with self._lock:
-                    self._holders -= 1
-                    if self._holders == 0:
-                        self._wake.set()
+            release()
+
+    def hold(self, at_most: float | None = None) -> Callable[[], None]:
+        """Keep the attach path warm until the function returned is called
+        (more calls do nothing), or for `at_most` seconds if that comes
+        first."""
+        with self._lock:
+            target = self._target()
+            if target is None:
+                return _nothing
+            self._next_hold += 1
+            hold = self._next_hold
+            self._holds[hold] = (time.monotonic() + at_most if at_most is not None
+                                 else float("inf"))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, args=(target,),
+                                                name="cgroup-warmer", daemon=True)
+                self._thread.start()
+
+        def release() -> None:
+            with self._lock:
+                if self._holds.pop(hold, None) is not None and not self._holds:
+                    self._wake.set()
+        return release
 
     def _run(self, target: Path) -> None:
         pid = str(os.getpid()).encode()
@@ -121,7 +141,10 @@ class AttachWarmer:
             while True:
                 with self._lock:
                     self._wake.clear()
-                    if self._holders == 0:
+                    now = time.monotonic()
+                    for hold in [h for h, end in self._holds.items() if end <= now]:
+                        del self._holds[hold]
+                    if not self._holds:
                         self._thread = None
                         return
                 try:
@@ -141,4 +164,23 @@ class AttachWarmer:
         with self._lock:
             self._file = None
             self._thread = None
+            self._holds.clear()
             self._wake.clear()
+
+
+def _nothing() -> None:
+    pass
+
+
+_shared: AttachWarmer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared() -> AttachWarmer:
+    """The process's one warmer, held by the container manager's creates and
+    the runc handler's execs alike: one thread however many hold it."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = AttachWarmer()
+        return _shared

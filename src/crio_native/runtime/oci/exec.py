@@ -24,6 +24,7 @@ from typing import Any, Sequence
 from crio_native._native import proc as native_proc
 from crio_native.errors import CrioNativeError
 from crio_native.linux import mountinfo
+from crio_native.linux.cgroups import warm as cgroup_warm
 from crio_native.linux.procfs import children_of
 from crio_native.monitor import process_alive
 from crio_native.runtime.exec_output import (EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOUT_EXIT_CODE)
@@ -33,11 +34,22 @@ from crio_native.runtime.oci.messages import runtime_log_messages, runtime_messa
 
 log = logging.getLogger(__name__)
 
+# `<runtime> exec` joins the container's cgroups by writing `cgroup.procs`,
+# and on a v1 host the first such write after a quiet spell waits an RCU
+# grace period (linux/cgroups/warm.py): the process's shared AttachWarmer
+# is held from the spawn until the runtime exits, at most this long (runc
+# has joined the groups long before; a long exec is not warmed throughout).
+ATTACH_WINDOW_SECONDS = 1.0
+
 
 def exec_sync(runtime: RuntimeCommand, container_id: str, process: dict[str, Any],
-              timeout: float | None) -> ExecResult:
+              timeout: float | None, warmer: cgroup_warm.AttachWarmer | None = None
+              ) -> ExecResult:
     """OciCliHandler.exec_sync: the runtime's exec as our child, its output
-    collected up to EXEC_OUTPUT_LIMIT per stream, killed at the timeout."""
+    collected up to EXEC_OUTPUT_LIMIT per stream, killed at the timeout.
+    `warmer`: the attach warmer to hold while it starts (default: the
+    process's shared one)."""
+    warmer = cgroup_warm.shared() if warmer is None else warmer
     with tempfile.TemporaryDirectory(prefix=f"crn-exec-{container_id[:12]}-",
                                      dir=exec_files_dir()) as tmp:
         process_file, pid_file = Path(tmp) / "process.json", Path(tmp) / "exec.pid"
@@ -46,11 +58,16 @@ def exec_sync(runtime: RuntimeCommand, container_id: str, process: dict[str, Any
         cmd = runtime.argv("exec", "--process", str(process_file), "--pid-file", str(pid_file),
                             container_id, log_file=log_file)
         log.debug("runtime handler %s: %s", runtime.name, shlex.join(cmd))
+        release_warmer = warmer.hold(at_most=ATTACH_WINDOW_SECONDS)
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
         except FileNotFoundError as e:
+            release_warmer()
             raise runtime.missing_binary() from e
+        except BaseException:
+            release_warmer()
+            raise
         with proc:
             deadline = time.monotonic() + timeout if timeout else None
             try:
@@ -59,6 +76,8 @@ def exec_sync(runtime: RuntimeCommand, container_id: str, process: dict[str, Any
             except BaseException:
                 kill_exec(runtime, container_id, proc, pid_file)
                 raise
+            finally:
+                release_warmer()
             if timed_out:
                 kill_exec(runtime, container_id, proc, pid_file)
                 return ExecResult(EXEC_TIMEOUT_EXIT_CODE, b"", EXEC_TIMED_OUT_MESSAGE,
@@ -92,6 +111,7 @@ def exec_interactive(runtime: RuntimeCommand, container_id: str, process: dict[s
     log.debug("runtime handler %s: %s", runtime.name, shlex.join(cmd))
     ours: dict[str, Any] = {}
     slave = None
+    release_warmer = cgroup_warm.shared().hold(at_most=ATTACH_WINDOW_SECONDS)
     try:
         if tty:
             master, slave = os.openpty()
@@ -112,6 +132,7 @@ def exec_interactive(runtime: RuntimeCommand, container_id: str, process: dict[s
                 ours[name] = os.dup(f.fileno())
                 f.close()
     except BaseException:
+        release_warmer()
         for fd in set(ours.values()):
             os.close(fd)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -124,6 +145,7 @@ def exec_interactive(runtime: RuntimeCommand, container_id: str, process: dict[s
 
     def reap() -> int:
         code = proc.wait()
+        release_warmer()
         if code != 0 and not pid_file.exists():
             reap_exec_orphans(runtime, container_id)
             log.warning("runtime handler %s: exec in %s failed: %s", runtime.name,
