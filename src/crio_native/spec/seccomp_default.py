@@ -150,15 +150,7 @@ _BY_ARCH = {
 
 
 def _names(text: str) -> list[str]:
-    return list(_sorted_names(text))
-
-
-@functools.cache
-def _sorted_names(text: str) -> tuple[str, ...]:
-    # one set of name strings for the process: every container's spec keeps
-    # its rendered profile (ContainerManager.spec_of), which would otherwise
-    # hold its own copy of ~400 names (about 20 KiB a container)
-    return tuple(sorted(set(text.split())))
+    return sorted(set(text.split()))
 
 
 def _allow(names: list[str], **extra: Any) -> dict[str, Any]:
@@ -252,7 +244,9 @@ def template() -> dict[str, Any]:
 @functools.cache
 def shared_template() -> dict[str, Any]:
     """template(), built once for the process: the default profile of every
-    container (spec/seccomp.py renders it, and keeps each rendering).
+    container (spec/seccomp.py renders it, and keeps each rendering, whose
+    copies share its name strings: every container's spec is kept, by
+    ContainerManager.spec_of, and would otherwise hold its own ~400 names).
     Read-only: callers that change a profile take template()."""
     return template()
 
