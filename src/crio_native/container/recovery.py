@@ -132,7 +132,7 @@ def sweep_rootfs(manager: ContainerManager) -> None:
         dirs = sorted(rootfs_root(manager.config).iterdir())
     except FileNotFoundError:
         return
-    owned = {r.id for r in manager.store.all()} | manager.store.unreadable
+    owned = manager.store.known_ids()
     for d in dirs:
         if not orphans.HEX_ID.match(d.name) or d.name in owned or not d.is_dir():
             continue
@@ -150,7 +150,7 @@ def sweep_attestations(manager: ContainerManager) -> None:
     record was saved without fsync and a power loss took it, while the
     attestation (fsynced) stayed."""
     directory = manager.store.directory
-    owned = {r.id for r in manager.store.all()} | manager.store.unreadable
+    owned = manager.store.known_ids()
     for path in sorted(directory.glob("*" + attestation_store.SUFFIX)):
         container_id = path.name[:-len(attestation_store.SUFFIX)]
         if not orphans.HEX_ID.match(container_id) or container_id in owned:

@@ -173,6 +173,12 @@ class RecordStore(Generic[R]):
             if self._names.get(record.name_key) == record.id:
                 del self._names[record.name_key]
 
+    def known_ids(self) -> set[str]:
+        """The ids of the records loaded and of those kept on disk that
+        load() could not read: what a start-up sweep must leave alone."""
+        with self.lock:
+            return set(self._records) | self.unreadable
+
     def find(self, record_id: str) -> R | None:
         """By full id or unique prefix, as crictl users type them."""
         with self.lock:
