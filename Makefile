@@ -10,9 +10,11 @@ STAMPS := .stamps
 # libsystemd-dev: systemd-python (journal) builds against it in `make build`,
 # after these are installed (a pyproject dependency, not a PIP_PACKAGES one).
 # libssl-dev: _native.ed25519 signs the attestation records with libcrypto.
+# golang-go, golang-google-grpc-dev: tests/interop/grpcgo, the kubelet's gRPC
+# library (grpc-go 1.33) as a CRI client of the daemon (test_cri_grpcgo.py).
 APT_PACKAGES := gcc make pkg-config libseccomp-dev libselinux1-dev libsystemd-dev libssl-dev runc crun \
 	containernetworking-plugins docker-registry busybox-static containerd openssl iproute2 util-linux \
-	conmon policycoreutils selinux-policy-default
+	conmon policycoreutils selinux-policy-default golang-go golang-google-grpc-dev
 PIP_PACKAGES := "setuptools>=77" wheel "Cython>=3.0" "grpcio-tools>=1.60" "grpcio>=1.60" "h2>=4.1" \
 	"protobuf>=4.25" "tomli_w>=1.0" "pytest>=7" \
 	"urllib3>=2.0" "zstandard>=0.22" "isal>=1.6" "ruff>=0.6" "mypy>=1.10" \

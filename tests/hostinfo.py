@@ -58,6 +58,12 @@ def host_lacks(marker: str) -> str | None:
         return "needs systemd as PID 1 and its D-Bus system bus; runs in `vmrun.sh --init systemd`"
     if marker == "requires_apparmor" and not apparmor_enabled():
         return "needs AppArmor enabled on the host; runs in `vmrun.sh --apparmor`"
+    if marker == "requires_grpcgo":
+        from tests.e2e import grpcgo
+
+        reason = grpcgo.missing()
+        if reason:
+            return reason + "; `make install-deps` installs it"
     if marker == "requires_gpu" and not has_gpu():
         return "needs an NVIDIA GPU; runs on the device machine"
     return None
