@@ -173,7 +173,6 @@ def test_exec_tty_resize_per_version(sdaemon):
     s = Session(url, V2, ("error", "stdin", "stdout", "resize"))
     s.send("resize", json.dumps({"Width": 120, "Height": 40}).encode())
     s.wait_for("stdout", b"started")
-    time.sleep(0.2)
     s.send("stdin", b"go\n")
     assert s.finish() == b""
     assert b"size=[]" in s.output("stdout"), s.output("stdout")
@@ -184,7 +183,6 @@ def test_exec_tty_resize_per_version(sdaemon):
     s.ids["resize"] = s.client.open("resize")
     s.send("resize", json.dumps({"Width": 120, "Height": 40}).encode())
     s.wait_for("stdout", b"started")
-    time.sleep(0.2)
     s.send("stdin", b"go\n")
     assert s.finish() == b""
     assert b"size=[40 120]" in s.output("stdout"), s.output("stdout")

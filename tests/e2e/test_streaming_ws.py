@@ -6,7 +6,6 @@ containers through the daemon."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -52,7 +51,6 @@ def test_exec_websocket_base64(sdaemon, proto):
     url = exec_url(d, cid, ["sh", "-c", "read go; stty size"], stdin=True, tty=True)
     client = WsClient(url, protocols=(proto,))
     client.resize(90, 21)
-    time.sleep(0.2)
     client.send(STDIN, b"go\n")
     assert b"21 90" in client.run()[STDOUT]
 
@@ -76,7 +74,6 @@ def test_exec_websocket_v1_and_negotiation(sdaemon):
     url = exec_url(d, cid, ["sh", "-c", "read go; stty size"], stdin=True, tty=True)
     client = WsClient(url, protocols=(V1,))
     client.resize(77, 13)
-    time.sleep(0.2)
     client.send(STDIN, b"go\n")
     assert b"13 77" in client.run()[STDOUT]
     # the first of the client's list that the server speaks

@@ -92,9 +92,10 @@ async def _relay_process(backend: Backend, proc, streams: CommandStreams) -> int
     if proc.stderr is not None and proc.stderr != proc.stdout:
         outputs.append(asyncio.ensure_future(_pump_out(proc.stderr, sp.STDERR, streams, activity)))
     helpers = []
+    resizing = proc.pty is not None or proc.resize_fn is not None
     if proc.stdin is not None:
-        helpers.append(asyncio.ensure_future(_pump_in(proc, streams)))
-    if proc.pty is not None or proc.resize_fn is not None:
+        helpers.append(asyncio.ensure_future(_pump_in(proc, streams, ordered=resizing)))
+    if resizing:
         helpers.append(asyncio.ensure_future(_pump_resize(proc, streams)))
     exited = asyncio.ensure_future(aio.wait_readable(proc.wait_fd))
     gone = asyncio.ensure_future(streams.gone.wait())
@@ -134,8 +135,12 @@ async def _pump_out(fd: int, channel: int, streams: CommandStreams, activity: li
         await streams.send(channel, data)
 
 
-async def _pump_in(proc, streams: CommandStreams) -> None:
+async def _pump_in(proc, streams: CommandStreams, ordered: bool = False) -> None:
+    """Stdin to the process; `ordered`: each chunk only once every window
+    size the client sent before it is in effect (see resizes_applied)."""
     while (data := await streams.read_stdin()) is not None:
+        if ordered:
+            await resizes_applied(streams)
         await aio.write_all(proc.stdin, data)
     if proc.pty is not None:
         await aio.write_all(proc.pty, EOT)
@@ -151,16 +156,42 @@ async def _pump_in(proc, streams: CommandStreams) -> None:
             os.close(fd)
 
 
+async def resizes_applied(streams: CommandStreams) -> None:
+    """Wait until every window size queued so far has been applied.
+
+    The client's messages reach us in the order it sent them (one
+    WebSocket connection; SPDY frames on one TCP connection), and the
+    transport queues a resize before it feeds the stdin that followed it,
+    but two pumps would apply them in whatever order they get to run.  A
+    client that sets the size and then types (kubectl's first resize, then
+    the user's keys; `read go; stty size`) must find the size in effect
+    when the process reads the input, so stdin waits for the resizes
+    queued before it: the resize pump marks each one done once applied."""
+    await streams.resizes.join()
+
+
 async def _pump_resize(proc, streams: CommandStreams) -> None:
     while True:
         size = await streams.resizes.get()
-        if proc.pty is None:
+        try:
+            await _apply_window_size(proc, size)
+        except Exception:  # noqa: BLE001 - a dead pump would hold up stdin for good
+            log.exception("exec: window size %dx%d not set", size.width, size.height)
+        finally:
+            streams.resizes.task_done()
+
+
+async def _apply_window_size(proc, size: sp.TerminalSize) -> None:
+    if proc.pty is None:
+        try:
             await asyncio.get_running_loop().run_in_executor(
                 None, proc.resize_fn, size.width, size.height)
-            continue
-        set_window_size(proc.pty, size)
-        if proc.resized is not None:
-            proc.resized()
+        except (OSError, CrioNativeError) as e:    # the session goes on at the old size
+            log.info("exec: window size %dx%d not set: %s", size.width, size.height, e)
+        return
+    set_window_size(proc.pty, size)
+    if proc.resized is not None:
+        proc.resized()
 
 
 def set_window_size(fd: int, size: sp.TerminalSize) -> None:
@@ -224,6 +255,7 @@ async def _relay_attach(sock: socket.socket, early: list[bytes], streams: Comman
 
     async def stdin() -> None:
         while (data := await streams.read_stdin()) is not None:
+            await resizes_applied(streams)
             for i in range(0, len(data), mp.MSG_MAX - 1):
                 await loop.sock_sendall(sock, bytes((mp.MSG_STDIN,)) + data[i:i + mp.MSG_MAX - 1])
         if not streams.gone.is_set():
@@ -234,10 +266,13 @@ async def _relay_attach(sock: socket.socket, early: list[bytes], streams: Comman
     async def resize() -> None:
         while True:
             size = await streams.resizes.get()
-            if resize_by_runtime is not None:
-                await resize_by_runtime(size)
-            else:
-                await loop.sock_sendall(sock, mp.encode_resize(size.height, size.width))
+            try:
+                if resize_by_runtime is not None:
+                    await resize_by_runtime(size)
+                else:
+                    await loop.sock_sendall(sock, mp.encode_resize(size.height, size.width))
+            finally:
+                streams.resizes.task_done()
 
     out = asyncio.ensure_future(output())
     gone = asyncio.ensure_future(streams.gone.wait())
