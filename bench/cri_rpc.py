@@ -1,13 +1,20 @@
-"""Daemon start-up and CRI round trips (Version, Status) on the unix socket.
+"""Daemon start-up, CRI round trips (Version, Status) on the unix socket, and
+the throughput of small calls: CALLERS threads sharing one channel (as the
+kubelet's probes share its connection) each calling Version ROUNDS times,
+ops/s = all calls / wall time (the wire's per-call cost, issue #14).
 
 The peer, a CRI-O or containerd socket, is measured in the same run when one
 is listening at its default path; neither is installed on the development
-hosts, so those lines say so instead of printing a ratio."""
+hosts, so those lines say so instead of printing a ratio.
+
+Environment: CRN_BENCH_RPC_CALLERS (default 4), CRN_BENCH_RPC_ROUNDS (Version
+calls per caller, default 1000; 0 skips the throughput part)."""
 from __future__ import annotations
 
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +28,8 @@ from tests.e2e.daemon import Daemon  # noqa: E402
 
 PEER_SOCKETS = {"containerd": "/run/containerd/containerd.sock", "crio": "/run/crio/crio.sock"}
 ITERATIONS = 500
+CALLERS = int(os.environ.get("CRN_BENCH_RPC_CALLERS", "4"))
+ROUNDS = int(os.environ.get("CRN_BENCH_RPC_ROUNDS", "1000"))
 
 
 def round_trips(channel: grpc.Channel) -> dict[str, float]:
@@ -33,6 +42,41 @@ def round_trips(channel: grpc.Channel) -> dict[str, float]:
     }
 
 
+def concurrent_versions(channel: grpc.Channel) -> float:
+    """CALLERS threads, ROUNDS Version calls each, released together:
+    prints ops/s and the p50 of a call under that load; returns ops/s."""
+    stub = api_pb2_grpc.RuntimeServiceStub(channel)
+    for _ in range(20):
+        stub.Version(api_pb2.VersionRequest())
+    start = threading.Barrier(CALLERS + 1)
+    samples: list[list[float]] = [[] for _ in range(CALLERS)]
+    errors: list[BaseException] = []
+
+    def caller(mine: list[float]) -> None:
+        start.wait()
+        try:
+            mine.extend(time_calls(lambda: stub.Version(api_pb2.VersionRequest()), ROUNDS,
+                                   warmup=0))
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(s,)) for s in samples]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    if errors:
+        raise errors[0]
+    every = [x for s in samples for x in s]
+    summarize(f"Version, {CALLERS} callers", every)
+    ops = len(every) / wall
+    print(f"  {CALLERS} callers x {ROUNDS} Version: {ops:8.1f} ops/s")
+    return ops
+
+
 def run() -> int:
     with tempfile.TemporaryDirectory(prefix="crn-bench-") as tmp:
         daemon = Daemon(Path(tmp))
@@ -43,6 +87,8 @@ def run() -> int:
         try:
             print("crio-native:")
             ours = round_trips(daemon.channel)
+            if ROUNDS > 0:
+                concurrent_versions(daemon.channel)
         finally:
             daemon.stop()
     for peer, path in PEER_SOCKETS.items():

@@ -20,7 +20,7 @@ from crio_native._proto import api_pb2, api_pb2_grpc
 from crio_native.cri import edge
 from crio_native.cri.wire import Server, StatusCode
 from crio_native.errors import NotFound
-from tests.h2client import RawClient, grpc_message
+from tests.h2client import Answer, RawClient, grpc_message
 
 VERSION = "/runtime.v1.RuntimeService/Version"
 LIST = "/runtime.v1.RuntimeService/ListContainers"
@@ -367,3 +367,99 @@ def test_any_request_body_gets_a_status_and_the_server_lives(served, body):
         assert answer.code in (StatusCode.OK, StatusCode.INTERNAL, StatusCode.UNIMPLEMENTED,
                                StatusCode.RESOURCE_EXHAUSTED)
         assert client.call(VERSION, version_body()).code == StatusCode.OK
+
+
+
+GRPC_HEAD = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"localhost"),
+             (b":path", VERSION.encode()), (b"content-type", b"application/grpc"),
+             (b"te", b"trailers")]
+MALFORMED_HEADS = {
+    "upper-case name": GRPC_HEAD + [(b"X-Trace", b"1")],
+    "connection-specific header": GRPC_HEAD + [(b"connection", b"close")],
+    "te other than trailers": GRPC_HEAD[:5] + [(b"te", b"gzip")],
+    "no :path": GRPC_HEAD[:3] + GRPC_HEAD[4:],
+    "pseudo-header after a field": GRPC_HEAD[:3] + GRPC_HEAD[4:] + GRPC_HEAD[3:4],
+    "NUL in a value": GRPC_HEAD + [(b"x-trace", b"a\x00b")],
+}
+
+
+def raw_headers_call(client: RawClient, headers: list[tuple[bytes, bytes]]) -> int:
+    """A request with exactly these header fields (h2's client checks off,
+    so that it sends what a broken peer would), a Version body after them."""
+    client.h2.config.validate_outbound_headers = False
+    client.h2.config.normalize_outbound_headers = False
+    sid = client.h2.get_next_available_stream_id()
+    client.answers[sid] = Answer()
+    client.h2.send_headers(sid, headers)
+    client.h2.send_data(sid, version_body("raw"), end_stream=True)
+    client.flush()
+    return sid
+
+
+@pytest.mark.parametrize("headers", MALFORMED_HEADS.values(), ids=MALFORMED_HEADS.keys())
+def test_malformed_request_resets_its_stream_only(served, headers):
+    """A malformed request is a stream error (RFC 9113 8.1.1): RST_STREAM
+    PROTOCOL_ERROR, no handler runs, and a call running beside it on the
+    same connection and the calls after it are answered."""
+    _, path, handlers = served
+    with RawClient(path) as client:
+        running = client.start(EVENTS, grpc_message(b""))
+        client.read(lambda: len(client.answers[running].data) > 0)
+        bad = raw_headers_call(client, headers)
+        client.read(lambda: client.answers[bad].ended)
+        assert client.answers[bad].reset == ErrorCodes.PROTOCOL_ERROR
+        assert client.answers[bad].headers == {}
+        assert not client.answers[running].ended
+        answer = client.call(VERSION, version_body("after"))
+        assert answer.code == StatusCode.OK
+        assert handlers.seen_remaining == [None]      # only the good Version ran
+
+
+def test_raw_grpc_head_with_odd_but_legal_fields_is_answered(served):
+    """What h2 accepts the server accepts: te in upper case, host equal to
+    :authority, a value that is not UTF-8, an empty value."""
+    _, path, _ = served
+    head = GRPC_HEAD[:5] + [(b"te", b"Trailers"), (b"host", b"localhost"),
+                            (b"x-trace", b"\xff\xfe"), (b"x-empty", b"")]
+    with RawClient(path) as client:
+        sid = raw_headers_call(client, head)
+        client.read(lambda: client.answers[sid].ended)
+        assert client.answers[sid].code == StatusCode.OK
+        [message] = client.answers[sid].messages()
+        assert api_pb2.VersionResponse.FromString(message).version == "raw"
+
+
+def cri_workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("cri-") and t.name[4:].isdigit()]
+
+
+def test_workers_are_reused_bounded_and_leave_at_stop(tmp_path):
+    """Calls run on worker threads made as needed, never more than
+    max_workers, kept between calls, and gone after stop()."""
+    handlers = Handlers()
+    server = Server([edge.service_handler("RuntimeService", handlers.rpcs())], max_workers=3,
+                    max_send=MAX_SEND, max_recv=MAX_RECV)
+    path = str(tmp_path / "cri.sock")
+    server.bind(path)
+    server.start()
+    before = set(cri_workers())
+    try:
+        with grpc.insecure_channel(f"unix:{path}") as channel:
+            stub = api_pb2_grpc.RuntimeServiceStub(channel)
+            for i in range(40):
+                assert stub.Version(api_pb2.VersionRequest(version=str(i))).version == str(i)
+            serial = set(cri_workers()) - before
+            assert 1 <= len(serial) <= 3
+            handlers.slow_seconds = 0.05
+            with ThreadPoolExecutor(12) as pool:
+                versions = list(pool.map(
+                    lambda i: stub.Version(api_pb2.VersionRequest(version=str(i))).version,
+                    range(36)))
+            assert versions == [str(i) for i in range(36)]
+            assert len(set(cri_workers()) - before) == 3
+    finally:
+        server.stop(0)
+    deadline = time.monotonic() + 5
+    while set(cri_workers()) - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(cri_workers()) - before == set()

@@ -25,6 +25,7 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from crio_native.cri.wire.call import Aborted, Call, Method, responses
+from crio_native.cri.wire.headers import Malformed, request_head
 from crio_native.cri.wire.messages import (ACCEPT_ENCODING, ENCODINGS, WireError, check_prefix,
                                            frame, request_message, sent_too_large)
 from crio_native.cri.wire.status import StatusCode, encode_message, parse_timeout
@@ -64,10 +65,10 @@ def is_grpc_content_type(value: str) -> bool:
 
 
 def caller_metadata(headers: list[tuple[str, str]]) -> tuple[tuple[str, Any], ...]:
-    """invocation_metadata(): the caller's headers, -bin values decoded."""
+    """invocation_metadata(): the caller's regular headers, -bin values decoded."""
     out: list[tuple[str, Any]] = []
     for name, value in headers:
-        if name.startswith(":") or name in RESERVED:
+        if name in RESERVED:
             continue
         if name.endswith("-bin"):
             try:
@@ -79,18 +80,20 @@ def caller_metadata(headers: list[tuple[str, str]]) -> tuple[tuple[str, Any], ..
     return tuple(out)
 
 
-def response_headers() -> list[tuple[str, str]]:
-    return [(":status", "200"), ("content-type", "application/grpc"),
-            ("grpc-accept-encoding", ACCEPT_ENCODING)]
+# What we send goes to h2 as bytes (no encoding step per call).
+RESPONSE_HEADERS = ((b":status", b"200"), (b"content-type", b"application/grpc"),
+                    (b"grpc-accept-encoding", ACCEPT_ENCODING.encode()))
+OK_TRAILERS = ((b"grpc-status", b"0"),)
 
 
-OK_TRAILERS = [("grpc-status", "0")]
+def response_headers(http_status: int = 200) -> list[tuple[bytes, bytes]]:
+    return [(b":status", str(http_status).encode()), *RESPONSE_HEADERS[1:]]
 
 
-def status_trailers(code: StatusCode, message: str) -> list[tuple[str, str]]:
-    trailers = [("grpc-status", str(int(code)))]
+def status_trailers(code: StatusCode, message: str) -> list[tuple[bytes, bytes]]:
+    trailers = [(b"grpc-status", str(int(code)).encode())]
     if message:
-        trailers.append(("grpc-message", encode_message(message)))
+        trailers.append((b"grpc-message", encode_message(message).encode()))
     return trailers
 
 
@@ -99,15 +102,19 @@ class Connection:
         self.sock = sock
         self.server = server
         # what we send is built here, lower-case and valid: h2 need not check
-        # it; what we receive h2 checks (a malformed request is a protocol error)
+        # it; what we receive headers.py checks in one pass, cheaper than h2
+        # (a malformed request is a stream error)
         self.h2 = H2Connection(H2Configuration(
-            client_side=False, header_encoding="utf-8", validate_outbound_headers=False,
-            normalize_outbound_headers=False))
+            client_side=False, header_encoding=None, validate_outbound_headers=False,
+            normalize_outbound_headers=False, validate_inbound_headers=False,
+            normalize_inbound_headers=False))
         self.h2.local_settings = Settings(client=False, initial_values={
             SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
             SettingCodes.MAX_HEADER_LIST_SIZE: 65536})
         self.lock = threading.Lock()
         self.window_open = threading.Condition(self.lock)
+        self.window_waiters = 0      # senders in window_open.wait(): the peer's WINDOW_UPDATEs
+                                     # (grpcio sends two per answer) wake nobody otherwise
         self.incoming: dict[int, Incoming] = {}
         self.calls: dict[int, Call] = {}
         self.headers_sent: set[int] = set()
@@ -165,29 +172,36 @@ class Connection:
                 self._ended.append(call)
             self.window_open.notify_all()
         elif isinstance(event, (WindowUpdated, RemoteSettingsChanged)):
-            self.window_open.notify_all()
+            if self.window_waiters:
+                self.window_open.notify_all()
         elif isinstance(event, ConnectionTerminated):
             self.closed = True
 
     def _begin(self, event: RequestReceived) -> None:
         sid = event.stream_id
-        # header_encoding="utf-8": h2 hands over str names and values
-        headers: list[tuple[str, str]] = list(event.headers or ())  # type: ignore[arg-type]
-        h = dict(headers)
         remote_open = event.stream_ended is None
         if self.last_accepted is not None and sid > self.last_accepted:
             self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)   # after our GOAWAY
             return
-        if h.get(":method") != "POST":
+        try:
+            # header_encoding=None: h2 hands over the raw bytes
+            head = request_head(event.headers or ())  # type: ignore[arg-type]
+        except Malformed as e:
+            log.debug("malformed request on stream %d from a CRI client: %s", sid, e)
+            self.h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)
+            return
+        headers = head.headers
+        h = dict(headers)
+        if head.method != "POST":
             return self._refuse(sid, WireError(StatusCode.UNIMPLEMENTED,
-                                               f"HTTP method {h.get(':method')} is not POST"),
+                                               f"HTTP method {head.method} is not POST"),
                                 remote_open, http_status=405)
         if not is_grpc_content_type(h.get("content-type", "")):
             return self._refuse(sid, WireError(
                 StatusCode.INVALID_ARGUMENT,
                 f"invalid gRPC request content-type {h.get('content-type', '')!r}"),
                 remote_open, http_status=415)
-        path = h.get(":path", "")
+        path = head.path
         method = self.server.methods.get(path)
         if method is None:
             return self._refuse(sid, WireError(StatusCode.UNIMPLEMENTED, "Method not found!"),
@@ -213,11 +227,9 @@ class Connection:
         incoming = self.incoming.pop(sid, None)
         if remote_open is None:
             remote_open = incoming is not None and incoming.remote_open
-        headers = [(":status", str(http_status)), ("content-type", "application/grpc"),
-                   ("grpc-accept-encoding", ACCEPT_ENCODING)]
         try:
-            self.h2.send_headers(sid, headers + status_trailers(error.code, error.message),
-                                 end_stream=True)
+            self.h2.send_headers(sid, response_headers(http_status)
+                                 + status_trailers(error.code, error.message), end_stream=True)
             if remote_open:
                 self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
         except H2Error as e:
@@ -305,7 +317,7 @@ class Connection:
             self._check_open(sid, call)
             try:
                 if sid not in self.headers_sent:
-                    self.h2.send_headers(sid, response_headers())
+                    self.h2.send_headers(sid, RESPONSE_HEADERS)
                     self.headers_sent.add(sid)
                 while view:
                     self._check_open(sid, call)
@@ -313,7 +325,11 @@ class Connection:
                                self.h2.max_outbound_frame_size, len(view))
                     if size <= 0:
                         self._flush()
-                        self.window_open.wait(1.0)
+                        self.window_waiters += 1
+                        try:
+                            self.window_open.wait(1.0)
+                        finally:
+                            self.window_waiters -= 1
                         continue
                     self.h2.send_data(sid, view[:size].tobytes())
                     view = view[size:]
@@ -336,7 +352,7 @@ class Connection:
                     self.headers_sent.discard(sid)
                     self.h2.send_headers(sid, status_trailers(code, message), end_stream=True)
                 else:
-                    self.h2.send_headers(sid, response_headers() + status_trailers(code, message),
+                    self.h2.send_headers(sid, [*RESPONSE_HEADERS, *status_trailers(code, message)],
                                          end_stream=True)
                 self._flush()
             except H2Error as e:

@@ -1,5 +1,5 @@
 """The CRI's gRPC server: HTTP/2 with prior knowledge on a unix socket,
-one reader thread per connection, calls on a bounded thread pool."""
+one reader thread per connection, calls on a bounded set of worker threads."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from queue import SimpleQueue
 from typing import Any, Callable, Iterable
 
 from crio_native.cri.wire.call import Method, Service
@@ -26,7 +26,12 @@ class Server:
             for service in services for name, method in service.methods.items()}
         self.max_send = max_send
         self.max_recv = max_recv
-        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cri")
+        self.max_workers = max_workers
+        # (run, args) for the workers; None tells one to leave
+        self._jobs: SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = SimpleQueue()
+        self._workers = 0            # threads made (they stay until stop)
+        self._waiting = 0            # of them, those free for the next call
+        self._closed = False         # stop() is past its grace: no more calls run
         self.listener: socket.socket | None = None
         self.connections: set[Connection] = set()
         self.readers: list[threading.Thread] = []
@@ -83,24 +88,35 @@ class Server:
             self.connections.discard(connection)
 
     def submit(self, run: Callable[..., None], *args: Any) -> None:
+        """run(*args) on a worker: a free one, else a new one while under
+        max_workers, else the first to come free.  A plain queue and
+        counters, not concurrent.futures: no Future per call, one lock."""
         with self._lock:
+            if self._closed:
+                return               # past stop's grace: its connection cancelled the call
             self._running += 1
-        try:
-            self.pool.submit(self._counted, run, *args)
-        except RuntimeError:      # the pool is shut down: the server stopped
-            self._done()
+            name = None
+            if self._waiting:
+                self._waiting -= 1
+            elif self._workers < self.max_workers:
+                self._workers += 1
+                name = f"cri-{self._workers}"
+        self._jobs.put((run, args))
+        if name is not None:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
 
-    def _counted(self, run: Callable[..., None], *args: Any) -> None:
-        try:
-            run(*args)
-        finally:
-            self._done()
-
-    def _done(self) -> None:
-        with self._lock:
-            self._running -= 1
-            if self._running == 0:
-                self._idle.notify_all()
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            run, args = job
+            try:
+                run(*args)
+            except Exception:  # noqa: BLE001 - Connection.run answers its own errors
+                log.exception("CRI call failed outside its handler")
+            with self._lock:
+                self._running -= 1
+                self._waiting += 1
+                if self._running == 0:
+                    self._idle.notify_all()
 
     def stop(self, grace: float) -> None:
         """No new calls; the running ones get up to `grace` seconds to
@@ -128,4 +144,10 @@ class Server:
             connection.close()
         for reader in readers:
             reader.join(5.0)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            workers, self._workers = self._workers, 0
+        while not self._jobs.empty():      # calls that never started: their connections are closed
+            self._jobs.get_nowait()
+        for _ in range(workers):
+            self._jobs.put(None)
