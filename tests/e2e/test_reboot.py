@@ -261,3 +261,64 @@ def test_reboot_with_records_cut_short(tmp_path, busybox_image):  # noqa: F811
         assert h.leaks(baseline, h.census(d)) == {}
     finally:
         h.remove_pods_and_stop(d)
+
+
+def test_restart_keeps_what_unreadable_records_own(tmp_path, busybox_image):  # noqa: F811
+    """A record that is JSON of another shape (not what a power loss leaves:
+    docs/recovery.md, "Unreadable records") is kept and logged, and the
+    start-up sweeps leave alone everything its id names: the running
+    container (its run dir, monitor, runtime state, rootfs mount and
+    cgroups), the pod's directory, pins and network attachment.  Once the
+    records are put right, the next start has the pod READY and the
+    container RUNNING, and the kubelet's cleanup leaves nothing."""
+    d = h.crash_daemon(tmp_path / "d")
+    d.image_name = busybox_image[0]
+    spoiled: list[tuple[Path, bytes]] = []
+    try:
+        h.start(d)
+        h.pull(d, d.image_name)
+        baseline = h.census(d)
+        pod_id, cid = run_pod(d, "builtin", "pod")
+        running = h.census(d)
+        d.proc.send_signal(signal.SIGKILL)
+        assert h.sigkilled(h.wait_killed(d))
+        records = [d.base / "root" / "sandboxes" / f"{pod_id}.json",
+                   d.base / "root" / "containers" / f"{cid}.json"]
+        spoiled = [(r, r.read_bytes()) for r in records]
+        for r in records:
+            r.write_text(json.dumps({"written_by": "another tool"}))
+        log_before = len(d.log())
+        h.start(d)
+        restart_log = d.log()[log_before:]
+        assert "unreadable pod sandbox record" in restart_log
+        assert "unreadable container record" in restart_log
+        assert "no record owns" not in restart_log, restart_log
+        assert "CNI GC: deleting stale attachment" not in restart_log
+        assert h.pods(d) == [] and h.containers(d) == []
+        assert all(r.exists() for r in records)
+        now = h.census(d)
+        for kind in ("mounts", "pins", "links", "ipam", "cgroups", "processes"):
+            assert now[kind] == running[kind], (kind, h.leaks(running, now), h.leaks(now, running))
+        # put right by hand: the next start finds both as they were
+        d.stop()
+        spoiled = put_back(spoiled)
+        h.start(d)
+        assert [p.id for p in h.pods(d) if p.state == api_pb2.SANDBOX_READY] == [pod_id]
+        assert h.container_status(d, cid).state == api_pb2.CONTAINER_RUNNING
+        h.kubelet_cleanup(d)
+        d.stop()
+        h.wait_for(lambda: not h.leaks(baseline, h.census(d)).get("links"), timeout=5,
+                   what="the pod's veth to go with its netns")
+        assert h.leaks(baseline, h.census(d)) == {}
+    finally:
+        if spoiled:        # failed before: the pod is only removed with its records
+            d.stop()
+            put_back(spoiled)
+            h.start(d)
+        h.remove_pods_and_stop(d)
+
+
+def put_back(spoiled: list[tuple[Path, bytes]]) -> list[tuple[Path, bytes]]:
+    for path, content in spoiled:
+        path.write_bytes(content)
+    return []

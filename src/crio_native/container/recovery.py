@@ -103,12 +103,14 @@ def sweep_run_dirs(manager: ContainerManager) -> None:
     """Container run dirs that no record names (a record is saved before
     its dir is made, so only a crash in a version that did not journal
     it, or a hand, leaves one): its rootfs, its runtime state in every
-    handler and the dir go, each logged."""
+    handler and the dir go, each logged.  A record kept on disk but
+    unreadable names its dir too: its container may still run from it
+    (docs/recovery.md, "Unreadable records")."""
     try:
         dirs = sorted(manager.run_root.iterdir())
     except FileNotFoundError:
         return
-    owned = {r.id for r in manager.store.all()}
+    owned = manager.store.known_ids()
     for d in dirs:
         if not d.is_dir() or d.name in owned:
             continue
@@ -162,13 +164,14 @@ def sweep_attestations(manager: ContainerManager) -> None:
 
 def sweep_runtime_states(manager: ContainerManager) -> None:
     """A handler's state of an id that neither a container nor a pod
-    record names, in the runtime roots under our runroot (a configured
-    runtime_root may be shared with other users of runc): deleted
-    through the handler, each logged; one that stays is logged too."""
+    record names (unreadable ones included), in the runtime roots under
+    our runroot (a configured runtime_root may be shared with other users
+    of runc): deleted through the handler, each logged; one that stays is
+    logged too."""
     config = manager.config
     roots = {name: runtime_root_of(name, config) for name in manager.handlers.names()
              if not config.runtime.runtimes[name].runtime_root}
-    owned = {r.id for r in manager.store.all()} | {p.id for p in manager.sandboxes.store.all()}
+    owned = manager.store.known_ids() | manager.sandboxes.store.known_ids()
     for name, stray in orphans.stray_runtime_states(roots, owned):
         try:
             manager.handlers.get(name).delete(stray, force=True)
@@ -181,9 +184,9 @@ def sweep_runtime_states(manager: ContainerManager) -> None:
 
 
 def sweep_cgroups(manager: ContainerManager) -> None:
-    """crio-<id> groups that no container record owns, in the pod groups
-    of the pods we know and under the cgroup root: removed if empty, each
-    logged (orphans.py)."""
+    """crio-<id> groups that no container record owns (an unreadable one
+    owns its id's), in the pod groups of the pods we know and under the
+    cgroup root: removed if empty, each logged (orphans.py)."""
     parents = [Path(d) for pod in manager.sandboxes.store.all() for d in pod.cgroup_dirs]
     parents += orphans.cgroup_root_dirs(manager.config.runtime.cgroup_root or None)
-    orphans.sweep_container_cgroups(parents, {r.id for r in manager.store.all()})
+    orphans.sweep_container_cgroups(parents, manager.store.known_ids())

@@ -143,8 +143,9 @@ class SandboxManager:
         """Pod directories and namespace pins under the runroot that no
         record names (a record is saved before either is made, so these
         are left by a crash in a version that did not journal them, or by
-        hand): unmounted and removed, each logged."""
-        owned = {r.id for r in self.store.all()}
+        hand): unmounted and removed, each logged.  An unreadable record
+        kept on disk owns its id's: its pod may still be running."""
+        owned = self.store.known_ids()
         for d in _children(self.pod_root):
             if d.name in owned:
                 continue
@@ -163,7 +164,9 @@ class SandboxManager:
     def collect_network_garbage(self) -> None:
         """CNI GC at start-up: every network with cached attachments (and the
         configured one) is told which attachments pods still own; stale ones
-        get DEL, and spec 1.1 plugins a GC with the valid list."""
+        get DEL, and spec 1.1 plugins a GC with the valid list.  A pod whose
+        record is kept but unreadable owns every attachment cached under its
+        id: what it was attached to is in that record."""
         valid: dict[str, set[tuple[str, str]]] = {LOOPBACK.name: set()}
         for record in self.store.all():
             if record.network_attached:
@@ -173,6 +176,13 @@ class SandboxManager:
         state = self.networks.current()
         if state.ready and state.config is not None:
             names.add(state.config.name)
+        unreadable = self.store.known_ids() - {r.id for r in self.store.all()}
+        if unreadable:
+            for name in names:
+                valid.setdefault(name, set()).update(
+                    (entry["containerId"], entry.get("ifName", ""))
+                    for entry in self.cni.cached_entries(name)
+                    if entry.get("containerId") in unreadable)
         for name in sorted(names):
             try:
                 net = LOOPBACK if name == LOOPBACK.name else NetworkList.load(
