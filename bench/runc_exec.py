@@ -5,11 +5,14 @@ into, in alternating rounds, by
     this process holds the cgroup attach warmer (linux/cgroups/warm.py:
     the floor moves),
   - `runc exec --process F --pid-file P --log L <id>` run directly, as the
-    handler calls it (the floor of our way of calling it),
+    handler calls it (the floor of our way of calling it), from runc's
+    path and from a sealed in-memory copy of runc as the handler runs it
+    (runtime/oci/sealed.py: `runc init` then skips cloning itself),
   - the handler's exec path in this process (runtime/oci/exec.py, no
     daemon, no gRPC): what our own bookkeeping around runc adds, as it is
     (holding the shared attach warmer while runc runs) and with a warmer
-    that does nothing (what the warmer gains),
+    that does nothing (what the warmer gains), and with runc run from its
+    path instead of the sealed copy (what the copy gains),
   - ExecSync over the CRI to the daemon (the whole of ours),
   - ExecSync over the CRI to containerd (runc through its shim v2), if
     installed;
@@ -21,13 +24,22 @@ by step: bench/runc_start.py.)
 
 Environment: CRN_BENCH_EXECS (rounds, default 100), CRN_BENCH_EXEC_CALLERS
 (default 4), CRN_BENCH_EXEC_SECONDS (each throughput run, default 5),
-CRN_BENCH_EXEC_GAP_MS (a pause before each timed call, default 0: with
-some 20 ms and more each call's cgroup write comes after a quiet spell, as
-a probe's does, instead of within a grace period of the call before)."""
+CRN_BENCH_EXEC_GAP_MS (a pause before each timed call, default 0: back to
+back; with some 20 ms and more each call's cgroup write comes after a quiet
+spell, as a probe's does, instead of within a grace period of the call
+before), CRN_BENCH_EXEC_STRACE (default 0: after the timed rounds, this
+many ExecSync calls with strace attached to the daemon's threads, split
+into the time from the client's send to the daemon's spawn of runc, runc
+until the daemon reaps it, and from there to the reply; strace slows
+every syscall of the daemon, so the split is a guide, not a figure;
+CRN_BENCH_EXEC_STRACE_FILTER: strace's -e for more syscalls in the trace,
+CRN_BENCH_EXEC_STRACE_KEEP: a path to keep the trace at)."""
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +61,7 @@ from bench.pod import own_cgroup_parent  # noqa: E402
 from crio_native._proto import api_pb2  # noqa: E402
 from crio_native.linux.cgroups import warm  # noqa: E402
 from crio_native.runtime.oci import exec as oci_exec  # noqa: E402
+from crio_native.runtime.oci import sealed  # noqa: E402
 from crio_native.runtime.oci.command import RuntimeCommand  # noqa: E402
 from tests.e2e import cni  # noqa: E402
 from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
@@ -57,6 +70,7 @@ ROUNDS = int(os.environ.get("CRN_BENCH_EXECS", "100"))
 CALLERS = int(os.environ.get("CRN_BENCH_EXEC_CALLERS", "4"))
 SECONDS = float(os.environ.get("CRN_BENCH_EXEC_SECONDS", "5"))
 GAP = float(os.environ.get("CRN_BENCH_EXEC_GAP_MS", "0")) / 1000
+STRACED = int(os.environ.get("CRN_BENCH_EXEC_STRACE", "0"))
 WARMUP = 5
 RUNC = "/usr/sbin/runc"
 
@@ -83,25 +97,36 @@ def runc_calls(root: Path, cid: str, tmp: Path) -> dict[str, Call]:
     process.update(args=["true"], terminal=False)
     plain = [RUNC, "--root", str(root), "exec", cid, "true"]
 
-    def as_we_call_it() -> None:
-        calls = tmp / f"thread-{threading.get_ident()}"
-        calls.mkdir(exist_ok=True)
-        process_file, pid_file = calls / "process.json", calls / "exec.pid"
-        process_file.write_text(json.dumps(process))
-        spawn([RUNC, "--root", str(root), "--log-format", "json", "--log", str(calls / "runc.log"),
-             "exec", "--process", str(process_file), "--pid-file", str(pid_file), cid])()
-
-    def spawn(argv: list[str]) -> Call:
+    def as_we_call_it(sealed_copy: bool) -> Call:
         def call() -> None:
-            subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=True)
+            calls = tmp / f"thread-{threading.get_ident()}"
+            calls.mkdir(exist_ok=True)
+            process_file, pid_file = calls / "process.json", calls / "exec.pid"
+            process_file.write_text(json.dumps(process))
+            argv = [RUNC, "--root", str(root), "--log-format", "json", "--log",
+                    str(calls / "runc.log"), "exec", "--process", str(process_file),
+                    "--pid-file", str(pid_file), cid]
+            if not sealed_copy:
+                spawn(argv)()
+                return
+            with sealed.shared(RUNC).executable() as executable:
+                spawn(argv, executable)()
+        return call
+
+    def spawn(argv: list[str], executable: str | None = None) -> Call:
+        def call() -> None:
+            subprocess.run(argv, executable=executable, stdin=subprocess.DEVNULL,
+                           capture_output=True, check=True)
         return call
 
     command = RuntimeCommand("runc", RUNC, root)
     cold = warm.AttachWarmer(None, probe=False)
 
-    def in_process(warmer: warm.AttachWarmer | None) -> Call:
+    unsealed = RuntimeCommand("runc", RUNC, root, sealed_copy=False)
+
+    def in_process(warmer: warm.AttachWarmer | None, how: RuntimeCommand = command) -> Call:
         def call() -> None:
-            result = oci_exec.exec_sync(command, cid, process, 10.0, warmer=warmer)
+            result = oci_exec.exec_sync(how, cid, process, 10.0, warmer=warmer)
             if result.exit_code != 0:
                 raise RuntimeError(f"exec path: exit code {result.exit_code}")
         return call
@@ -112,9 +137,11 @@ def runc_calls(root: Path, cid: str, tmp: Path) -> dict[str, Call]:
 
     return {"runc exec true (floor)": spawn(plain),
             "runc exec true, warmer held": warm_floor,
-            "runc exec --process (as we call it)": as_we_call_it,
+            "runc exec --process (as we call it)": as_we_call_it(False),
+            "the same from a sealed copy of runc": as_we_call_it(True),
             "handler exec path, in process": in_process(None),
-            "handler exec path, no warmer": in_process(cold)}
+            "handler exec path, no warmer": in_process(cold),
+            "handler exec path, runc from its path": in_process(None, unsealed)}
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -182,6 +209,58 @@ def throughput(call: Call, callers: int, seconds: float) -> float:
     return sum(done) / (time.perf_counter() - began)
 
 
+# strace -ttt lines of the daemon's threads: a fork's return (the child's
+# pid; with vfork, after the child's execve) and a wait4's (the reaped pid).
+_FORKED = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(?:<\.\.\. )?(?:vfork|clone3?)\b.*= (\d+)$")
+_REAPED = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(?:<\.\.\. )?wait4\b.*= (\d+)$")
+
+
+def strace_split(daemon_pid: int, call: Call, calls: int, out: Path) -> None:
+    """`calls` ExecSync calls with strace on the daemon's threads (not on
+    runc: -f would slow runc itself), each split into send -> runc spawned,
+    spawned -> reaped, reaped -> reply (wall clock, strace's -ttt)."""
+    tids = os.listdir(f"/proc/{daemon_pid}/task")
+    argv = ["strace", "-ttt", "-qq", "-e", os.environ.get("CRN_BENCH_EXEC_STRACE_FILTER",
+                                                       "trace=vfork,clone,clone3,wait4"), "-e",
+            "signal=none", "-o", str(out)] + [a for t in tids for a in ("-p", t)]
+    tracer = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)       # strace says nothing once attached with -qq
+        windows = []
+        for _ in range(calls):
+            began = time.time()
+            call()
+            windows.append((began, time.time()))
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait()
+    forked: dict[int, float] = {}
+    reaped: dict[int, float] = {}
+    for line in out.read_text().splitlines():
+        if m := _FORKED.match(line):
+            forked[int(m.group(3))] = float(m.group(2))
+        elif m := _REAPED.match(line):
+            reaped[int(m.group(3))] = float(m.group(2))
+    parts: list[tuple[float, float, float]] = []
+    for began, ended in windows:
+        inside = [(forked[p], reaped[p]) for p in forked
+                  if p in reaped and began <= forked[p] <= reaped[p] <= ended]
+        if len(inside) == 1:
+            spawned, done = inside[0]
+            parts.append((spawned - began, done - spawned, ended - done))
+    keep = os.environ.get("CRN_BENCH_EXEC_STRACE_KEEP")
+    if keep:
+        Path(keep).write_text(out.read_text() + "".join(
+            f"# call sent {began:.6f} answered {ended:.6f}\n" for began, ended in windows))
+    if not parts:
+        print(f"  strace split: no call matched ({out})")
+        return
+    before, runc, after = (statistics.median(p[i] for p in parts) * 1000 for i in range(3))
+    print(f"  strace split of {len(parts)}/{calls} ExecSync calls (daemon traced, p50): send ->"
+          f" runc spawned {before:.1f} ms, runc run and reaped {runc:.1f} ms, reaped -> reply"
+          f" {after:.1f} ms")
+
+
 def run() -> int:
     if os.geteuid() != 0:
         print("  skipped: needs root")
@@ -227,6 +306,9 @@ def run() -> int:
             for name, got in samples.items():
                 print(f"  {name:<40} p50 {statistics.median(got) * 1000:7.1f} ms"
                       f"   p95 {percentile(got, .95) * 1000:7.1f} ms   n={len(got)}")
+            if STRACED:
+                strace_split(daemon.proc.pid, calls["crio-native runc ExecSync"], STRACED,
+                             bench.tmp / "daemon.strace")
             rates = {"crio-native runc": throughput(calls["crio-native runc ExecSync"],
                                                     CALLERS, SECONDS)}
             if containerd is not None:
@@ -242,6 +324,11 @@ def run() -> int:
             print("ratios:")
             ratio("runc exec floor: runc exec --process / runc exec true",
                   p50["runc exec --process (as we call it)"], floor)
+            ratio("runc exec --process: from a sealed copy / from its path",
+                  p50["the same from a sealed copy of runc"],
+                  p50["runc exec --process (as we call it)"])
+            ratio("crio-native runc ExecSync p50 / runc exec --process (as we call it)",
+                  p50["crio-native runc ExecSync"], p50["runc exec --process (as we call it)"])
             ratio("crio-native runc ExecSync p50 / runc exec floor",
                   p50["crio-native runc ExecSync"], floor)
             ratio("handler exec path p50 / runc exec --process",
@@ -249,6 +336,9 @@ def run() -> int:
                   p50["runc exec --process (as we call it)"])
             ratio("runc exec floor: warmer held / not",
                   p50["runc exec true, warmer held"], floor)
+            ratio("handler exec path p50: sealed copy of runc / runc from its path",
+                  p50["handler exec path, in process"],
+                  p50["handler exec path, runc from its path"])
             ratio("handler exec path p50: warmer / no warmer",
                   p50["handler exec path, in process"], p50["handler exec path, no warmer"])
             ratio(f"handler exec path ops/s: warmer / no warmer ({CALLERS} callers)",

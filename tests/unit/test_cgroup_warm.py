@@ -119,3 +119,42 @@ def test_an_unbounded_hold_outlasts_a_bounded_one(tmp_path):
 
 def test_shared_is_one_instance_for_the_process():
     assert warm.shared() is warm.shared()
+
+
+def test_a_lingering_thread_idles_between_holds_and_serves_the_next(tmp_path):
+    procs = tmp_path / "cgroup.procs"
+    procs.write_text("")
+    warmer = AttachWarmer(procs, idle_linger=0.5)
+    with warmer.held():
+        wait_for(lambda: warmer.writes >= 1)
+        thread = warmer._thread
+    time.sleep(5 * warm.INTERVAL_SECONDS)         # the release is seen
+    idle = warmer.writes
+    time.sleep(5 * warm.INTERVAL_SECONDS)
+    assert warmer.writes == idle                  # idle: no writes
+    assert thread is not None and thread.is_alive() and warmer._thread is thread
+    assert thread.name == warm.IDLE_THREAD_NAME and thread not in warmer_threads()
+    with warmer.held():
+        wait_for(lambda: warmer.writes > idle)    # the same thread, writing again
+        assert warmer._thread is thread and thread in warmer_threads()
+    wait_for(lambda: not thread.is_alive())       # ends after its linger
+
+
+def test_a_lingering_thread_ends_after_its_linger(tmp_path):
+    procs = tmp_path / "cgroup.procs"
+    procs.write_text("")
+    warmer = AttachWarmer(procs, idle_linger=0.05)
+    with warmer.held():
+        wait_for(lambda: warmer.writes >= 1)
+        thread = warmer._thread
+    assert thread is not None
+    wait_for(lambda: not thread.is_alive())
+    assert warmer._thread is None
+    before = warmer.writes
+    with warmer.held():                           # a new thread for the next hold
+        wait_for(lambda: warmer.writes > before)
+        assert warmer._thread is not thread
+
+
+def test_the_shared_warmer_lingers():
+    assert warm.shared()._idle_linger == warm.SHARED_IDLE_LINGER_SECONDS > 0

@@ -24,7 +24,10 @@ is refused, it does nothing.
 The runc handler's exec path holds the same warmer (`shared()`, one per
 process) while `runc exec` starts: runc joins the container's groups by
 writing `cgroup.procs` too.  An exec may run for long, so its hold ends
-at `at_most` seconds even if the exec goes on."""
+at `at_most` seconds even if the exec goes on.  The shared warmer's
+thread outlives its last hold by SHARED_IDLE_LINGER_SECONDS, idle (no
+writes, named "cgroup-warmer-idle"), so that holds that come one after
+another do not each start a thread."""
 from __future__ import annotations
 
 import logging
@@ -43,6 +46,13 @@ log = logging.getLogger(__name__)
 # Shorter than the rcu_sync's linger after the last writer (one grace
 # period, 6 ms and up here), so the state never drops back while held.
 INTERVAL_SECONDS = 0.003
+# How long the shared warmer's thread waits, idle (no writes), for the next
+# hold before it ends: execs and creates that come back to back then find
+# it running instead of each starting a thread and waiting for it to be
+# scheduled (Thread.start; 0.1-2 ms on the 2-core host, in the middle of
+# every ExecSync of the runc handler).
+SHARED_IDLE_LINGER_SECONDS = 10.0
+THREAD_NAME, IDLE_THREAD_NAME = "cgroup-warmer", "cgroup-warmer-idle"
 
 
 def own_cgroup_procs(hierarchies: list[tuple[Hierarchy, str]] | None = None,
@@ -75,10 +85,14 @@ def own_procs_file() -> Path | None:
 
 
 class AttachWarmer:
-    def __init__(self, procs_file: Path | None = None, probe: bool = True):
+    def __init__(self, procs_file: Path | None = None, probe: bool = True,
+                 idle_linger: float = 0.0):
         """`procs_file`: where to write (found on first use if None and
-        `probe`); `probe=False` with no file: a warmer that does nothing."""
+        `probe`); `probe=False` with no file: a warmer that does nothing.
+        `idle_linger`: how long the thread, once no one holds the warmer,
+        waits without writing for the next hold before it ends."""
         self._file = procs_file
+        self._idle_linger = idle_linger
         self._probed = procs_file is not None or not probe
         self._lock = threading.Lock()
         self._holds: dict[int, float] = {}    # hold -> its end (monotonic; inf: none)
@@ -121,8 +135,10 @@ class AttachWarmer:
                                  else float("inf"))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, args=(target,),
-                                                name="cgroup-warmer", daemon=True)
+                                                name=THREAD_NAME, daemon=True)
                 self._thread.start()
+            else:
+                self._wake.set()          # an idle thread: back to writing
 
         def release() -> None:
             with self._lock:
@@ -144,7 +160,22 @@ class AttachWarmer:
                     now = time.monotonic()
                     for hold in [h for h, end in self._holds.items() if end <= now]:
                         del self._holds[hold]
-                    if not self._holds:
+                    idle = not self._holds
+                    if idle and not self._idle_linger:
+                        self._thread = None
+                        return
+                if idle:
+                    # named apart while it writes nothing: a "cgroup-warmer"
+                    # thread is one that keeps the attach path warm now
+                    me = threading.current_thread()
+                    me.name = IDLE_THREAD_NAME
+                    woke = self._wake.wait(self._idle_linger)
+                    me.name = THREAD_NAME
+                    if woke:
+                        continue              # a new hold (or a release: looked at again)
+                    with self._lock:
+                        if self._holds or self._wake.is_set():
+                            continue
                         self._thread = None
                         return
                 try:
@@ -182,5 +213,5 @@ def shared() -> AttachWarmer:
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = AttachWarmer()
+            _shared = AttachWarmer(idle_linger=SHARED_IDLE_LINGER_SECONDS)
         return _shared

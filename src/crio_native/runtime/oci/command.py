@@ -6,6 +6,7 @@ runtime's failures turned into our errors, with its own messages
 (exec.py) both drive the runtime through a RuntimeCommand."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,12 +15,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 from crio_native._native import proc as native_proc
 from crio_native.errors import (CrioNativeError, DeadlineExceeded, FailedPrecondition, Internal,
                                 NotFound)
 from crio_native.runtime.exec_output import collect_exec_output
+from crio_native.runtime.oci import sealed
 from crio_native.runtime.oci.messages import runtime_messages
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class RuntimeCommand:
     runtime_root: Path              # --root: the runtime's state
     timeout: float = 30.0           # every runtime command but create/exec
     systemd_cgroup: bool = False
+    sealed_copy: bool = True        # `exec` from a sealed copy (sealed.py)
 
     def argv(self, *args: str, log_file: Path | None = None) -> list[str]:
         cmd = [self.runtime_path, "--root", str(self.runtime_root), "--log-format", "json"]
@@ -79,6 +82,14 @@ class RuntimeCommand:
         if self.systemd_cgroup:
             cmd.append("--systemd-cgroup")
         return cmd + list(args)
+
+    def executable(self) -> ContextManager[str]:
+        """The file to execve for argv()'s command, valid inside the block:
+        a sealed in-memory copy of the runtime (sealed.py), so that its
+        `init` (exec) skips cloning itself; argv[0] stays runtime_path."""
+        if not self.sealed_copy:
+            return contextlib.nullcontext(self.runtime_path)
+        return sealed.shared(self.runtime_path).executable()
 
     def run(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         cmd = self.argv(*args)

@@ -60,8 +60,9 @@ def exec_sync(runtime: RuntimeCommand, container_id: str, process: dict[str, Any
         log.debug("runtime handler %s: %s", runtime.name, shlex.join(cmd))
         release_warmer = warmer.hold(at_most=ATTACH_WINDOW_SECONDS)
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE)
+            with runtime.executable() as executable:
+                proc = subprocess.Popen(cmd, executable=executable, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError as e:
             release_warmer()
             raise runtime.missing_binary() from e
@@ -123,7 +124,8 @@ def exec_interactive(runtime: RuntimeCommand, container_id: str, process: dict[s
                          stdout=pipe if stdout else subprocess.DEVNULL,
                          stderr=pipe if stderr else subprocess.DEVNULL)
         try:
-            proc = subprocess.Popen(cmd, **stdio)
+            with runtime.executable() as executable:
+                proc = subprocess.Popen(cmd, executable=executable, **stdio)
         except FileNotFoundError as e:
             raise runtime.missing_binary() from e
         for name in ("stdin", "stdout", "stderr"):
