@@ -38,6 +38,11 @@ STARTS = int(os.environ.get("BENCH_POD_STEPS", "20"))
 # BENCH_POD_STEPS_SHARED_PID=1: pods share one PID namespace, so each start
 # also launches the pod's infra process (sandbox.run.infra_*)
 SHARED_PID = os.environ.get("BENCH_POD_STEPS_SHARED_PID") == "1"
+# BENCH_POD_STEPS_ORDER=cycle: each start is followed at once by its
+# teardown, as bench cri_containers orders them (the default, burst, starts
+# them all, then tears them all down); the histogram is then read around
+# every start and every teardown
+CYCLE = os.environ.get("BENCH_POD_STEPS_ORDER", "burst") == "cycle"
 STEP_METRIC = "container_runtime_crio_native_operation_step_duration_seconds"
 START_OPS = ("sandbox.run", "container.create", "container.start")
 TEARDOWN_OPS = ("sandbox.stop", "sandbox.remove", "container.stop", "container.remove")
@@ -71,6 +76,56 @@ def per_step_ms(before: dict, after: dict) -> dict[str, float]:
         if count > c0:
             out[step] = (total - t0) / (count - c0) * 1000
     return out
+
+
+def add_delta(acc: dict[str, tuple[float, float]], before: dict, after: dict) -> None:
+    """Add what each step's (sum, count) grew by between two readings."""
+    for step, (total, count) in after.items():
+        t0, c0 = before.get(step, (0.0, 0.0))
+        s, c = acc.get(step, (0.0, 0.0))
+        acc[step] = (s + total - t0, c + count - c0)
+
+
+def burst(peer: Peer, port: int, logs: Path, starts: list[float],
+          teardowns: list[float]) -> tuple[dict, dict]:
+    """STARTS pods started back to back, then torn down: the step totals
+    grown over the starts and over the teardowns."""
+    pods = []
+    before = step_totals(port)
+    for i in range(STARTS):
+        t = time.perf_counter()
+        pods.append(start_pod(peer, bench_pod_config(peer, f"s{i}", logs))[0])
+        starts.append(time.perf_counter() - t)
+    middle = step_totals(port)
+    for pod in pods:
+        t = time.perf_counter()
+        remove_pod(peer, pod)
+        teardowns.append(time.perf_counter() - t)
+    after = step_totals(port)
+    start_acc: dict[str, tuple[float, float]] = {}
+    stop_acc: dict[str, tuple[float, float]] = {}
+    add_delta(start_acc, before, middle)
+    add_delta(stop_acc, middle, after)
+    return start_acc, stop_acc
+
+
+def cycle(peer: Peer, port: int, logs: Path, starts: list[float],
+          teardowns: list[float]) -> tuple[dict, dict]:
+    """As burst, but each pod torn down right after its start."""
+    start_acc: dict[str, tuple[float, float]] = {}
+    stop_acc: dict[str, tuple[float, float]] = {}
+    for i in range(STARTS):
+        before = step_totals(port)
+        t = time.perf_counter()
+        pod = start_pod(peer, bench_pod_config(peer, f"s{i}", logs))[0]
+        starts.append(time.perf_counter() - t)
+        middle = step_totals(port)
+        t = time.perf_counter()
+        remove_pod(peer, pod)
+        teardowns.append(time.perf_counter() - t)
+        add_delta(start_acc, before, middle)
+        add_delta(stop_acc, middle, step_totals(port))
+    return start_acc, stop_acc
 
 
 def cni_floor_ms(netdir: Path, rounds: int = 10) -> tuple[float, float, float, float]:
@@ -146,23 +201,15 @@ def run() -> int:
             pull_images(daemon, image)
             for i in range(WARMUP):
                 remove_pod(peer, start_pod(peer, bench_pod_config(peer, f"w{i}", bench.logs))[0])
-            starts, teardowns = [], []
-            pods = []
-            before = step_totals(port)
-            for i in range(STARTS):
-                t = time.perf_counter()
-                pods.append(start_pod(peer, bench_pod_config(peer, f"s{i}", bench.logs))[0])
-                starts.append(time.perf_counter() - t)
-            middle = step_totals(port)
-            for pod in pods:
-                t = time.perf_counter()
-                remove_pod(peer, pod)
-                teardowns.append(time.perf_counter() - t)
-            after = step_totals(port)
+            starts: list[float] = []
+            teardowns: list[float] = []
+            start_acc, stop_acc = (cycle if CYCLE else burst)(peer, port, bench.logs, starts,
+                                                               teardowns)
         finally:
             daemon.stop()
         add_floor, del_floor, lo_add, lo_del = cni_floor_ms(bench.netdir)
-    start_ms, stop_ms = per_step_ms(before, middle), per_step_ms(middle, after)
+    print(f"  order: {'cycle (each start torn down at once)' if CYCLE else 'burst'}")
+    start_ms, stop_ms = per_step_ms({}, start_acc), per_step_ms({}, stop_acc)
     start_p50 = statistics.median(starts) * 1000
     stop_p50 = statistics.median(teardowns) * 1000
     print_steps("pod start (RunPodSandbox + CreateContainer + StartContainer)", START_OPS,

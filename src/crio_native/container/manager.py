@@ -180,6 +180,8 @@ class ContainerManager:
         with ExitStack() as undo, ExitStack() as warm:
             # held until the runtime has launched the process (linux/cgroups/warm.py)
             warm.enter_context(self.warmer.held())
+            # ... and RunPodSandbox's hold, which paid the first grace period, ends
+            self.sandboxes.release_warm(sandbox.id)
             undo.callback(forget_unless_failed, self.store, record, failed)
             # The create's saves are not fsynced (docs/recovery.md,
             # "Durability"): a reboot ends the container's processes, mounts

@@ -20,6 +20,7 @@ from crio_native._proto import api_pb2
 from crio_native.config import Config
 from crio_native.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from crio_native.linux import mountinfo
+from crio_native.linux.cgroups import warm as cgroup_warm
 from crio_native.logsetup import fields
 from crio_native.network.cni import CNI, Attachment, NetworkList, ip_ranges_from_cidr, pod_ips
 from crio_native.network.cni_config import NoNetworkConfig
@@ -45,6 +46,11 @@ log = logging.getLogger(__name__)
 LOOPBACK = NetworkList(name="cni-loopback", cni_version="1.0.0", plugins=[{"type": "loopback"}],
                        source="built in")
 RETRY_WAIT_SECONDS = 240.0   # a retried RunPodSandbox waits this long for the first try
+# How long RunPodSandbox's hold on the cgroup attach warmer lasts at most
+# when no CreateContainer of the pod takes it over (release_warm): the
+# kubelet sends the pod's first create right after RunPodSandbox, unless it
+# must pull an image first, and then the hold simply runs out.
+POD_WARM_SECONDS = 2.0
 
 
 def ready_problem(record: SandboxRecord, vanished_pins: list[str]) -> str:
@@ -89,6 +95,19 @@ class SandboxManager:
         self.selinux_enabled = selinux.enabled
         self._done: dict[str, threading.Event] = {}
         self._locks: dict[str, threading.Lock] = {}
+        # The v1 attach's grace period (linux/cgroups/warm.py), paid while
+        # RunPodSandbox waits for its CNI plugins rather than in the middle
+        # of the first CreateContainer's cgroup mkdirs: pod id -> release.
+        self.warmer = cgroup_warm.shared()
+        self._warm: dict[str, Callable[[], None]] = {}
+
+    def release_warm(self, sandbox_id: str) -> None:
+        """End RunPodSandbox's hold on the attach warmer for this pod (a
+        CreateContainer that holds it itself takes over; unknown ids and
+        second calls do nothing)."""
+        release = self._warm.pop(sandbox_id, None)
+        if release is not None:
+            release()
 
     # ---- startup -------------------------------------------------------------
 
@@ -309,6 +328,10 @@ class SandboxManager:
     def _create(self, record: SandboxRecord, request: api_pb2.RunPodSandboxRequest) -> None:
         failed: list[str] = []
         with ExitStack() as undo:
+            # Warmed from the start: the first write's grace period (6-16 ms)
+            # then runs alongside the CNI ADD, which waits on the plugins.
+            self._warm[record.id] = self.warmer.hold(at_most=POD_WARM_SECONDS)
+            undo.callback(self.release_warm, record.id)
             undo.callback(forget_unless_failed, self.store, record, failed)
             # Not fsynced (docs/recovery.md, "Durability"): until the network
             # is journaled, all a pod holds (pins, /dev/shm, its runroot dir,
@@ -386,6 +409,7 @@ class SandboxManager:
         """`kill_containers` (StopPodSandbox's kill of what still runs in the
         pod) runs alongside CNI DEL (overlap.py says why), before the
         handler stops the pod's own part (the infra), as CRI-O orders it."""
+        self.release_warm(sandbox_id)      # no container of it is coming
         record = self.store.find(sandbox_id)
         if record is None:
             if kill_containers is not None:
