@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from typing import Callable
 
@@ -33,6 +34,36 @@ def time_alternating(calls: dict[str, Callable[[], object]], iterations: int,
             calls[name]()
             samples[name].append(time.perf_counter() - start)
     return samples
+
+
+def time_concurrent(fn: Callable[[], object], callers: int,
+                    rounds: int) -> tuple[list[float], float]:
+    """`callers` threads, released together, each calling `fn` `rounds`
+    times: the seconds of every call, and the wall time from the release
+    until the last thread ended.  The first error of any caller is raised
+    once all have ended."""
+    start = threading.Barrier(callers + 1)
+    samples: list[list[float]] = [[] for _ in range(callers)]
+    errors: list[BaseException] = []
+
+    def caller(mine: list[float]) -> None:
+        start.wait()
+        try:
+            mine.extend(time_calls(fn, rounds, warmup=0))
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(s,)) for s in samples]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    if errors:
+        raise errors[0]
+    return [x for s in samples for x in s], wall
 
 
 def summarize(label: str, samples: list[float]) -> float:

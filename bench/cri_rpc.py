@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ratio, summarize, time_calls  # noqa: E402
+from bench.common import ratio, summarize, time_calls, time_concurrent  # noqa: E402
 from crio_native._proto import api_pb2, api_pb2_grpc  # noqa: E402
 from tests.e2e.daemon import Daemon  # noqa: E402
 
@@ -48,29 +47,8 @@ def concurrent_versions(channel: grpc.Channel) -> float:
     stub = api_pb2_grpc.RuntimeServiceStub(channel)
     for _ in range(20):
         stub.Version(api_pb2.VersionRequest())
-    start = threading.Barrier(CALLERS + 1)
-    samples: list[list[float]] = [[] for _ in range(CALLERS)]
-    errors: list[BaseException] = []
-
-    def caller(mine: list[float]) -> None:
-        start.wait()
-        try:
-            mine.extend(time_calls(lambda: stub.Version(api_pb2.VersionRequest()), ROUNDS,
-                                   warmup=0))
-        except BaseException as e:  # noqa: BLE001 - re-raised below
-            errors.append(e)
-
-    threads = [threading.Thread(target=caller, args=(s,)) for s in samples]
-    for t in threads:
-        t.start()
-    start.wait()
-    began = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - began
-    if errors:
-        raise errors[0]
-    every = [x for s in samples for x in s]
+    every, wall = time_concurrent(lambda: stub.Version(api_pb2.VersionRequest()),
+                                  CALLERS, ROUNDS)
     summarize(f"Version, {CALLERS} callers", every)
     ops = len(every) / wall
     print(f"  {CALLERS} callers x {ROUNDS} Version: {ops:8.1f} ops/s")

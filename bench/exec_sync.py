@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from bench.cri_setup import (DAEMON_LOG_MARKERS, RPC_TIMEOUT, Peer, bench_run,  
                              percentile, pod_config, print_load_at_end, print_machine,
                              pull_images, remove_pod, report, run_containerd, seccomp_profile,
                              start_pod)
+from bench.common import time_concurrent  # noqa: E402
 from bench.peers import cgroup_dirs  # noqa: E402
 from crio_native._proto import api_pb2  # noqa: E402
 from tests.fixtures.oci_builder import ImageBuilder  # noqa: E402
@@ -69,29 +69,7 @@ def exec_true(peer: Peer, request: api_pb2.ExecSyncRequest) -> float:
 def concurrent_execs(peer: Peer, request: api_pb2.ExecSyncRequest,
                      out: Results) -> None:
     """CALLERS threads, ROUNDS calls each, released together."""
-    start = threading.Barrier(CALLERS + 1)
-    samples: list[list[float]] = [[] for _ in range(CALLERS)]
-    errors: list[BaseException] = []
-
-    def caller(mine: list[float]) -> None:
-        start.wait()
-        try:
-            for _ in range(ROUNDS):
-                mine.append(exec_true(peer, request))
-        except BaseException as e:         # noqa: BLE001 - re-raised below
-            errors.append(e)
-
-    threads = [threading.Thread(target=caller, args=(s,)) for s in samples]
-    for t in threads:
-        t.start()
-    start.wait()
-    began = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - began
-    if errors:
-        raise errors[0]
-    out.loaded = [x for s in samples for x in s]
+    out.loaded, wall = time_concurrent(lambda: exec_true(peer, request), CALLERS, ROUNDS)
     out.ops_per_s = len(out.loaded) / wall
 
 
