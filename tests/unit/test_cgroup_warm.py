@@ -158,3 +158,35 @@ def test_a_lingering_thread_ends_after_its_linger(tmp_path):
 
 def test_the_shared_warmer_lingers():
     assert warm.shared()._idle_linger == warm.SHARED_IDLE_LINGER_SECONDS > 0
+
+
+def open_on(path) -> int:
+    """How many of our fds are open on `path`."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+def test_an_idle_thread_holds_no_fd(tmp_path):
+    """The daemon's fd count after its pods are gone is the leak check's
+    measure: a lingering thread keeps the procs file open only while it
+    writes."""
+    procs = tmp_path / "cgroup.procs"
+    procs.write_text("")
+    warmer = AttachWarmer(procs, idle_linger=5.0)
+    with warmer.held():
+        wait_for(lambda: warmer.writes >= 1)
+        assert open_on(procs) == 1
+        thread = warmer._thread
+    wait_for(lambda: thread is not None and thread.name == warm.IDLE_THREAD_NAME)
+    wait_for(lambda: open_on(procs) == 0)
+    assert thread.is_alive()
+    before = warmer.writes
+    with warmer.held():                           # reopened for the next hold
+        wait_for(lambda: warmer.writes > before)
+        assert open_on(procs) == 1

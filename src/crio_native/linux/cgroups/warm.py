@@ -25,7 +25,7 @@ The runc handler's exec path holds the same warmer (`shared()`, one per
 process) while `runc exec` starts: runc joins the container's groups by
 writing `cgroup.procs` too.  An exec may run for long, so its hold ends
 at `at_most` seconds even if the exec goes on.  The shared warmer's
-thread outlives its last hold by SHARED_IDLE_LINGER_SECONDS, idle (no
+thread outlives its last hold by SHARED_IDLE_LINGER_SECONDS, idle (no fd,
 writes, named "cgroup-warmer-idle"), so that holds that come one after
 another do not each start a thread."""
 from __future__ import annotations
@@ -148,11 +148,7 @@ class AttachWarmer:
 
     def _run(self, target: Path) -> None:
         pid = str(os.getpid()).encode()
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError as e:
-            self._give_up(target, e)
-            return
+        fd = -1           # open while it writes; an idle thread holds no fd
         try:
             while True:
                 with self._lock:
@@ -165,6 +161,9 @@ class AttachWarmer:
                         self._thread = None
                         return
                 if idle:
+                    if fd >= 0:
+                        os.close(fd)
+                        fd = -1
                     # named apart while it writes nothing: a "cgroup-warmer"
                     # thread is one that keeps the attach path warm now
                     me = threading.current_thread()
@@ -179,6 +178,8 @@ class AttachWarmer:
                         self._thread = None
                         return
                 try:
+                    if fd < 0:
+                        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
                     os.write(fd, pid)
                 except OSError as e:
                     self._give_up(target, e)
@@ -186,7 +187,8 @@ class AttachWarmer:
                 self.writes += 1
                 self._wake.wait(INTERVAL_SECONDS)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
     def _give_up(self, target: Path, error: OSError) -> None:
         """The write is refused here (a read-only or delegated cgroupfs):
