@@ -25,9 +25,9 @@ The runc handler's exec path holds the same warmer (`shared()`, one per
 process) while `runc exec` starts: runc joins the container's groups by
 writing `cgroup.procs` too.  An exec may run for long, so its hold ends
 at `at_most` seconds even if the exec goes on.  The shared warmer's
-thread outlives its last hold by SHARED_IDLE_LINGER_SECONDS, idle (no fd,
-writes, named "cgroup-warmer-idle"), so that holds that come one after
-another do not each start a thread."""
+thread outlives its last hold by SHARED_IDLE_LINGER_SECONDS, idle (no
+writes, no fd open, named "cgroup-warmer-idle"), so that holds that come
+one after another do not each start a thread."""
 from __future__ import annotations
 
 import logging
