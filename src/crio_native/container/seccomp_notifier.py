@@ -123,6 +123,12 @@ class _Watch:
     fds: list[int] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     stopping: bool = False
+    # "stop": the calls blocked while the stop runs (a second thread or
+    # process, or the first call again: a signal or the freezer interrupts
+    # the wait and the kernel restarts the syscall, which notifies anew),
+    # answered only once it has ended: (our dup of the fd, id, answer)
+    held: list[tuple[int, int, int]] = field(default_factory=list)
+    stopped: bool = False
     # learn mode (container/seccomp_recorder.py): every call continues and
     # its name is kept here; on each hang-up `on_hangup` writes the profile
     recorded: set[str] | None = None
@@ -319,29 +325,41 @@ class SeccompNotifier:
         if not watch.quiet:
             log.warning("seccomp blocked syscall '%s' in container %s", name, watch.container_id,
                         extra=fields(id=watch.container_id, syscall=name, pid=pid))
-        if watch.stop and not watch.stopping:
-            # the call stays unanswered while the container is killed, so
-            # the workload never runs past it; answered after the stop in
-            # case the kill failed (an answer to a dead caller is ENOENT)
-            watch.stopping = True
-            message = f"Used forbidden syscalls: {watch.summary()}"
-            threading.Thread(target=self._stop_then_answer,
-                             args=(watch.container_id, message, os.dup(fd), notif_id, answer),
-                             name="seccomp-stop", daemon=True).start()
-            return
+        if watch.stop:
+            with self._lock:
+                begin = not watch.stopping
+                if watch.stopping and not watch.stopped:
+                    # unanswered until the stop ends, as the first one
+                    watch.held.append((os.dup(fd), notif_id, answer))
+                    return
+                watch.stopping = True
+            if begin:
+                # the call stays unanswered while the container is killed,
+                # so the workload never runs past it; answered after the
+                # stop in case the kill failed (an answer to a dead caller
+                # is ENOENT)
+                message = f"Used forbidden syscalls: {watch.summary()}"
+                threading.Thread(target=self._stop_then_answer,
+                                 args=(watch, message, os.dup(fd), notif_id, answer),
+                                 name="seccomp-stop", daemon=True).start()
+                return
         respond(fd, notif_id, answer)
 
-    def _stop_then_answer(self, container_id: str, message: str, fd: int, notif_id: int,
+    def _stop_then_answer(self, watch: _Watch, message: str, fd: int, notif_id: int,
                           answer: int) -> None:
         try:
-            self.on_stop(container_id, message)
+            self.on_stop(watch.container_id, message)
         finally:
-            try:
-                respond(fd, notif_id, answer)
-            except OSError as e:
-                log.warning("seccomp notifier: answering after the stop: %s", e)
-            finally:
-                os.close(fd)
+            with self._lock:
+                watch.stopped = True
+                held, watch.held = watch.held, []
+            for held_fd, held_id, held_answer in [(fd, notif_id, answer), *held]:
+                try:
+                    respond(held_fd, held_id, held_answer)
+                except OSError as e:
+                    log.debug("seccomp notifier: answering after the stop: %s", e)
+                finally:
+                    os.close(held_fd)
 
 
 def respond(fd: int, notif_id: int, errno_value: int) -> None:
