@@ -195,7 +195,7 @@ class SandboxManager:
         state = self.networks.current()
         if state.ready and state.config is not None:
             names.add(state.config.name)
-        unreadable = self.store.known_ids() - {r.id for r in self.store.all()}
+        unreadable = set(self.store.unreadable)
         if unreadable:
             for name in names:
                 valid.setdefault(name, set()).update(
