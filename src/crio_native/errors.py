@@ -23,6 +23,7 @@ class ErrorKind(enum.Enum):
     UNAVAILABLE = "unavailable"
     UNIMPLEMENTED = "unimplemented"
     UNAUTHENTICATED = "unauthenticated"
+    CANCELLED = "cancelled"
     INTERNAL = "internal"
 
 
@@ -66,6 +67,12 @@ class Unimplemented(CrioNativeError):
 
 class Unauthenticated(CrioNativeError):
     kind = ErrorKind.UNAUTHENTICATED
+
+
+class Cancelled(CrioNativeError):
+    """The caller gave up (cancellation.py): nobody reads the answer, but
+    the logs and the call metrics say so."""
+    kind = ErrorKind.CANCELLED
 
 
 class Internal(CrioNativeError):

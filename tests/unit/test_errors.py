@@ -42,6 +42,7 @@ CODES = {
     errors.Unavailable: StatusCode.UNAVAILABLE,
     errors.Unimplemented: StatusCode.UNIMPLEMENTED,
     errors.Unauthenticated: StatusCode.UNAUTHENTICATED,
+    errors.Cancelled: StatusCode.CANCELLED,
     errors.Internal: StatusCode.INTERNAL,
     image_errors.RegistryUnavailable: StatusCode.UNAVAILABLE,
     image_errors.PullTimeout: StatusCode.DEADLINE_EXCEEDED,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from crio_native import failpoints, steps
 from crio_native._proto import api_pb2
+from crio_native.cancellation import Cancellation
 from crio_native.config import Config
 from crio_native.container import (events, orphans, prepare, recovery, seccomp_artifact,
                                     seccomp_notifier)
@@ -33,7 +34,7 @@ from crio_native.container.recovery import STARTING, monitor_running
 from crio_native.container.stops import PendingStop, StopTable
 from crio_native.container.store import ContainerStore
 from crio_native.container.watcher import ExitWatcher
-from crio_native.errors import (AlreadyExists, CrioNativeError, DeadlineExceeded,
+from crio_native.errors import (AlreadyExists, Cancelled, CrioNativeError, DeadlineExceeded,
                                 FailedPrecondition, InvalidArgument, NotFound)
 from crio_native.linux.cgroups import warm as cgroup_warm
 from crio_native.attestation import signer as attestation_store
@@ -447,14 +448,25 @@ class ContainerManager:
 
     # ---- exec, logs, resources -----------------------------------------------------
 
-    def exec_sync(self, container_id: str, cmd: list[str], timeout: int) -> ExecResult:
+    def exec_sync(self, container_id: str, cmd: list[str], timeout: int,
+                  cancel: Cancellation | None = None) -> ExecResult:
+        """`cmd` run to its end in the container; killed at `timeout` (0:
+        none) or once the caller gives up (`cancel`: the call's end and
+        deadline), with a typed error saying which."""
         record = self.running(container_id, "ExecSync")
         process = prepare.process_for_exec(self.spec_of(record), cmd)
         handler = self.handlers.get(record.runtime_handler)
-        result = handler.exec_sync(record.id, process, timeout if timeout > 0 else None)
+        started = time.monotonic()
+        result = handler.exec_sync(record.id, process, timeout if timeout > 0 else None,
+                                   cancel=cancel)
         if result.timed_out:
-            raise DeadlineExceeded(f"ExecSync: command {cmd!r} in container {record.id} "
-                                   f"timed out after {timeout}s and was killed")
+            where = f"ExecSync: command {cmd!r} in container {record.id}"
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled(f"{where} was killed: the caller cancelled the call")
+            if cancel is not None and cancel.expired() and not (
+                    timeout > 0 and time.monotonic() - started >= timeout):
+                raise DeadlineExceeded(f"{where} was killed: the call's deadline passed")
+            raise DeadlineExceeded(f"{where} timed out after {timeout}s and was killed")
         return result
 
     def running(self, container_id: str, rpc: str) -> ContainerRecord:

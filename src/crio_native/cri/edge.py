@@ -35,6 +35,7 @@ STATUS_CODES: dict[ErrorKind, StatusCode] = {
     ErrorKind.UNAVAILABLE: StatusCode.UNAVAILABLE,
     ErrorKind.UNIMPLEMENTED: StatusCode.UNIMPLEMENTED,
     ErrorKind.UNAUTHENTICATED: StatusCode.UNAUTHENTICATED,
+    ErrorKind.CANCELLED: StatusCode.CANCELLED,
     ErrorKind.INTERNAL: StatusCode.INTERNAL,
 }
 

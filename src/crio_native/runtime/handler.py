@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from crio_native.cancellation import Cancellation
 from crio_native.errors import Unimplemented
 
 if TYPE_CHECKING:
@@ -213,10 +214,12 @@ class RuntimeHandler(abc.ABC):
 
     @abc.abstractmethod
     def exec_sync(self, container_id: str, process: dict[str, Any],
-                  timeout: float | None) -> ExecResult:
+                  timeout: float | None, cancel: Cancellation | None = None) -> ExecResult:
         """Run `process` (an OCI process object) in the running container and
-        collect its output; at the timeout the process is killed and the
-        result has timed_out set."""
+        collect its output; at the timeout, or once `cancel` is cancelled or
+        past its deadline (the caller gave up), the process is killed (with
+        what it started, where the handler can tell) and the result has
+        timed_out set."""
 
     @abc.abstractmethod
     def exec_interactive(self, container_id: str, process: dict[str, Any], *, tty: bool,

@@ -19,7 +19,7 @@ def rpcs(ctx: DaemonContext) -> dict:
         "ContainerStatus": lambda req, c: status.container_status(ctx, req),
         "UpdateContainerResources": lambda req, c: update.update_container_resources(ctx, req),
         "ReopenContainerLog": lambda req, c: logs.reopen_container_log(ctx, req),
-        "ExecSync": lambda req, c: exec_sync.exec_sync(ctx, req),
+        "ExecSync": lambda req, c: exec_sync.exec_sync(ctx, req, c),
         "Exec": lambda req, c: streaming_rpcs.exec_(ctx, req),
         "Attach": lambda req, c: streaming_rpcs.attach(ctx, req),
         "PortForward": lambda req, c: streaming_rpcs.port_forward(ctx, req),

@@ -1,6 +1,7 @@
 """One call's context: what the CRI handlers use of a gRPC servicer
 context (time_remaining, abort, add_callback, is_active,
-invocation_metadata, code, details), over one HTTP/2 stream."""
+invocation_metadata, code, details), over one HTTP/2 stream; and
+cancellation(), the call's end and deadline for code that waits on an fd."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, NoReturn
 
+from crio_native.cancellation import Cancellation
 from crio_native.cri.wire.status import StatusCode
 
 log = logging.getLogger("crio_native.cri.wire")
@@ -71,6 +73,15 @@ class Call:
                 return False
             self._callbacks.append(callback)
             return True
+
+    def cancellation(self) -> Cancellation:
+        """What code below the edge waits on (cancellation.py): cancelled
+        when the peer ends the call (RST_STREAM, the connection closed) or
+        at once if it has, with the call's deadline.  The caller closes it."""
+        cancel = Cancellation(self.deadline)
+        if not self.add_callback(cancel.cancel):
+            cancel.cancel()
+        return cancel
 
     def abort(self, code: StatusCode, details: str) -> NoReturn:
         self._code, self._details = StatusCode(code), details

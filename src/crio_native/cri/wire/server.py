@@ -83,6 +83,12 @@ class Server:
                 self.readers = [r for r in self.readers if r.is_alive()] + [reader]
             reader.start()
 
+    @property
+    def running_calls(self) -> int:
+        """Calls handed to a worker and not yet done (queued or running)."""
+        with self._lock:
+            return self._running
+
     def forget(self, connection: Connection) -> None:
         with self._lock:
             self.connections.discard(connection)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from crio_native._native import proc as native_proc
+from crio_native.cancellation import Cancellation
 from crio_native.config import Config
 from crio_native.errors import FailedPrecondition, NotFound
 from crio_native.linux import apparmor, landlock
@@ -71,7 +72,7 @@ class BuiltinHandler(DelegatedPodHalf, RuntimeHandler):
             pass
 
     def exec_sync(self, container_id: str, process: dict[str, Any],
-                  timeout: float | None) -> ExecResult:
+                  timeout: float | None, cancel: Cancellation | None = None) -> ExecResult:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
@@ -86,7 +87,7 @@ class BuiltinHandler(DelegatedPodHalf, RuntimeHandler):
             os.close(out_w)
             os.close(err_w)
         try:
-            return _collect(pid, out_r, err_r, timeout)
+            return _collect(pid, out_r, err_r, timeout, cancel)
         finally:
             os.close(out_r)
             os.close(err_r)
@@ -146,20 +147,36 @@ class BuiltinHandler(DelegatedPodHalf, RuntimeHandler):
                                apparmor=apparmor.enabled())
 
 
-def _collect(pid: int, out_r: int, err_r: int, timeout: float | None) -> ExecResult:
+def _collect(pid: int, out_r: int, err_r: int, timeout: float | None,
+             cancel: Cancellation | None = None) -> ExecResult:
     """Collect the exec'd process's stdout and stderr (exec_output), then
-    reap it; at the deadline it is SIGKILLed first.  `pid` is our unreaped
-    child, so its pid cannot be recycled."""
+    reap it; at the deadline, or once the caller has given up (`cancel`),
+    it is SIGKILLed first.  `pid` is our unreaped child, so its pid cannot
+    be recycled."""
     deadline = None if timeout is None else time.monotonic() + timeout
     pidfd = native_proc.pidfd_open(pid)
     timed_out = True    # until the collector says otherwise: a failure kills too
     try:
-        (out, err), timed_out = collect_exec_output([out_r, err_r], pidfd, deadline)
+        (out, err), timed_out = collect_exec_output([out_r, err_r], pidfd, deadline,
+                                                    cancel=cancel)
     finally:
         os.close(pidfd)
         if timed_out:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal_mod.SIGKILL)
+            _kill_exec(pid)
         _, status = os.waitpid(pid, 0)
     code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     return ExecResult(code, out, err, timed_out)
+
+
+def _kill_exec(pid: int) -> None:
+    """SIGKILL the exec'd process and what it started in its process group:
+    the launcher made it a session leader (setsid in launch.c), so the
+    group's id is its pid, which stays ours while it is unreaped.  Before
+    its setsid there is no such group, and the process alone is killed."""
+    try:
+        os.killpg(pid, signal_mod.SIGKILL)
+        return
+    except ProcessLookupError:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal_mod.SIGKILL)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ContextManager
 
 from crio_native._native import proc as native_proc
+from crio_native.cancellation import Cancellation
 from crio_native.errors import (CrioNativeError, DeadlineExceeded, FailedPrecondition, Internal,
                                 NotFound)
 from crio_native.runtime.exec_output import collect_exec_output
@@ -29,15 +30,17 @@ log = logging.getLogger(__name__)
 _UNKNOWN_MARKERS = ("container does not exist",)   # runc; crun: no <root>/<id>, see _unknown
 
 
-def output_until_exit(proc: subprocess.Popen, deadline: float | None) -> tuple[bytes, bytes, bool]:
+def output_until_exit(proc: subprocess.Popen, deadline: float | None,
+                      cancel: Cancellation | None = None) -> tuple[bytes, bytes, bool]:
     """`proc`'s stdout and stderr (both pipes), read until it exits (seen on
-    a pidfd, no polling) or `deadline` (monotonic) passes; the bool says
-    the deadline passed first.  The caller kills on a timeout or error."""
+    a pidfd, no polling) or `deadline` (monotonic) passes or `cancel` ends
+    the wait; the bool says the wait ended first.  The caller kills on a
+    timeout, a cancel or an error."""
     assert proc.stdout is not None and proc.stderr is not None
     exited = native_proc.pidfd_open(proc.pid)
     try:
         (out, err), timed_out = collect_exec_output(
-            [proc.stdout.fileno(), proc.stderr.fileno()], exited, deadline)
+            [proc.stdout.fileno(), proc.stderr.fileno()], exited, deadline, cancel=cancel)
     finally:
         os.close(exited)
     return out, err, timed_out

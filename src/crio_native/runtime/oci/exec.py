@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from crio_native._native import proc as native_proc
+from crio_native.cancellation import Cancellation
 from crio_native.errors import CrioNativeError
 from crio_native.linux import mountinfo
 from crio_native.linux.cgroups import warm as cgroup_warm
@@ -43,10 +44,11 @@ ATTACH_WINDOW_SECONDS = 1.0
 
 
 def exec_sync(runtime: RuntimeCommand, container_id: str, process: dict[str, Any],
-              timeout: float | None, warmer: cgroup_warm.AttachWarmer | None = None
-              ) -> ExecResult:
+              timeout: float | None, warmer: cgroup_warm.AttachWarmer | None = None,
+              cancel: Cancellation | None = None) -> ExecResult:
     """OciCliHandler.exec_sync: the runtime's exec as our child, its output
-    collected up to EXEC_OUTPUT_LIMIT per stream, killed at the timeout.
+    collected up to EXEC_OUTPUT_LIMIT per stream, killed (with its process
+    group) at the timeout or once `cancel` ends the wait.
     `warmer`: the attach warmer to hold while it starts (default: the
     process's shared one)."""
     warmer = cgroup_warm.shared() if warmer is None else warmer
@@ -73,14 +75,14 @@ def exec_sync(runtime: RuntimeCommand, container_id: str, process: dict[str, Any
             deadline = time.monotonic() + timeout if timeout else None
             try:
                 # the runtime's exit is the exec's (it is not detached)
-                out, err, timed_out = output_until_exit(proc, deadline)
+                out, err, timed_out = output_until_exit(proc, deadline, cancel)
             except BaseException:
-                kill_exec(runtime, container_id, proc, pid_file)
+                kill_exec(runtime, container_id, proc, pid_file, group=True)
                 raise
             finally:
                 release_warmer()
             if timed_out:
-                kill_exec(runtime, container_id, proc, pid_file)
+                kill_exec(runtime, container_id, proc, pid_file, group=True)
                 return ExecResult(EXEC_TIMEOUT_EXIT_CODE, b"", EXEC_TIMED_OUT_MESSAGE,
                                   timed_out=True)
             code = proc.wait()
@@ -207,14 +209,20 @@ def _write_private(path: Path, doc: dict[str, Any]) -> None:
 
 
 def kill_exec(runtime: RuntimeCommand, container_id: str, proc: subprocess.Popen,
-              pid_file: Path) -> None:
-    """SIGKILL the exec'd process, let the runtime reap it and exit, then
-    make sure the runtime's exec process is gone too."""
-    pid = _read_pid(pid_file)
-    if pid is not None:
-        log.debug("runtime handler %s: exec in %s timed out: killing pid %d", runtime.name,
-                  container_id, pid)
+              pid_file: Path, group: bool = False) -> None:
+    """SIGKILL the exec'd process (with `group`, its process group too when
+    it leads one: runc's exec makes it a session leader), let the runtime
+    reap it and exit, then make sure the runtime's exec process is gone too."""
+    pid = _started_pid(proc, pid_file)
+    if pid is not None and proc.poll() is None:
+        log.debug("runtime handler %s: exec in %s timed out or cancelled: killing pid %d",
+                  runtime.name, container_id, pid)
         with contextlib.suppress(ProcessLookupError):
+            # the runtime runs on, so it has not reaped the process (it
+            # waits for it): the pid, and a group named after it, are
+            # still the exec's
+            if group and os.getpgid(pid) == pid:
+                os.killpg(pid, signal_mod.SIGKILL)
             os.kill(pid, signal_mod.SIGKILL)
     try:
         proc.wait(timeout=2.0)
@@ -225,6 +233,26 @@ def kill_exec(runtime: RuntimeCommand, container_id: str, proc: subprocess.Popen
     if pid is not None and process_alive(pid):
         log.warning("runtime handler %s: timed-out exec process %d in container %s "
                     "survived SIGKILL", runtime.name, pid, container_id)
+
+
+# A cancelled ExecSync can be killed while the runtime is still starting its
+# process (no pid file yet): killing the runtime then would leave the
+# process it is about to start running in the container, so the kill waits
+# for the pid file or the runtime's exit, at most this long (then the
+# runtime alone is killed, as before).
+START_WAIT_SECONDS = 10.0
+_START_POLL_SECONDS = 0.005
+
+
+def _started_pid(proc: subprocess.Popen, pid_file: Path) -> int | None:
+    """The exec'd process's pid from the runtime's pid file, once written;
+    None when the runtime exits first or START_WAIT_SECONDS pass."""
+    deadline = time.monotonic() + START_WAIT_SECONDS
+    while (pid := _read_pid(pid_file)) is None and proc.poll() is None:
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(_START_POLL_SECONDS)
+    return pid
 
 
 def reap_exec_orphans(runtime: RuntimeCommand, container_id: str) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from crio_native import steps
+from crio_native.cancellation import Cancellation
 from crio_native.config import Config
 from crio_native.errors import CrioNativeError, FailedPrecondition, Internal, NotFound
 from crio_native.linux import apparmor
@@ -271,8 +272,9 @@ class OciCliHandler(DelegatedPodHalf, RuntimeHandler):
     # ---- exec ----------------------------------------------------------------------
 
     def exec_sync(self, container_id: str, process: dict[str, Any],
-                  timeout: float | None) -> ExecResult:
-        return exec_paths.exec_sync(self.command, container_id, process, timeout)
+                  timeout: float | None, cancel: Cancellation | None = None) -> ExecResult:
+        return exec_paths.exec_sync(self.command, container_id, process, timeout,
+                                    cancel=cancel)
 
     def exec_interactive(self, container_id: str, process: dict[str, Any], *, tty: bool,
                          stdin: bool, stdout: bool, stderr: bool) -> ExecProcess:

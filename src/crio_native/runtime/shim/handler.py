@@ -35,6 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from crio_native.cancellation import Cancellation
 from crio_native.config import Config
 from crio_native.errors import CrioNativeError, FailedPrecondition, NotFound, Unavailable
 from crio_native.monitor import launch_monitor
@@ -379,16 +380,17 @@ class VmShimHandler(DelegatedPodHalf, RuntimeHandler):
     # ---- exec ------------------------------------------------------------------------
 
     def exec_sync(self, container_id: str, process: dict[str, Any],
-                  timeout: float | None) -> ExecResult:
-        """Exec + Start + Wait with FIFOs we read; at the timeout the exec
-        is SIGKILLed and answered as the OCI handlers do."""
+                  timeout: float | None, cancel: Cancellation | None = None) -> ExecResult:
+        """Exec + Start + Wait with FIFOs we read; at the timeout, or once
+        `cancel` ends the wait, the exec is SIGKILLed and answered as the
+        OCI handlers do."""
         proc, waiter = self._start_exec(container_id, process, tty=False, stdin=False,
                                         stdout=True, stderr=True)
         try:
             assert proc.stdout is not None and proc.stderr is not None
             deadline = time.monotonic() + timeout if timeout else None
             (out, err), timed_out = collect_exec_output([proc.stdout, proc.stderr],
-                                                        proc.wait_fd, deadline)
+                                                        proc.wait_fd, deadline, cancel=cancel)
         finally:
             proc.close()     # an exec still running is killed; it is deleted
         if timed_out:
