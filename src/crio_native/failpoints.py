@@ -85,6 +85,10 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
         "container.stop.signalled",      # the stop signal is sent
         "container.stop.killed",         # SIGKILL sent, the exit not yet recorded
         "container.stop.exited",         # the exit is recorded
+        # the release of the stopped container (ContainerManager._release)
+        "container.stop.runtime_deleted",  # the runtime forgot it (cgroups, monitor, state)
+        "container.stop.rootfs_unmounted",  # the overlay unmounted (upper dir kept)
+        "container.stop.released",       # released=True saved
     ),
     "container.remove": (
         "container.remove.stopped",      # the container has exited

@@ -133,9 +133,13 @@ def test_create_start_stop_remove(node, manager, world):
     assert manager.store.get(container_id, "test").state == RUNNING
     world.steps.clear()
     manager.stop(container_id, timeout=10)
-    assert world.steps == ["handlers.get", "handler.kill"]            # SIGTERM was enough
+    # SIGTERM was enough; then the stop releases the runtime's part and the mount
+    assert world.steps == ["handlers.get", "handler.kill", "handlers.get", "handler.delete",
+                           "images.unmount_rootfs"]
     record = manager.store.get(container_id, "test")
     assert (record.state, record.exit_code, record.reason) == (EXITED, 143, "Error")
+    assert record.released and node.records_on_disk()[0]["released"]
+    assert container_id not in world.containers and not node.images.mounted(container_id)
     assert [e.kind for e in iter(lambda: sub.next(0.0), None)] == [events.STARTED,
                                                                    events.STOPPED]
     world.steps.clear()
@@ -143,6 +147,7 @@ def test_create_start_stop_remove(node, manager, world):
     assert world.steps == []
 
     manager.remove(container_id)
+    assert "handler.delete" not in world.steps                          # released already
     node.assert_no_container_left(manager)
 
 

@@ -6,7 +6,9 @@ so a failure anywhere leaves nothing.  The monitor of each container records
 its exit; the ExitWatcher turns that into the record's EXITED state and a
 STOPPED event even while no RPC is looking.  A stop never waits behind
 another: it joins the one in progress and may bring its SIGKILL forward
-(container/stops.py)."""
+(container/stops.py); once the exit is recorded it releases the runtime's
+state and the rootfs mount (_release), so RemoveContainer is left with
+files and the record."""
 from __future__ import annotations
 
 import contextlib
@@ -317,7 +319,11 @@ class ContainerManager:
                 log.info("stop in progress brought forward", extra=fields(
                     id=record.id, rpc=rpc, timeout=timeout))
             with self._lock(record.id):
-                if self.refresh(record).state in (EXITED, CREATING):
+                if self.refresh(record).state == CREATING:
+                    return
+                if record.state == EXITED:
+                    # exited on its own, or a stop cut short before its release
+                    self._release(record, rpc)
                     return
                 handler = self.handlers.get(record.runtime_handler)
                 if graceful and record.state == RUNNING and pending.claim_signal():
@@ -325,6 +331,56 @@ class ContainerManager:
                         handler.kill(record.id, signal_number(record.stop_signal))
                     failpoints.hit("container.stop.signalled")
             self._kill_when_due(record, handler, pending, joined, rpc)
+        with self._lock(record.id):
+            self._release(record, rpc)
+
+    def _release(self, record: ContainerRecord, rpc: str) -> None:
+        """Once the exit is recorded: what only a live container needs goes
+        now, not at RemoveContainer (CRI-O unmounts a container's storage in
+        StopContainer; containerd deletes the task, and unmounts its rootfs,
+        when it exits): the runtime's state of it (monitor, cgroups,
+        poststop hooks), the monitor's dir and the rootfs mount.  The upper
+        dir (the writable layer the stats report), the bundle (the spec
+        ContainerStatus reads) and the record stay.  Each
+        step is idempotent; `released` is saved after the last, so a crash
+        before it is finished by the next stop, RemoveContainer or start-up
+        (container/recovery.py).  A failure is logged and left for
+        RemoveContainer, which redoes the release and raises there: the
+        container has stopped, which is what a stop answers."""
+        if record.released or record.state != EXITED:
+            return
+        try:
+            self._release_runtime(record)
+            # the monitor is gone and its exit folded into the record
+            shutil.rmtree(record.monitor_dir, ignore_errors=True)
+            failpoints.hit("container.stop.runtime_deleted")
+            if record.rootfs:
+                self.images().unmount_rootfs(record.id)
+            failpoints.hit("container.stop.rootfs_unmounted")
+        except (CrioNativeError, OSError) as e:
+            if isinstance(e, failpoints.FailpointError):
+                raise
+            log.warning("releasing a stopped container failed; RemoveContainer retries it",
+                        extra=fields(id=record.id, rpc=rpc, error=str(e)))
+            return
+        with self.store.lock:
+            record.released = True
+            # not fsynced: what it notes (runtime state, cgroups, the mount)
+            # ends with a reboot, and a lost flag only repeats the release
+            self.store.save(record, durable=False)
+        failpoints.hit("container.stop.released")
+
+    def _release_runtime(self, record: ContainerRecord) -> None:
+        """The runtime's own delete (runc/crun: `delete`; a shim: the task's
+        delete), then the seccomp listener and any group the runtime left."""
+        # InvalidArgument: the handler is no longer configured; its
+        # containers still get their rootfs and files removed
+        with contextlib.suppress(NotFound, InvalidArgument):
+            self.handlers.get(record.runtime_handler).delete(record.id, force=True)
+        self.notifier.forget(record.id)
+        # the handler removes the groups it made; after a reboot (its state
+        # gone with the runroot) it no longer knows them: what is left goes
+        orphans.remove_leftover_cgroups(record.id, record.cgroup_dirs)
 
     def _kill_when_due(self, record: ContainerRecord, handler: RuntimeHandler,
                        pending: PendingStop, joined: float, rpc: str) -> None:
@@ -367,15 +423,9 @@ class ContainerManager:
     def _teardown(self, record: ContainerRecord) -> None:
         """Every step idempotent: a teardown cut short is finished by
         calling it again (RemoveContainer's retry, or start-up's rollback)."""
-        # InvalidArgument: the handler is no longer configured; its
-        # containers still get their rootfs and files removed
-        with contextlib.suppress(NotFound, InvalidArgument):
-            self.handlers.get(record.runtime_handler).delete(record.id, force=True)
-        self.notifier.forget(record.id)
+        if not record.released:     # else the stop did it (_release)
+            self._release_runtime(record)
         failpoints.hit("container.remove.runtime_deleted")
-        # the handler removes the groups it made; after a reboot (its state
-        # gone with the runroot) it no longer knows them: what is left goes
-        orphans.remove_leftover_cgroups(record.id, record.cgroup_dirs)
         if record.rootfs or Path(record.directory).exists():
             self.images().remove_rootfs(record.id)
         attestation_store.discard(self.store.directory, record.id)

@@ -47,6 +47,8 @@ class ContainerRecord(JsonRecord):
     stdin: bool = False
     stdin_once: bool = False
     request_digest: str = ""             # tells a retried create from a new one
+    # the stop released the runtime's state and the rootfs mount (manager._release)
+    released: bool = False
 
     @property
     def name_key(self) -> str:

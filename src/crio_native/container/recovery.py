@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from crio_native.attestation import signer as attestation_store
 from crio_native.container import orphans, seccomp_notifier
-from crio_native.container.record import CREATED, CREATING, RUNNING, ContainerRecord
+from crio_native.container.record import (CREATED, CREATING, EXITED, RUNNING,
+                                          ContainerRecord)
 from crio_native.errors import FailedPrecondition
 from crio_native.logsetup import fields
 from crio_native.monitor import process_alive
@@ -67,12 +68,26 @@ def recover(manager: ContainerManager, rebooted: bool = False) -> None:
                                 extra=fields(id=record.id, name=record.name))
                 manager._record_exit(record)
         starting.unlink(missing_ok=True)
+        if record.state == EXITED and not record.released:
+            release(manager, record)
     sweep_run_dirs(manager)
     sweep_rootfs(manager)
     sweep_attestations(manager)
     manager.notifier.sweep()
     sweep_runtime_states(manager)
     sweep_cgroups(manager)
+
+
+def release(manager: ContainerManager, record: ContainerRecord) -> None:
+    """An exited container not yet released: a stop cut short between the
+    recorded exit and `released` (or one that exited while the daemon was
+    down, or on its own): its runtime state and rootfs mount go now, as
+    StopContainer would have let them go; its rootfs is not mounted again."""
+    try:
+        manager._release(record, "start-up")
+    except Exception as e:  # noqa: BLE001 - one container must not stop the daemon
+        log.error("releasing an exited container failed; RemoveContainer retries it",
+                  extra=fields(id=record.id, error=str(e)))
 
 
 def finish_start(manager: ContainerManager, record: ContainerRecord) -> None:

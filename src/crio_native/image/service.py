@@ -140,6 +140,11 @@ class ImageService:
         self.rootfs.remove(container_id)
         self.store.invalidate_usage()
 
+    def unmount_rootfs(self, container_id: str) -> None:
+        """A stopped container's rootfs: unmounted, its dirs kept until
+        remove_rootfs (the upper dir is the writable layer the stats report)."""
+        self.rootfs.unmount(container_id)
+
     def pinned(self, record: ImageRecord) -> bool:
         patterns = [self.config.image.pause_image, *self.config.image.pinned_images]
         names = [record.id, *record.repo_tags, *record.repo_digests]

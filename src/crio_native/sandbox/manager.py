@@ -442,7 +442,11 @@ class SandboxManager:
     def _mark_not_ready(self, record: SandboxRecord) -> None:
         if record.state == READY:
             record.state = NOTREADY
-            self.store.save(record)
+            # not fsynced (docs/recovery.md, "Durability"): a daemon crash
+            # keeps it; a power loss that takes it also takes the pins, shm
+            # and run dir, and start-up marks the READY record NOTREADY
+            # for their absence (_recheck)
+            self.store.save(record, durable=False)
 
     def _teardown(self, record: SandboxRecord) -> None:
         """Undo every piece of the pod, each step idempotent: a teardown cut
@@ -521,7 +525,10 @@ class SandboxManager:
             self.cni.delete(LOOPBACK, lo)    # attached by the loopback plugin (older version)
         record.network_attached = False
         record.ips = []
-        self.store.save(record)
+        # not fsynced: a power loss that takes it leaves network_attached,
+        # and the kubelet's StopPodSandbox (or the rollback) runs DEL again,
+        # which CNI requires plugins to take (nothing cached, nothing leased)
+        self.store.save(record, durable=False)
 
     def check_network(self, sandbox_id: str) -> str:
         """CNI CHECK of the pod's attachment: "ok", "skipped: why", or the

@@ -5,6 +5,7 @@ unmounts it and deletes the directory.  Which image each rootfs uses is
 recorded, so an image in use cannot be removed."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -156,6 +157,18 @@ class RootfsStore:
         if os.path.ismount(d / "merged"):
             self._unmount(str(d / "merged"))
         shutil.rmtree(d)
+
+    def unmount(self, container_id: str) -> None:
+        """A stopped container's rootfs: unmount it and remove what only
+        the mount used (the work dir, the mount point); the upper dir and
+        the image file stay until remove().  Nothing mounted, or no rootfs
+        at all, is fine."""
+        d = self.path(container_id)
+        if os.path.ismount(d / "merged"):
+            self._unmount(str(d / "merged"))
+        shutil.rmtree(d / "work", ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            (d / "merged").rmdir()
 
     def users_of(self, image_id: str) -> list[str]:
         """IDs of containers whose rootfs is made from `image_id`."""
