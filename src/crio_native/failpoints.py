@@ -71,7 +71,9 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
         "container.create.directory",    # <runroot>/containers/<id>/monitor made
         "container.create.rootfs",       # the overlay rootfs mounted
         "container.create.bundle",       # config.json written, log file made
-        "container.create.runtime_made",  # the runtime's state dir, record and cgroups
+        # the runtime's state dir, record and cgroups (the builtin's v1/hybrid
+        # groups only recorded: made while its monitor starts, before the clone)
+        "container.create.runtime_made",
         "container.create.monitor_launched",  # monitor and process up, not recorded
         "container.create.runtime_created",  # the runtime reported the create
         "container.create.created",      # CREATED saved, the answer not sent

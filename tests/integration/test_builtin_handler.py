@@ -18,6 +18,7 @@ import pytest
 
 from crio_native.errors import FailedPrecondition
 from crio_native.linux import cgroups
+from crio_native.linux.cgroups import group as cgroup_group
 from crio_native.linux.mounts import kernel_has_mount_setattr
 from crio_native.monitor import monitor_binary, process_alive, read_exit, wait_exit
 from crio_native.monitor.launch import launch_monitor, stop_monitor
@@ -339,6 +340,73 @@ def test_gate_needs_a_plan_and_a_sync_fd(tmp_path):
     p = subprocess.run([str(monitor_binary()), "--state-dir", str(tmp_path), "--gate",
                         "--", "/bin/true"], capture_output=True, text=True)
     assert p.returncode == 2 and "--gate needs --plan" in p.stderr
+
+
+def test_meanwhile_runs_while_the_monitor_starts_and_before_the_clone(make_bundle, tmp_path):
+    """launch_monitor(meanwhile=): run right after the spawn while the
+    monitor starts, which waits at its gate until it has returned: nothing
+    is cloned before (the v1 cgroups are made so, see
+    creation.cgroups_while_launching)."""
+    b = make_bundle(["sleep", "60"])
+    plan = tmp_path / "plan"
+    plan.write_bytes(build_plan(b.spec, b.path))
+    seen: list[list[int] | None] = []
+
+    def meanwhile() -> None:
+        deadline = time.monotonic() + 10
+        while _children_of_monitor("mw1") is None:     # the monitor is up
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)                                  # and had time to clone, if it would
+        seen.append(_children_of_monitor("mw1"))
+    mon = launch_monitor("mw1", (), tmp_path, tmp_path / "ctr.log", plan_file=plan,
+                         meanwhile=meanwhile)
+    try:
+        assert seen == [[]]
+        assert _ppid(mon.container_pid) == mon.pid
+    finally:
+        stop_monitor(mon)
+
+
+def test_meanwhile_failure_fails_the_launch_and_leaves_nothing(make_bundle, tmp_path):
+    b = make_bundle(["sleep", "60"])
+    plan = tmp_path / "plan"
+    plan.write_bytes(build_plan(b.spec, b.path))
+
+    def fail() -> None:
+        raise FailedPrecondition("no groups today")
+    with pytest.raises(FailedPrecondition, match="no groups today"):
+        launch_monitor("mw2", (), tmp_path, tmp_path / "ctr.log", plan_file=plan,
+                       meanwhile=fail)
+    deadline = time.monotonic() + 10
+    while _monitors_of("mw2"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not (tmp_path / "attach").exists() and not (tmp_path / "exit").exists()
+
+
+def test_cgroup_failure_during_the_launch_leaves_nothing(handler, make_bundle, mon_opts,
+                                                         monkeypatch):
+    """On v1/hybrid the groups are made while the monitor starts; a refused
+    limit there fails the create before the clone and leaves no group,
+    state, monitor or process (on pure v2 they are made before the monitor,
+    with the same outcome)."""
+    name = f"crn-hd-mw-{os.getpid()}"
+    opts = mon_opts("mw3")
+    b = make_bundle(["sleep", "60"], _cgroup_spec(name, {}))
+    plan = cgroups.plan_cgroups(name, {}, root=handler.runtime.cgroup_root)
+
+    def refuse(writes) -> None:
+        raise FailedPrecondition("cgroup file x: the kernel refused 'y'")
+    monkeypatch.setattr(cgroup_group, "write_limits", refuse)
+    with pytest.raises(FailedPrecondition, match="the kernel refused"):
+        handler.create("mw3", b.path, opts)
+    _assert_nothing_left(handler, "mw3", opts, plan.dirs)
+    monkeypatch.undo()
+    handler.create("mw3", b.path, mon_opts("mw3b"))     # and the same create then works
+    assert all(d.is_dir() for d in plan.dirs)
+    handler.delete("mw3", force=True)
+    assert not any(d.exists() for d in plan.dirs)
 
 
 # ---- exec_sync ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from crio_native.errors import FailedPrecondition
 from crio_native.linux.cgroups import CgroupPlan, create, hierarchy, missing_dirs
 from crio_native.runtime.builtin import creation
-from crio_native.runtime.builtin.cgroup_records import ContainerCgroups
+from crio_native.runtime.builtin.cgroup_records import ContainerCgroups, oom_cgroup
 from crio_native.runtime.builtin.state import read_state
 from crio_native.spec import seccomp, seccomp_default
 
@@ -200,3 +200,101 @@ def test_rendered_defaults_are_bounded(monkeypatch):
     for i in range(seccomp._RENDERED_SIZE + 5):
         seccomp._rendered_default(tuple(CAPS[: i % 5]) + (f"CAP_X{i}",), "x86_64")
     assert len(seccomp._rendered) == seccomp._RENDERED_SIZE
+
+
+def _prepared(tmp_path: Path, plan: CgroupPlan, scope=None) -> creation.Prepared:
+    return creation.Prepared("c1", tmp_path / "state" / "c1", tmp_path / "bundle",
+                             {"process": {"args": ["sh"]}},
+                             ContainerCgroups(plan, "k/c1", "", scope), {}, [])
+
+
+def test_cgroups_while_launching_only_for_v1_groups_of_cgroupfs(tmp_path):
+    (tmp_path / "cg").mkdir()
+    v1 = _plan(tmp_path / "cg", "k/c1")
+    assert creation.cgroups_while_launching(_prepared(tmp_path, v1))
+    v2 = CgroupPlan(dirs=[tmp_path / "cg" / "k"], bases=[tmp_path / "cg"],
+                    into=tmp_path / "cg" / "k")
+    assert not creation.cgroups_while_launching(_prepared(tmp_path, v2))
+    assert not creation.cgroups_while_launching(_prepared(tmp_path, v1, scope=object()))
+    assert not creation.cgroups_while_launching(_prepared(tmp_path, CgroupPlan()))
+    no_groups = creation.Prepared("c1", tmp_path, tmp_path, {}, None, {}, [])
+    assert not creation.cgroups_while_launching(no_groups)
+
+
+def test_make_with_cgroups_later_journals_them_and_makes_none(tmp_path):
+    """make(cgroups_later=True) writes the groups into the record but makes
+    none; make_cgroups makes them with their undo; a crash in between finds
+    them all in the record (a delete removes what exists of them)."""
+    (tmp_path / "cg").mkdir()
+    plan = _plan(tmp_path / "cg", "k/c1")
+    journal = [str(d) for d in missing_dirs(plan)]
+    p = _prepared(tmp_path, plan)
+    with contextlib.ExitStack() as undo:
+        state, scope = creation.make(tmp_path / "state", p, undo, cgroups_later=True)
+        assert scope is None
+        assert not any(Path(d).exists() for d in journal)
+        assert read_state(tmp_path / "state", "c1")["_cgroups"] == journal
+        creation.make_cgroups(tmp_path / "state", p, state, undo)
+        assert all(d.is_dir() for d in plan.dirs)
+        assert read_state(tmp_path / "state", "c1")["_cgroups"] == journal
+    assert not any(Path(d).exists() for d in journal)
+    assert not (tmp_path / "state" / "c1").exists()
+
+
+def test_make_cgroups_failure_removes_what_it_made(tmp_path, monkeypatch):
+    (tmp_path / "cg").mkdir()
+    plan = _plan(tmp_path / "cg", "k/c1")
+    plan.writes = [(plan.dirs[1] / "memory.limit_in_bytes", "1")]
+    p = _prepared(tmp_path, plan)
+    journal = [str(d) for d in missing_dirs(plan)]
+    with pytest.raises(FailedPrecondition, match="is missing"):
+        with contextlib.ExitStack() as undo:
+            state, _ = creation.make(tmp_path / "state", p, undo, cgroups_later=True)
+            creation.make_cgroups(tmp_path / "state", p, state, undo)
+    assert not any(Path(d).exists() for d in journal)
+    assert not (tmp_path / "state" / "c1").exists()
+
+
+def test_oom_cgroup_of_a_v1_memory_group_not_made_yet(tmp_path):
+    """The monitor reads the oom_kill counter after its gate: a v1 memory
+    group made while it starts is named from its nearest existing
+    ancestor (every v1 memory group, the root's too, has memory.oom_control);
+    a v2 group must exist and have memory.events."""
+    for c in ("cpu", "memory", "unified"):
+        (tmp_path / c / "pod").mkdir(parents=True)
+    for d in (tmp_path / "memory", tmp_path / "memory" / "pod"):
+        (d / "memory.oom_control").write_text("")
+    dirs = [tmp_path / c / "pod" / "crio-1" for c in ("cpu", "memory", "unified")]
+    assert oom_cgroup(dirs, made_later=True) == tmp_path / "memory" / "pod" / "crio-1"
+    assert oom_cgroup(dirs) is None          # made before the monitor: they must exist
+    assert oom_cgroup([dirs[0], dirs[2]], made_later=True) is None
+    deeper = tmp_path / "memory" / "pod2" / "crio-2"   # its parent is made too
+    assert oom_cgroup([deeper], made_later=True) == deeper
+    dirs[2].mkdir()
+    (dirs[2] / "memory.events").write_text("")
+    assert oom_cgroup([dirs[0], dirs[2]]) == dirs[2]
+    assert oom_cgroup([dirs[0], dirs[2]], made_later=True) == dirs[2]
+
+
+def test_new_v1_cpuset_group_gets_the_parents_sets(tmp_path):
+    from crio_native.linux.cgroups.group import _inherit_cpuset
+    parent = tmp_path / "cpuset" / "pod"
+    child = parent / "crio-1"
+    child.mkdir(parents=True)
+    (parent / "cpuset.cpus").write_text("0-3\n")
+    (parent / "cpuset.mems").write_text("0\n")
+    (child / "cpuset.cpus").write_text("\n")
+    (child / "cpuset.mems").write_text("1\n")      # set already: kept
+    _inherit_cpuset(child)
+    assert (child / "cpuset.cpus").read_text() == "0-3\n"
+    assert (child / "cpuset.mems").read_text() == "1\n"
+    v2 = tmp_path / "v2" / "c"
+    v2.mkdir(parents=True)
+    (v2 / "cgroup.controllers").write_text("cpuset\n")
+    (v2 / "cpuset.cpus").write_text("")
+    _inherit_cpuset(v2)                              # v2: empty means the parent's
+    assert (v2 / "cpuset.cpus").read_text() == ""
+    bare = tmp_path / "cpu" / "c"
+    bare.mkdir(parents=True)
+    _inherit_cpuset(bare)                            # no cpuset files: nothing to do
+    assert sorted(p.name for p in bare.iterdir()) == []

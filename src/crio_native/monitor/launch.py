@@ -238,7 +238,8 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
                    on_hooks: HookCallback | None = None,
                    on_gate: Callable[[], None] | None = None,
                    timeout: float = 10.0, binary: Path | None = None,
-                   warm_cgroup: str | os.PathLike | None = None) -> Monitor:
+                   warm_cgroup: str | os.PathLike | None = None,
+                   meanwhile: Callable[[], None] | None = None) -> Monitor:
     """Start `argv` as a container process under a new monitor.
 
     `state_dir` must exist and belong to this container; the monitor keeps
@@ -266,8 +267,14 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
     container process waits, and its exception fails the launch and is
     re-raised here.  `on_gate()`, likewise, runs once the monitor has
     started and before it clones the process, so what the clone needs (a
-    systemd scope) can be made meanwhile.  A failure in a step of the
-    child raises a NativeError with `.stage` set, like native_launch.launch."""
+    systemd scope) can be made meanwhile.  `meanwhile()` (with `plan_file`)
+    runs here right after the monitor was spawned, while it execs, loads
+    the plan and sets up, and it waits at the same gate until this has
+    returned: what the clone needs (the v1 cgroups) is made alongside the
+    monitor's start instead of before it; its exception fails the launch
+    before any clone, as on_gate's does, and is re-raised here.  A failure
+    in a step of the child raises a NativeError with `.stage` set, like
+    native_launch.launch."""
     state_dir = Path(state_dir)
     log = Path(log_path) if log_path is not None else None
     deadline = time.monotonic() + timeout
@@ -278,9 +285,12 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
                               stdin=stdin, stdin_once=stdin_once, terminal=terminal,
                               cgroup_path=cgroup_path, container_pid_file=container_pid_file,
                               plan_file=plan_file, console_socket=console_socket,
-                              binary=binary, gate=on_gate is not None,
+                              binary=binary,
+                              gate=on_gate is not None or meanwhile is not None,
                               warm_cgroup=warm_cgroup)
         first = _spawn_first(cmd, theirs, env)
+        if meanwhile is not None:
+            _run_meanwhile(reader, meanwhile)
         try:
             line = reader.final_line(deadline)
         except TimeoutError:
@@ -308,6 +318,20 @@ def launch_monitor(container_id: str, argv: Sequence[str], state_dir: str | os.P
             raise reader.hook_error from None
         raise
     return Monitor(container_id, pid, container_pid, state_dir, log)
+
+
+def _run_meanwhile(reader: _Report, meanwhile: Callable[[], None]) -> None:
+    """meanwhile() while the monitor starts; a failure becomes the gate's
+    answer ("fail"), so the monitor ends without a clone and reports, and
+    launch_monitor re-raises the exception after that report."""
+    try:
+        meanwhile()
+    except BaseException as e:  # noqa: BLE001 - re-raised by launch_monitor
+        error = e
+
+        def fail() -> None:
+            raise error
+        reader.on_gate = fail
 
 
 def stop_monitor(mon: Monitor, timeout: float = 5.0) -> None:

@@ -84,13 +84,26 @@ def update_cgroups(container_id: str, record: dict[str, Any], resources: dict[st
     return plan
 
 
-def oom_cgroup(dirs: list[Path]) -> Path | None:
+def oom_cgroup(dirs: list[Path], made_later: bool = False) -> Path | None:
     """The group whose oom_kill counter the monitor watches: the v2 group,
-    or the v1 memory controller's (a hybrid host's v2 hierarchy has none)."""
+    or the v1 memory controller's (a hybrid host's v2 hierarchy has none).
+    `made_later`: the v1 groups are made while the monitor starts (it reads
+    the counter after its gate), so each is told by its nearest existing
+    ancestor: every v1 memory group, the root included, has
+    memory.oom_control."""
     for d in dirs:
-        if (d / "memory.events").exists() or (d / "memory.oom_control").exists():
+        if made_later and not d.exists():
+            if (_nearest_existing(d) / "memory.oom_control").exists():
+                return d
+        elif (d / "memory.events").exists() or (d / "memory.oom_control").exists():
             return d
     return None
+
+
+def _nearest_existing(d: Path) -> Path:
+    while not d.exists() and d.parent != d:
+        d = d.parent
+    return d
 
 
 def cgroup_records(plan: cgroups.CgroupPlan) -> list[Record]:

@@ -31,8 +31,9 @@ from crio_native.monitor.launch import launch_monitor
 from crio_native.monitor.paths import launcher_binary
 from crio_native.runtime.builtin.cgroup_records import (cgroup_join_records, oom_cgroup,
                                                         update_cgroups)
-from crio_native.runtime.builtin.creation import (create_hooks_callback, make, prepare,
-                                                  record_created, scope_gate)
+from crio_native.runtime.builtin.creation import (cgroups_while_launching,
+                                                  create_hooks_callback, make, make_cgroups,
+                                                  prepare, record_created, scope_gate)
 from crio_native.runtime.builtin.exec_cache import ExecCache, process_key
 from crio_native.runtime.builtin.hooks import Hook, hook_from_json, run_hooks, start_hook_failure
 from crio_native.runtime.builtin.plan import HostFacts, exec_records, load_spec
@@ -148,12 +149,15 @@ class BuiltinRuntime:
         # to the monitor: `tty` inside names /dev/pts/0 of its devpts
         p = prepare(self.root, self.cgroup_root, container_id, bundle,
                     console=monitor.terminal, cgroup_driver=self.cgroup_driver)
+        # v1/hybrid: the groups are made while the monitor starts (it waits
+        # at its gate until they are), not before it is spawned
+        later = cgroups_while_launching(p)
         with contextlib.ExitStack() as undo:
-            state, scope = make(self.root, p, undo)
+            state, scope = make(self.root, p, undo, cgroups_later=later)
             failpoints.hit("container.create.runtime_made")
             plan_file = write_plan(p.dir, encode(p.records))
             dirs = p.cgroups.dirs if p.cgroups is not None else []
-            oom = oom_cgroup(dirs)
+            oom = oom_cgroup(dirs, made_later=later)
             try:
                 mon = launch_monitor(
                     container_id, (), monitor.state_dir, monitor.log_path,
@@ -162,6 +166,8 @@ class BuiltinRuntime:
                     plan_file=plan_file, on_hooks=create_hooks_callback(state, p.hooks),
                     on_gate=None if scope is None else scope_gate(self.root, p, state,
                                                                   undo, scope),
+                    meanwhile=functools.partial(make_cgroups, self.root, p, state, undo)
+                    if later else None,
                     timeout=timeout)
             except NativeError as e:
                 raise launch_error(e, p.spec) from e

@@ -65,14 +65,16 @@ def prepare(root: Path, cgroup_root: str, container_id: str, bundle: str | os.Pa
     return Prepared(container_id, d, bundle, spec, groups, hooks, records)
 
 
-def make(root: Path, p: Prepared,
-         undo: contextlib.ExitStack) -> tuple[dict[str, Any], ContainerScope | None]:
+def make(root: Path, p: Prepared, undo: contextlib.ExitStack,
+         cgroups_later: bool = False) -> tuple[dict[str, Any], ContainerScope | None]:
     """The state dir with its barrier and "creating" record, then the
     cgroups; each registers its undo.  Returns the state record and, with
     the systemd driver, the container's scope, whose start job systemd may
     still be running: the cgroups are then made by `finish_cgroups` once
     `scope.ready()` returned (see linux/systemd/scope.py), and the caller
-    releases the scope's anchor once the process is in it."""
+    releases the scope's anchor once the process is in it.
+    `cgroups_later` (see `cgroups_while_launching`): the groups are in the
+    record, but the caller makes them (`make_cgroups`) before the clone."""
     make_state_dir(root, p.container_id, bool(p.hooks.get("startContainer")), undo)
     state = {"ociVersion": OCI_VERSION, "id": p.container_id, "status": "creating",
              "pid": 0, "bundle": str(p.bundle),
@@ -87,9 +89,28 @@ def make(root: Path, p: Prepared,
         _note_cgroups(p, state)
     write_state(root, p.container_id, state)
     scope = _start_scope(root, p, state, undo)
-    if scope is None:
+    if scope is None and not cgroups_later:
         _make_cgroups(root, p, state, undo)
     return state, scope
+
+
+def cgroups_while_launching(p: Prepared) -> bool:
+    """Whether the groups may be made while the monitor starts (it waits at
+    its gate, before the clone, until they are: launch_monitor's
+    `meanwhile`): with the cgroupfs driver on v1 or hybrid, where the
+    monitor writes each cgroup.procs after the clone and a group's mkdir
+    and limit writes per hierarchy take about as long as the monitor's
+    exec, plan load and set-up.  Not with a systemd scope (its own gate)
+    nor on pure v2 (one group, cloned into)."""
+    return (p.groups is not None and p.groups.scope is None
+            and p.groups.plan.into is None and bool(p.groups.plan.dirs))
+
+
+def make_cgroups(root: Path, p: Prepared, state: dict[str, Any],
+                 undo: contextlib.ExitStack) -> None:
+    """The groups that make(cgroups_later=True) recorded, made now with
+    their undo."""
+    _make_cgroups(root, p, state, undo)
 
 
 def finish_cgroups(root: Path, p: Prepared, state: dict[str, Any],
