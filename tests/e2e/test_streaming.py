@@ -144,45 +144,23 @@ def test_exec_stdin_is_relayed_and_closed(sdaemon):
     spdy.close()
 
 
-# runc and crun (`exec --tty`) relay a pty of their own and copy a new
-# window size to it when our SIGWINCH reaches them, in their own time (their
-# signal loop runs beside their stdin copy), so no order of ours puts the
-# size before the input there; with the builtin runtime's pty and a shim's
-# ResizePty the size is in effect before the input that followed it
+# Every handler has the window size in effect before the input sent after
+# it: the builtin runtime's pty and a shim's ResizePty directly, runc/crun
+# (`exec --tty`, which relay a pty of their own and copy the size to it in
+# their own time) because stdin waits until their pty has the size
 # (docs/streaming.md, "Order of resize and input").
-RESIZED_BEFORE_INPUT = {"builtin": True, "runc": False, "shimvm": True}
+def size_script(then: str = "") -> list[str]:
+    """`stty size` after the first line of input."""
+    return ["sh", "-c", "read go; stty size" + then]
 
 
-def size_script(in_order: bool, then: str = "") -> list[str]:
-    """`stty size` after the first line of input; where the size may come
-    later, after each line until stdin ends."""
-    loop = "read go; stty size" if in_order else "while read go; do stty size; done"
-    return ["sh", "-c", loop + then]
-
-
-def ask_until_seen(seen, ask, pump, timeout: float = 10.0) -> None:
-    """Where the size reaches the process in the runtime's own time: ask
-    again (another line of input) until the answer shows, within a deadline."""
-    deadline = time.monotonic() + timeout
-    while not seen():
-        assert time.monotonic() < deadline, "the window size never reached the process"
-        pump(0.2)
-        if not seen():
-            ask()
-
-
-def check_exec_tty_size(d, cid: str, width: int, height: int, in_order: bool = True) -> None:
+def check_exec_tty_size(d, cid: str, width: int, height: int) -> None:
     """A tty exec over WebSocket sees the window size the client set just
-    before it typed (at once where `in_order`)."""
+    before it typed."""
     want = f"{height} {width}".encode()
-    ws = WsClient(exec_url(d, cid, size_script(in_order), stdin=True, tty=True),
-                  protocols=(V5,))
+    ws = WsClient(exec_url(d, cid, size_script(), stdin=True, tty=True), protocols=(V5,))
     ws.resize(width, height)
     ws.send(STDIN, b"go\n")
-    if not in_order:
-        ask_until_seen(lambda: want in ws.output(STDOUT), lambda: ws.send(STDIN, b"go\n"),
-                       ws.pump)
-        ws.close_stdin()
     out = ws.run()
     assert want in out[STDOUT], out
     assert json.loads(out[ERROR])["status"] == "Success"
@@ -190,18 +168,13 @@ def check_exec_tty_size(d, cid: str, width: int, height: int, in_order: bool = T
 
 def test_exec_tty_resize_is_seen_by_stty(sdaemon, handler):
     d = sdaemon
-    in_order = RESIZED_BEFORE_INPUT[handler]
     cid = run_container(d, start_pod(d, handler))
-    check_exec_tty_size(d, cid, 101, 33, in_order)
-    spdy = SpdyClient(exec_url(d, cid, size_script(in_order, "; exit 3"), stdin=True, tty=True))
+    check_exec_tty_size(d, cid, 101, 33)
+    spdy = SpdyClient(exec_url(d, cid, size_script("; exit 3"), stdin=True, tty=True))
     err, stdin, stdout = spdy.open("error"), spdy.open("stdin"), spdy.open("stdout")
     resize = spdy.open("resize")
     spdy.send(resize, json.dumps({"Width": 120, "Height": 40}).encode())
     spdy.send(stdin, b"go\n")
-    if not in_order:
-        ask_until_seen(lambda: b"40 120" in spdy.data.get(stdout, b""),
-                       lambda: spdy.send(stdin, b"go\n"), spdy.pump)
-        spdy.send(stdin, b"", fin=True)
     status = json.loads(spdy.wait_ended(err))
     assert b"40 120" in spdy.data.get(stdout, b""), spdy.data
     assert status["details"]["causes"][0]["message"] == "3"

@@ -1,11 +1,19 @@
 """Per-pod MCS levels."""
 from __future__ import annotations
 
+import errno
+import functools
+import json
 import random
 import re
+import shutil
+from pathlib import Path
+
+import pytest
 
 from crio_native._proto import api_pb2
 from crio_native.config import Config
+from crio_native.errors import FailedPrecondition
 from crio_native.sandbox import mcs
 from crio_native.sandbox.manager import SandboxManager
 from crio_native.sandbox.record import SandboxRecord
@@ -74,3 +82,85 @@ def test_no_level_without_selinux(tmp_path):
     record = SandboxRecord(id="p", name="p", namespace="n", uid="u", attempt=0)
     manager._assign_selinux_level(record, _request())
     assert record.selinux_level == ""
+
+
+# ---- pods whose records are unreadable ---------------------------------------------------
+
+class _DrawsTaken(random.Random):
+    """Draws the unreadable pod's pair first, then another one."""
+
+    def __init__(self):
+        super().__init__()
+        self.draws = [[3, 9], [5, 1]]
+
+    def sample(self, population, k):
+        return self.draws.pop(0)
+
+
+def _with_unreadable_pod(tmp_path, monkeypatch, doc: dict, files: dict[str, str] | None):
+    """A manager whose store loaded one record it cannot read (`doc`: JSON
+    of another shape), the pod's directory holding `files` (name -> label)
+    unless None; the next level drawn is s0:c3,c9."""
+    manager = _manager(tmp_path)
+    pod_id = "ab" * 32
+    manager.store.directory.mkdir(parents=True)
+    (manager.store.directory / f"{pod_id}.json").write_text(json.dumps(doc))
+    manager.store.load()
+    assert manager.store.unreadable == {pod_id}
+    labels: dict[Path, str] = {}
+    if files is not None:
+        (manager.pod_root / pod_id).mkdir(parents=True)
+        for name, label in files.items():
+            (manager.pod_root / pod_id / name).write_text("")
+            labels[manager.pod_root / pod_id / name] = label
+
+    def read_label(path: Path) -> str:
+        if path not in labels:
+            raise OSError(errno.ENODATA, "no label", str(path))
+        return labels[path]
+
+    manager.read_file_label = read_label
+    monkeypatch.setattr(mcs, "allocate_level",
+                        functools.partial(mcs.allocate_level, rng=_DrawsTaken()))
+    return manager
+
+
+def _new_pod_level(manager, level: str = "") -> str:
+    record = SandboxRecord(id="new", name="new", namespace="n", uid="new", attempt=0)
+    assert manager.store.reserve(record) is None
+    manager._assign_selinux_level(record, _request(level))
+    return record.selinux_level
+
+
+def test_the_level_an_unreadable_record_still_names_is_not_handed_out(tmp_path, monkeypatch):
+    manager = _with_unreadable_pod(tmp_path, monkeypatch,
+                                   {"selinux_level": "s0:c3,c9", "written_by": "another"}, {})
+    assert _new_pod_level(manager) == "s0:c1,c5"
+
+
+def test_the_level_on_an_unreadable_pod_s_files_is_not_handed_out(tmp_path, monkeypatch):
+    manager = _with_unreadable_pod(
+        tmp_path, monkeypatch, {"written_by": "another"},
+        {"hostname": "system_u:object_r:container_file_t:s0:c3,c9"})
+    assert _new_pod_level(manager) == "s0:c1,c5"
+
+
+def test_no_level_is_chosen_while_an_unreadable_pod_s_level_is_unknown(tmp_path, monkeypatch):
+    manager = _with_unreadable_pod(tmp_path, monkeypatch, {"written_by": "another"},
+                                   {"hostname": "not a label"})
+    with pytest.raises(FailedPrecondition, match="unreadable"):
+        _new_pod_level(manager)
+    # a level the request asks for is the request's
+    manager.store.drop(manager.store.find("new"))
+    assert _new_pod_level(manager, "s0:c7,c8") == "s0:c7,c8"
+    # with its directory gone (a reboot: nothing of it runs) it holds none
+    shutil.rmtree(manager.pod_root)
+    manager.store.drop(manager.store.find("new"))
+    assert _new_pod_level(manager) == "s0:c3,c9"
+
+
+def test_a_level_is_read_from_a_label():
+    assert mcs.level_in_label("system_u:object_r:container_file_t:s0:c3,c9") == "s0:c3,c9"
+    assert mcs.level_in_label("system_u:object_r:container_file_t:s0") == "s0"
+    assert mcs.level_in_label("system_u:object_r:container_file_t") is None
+    assert mcs.level_in_label("a:b:c:s0:c1,$(x)") is None

@@ -13,7 +13,10 @@ import fcntl
 import os
 import socket
 import struct
+import subprocess
+import sys
 import termios
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +24,7 @@ import pytest
 
 from crio_native.monitor import protocol as mp
 from crio_native.runtime.handler import ExecProcess
+from crio_native.runtime.oci import relayed_tty
 from crio_native.streaming import aio, sessions
 from crio_native.streaming import protocol as sp
 from crio_native.streaming.protocol import TerminalSize
@@ -193,3 +197,127 @@ def test_attach_through_a_runtime_resizer_sends_stdin_after_the_resize():
         ours.close()
         monitor.close()
     assert events == [(132, 43), bytes((mp.MSG_STDIN,)) + b"go\n"], events
+
+
+# ---- a terminal the runtime relays (runc/crun `exec --tty`) ---------------------------
+
+def _relayed_exec(relayed_size, resized=None):
+    """Our pty (master handed to the session), and the process's own
+    terminal somewhere else, read through `relayed_size`."""
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    exited_r, exited_w = os.pipe()
+    proc = ExecProcess(pid=0, wait_fd=exited_r, stdin=master, stdout=master, pty=master,
+                       reap_fn=lambda: 0, resized=resized, relayed_size=relayed_size)
+    return proc, slave, exited_w
+
+
+def _run_relayed(backend, proc, slave, exited_w, *queue) -> list[bytes]:
+    """Queue the client's messages, relay, and return what reached our
+    pty's slave (the runtime's stdin), one read per line."""
+    got: list[bytes] = []
+
+    async def main() -> int | None:
+        streams = Streams(stdin=True, stdout=True, stderr=False, tty=True)
+        await queued(streams, *queue)
+        relay = asyncio.ensure_future(sessions._relay_process(backend, proc, streams))
+        loop = asyncio.get_running_loop()
+        got.append(await asyncio.wait_for(loop.run_in_executor(None, os.read, slave, 100), 5))
+        os.close(slave)
+        os.write(exited_w, b"x")
+        return await relay
+
+    try:
+        assert asyncio.run(main()) == 0
+    finally:
+        proc.close()
+        os.close(exited_w)
+    return got
+
+
+def test_input_waits_until_the_runtime_copied_the_size_to_its_own_terminal(backend):
+    """The runtime starts holding its terminal late (None until then) and
+    copies our size onto it later still (its signal loop): stdin reaches
+    its stdin only after that, though our own pty had the size at once."""
+    events: list[object] = []
+    relayed = {"size": None}
+
+    def copy_later() -> None:
+        time.sleep(0.03)
+        relayed["size"] = (0, 0)             # the runtime holds its pty: 0x0
+        time.sleep(0.05)
+        relayed["size"] = (21, 90)
+        events.append("copied")
+
+    def relayed_size():
+        return relayed["size"]
+
+    proc, slave, exited_w = _relayed_exec(
+        relayed_size, resized=lambda: threading.Thread(target=copy_later).start())
+    got = _run_relayed(backend, proc, slave, exited_w, TerminalSize(90, 21), b"go\n")
+    events.extend(got)
+    assert events == ["copied", b"go\n"], events
+
+
+def test_a_size_the_runtime_never_copies_holds_input_only_briefly(backend, monkeypatch):
+    monkeypatch.setattr(sessions, "RELAYED_SIZE_WAIT", 0.1)
+    proc, slave, exited_w = _relayed_exec(lambda: (0, 0))
+    started = time.monotonic()
+    got = _run_relayed(backend, proc, slave, exited_w, TerminalSize(90, 21), b"go\n")
+    waited = time.monotonic() - started
+    assert got == [b"go\n"] and 0.1 <= waited < 3, (got, waited)
+
+
+def test_an_unreadable_relayed_size_does_not_hold_up_stdin(backend, monkeypatch):
+    monkeypatch.setattr(sessions, "RELAYED_START_WAIT", 30.0)
+
+    def relayed_size():
+        raise PermissionError(1, "pidfd_getfd: not permitted")
+
+    proc, slave, exited_w = _relayed_exec(relayed_size)
+    started = time.monotonic()
+    got = _run_relayed(backend, proc, slave, exited_w, TerminalSize(90, 21), b"go\n")
+    assert got == [b"go\n"] and time.monotonic() - started < 3, got
+
+
+def test_the_relayed_size_is_read_from_the_runtime_process_s_pty_master():
+    """relayed_tty reads the size of the pty master another process (our
+    child, as the runtime is) holds, not of its stdio, and None while it
+    holds none."""
+    script = ("import fcntl, os, struct, sys, termios, time\n"
+              "print('up', flush=True); sys.stdin.readline()\n"
+              "m, s = os.openpty()\n"
+              "fcntl.ioctl(m, termios.TIOCSWINSZ, struct.pack('HHHH', 33, 101, 0, 0))\n"
+              "print('held', flush=True); time.sleep(30)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    pidfd = os.pidfd_open(child.pid)
+    try:
+        read = relayed_tty.relayed_size_reader(child.pid, pidfd)
+        assert child.stdout.readline() == "up\n"
+        assert read() is None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "held\n"
+        assert read() == (33, 101)
+        assert read() == (33, 101)          # the fd found is kept
+    finally:
+        child.kill()
+        child.wait()
+        os.close(pidfd)
+
+
+def test_no_wait_for_the_terminal_of_a_runtime_that_has_ended(monkeypatch):
+    """The runtime never came to hold a terminal (its exec failed) and has
+    exited: the wait ends at once, not at RELAYED_START_WAIT."""
+    monkeypatch.setattr(sessions, "RELAYED_START_WAIT", 30.0)
+    exited_r, exited_w = os.pipe()
+    os.write(exited_w, b"x")
+    proc = ExecProcess(pid=0, wait_fd=exited_r, relayed_size=lambda: None)
+    started = time.monotonic()
+    try:
+        asyncio.run(sessions._relayed_size_applied(proc, TerminalSize(90, 21)))
+    finally:
+        os.close(exited_r)
+        os.close(exited_w)
+    assert time.monotonic() - started < 3

@@ -74,6 +74,11 @@ class ExecProcess:
     kill_fn: Callable[[], None] | None = None
     cleanup: Callable[[], None] | None = None
     resized: Callable[[], None] | None = None   # after a TIOCSWINSZ on `pty`
+    # Where the process's terminal is one the runtime relays from `pty`
+    # (runc/crun `exec --tty`): its window size (rows, columns) as the
+    # process sees it; None while it is not there yet; OSError where it
+    # cannot be read (runtime/oci/relayed_tty.py)
+    relayed_size: Callable[[], tuple[int, int] | None] | None = None
     # A terminal held by someone else (a shim v2 runtime): no local `pty`;
     # stdin/stdout carry the terminal's bytes and a new window size goes
     # to resize_fn(width, height).

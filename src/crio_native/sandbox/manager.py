@@ -93,6 +93,8 @@ class SandboxManager:
             status_probe=lambda found: self.cni.status(NetworkList.from_file(found)))
         # whether this host runs SELinux (a callable, so tests can say yes)
         self.selinux_enabled = selinux.enabled
+        # the SELinux label of a file (a callable, so tests can give one)
+        self.read_file_label: Callable[[Path], str] = mcs.file_label_of
         self._done: dict[str, threading.Event] = {}
         self._locks: dict[str, threading.Lock] = {}
         # The v1 attach's grace period (linux/cgroups/warm.py), paid while
@@ -254,13 +256,38 @@ class SandboxManager:
                               request: api_pb2.RunPodSandboxRequest) -> None:
         """The pod's MCS level on an SELinux host: the request's, else a
         category pair no other pod holds (chosen under the store lock, after
-        the record joined the store, so two pods never get the same)."""
+        the record joined the store, so two pods never get the same), those
+        whose records are unreadable included (_levels_in_use)."""
         if not self.selinux_enabled():
             return
         asked = request.config.linux.security_context.selinux_options.level
+        if asked:
+            record.selinux_level = asked
+            return
         with self.store.lock:
-            record.selinux_level = asked or mcs.allocate_level(
-                r.selinux_level for r in self.store.all() if r.id != record.id)
+            record.selinux_level = mcs.allocate_level(self._levels_in_use(record))
+
+    def _levels_in_use(self, record: SandboxRecord) -> list[str]:
+        """The levels of the other pods: of their records, and for a pod
+        whose record is unreadable (kept, its containers running on) what is
+        left of it tells (mcs.level_left_by).  Where nothing does, no level
+        is chosen: any could be that pod's."""
+        levels = [r.selinux_level for r in self.store.all() if r.id != record.id]
+        for pod_id in sorted(self.store.unreadable):
+            path, pod_dir = self.store.directory / f"{pod_id}.json", self.pod_root / pod_id
+            level = mcs.level_left_by(path, pod_dir, self.read_file_label)
+            if level is None:
+                log.error("no SELinux level chosen for a new pod: the level of a pod whose "
+                          "record is unreadable is unknown", extra=fields(
+                              path=str(path), directory=str(pod_dir)))
+                raise FailedPrecondition(
+                    f"RunPodSandbox: no SELinux MCS level can be chosen: pod sandbox record "
+                    f"{path} is unreadable and neither it nor the files of {pod_dir} tell "
+                    "the level its pod may still hold (docs/recovery.md, \"Unreadable "
+                    "records\"); put the record right or remove it, or ask for a level "
+                    "(config.linux.security_context.selinux_options.level)")
+            levels.append(level)
+        return levels
 
     def _wait_for(self, holder: SandboxRecord) -> str | None:
         """The id of a sandbox another request made (or is making) under the

@@ -14,6 +14,7 @@ import contextlib
 import os
 import fcntl
 import logging
+import select
 import socket
 import struct
 import termios
@@ -41,6 +42,12 @@ DRAIN_MAX = 2.0
 CONNECT_TIMEOUT = 10.0
 ATTACH_TIMEOUT = 5.0
 EOT = b"\x04"   # end of input on a terminal (^D)
+# A runtime's relayed terminal (runc/crun `exec --tty`): how long stdin
+# waits for a new window size to show in it once the runtime holds it, for
+# the runtime to come to hold it, and how often it looks
+RELAYED_SIZE_WAIT = 0.2
+RELAYED_START_WAIT = 5.0
+RELAYED_SIZE_POLL = 0.005
 
 
 class Backend:
@@ -192,6 +199,49 @@ async def _apply_window_size(proc, size: sp.TerminalSize) -> None:
     set_window_size(proc.pty, size)
     if proc.resized is not None:
         proc.resized()
+    if proc.relayed_size is not None:
+        await _relayed_size_applied(proc, size)
+
+
+async def _relayed_size_applied(proc, size: sp.TerminalSize) -> None:
+    """Where the runtime relays a terminal of its own (runc/crun `exec
+    --tty`) and copies our size onto it in its own time, wait until the
+    process's terminal has the size, so the input that followed the resize
+    finds it (resizes_applied): first for the runtime to hold that terminal
+    (the process starting: it reads no input before that anyway), then at
+    most RELAYED_SIZE_WAIT for the size.  Never for good: on a timeout, an
+    unreadable size, or the exit, input goes on (logged)."""
+    want = (size.height, size.width)
+    start = time.monotonic()
+    held_since: float | None = None
+    while True:
+        try:
+            seen = proc.relayed_size()
+        except OSError as e:
+            log.info("exec: the window size of the runtime's terminal is unreadable, "
+                     "input goes on: %s", e)
+            return
+        if seen == want:
+            return
+        now = time.monotonic()
+        if seen is not None and held_since is None:
+            held_since = now
+        late = (now - held_since > RELAYED_SIZE_WAIT if held_since is not None
+                else now - start > RELAYED_START_WAIT)
+        if late or _ended(proc.wait_fd):
+            if late:
+                log.info("exec: window size %dx%d not in the runtime's terminal after "
+                         "%.0f ms (it has %s), input goes on", size.width, size.height,
+                         (now - start) * 1000, seen)
+            return
+        await asyncio.sleep(RELAYED_SIZE_POLL)
+
+
+def _ended(pidfd: int) -> bool:
+    """Whether the process behind `pidfd` has ended (readable pidfd)."""
+    poller = select.poll()          # not select(): the fd may be past FD_SETSIZE
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def set_window_size(fd: int, size: sp.TerminalSize) -> None:

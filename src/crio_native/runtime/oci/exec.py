@@ -32,6 +32,7 @@ from crio_native.runtime.exec_output import (EXEC_TIMED_OUT_MESSAGE, EXEC_TIMEOU
 from crio_native.runtime.handler import ExecProcess, ExecResult
 from crio_native.runtime.oci.command import RuntimeCommand, output_until_exit
 from crio_native.runtime.oci.messages import runtime_log_messages, runtime_messages
+from crio_native.runtime.oci.relayed_tty import relayed_size_reader
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +162,14 @@ def exec_interactive(runtime: RuntimeCommand, container_id: str, process: dict[s
             if proc.returncode is None:
                 os.kill(proc.pid, signal_mod.SIGWINCH)
 
-    return ExecProcess(pid=proc.pid, wait_fd=native_proc.pidfd_open(proc.pid),
+    wait_fd = native_proc.pidfd_open(proc.pid)
+    return ExecProcess(pid=proc.pid, wait_fd=wait_fd,
                        reap_fn=reap, kill_fn=lambda: kill_exec(runtime, container_id, proc,
                                                                pid_file),
                        cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True),
-                       resized=resized if tty else None, **ours)
+                       resized=resized if tty else None,
+                       relayed_size=relayed_size_reader(proc.pid, wait_fd) if tty else None,
+                       **ours)
 
 
 # Where an exec's files go (the process document, runc's --pid-file and
