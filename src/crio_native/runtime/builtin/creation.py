@@ -90,7 +90,7 @@ def make(root: Path, p: Prepared, undo: contextlib.ExitStack,
     write_state(root, p.container_id, state)
     scope = _start_scope(root, p, state, undo)
     if scope is None and not cgroups_later:
-        _make_cgroups(root, p, state, undo)
+        make_cgroups(root, p, state, undo)
     return state, scope
 
 
@@ -106,13 +106,6 @@ def cgroups_while_launching(p: Prepared) -> bool:
             and p.groups.plan.into is None and bool(p.groups.plan.dirs))
 
 
-def make_cgroups(root: Path, p: Prepared, state: dict[str, Any],
-                 undo: contextlib.ExitStack) -> None:
-    """The groups that make(cgroups_later=True) recorded, made now with
-    their undo."""
-    _make_cgroups(root, p, state, undo)
-
-
 def finish_cgroups(root: Path, p: Prepared, state: dict[str, Any],
                    undo: contextlib.ExitStack) -> None:
     """Make the container's groups and write their limits (in a systemd
@@ -121,7 +114,7 @@ def finish_cgroups(root: Path, p: Prepared, state: dict[str, Any],
         return
     _note_cgroups(p, state)
     write_state(root, p.container_id, state)
-    _make_cgroups(root, p, state, undo)
+    make_cgroups(root, p, state, undo)
 
 
 def _note_cgroups(p: Prepared, state: dict[str, Any]) -> None:
@@ -136,9 +129,10 @@ def _note_cgroups(p: Prepared, state: dict[str, Any]) -> None:
     state["_cgroup_root"] = p.groups.root
 
 
-def _make_cgroups(root: Path, p: Prepared, state: dict[str, Any],
-                  undo: contextlib.ExitStack) -> None:
-    """Make the groups _note_cgroups recorded, with their undo."""
+def make_cgroups(root: Path, p: Prepared, state: dict[str, Any],
+                undo: contextlib.ExitStack) -> None:
+    """Make the groups _note_cgroups recorded, with their undo (also the
+    caller's step after make(cgroups_later=True))."""
     if p.groups is None:
         return
     made = [str(d) for d in cgroups.create(p.groups.plan)]

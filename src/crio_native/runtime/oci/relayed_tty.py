@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
 import os
 import stat
 import struct
@@ -30,11 +31,16 @@ PTMX_RDEV = os.makedev(5, 2)
 _STDIO = ("0", "1", "2")      # the runtime's stdio: our pty's slave
 
 
-def _pidfd_getfd(pidfd: int, target_fd: int) -> int:
-    """A close-on-exec copy of fd `target_fd` of the process behind `pidfd`."""
+@functools.cache
+def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
-    fd = libc.syscall(ctypes.c_long(SYS_PIDFD_GETFD), ctypes.c_int(pidfd),
+    return libc
+
+
+def _pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """A close-on-exec copy of fd `target_fd` of the process behind `pidfd`."""
+    fd = _libc().syscall(ctypes.c_long(SYS_PIDFD_GETFD), ctypes.c_int(pidfd),
                       ctypes.c_int(target_fd), ctypes.c_uint(0))
     if fd < 0:
         err = ctypes.get_errno()
